@@ -1,0 +1,1 @@
+"""DANNet Edge benchmarks: latency and mIoU, side by side with the reference implementation."""

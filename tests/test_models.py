@@ -1,0 +1,226 @@
+"""The DANNet networks: exact reference layouts, output strides, and forward passes checked against
+an independent functional implementation written from the reference description (not our modules)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import reference_layout
+from train.checkpoint import load_weights
+from train.models import Discriminator, RelightNet, build_segmenter
+
+LAYOUT_FILES = {"pspnet": "pspnet", "deeplab": "deeplab", "refinenet": "refinenet"}
+
+
+def layout_of(module: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
+
+
+@pytest.mark.parametrize("arch", ["pspnet", "deeplab", "refinenet"])
+def test_segmenter_layout_equals_reference(arch: str) -> None:
+    assert layout_of(build_segmenter(arch)) == reference_layout(LAYOUT_FILES[arch])
+
+
+def test_relight_and_discriminator_layouts_equal_reference() -> None:
+    assert layout_of(RelightNet()) == reference_layout("relight")
+    assert layout_of(Discriminator(19)) == reference_layout("discriminator")
+
+
+def random_state_dict(layout: list[tuple[str, tuple[int, ...]]], seed: int = 0) -> dict[str, torch.Tensor]:
+    """A 'released-style' state dict: the reference keys with random but sane values."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape in layout:
+        if key.endswith("num_batches_tracked"):
+            sd[key] = torch.tensor(1000)
+        elif key.endswith("running_var"):
+            sd[key] = 0.5 + torch.rand(shape, generator=g)
+        elif key.endswith("running_mean") or key.endswith(".bias"):
+            sd[key] = 0.1 * torch.randn(shape, generator=g)
+        elif len(shape) == 1:  # BN weight
+            sd[key] = 0.5 + 0.5 * torch.rand(shape, generator=g)
+        else:  # conv weight, He-scaled so activations stay finite through 100 layers
+            fan_in = math.prod(shape[1:])
+            sd[key] = torch.randn(shape, generator=g) * math.sqrt(1.0 / fan_in)
+    return sd
+
+
+def conv_out(n: int, k: int, s: int, p: int, ceil: bool = False) -> int:
+    v = (n + 2 * p - k) / s + 1
+    return math.ceil(v) if ceil else math.floor(v)
+
+
+def expected_logit_size(arch: str, n: int) -> int:
+    n = conv_out(n, 3 if arch == "pspnet" else 7, 2, 1 if arch == "pspnet" else 3)  # stem conv
+    n = conv_out(n, 3, 2, 1, ceil=arch != "refinenet")  # max-pool
+    if arch == "refinenet":
+        return n  # classifier on layer1
+    return conv_out(n, 3, 2, 1) if arch == "pspnet" else conv_out(n, 1, 2, 0)  # layer2's stride
+
+
+@pytest.mark.parametrize("arch", ["pspnet", "deeplab", "refinenet"])
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_output_shapes_at_odd_sizes(arch: str, backbone: str) -> None:
+    model = build_segmenter(arch, num_classes=19, backbone=backbone).eval()
+    x = torch.randn(2, 3, 45, 67)
+    with torch.no_grad():
+        main, aux = model.forward_with_aux(x)
+        direct = model(x)
+    size = (expected_logit_size(arch, 45), expected_logit_size(arch, 67))
+    assert main.shape == (2, 19) + size
+    torch.testing.assert_close(direct, main)
+    if arch == "refinenet":
+        assert aux is None
+    else:
+        assert aux.shape == (2, 19) + size
+
+
+def test_resnet101_strides_on_dark_zurich_input() -> None:
+    """DESIGN.md: a 540x960 input gives 68x121 logits (ceil-mode pooling)."""
+    assert (expected_logit_size("pspnet", 540), expected_logit_size("pspnet", 960)) == (68, 121)
+    model = build_segmenter("pspnet", backbone="resnet18").eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 540, 960)).shape[-2:] == (68, 121)
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+@pytest.mark.parametrize("arch", ["pspnet", "deeplab", "refinenet"])
+def test_released_state_dict_loads(arch: str, prefix: str) -> None:
+    sd = random_state_dict(reference_layout(LAYOUT_FILES[arch]))
+    model = build_segmenter(arch)
+    load_weights(model, {prefix + k: v for k, v in sd.items()}, f"dannet_{arch}.pth")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, sd[key]), key
+
+
+def test_eval_mode_is_deterministic() -> None:
+    torch.manual_seed(0)
+    for model in (build_segmenter("pspnet", backbone="resnet18"), RelightNet(), Discriminator(19)):
+        model.eval()
+        x = torch.randn(1, 19 if isinstance(model, Discriminator) else 3, 64, 64)
+        with torch.no_grad():
+            assert torch.equal(model(x), model(x))
+
+
+# --- independent functional forwards, written from the reference description -----------------
+
+def _bn(x, sd, p):
+    return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"],
+                        training=False, eps=1e-5)
+
+
+def _conv(x, sd, p, stride=1, padding=0, dilation=1):
+    return F.conv2d(x, sd[f"{p}.weight"], sd.get(f"{p}.bias"), stride, padding, dilation)
+
+
+def _layer(x, sd, name, stride, dilation):
+    blocks = len({k.split(".")[1] for k in sd if k.startswith(f"{name}.")})
+    for i in range(blocks):
+        p, s = f"{name}.{i}", stride if i == 0 else 1
+        out = F.relu(_bn(_conv(x, sd, f"{p}.conv1"), sd, f"{p}.bn1"))
+        out = F.relu(_bn(_conv(out, sd, f"{p}.conv2", s, dilation, dilation), sd, f"{p}.bn2"))
+        out = _bn(_conv(out, sd, f"{p}.conv3"), sd, f"{p}.bn3")
+        skip = _bn(_conv(x, sd, f"{p}.downsample.0", s), sd, f"{p}.downsample.1") if f"{p}.downsample.0.weight" in sd else x
+        x = F.relu(out + skip)
+    return x
+
+
+def _adaptive_avg_pool(x, bins):
+    """Bin i spans rows floor(i*H/b) .. ceil((i+1)*H/b), as PyTorch defines adaptive pooling."""
+    h, w = x.shape[-2:]
+    rows = []
+    for i in range(bins):
+        r0, r1 = (i * h) // bins, -((-(i + 1) * h) // bins)
+        cols = []
+        for j in range(bins):
+            c0, c1 = (j * w) // bins, -((-(j + 1) * w) // bins)
+            cols.append(x[:, :, r0:r1, c0:c1].mean(dim=(2, 3)))
+        rows.append(torch.stack(cols, dim=-1))
+    return torch.stack(rows, dim=-2)
+
+
+def pspnet_reference(sd, x):
+    x = F.relu(_bn(_conv(x, sd, "conv1", 2, 1), sd, "bn1"))
+    x = F.relu(_bn(_conv(x, sd, "conv2", 1, 1), sd, "bn2"))
+    x = F.relu(_bn(_conv(x, sd, "conv3", 1, 1), sd, "bn3"))
+    x = F.max_pool2d(x, 3, 2, 1, ceil_mode=True)
+    x = _layer(x, sd, "layer1", 1, 1)
+    x = _layer(x, sd, "layer2", 2, 1)
+    x = _layer(x, sd, "layer3", 1, 2)
+    x = _layer(x, sd, "layer4", 1, 4)
+    priors = [F.interpolate(_conv(_adaptive_avg_pool(x, b), sd, f"head.0.stages.{i}.1"), size=x.shape[-2:],
+                            mode="bilinear", align_corners=True) for i, b in enumerate((1, 2, 3, 6))]
+    y = _bn(_conv(torch.cat(priors + [x], 1), sd, "head.0.bottleneck.0", 1, 1), sd, "head.0.bottleneck.1")
+    return _conv(y, sd, "head.1")
+
+
+def relight_reference(sd, x):
+    def pad_conv_bn(y, conv, bn, pad):
+        return _bn(_conv(F.pad(y, (pad,) * 4, mode="reflect"), sd, conv), sd, bn)
+    y = F.relu(pad_conv_bn(x, "model.1", "model.2", 3))
+    y = F.relu(_bn(_conv(y, sd, "model.4", 2, 1), sd, "model.5"))
+    y = F.relu(_bn(_conv(y, sd, "model.7", 2, 1), sd, "model.8"))
+    for b in (10, 11, 12):
+        p = f"model.{b}.conv_block"
+        r = F.relu(pad_conv_bn(y, f"{p}.1", f"{p}.2", 1))
+        y = y + pad_conv_bn(r, f"{p}.5", f"{p}.6", 1)
+    for conv, bn in (("model.13", "model.14"), ("model.16", "model.17")):
+        y = F.relu(_bn(F.conv_transpose2d(y, sd[f"{conv}.weight"], None, 2, 1, 1), sd, bn))
+    r = torch.tanh(_conv(F.pad(y, (3,) * 4, mode="reflect"), sd, "model.20"))
+    return x + r
+
+
+def test_pspnet_matches_functional_reference() -> None:
+    sd = random_state_dict(reference_layout("pspnet"), seed=1)
+    model = build_segmenter("pspnet").eval()
+    load_weights(model, sd, "pspnet")
+    x = torch.randn(1, 3, 57, 83)
+    with torch.no_grad():
+        ours, ref = model(x), pspnet_reference(sd, x)
+    assert ours.shape == ref.shape == (1, 19, 8, 11)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
+
+
+def test_relight_matches_functional_reference() -> None:
+    sd = random_state_dict(reference_layout("relight"), seed=2)
+    model = RelightNet().eval()
+    load_weights(model, sd, "relight")
+    x = torch.randn(2, 3, 36, 52)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), relight_reference(sd, x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model.residual(x), model(x) - x, rtol=1e-5, atol=1e-6)
+
+
+def test_discriminator_matches_functional_reference() -> None:
+    sd = random_state_dict(reference_layout("discriminator"), seed=3)
+    model = Discriminator(19)
+    load_weights(model, sd, "disc")
+    x = torch.softmax(torch.randn(2, 19, 64, 96), dim=1)
+    y = x
+    for name, stride in (("conv1", 2), ("conv2", 2), ("conv3", 1), ("conv4", 1)):
+        y = F.leaky_relu(_conv(y, sd, name, stride, 1), 0.2)
+    y = _conv(y, sd, "classifier", 1, 1)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 1, 13, 21)  # 64 -> 32 -> 16 -> 15 -> 14 -> 13
+    torch.testing.assert_close(out, y, rtol=1e-4, atol=1e-5)
+
+
+def test_deeplab_uses_only_two_aspp_branches_like_the_reference() -> None:
+    sd = random_state_dict(reference_layout("deeplab"), seed=4)
+    model = build_segmenter("deeplab").eval()
+    load_weights(model, sd, "deeplab")
+    x = torch.randn(1, 3, 41, 41)
+    with torch.no_grad():
+        _, _, l3, l4 = model.forward_features(x)
+        main, aux = model.forward_with_aux(x)
+    for head, feats, out in (("layer6", l4, main), ("layer5", l3, aux)):
+        expected = sum(_conv(feats, sd, f"{head}.conv2d_list.{i}", 1, d, d) for i, d in ((0, 6), (1, 12)))
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    four = build_segmenter("deeplab", aspp_branches=4).eval()
+    load_weights(four, sd, "deeplab")
+    with torch.no_grad():
+        assert not torch.allclose(four(x), main)

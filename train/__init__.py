@@ -1,0 +1,1 @@
+"""DANNet Edge training: networks, data, losses and the DANNet adaptation loop."""

@@ -1,0 +1,57 @@
+"""DeepLab-v2 (Chen et al., TPAMI 2017) as used by DANNet (``ResNetMulti`` of AdaptSegNet).
+
+Caffe-style ResNet (stride on the first 1x1 conv, 7x7 stem, ceil-mode max-pool), layer3/layer4
+dilated by 2/4, and an ASPP classifier on both layer3 (``layer5``, auxiliary) and layer4
+(``layer6``, main).
+
+The reference ASPP returns from inside its summation loop after adding the second branch, so only
+the dilation-6 and dilation-12 convolutions contribute; the released weights were trained that way.
+``aspp_branches=2`` (default) reproduces it; ``aspp_branches=4`` uses all four for new training.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .resnet import ResNet
+
+
+class ASPPClassifier(nn.Module):
+    """Sum of parallel dilated 3x3 convs that each predict the class logits."""
+
+    def __init__(self, in_channels: int, num_classes: int, dilations: tuple[int, ...] = (6, 12, 18, 24),
+                 active_branches: int = 2) -> None:
+        super().__init__()
+        if not 1 <= active_branches <= len(dilations):
+            raise ValueError(f"active_branches must be in 1..{len(dilations)}, got {active_branches}")
+        self.conv2d_list = nn.ModuleList(
+            nn.Conv2d(in_channels, num_classes, 3, padding=d, dilation=d) for d in dilations
+        )
+        self.active_branches = active_branches
+        for conv in self.conv2d_list:
+            nn.init.normal_(conv.weight, 0.0, 0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv2d_list[0](x)
+        for conv in self.conv2d_list[1:self.active_branches]:
+            out = out + conv(x)
+        return out
+
+
+class DeepLabV2(ResNet):
+    """DeepLab-v2; ``forward`` gives the layer4 logits at stride 8, ``forward_with_aux`` adds layer3's."""
+
+    def __init__(self, num_classes: int = 19, backbone: str = "resnet101", aspp_branches: int = 2) -> None:
+        super().__init__(backbone, stem="classic", dilations=(2, 4), stride_in_1x1=True, ceil_mode=True)
+        self.init_weights()
+        c3, c4 = self.channels[2], self.channels[3]
+        self.layer5 = ASPPClassifier(c3, num_classes, active_branches=aspp_branches)
+        self.layer6 = ASPPClassifier(c4, num_classes, active_branches=aspp_branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer6(self.forward_features(x)[3])
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, _, l3, l4 = self.forward_features(x)
+        return self.layer6(l4), self.layer5(l3)

@@ -1,0 +1,57 @@
+"""PSPNet (Zhao et al., CVPR 2017) as used by DANNet: deep-stem ResNet, output stride 8.
+
+Module names match the DANNet reference code: the PSP module is ``head.0``, the classifier
+``head.1`` and the auxiliary layer3 head ``dsn``. The PSP stages have no BN, and neither the PSP
+bottleneck nor ``dsn`` has a ReLU after its BN (the reference replaced InPlaceABN by plain BN).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .resnet import ResNet
+
+
+class PSPModule(nn.Module):
+    """Pyramid pooling: average-pool to each bin size, 1x1 conv, upsample, concatenate, 3x3 conv."""
+
+    def __init__(self, in_channels: int, out_channels: int = 512, bins: tuple[int, ...] = (1, 2, 3, 6)) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), nn.Conv2d(in_channels, out_channels, 1, bias=False))
+            for b in bins
+        )
+        self.bottleneck = nn.Sequential(
+            nn.Conv2d(in_channels + len(bins) * out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.Dropout2d(0.1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        priors = [F.interpolate(stage(x), size=size, mode="bilinear", align_corners=True) for stage in self.stages]
+        return self.bottleneck(torch.cat([*priors, x], dim=1))
+
+
+class PSPNet(ResNet):
+    """PSPNet; ``forward`` gives the main logits at stride 8, ``forward_with_aux`` adds the layer3 head."""
+
+    def __init__(self, num_classes: int = 19, backbone: str = "resnet101") -> None:
+        super().__init__(backbone, stem="deep", dilations=(2, 4), ceil_mode=True)
+        c3, c4 = self.channels[2], self.channels[3]
+        self.head = nn.Sequential(PSPModule(c4, 512), nn.Conv2d(512, num_classes, 1))
+        self.dsn = nn.Sequential(
+            nn.Conv2d(c3, 512, 3, padding=1),
+            nn.BatchNorm2d(512),
+            nn.Dropout2d(0.1),
+            nn.Conv2d(512, num_classes, 1),
+        )
+        self.init_weights()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x)[3])
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        _, _, l3, l4 = self.forward_features(x)
+        return self.head(l4), self.dsn(l3)
