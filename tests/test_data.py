@@ -1,0 +1,242 @@
+"""Dataset loaders, DANNet transforms and the procedural generator, on generated data in a temp dir."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from runtime.classes import IGNORE_INDEX
+from train.data import (DarkZurichPairs, DatasetError, EvalTransform, PairTransform, SegmentationDataset,
+                        TrainTransform, build_dataset, cityscapes_samples, seed_worker)
+from train.data.synth import LAYOUTS, PAIRS_CSV, generate
+
+SIZE = (64, 128)
+# Cityscapes labelId -> trainId, typed out from the Cityscapes definition (independent of runtime.classes)
+CS_LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+                     26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    for layout in LAYOUTS:
+        generate(root / layout, layout, 8, SIZE, seed=0)
+    return root
+
+
+def tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_generator_is_deterministic_per_seed(tmp_path: Path) -> None:
+    a, b, c = (generate(tmp_path / n, "darkzurich", 3, SIZE, seed=s) for n, s in (("a", 5), ("b", 5), ("c", 6)))
+    assert tree_digest(a) == tree_digest(b) != tree_digest(c)
+
+
+def test_generator_covers_all_classes_and_nights_are_darker(synth: Path) -> None:
+    seen: set[int] = set()
+    for p in (synth / "cityscapes").rglob("*_gtFine_labelIds.png"):
+        raw = np.asarray(Image.open(p))
+        seen |= {CS_LABEL_TO_TRAIN.get(int(v), IGNORE_INDEX) for v in np.unique(raw)}
+    for p in synth.rglob("*_labelTrainIds.png"):
+        seen |= set(np.unique(np.asarray(Image.open(p))).tolist())
+    assert set(range(19)) <= seen
+    day = [np.asarray(Image.open(p)).mean() for p in (synth / "darkzurich/rgb_anon/train/day").rglob("*.png")]
+    night = [np.asarray(Image.open(p)).mean() for p in (synth / "darkzurich/rgb_anon/train/night").rglob("*.png")]
+    assert np.mean(night) < 0.6 * np.mean(day)
+    assert max(night) < min(day)
+
+
+def test_cityscapes_labels_are_mapped_to_train_ids(synth: Path) -> None:
+    samples = cityscapes_samples(synth / "cityscapes", "train")
+    assert len(samples) == 8 and all(s.label_ids for s in samples)
+    ds = SegmentationDataset(samples, EvalTransform(scale=1.0))
+    item = ds[0]
+    raw = np.asarray(Image.open(samples[0].label))
+    expected = np.vectorize(lambda v: CS_LABEL_TO_TRAIN.get(int(v), IGNORE_INDEX))(raw)
+    assert item["image"].shape == (3, *SIZE) and item["image"].dtype == torch.float32
+    assert item["label"].dtype == torch.int64
+    np.testing.assert_array_equal(item["label"].numpy(), expected)
+    assert IGNORE_INDEX in expected  # the ego vehicle is not evaluated
+
+
+def test_label_train_ids_take_precedence(synth: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cs"
+    shutil.copytree(synth / "cityscapes", root)
+    sample = cityscapes_samples(root, "val")[0]
+    train_ids = sample.label.with_name(sample.label.name.replace("_labelIds", "_labelTrainIds"))
+    Image.fromarray(np.full(SIZE, 7, dtype=np.uint8)).save(train_ids)
+    again = cityscapes_samples(root, "val")[0]
+    assert again.label == train_ids and not again.label_ids
+    assert (SegmentationDataset([again], EvalTransform(scale=1.0))[0]["label"] == 7).all()
+
+
+@pytest.mark.parametrize("name, root, n, has_invalid", [
+    ("darkzurich-val", "darkzurich", 2, True), ("darkzurich-test", "darkzurich", 2, False),
+    ("nightdriving", "nightdriving", 2, False), ("acdc-night", "acdc", 2, True), ("synthetic", ".", 2, True),
+    ("cityscapes", "cityscapes", 2, False),
+])
+def test_eval_datasets(synth: Path, name: str, root: str, n: int, has_invalid: bool) -> None:
+    ds = build_dataset(name, synth / root, transform=EvalTransform(scale=0.5))
+    assert len(ds) == n
+    item = ds[0]
+    assert item["image"].shape == (3, SIZE[0] // 2, SIZE[1] // 2)
+    if name == "darkzurich-test":
+        assert "label" not in item and item["name"].startswith("GOPR0364/")
+        return
+    assert item["label"].shape == SIZE  # full-resolution label
+    values = set(torch.unique(item["label"]).tolist())
+    assert values <= set(range(19)) | {IGNORE_INDEX} and len(values) > 3
+    assert ("invalid" in item) == has_invalid
+    if has_invalid:
+        assert item["invalid"].dtype == torch.bool and item["invalid"].shape == SIZE
+    if name == "nightdriving":  # coarse labels: class boundaries are ignored
+        assert IGNORE_INDEX in values
+
+
+def test_train_transform_shapes_and_padding(synth: Path) -> None:
+    torch.manual_seed(0)
+    ds = SegmentationDataset(cityscapes_samples(synth / "cityscapes", "train"), TrainTransform(crop=(96, 160)))
+    item = ds[0]
+    assert item["image"].shape == (3, 96, 160) and item["label"].shape == (96, 160)
+    # scale <= 1 on a 64x128 image: the crop must be padded with ignore at the bottom and right
+    assert (item["label"][64:] == IGNORE_INDEX).all() and (item["label"][:, 128:] == IGNORE_INDEX).all()
+
+
+def test_train_transform_reproducible_per_seed(synth: Path) -> None:
+    ds = SegmentationDataset(cityscapes_samples(synth / "cityscapes", "train"), TrainTransform(crop=(48, 48)))
+    runs = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        runs.append(torch.stack([ds[i]["image"] for i in range(4)]))
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_pair_gets_identical_scale_crop_flip(synth: Path, tmp_path: Path) -> None:
+    """By construction: with every day image replaced by its night image, the two outputs must be equal."""
+    root = tmp_path / "dz"
+    shutil.copytree(synth / "darkzurich", root)
+    for line in (root / PAIRS_CSV).read_text().splitlines():
+        night, day = line.split(",")
+        shutil.copy(root / "rgb_anon" / f"{night}_rgb_anon.png", root / "rgb_anon" / f"{day}_rgb_anon.png")
+    ds = DarkZurichPairs(root, root / PAIRS_CSV, PairTransform(crop=48, scale=(0.9, 1.1), resize_to=32))
+    torch.manual_seed(0)
+    for i in range(len(ds)):
+        item = ds[i]
+        assert item["night"].shape == (3, 32, 32)
+        assert torch.equal(item["night"], item["day"])
+    # and the day images differ from the night ones in the real set
+    real = DarkZurichPairs(synth / "darkzurich", synth / "darkzurich" / PAIRS_CSV, PairTransform(crop=48, resize_to=None))
+    item = real[0]
+    assert item["night"].shape == (3, 48, 48) and not torch.equal(item["night"], item["day"])
+
+
+def test_workers_get_distinct_reproducible_seeds() -> None:
+    class Draw(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> float:
+            return float(np.random.rand())
+
+    def draws(seed: int) -> list[float]:
+        loader = torch.utils.data.DataLoader(Draw(), batch_size=1, num_workers=2, worker_init_fn=seed_worker,
+                                             generator=torch.Generator().manual_seed(seed))
+        return [float(x) for x in loader]
+
+    first = draws(0)
+    assert first == draws(0)
+    assert len(set(first)) == 4  # the two workers do not repeat each other's numbers
+
+
+# --- errors: one line naming the path, raised when the dataset is built -------------------------
+
+def _one_line(e: pytest.ExceptionInfo, *fragments: str) -> None:
+    message = str(e.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_missing_root_and_wrong_layout(synth: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError) as e:
+        build_dataset("darkzurich-val", tmp_path / "nowhere")
+    _one_line(e, "nowhere", "not found")
+    with pytest.raises(DatasetError) as e:  # a Cityscapes folder given as Dark Zurich
+        build_dataset("darkzurich-val", synth / "cityscapes")
+    _one_line(e, "rgb_anon", "expected Dark Zurich")
+    with pytest.raises(DatasetError) as e:
+        build_dataset("no-such-set", synth)
+    _one_line(e, "unknown dataset")
+
+
+def test_empty_split_and_missing_label(synth: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cs"
+    (root / "leftImg8bit" / "val" / "x").mkdir(parents=True)
+    with pytest.raises(DatasetError) as e:
+        cityscapes_samples(root, "val")
+    _one_line(e, "leftImg8bit/val", "no images", "empty split")
+    shutil.copytree(synth / "cityscapes", root, dirs_exist_ok=True)
+    next((root / "gtFine" / "train").rglob("*_labelIds.png")).unlink()
+    with pytest.raises(DatasetError) as e:
+        cityscapes_samples(root, "train")
+    _one_line(e, "_gtFine_labelIds.png", "not found")
+
+
+def test_pair_file_missing_and_bad_csv(synth: Path, tmp_path: Path) -> None:
+    root = tmp_path / "dz"
+    shutil.copytree(synth / "darkzurich", root)
+    lines = (root / PAIRS_CSV).read_text().splitlines()
+    (root / "rgb_anon" / f"{lines[2].split(',')[1]}_rgb_anon.png").unlink()
+    with pytest.raises(DatasetError) as e:
+        DarkZurichPairs(root, root / PAIRS_CSV, PairTransform())
+    _one_line(e, f"{PAIRS_CSV}:3", "day image", "not found")
+    (root / "bad.csv").write_text("only_one_column\n")
+    with pytest.raises(DatasetError) as e:
+        DarkZurichPairs(root, root / "bad.csv", PairTransform())
+    _one_line(e, "bad.csv:1", "night_stem,day_stem")
+    with pytest.raises(DatasetError) as e:
+        DarkZurichPairs(root, root / "absent.csv", PairTransform())
+    _one_line(e, "absent.csv", "not found")
+
+
+def test_unreadable_image(synth: Path, tmp_path: Path) -> None:
+    root = tmp_path / "nd"
+    shutil.copytree(synth / "nightdriving", root)
+    victim = next(root.rglob("*_leftImg8bit.png"))
+    victim.write_bytes(b"not a png at all")
+    with pytest.raises(DatasetError) as e:
+        build_dataset("nightdriving", root)
+    _one_line(e, victim.name, "unreadable image")
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def test_cli_synth_and_preview(tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "train.cli"]
+    out = subprocess.run([*run, "synth", "--out", str(tmp_path), "--layout", "darkzurich", "--count", "2",
+                          "--size", "48x96", "--quiet"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    png = tmp_path / "grid.png"
+    out = subprocess.run([*run, "preview", "--dataset", "darkzurich-val", "--root", str(tmp_path / "darkzurich"),
+                          "--out", str(png)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    grid = np.asarray(Image.open(png))
+    assert grid.shape[0] == 2 * (192 + 4) and grid.shape[1] == 2 * 384  # 2 rows of image | label
+    bad = subprocess.run([*run, "preview", "--dataset", "acdc-night", "--root", str(tmp_path / "nope")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr
+    bad = subprocess.run([*run, "synth", "--out", str(tmp_path), "--size", "big"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "expected HxW" in bad.stderr

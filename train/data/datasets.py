@@ -1,0 +1,206 @@
+"""Datasets in the layouts they are distributed in: Cityscapes, Dark Zurich, Nighttime Driving, ACDC.
+
+Every dataset builds its index when constructed and checks it then — root, split, every image's
+label, every pair's two files, every file's image header — so a problem surfaces as one
+``DatasetError`` line naming the path and what was expected, before training starts, never deep
+inside a DataLoader worker.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from runtime.classes import label_ids_to_train_ids
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message is one line naming the path and what was expected."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: Path
+    name: str  # relative stem, kept for predictions and submissions
+    label: Path | None = None
+    invalid: Path | None = None
+    label_ids: bool = False  # label holds Cityscapes labelIds (mapped to trainIds on load)
+
+
+def _need_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise DatasetError(f"{path}: not found (expected {what})")
+    return path
+
+
+def _check_readable(path: Path) -> None:
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+        raise DatasetError(f"{path}: unreadable image ({e})") from None
+
+
+def _validate(samples: list[Sample], where: Path, pattern: str) -> list[Sample]:
+    if not samples:
+        raise DatasetError(f"{where}: no images matching {pattern} (empty split?)")
+    for s in samples:
+        for path in (s.image, s.label, s.invalid):
+            if path is None:
+                continue
+            if not path.is_file():
+                raise DatasetError(f"{path}: not found (expected beside {s.image.name})")
+            _check_readable(path)
+    return samples
+
+
+def _sibling(image: Path, images_dir: Path, labels_dir: Path, image_suffix: str, label_suffix: str) -> Path:
+    rel = image.relative_to(images_dir)
+    return labels_dir / rel.parent / rel.name.replace(image_suffix, label_suffix)
+
+
+def cityscapes_samples(root: Path, split: str, list_file: Path | None = None) -> list[Sample]:
+    """``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` with ``gtFine/<split>/<city>/*_gtFine_labelIds.png``.
+
+    ``*_gtFine_labelTrainIds.png`` is used instead where present. ``list_file`` restricts the set to
+    the listed images (one path per line, relative to ``leftImg8bit/<split>`` or to ``root``).
+    """
+    images_dir = _need_dir(root / "leftImg8bit" / split, f"Cityscapes: {root}/leftImg8bit/{split}/<city>/*_leftImg8bit.png")
+    labels_dir = root / "gtFine" / split
+    images = sorted(images_dir.glob("*/*_leftImg8bit.png"))
+    if list_file is not None:
+        if not list_file.is_file():
+            raise DatasetError(f"{list_file}: image list not found")
+        wanted = {line.strip().split()[0] for line in list_file.read_text().splitlines() if line.strip()}
+        images = [p for p in images if str(p.relative_to(images_dir)) in wanted or str(p.relative_to(root)) in wanted]
+    samples = []
+    for image in images:
+        train_ids = _sibling(image, images_dir, labels_dir, "_leftImg8bit.png", "_gtFine_labelTrainIds.png")
+        label = train_ids if train_ids.is_file() else \
+            _sibling(image, images_dir, labels_dir, "_leftImg8bit.png", "_gtFine_labelIds.png")
+        samples.append(Sample(image, str(image.relative_to(images_dir))[: -len("_leftImg8bit.png")], label,
+                              label_ids=label is not train_ids))
+    return _validate(samples, images_dir, "<city>/*_leftImg8bit.png")
+
+
+def _rgb_anon_samples(images_dir: Path, gt_dir: Path | None) -> list[Sample]:
+    """Dark Zurich / ACDC style: ``<seq>/*_rgb_anon.png`` with ``<seq>/*_gt_labelTrainIds.png`` + ``_gt_invIds.png``."""
+    samples = []
+    for image in sorted(images_dir.glob("*/*_rgb_anon.png")):
+        name = str(image.relative_to(images_dir))[: -len("_rgb_anon.png")]
+        label = invalid = None
+        if gt_dir is not None:
+            label = _sibling(image, images_dir, gt_dir, "_rgb_anon.png", "_gt_labelTrainIds.png")
+            inv = _sibling(image, images_dir, gt_dir, "_rgb_anon.png", "_gt_invIds.png")
+            invalid = inv if inv.is_file() else None
+        samples.append(Sample(image, name, label, invalid))
+    return _validate(samples, images_dir, "<sequence>/*_rgb_anon.png")
+
+
+def darkzurich_samples(root: Path, split: str) -> list[Sample]:
+    """Dark Zurich night ``val`` (with GT and invalid masks) or ``test`` (images only)."""
+    expected = f"Dark Zurich: {root}/rgb_anon/{split}/night/<sequence>/*_rgb_anon.png"
+    images_dir = _need_dir(root / "rgb_anon" / split / "night", expected)
+    gt_dir = _need_dir(root / "gt" / split / "night", f"Dark Zurich GT: {root}/gt/{split}/night") if split == "val" else None
+    return _rgb_anon_samples(images_dir, gt_dir)
+
+
+def acdc_night_samples(root: Path, split: str) -> list[Sample]:
+    """ACDC night ``train``/``val`` (with GT) or ``test`` (images only)."""
+    images_dir = _need_dir(root / "rgb_anon" / "night" / split,
+                           f"ACDC: {root}/rgb_anon/night/{split}/<sequence>/*_rgb_anon.png")
+    gt_dir = None if split == "test" else _need_dir(root / "gt" / "night" / split, f"ACDC GT: {root}/gt/night/{split}")
+    return _rgb_anon_samples(images_dir, gt_dir)
+
+
+def nightdriving_samples(root: Path) -> list[Sample]:
+    """Nighttime Driving test: ``leftImg8bit/test/night/*`` with coarse trainId labels."""
+    images_dir = _need_dir(root / "leftImg8bit" / "test" / "night",
+                           f"Nighttime Driving: {root}/leftImg8bit/test/night/*_leftImg8bit.png")
+    labels_dir = root / "gtCoarse_daytime_trainvaltest" / "test" / "night"
+    samples = [Sample(p, p.name[: -len("_leftImg8bit.png")],
+                      _sibling(p, images_dir, labels_dir, "_leftImg8bit.png", "_gtCoarse_labelTrainIds.png"))
+               for p in sorted(images_dir.glob("*_leftImg8bit.png"))]
+    return _validate(samples, images_dir, "*_leftImg8bit.png")
+
+
+def load_image(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def load_label(sample: Sample) -> np.ndarray | None:
+    if sample.label is None:
+        return None
+    label = np.asarray(Image.open(sample.label), dtype=np.uint8)
+    return label_ids_to_train_ids(label) if sample.label_ids else label
+
+
+class SegmentationDataset(Dataset):
+    """Images with optional labels; items are dicts: ``image``, ``name`` and, where known, ``label``
+    (trainIds, 255 = ignore) and ``invalid`` (bool mask of Dark Zurich/ACDC invalid regions).
+
+    ``transform(image, label) -> (image tensor, label tensor or None)``.
+    """
+
+    def __init__(self, samples: list[Sample], transform: Callable) -> None:
+        self.samples, self.transform = samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        image, label = self.transform(load_image(sample.image), load_label(sample))
+        item = {"image": image, "name": sample.name}
+        if label is not None:
+            item["label"] = label
+        if sample.invalid is not None:
+            item["invalid"] = torch.from_numpy(np.asarray(Image.open(sample.invalid)) != 0)
+        return item
+
+
+class DarkZurichPairs(Dataset):
+    """Unlabelled, coarsely aligned Dark Zurich night/day pairs: items ``{"night", "day", "name"}``.
+
+    The pairs come from a CSV of ``night_stem,day_stem`` lines relative to ``rgb_anon/`` (the format
+    the DANNet authors published, e.g. ``train/night/GOPR0351/GOPR0351_frame_000001,train/day/...``).
+    ``transform(night, day)`` applies one random scale/crop/flip to both images.
+    """
+
+    def __init__(self, root: Path, pairs_csv: Path, transform: Callable) -> None:
+        images_dir = _need_dir(root / "rgb_anon" / "train", f"Dark Zurich: {root}/rgb_anon/train/{{day,night}}/...")
+        if not pairs_csv.is_file():
+            raise DatasetError(f"{pairs_csv}: pairs CSV not found (expected lines 'night_stem,day_stem')")
+        self.pairs: list[tuple[Path, Path]] = []
+        with open(pairs_csv, newline="") as f:
+            for line_no, row in enumerate(csv.reader(f), start=1):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) != 2:
+                    raise DatasetError(f"{pairs_csv}:{line_no}: expected 'night_stem,day_stem', got {','.join(row)!r}")
+                night, day = (root / "rgb_anon" / f"{stem.strip()}_rgb_anon.png" for stem in row)
+                for path, what in ((night, "night"), (day, "day")):
+                    if not path.is_file():
+                        raise DatasetError(f"{pairs_csv}:{line_no}: {what} image {path} not found")
+                self.pairs.append((night, day))
+        if not self.pairs:
+            raise DatasetError(f"{pairs_csv}: no pairs (empty file)")
+        for night, day in self.pairs:
+            _check_readable(night)
+            _check_readable(day)
+        self.images_dir, self.transform = images_dir, transform
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        night_path, day_path = self.pairs[index]
+        night, day = self.transform(load_image(night_path), load_image(day_path))
+        return {"night": night, "day": day, "name": night_path.name[: -len("_rgb_anon.png")]}
