@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .data import DATASETS
 
 
 def size_hw(text: str) -> tuple[int, int]:
@@ -17,6 +18,95 @@ def size_hw(text: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise argparse.ArgumentTypeError(f"expected positive HxW, got {text!r}")
     return h, w
+
+
+def _train(args: argparse.Namespace, job: str) -> int:
+    import torch.distributed as dist
+
+    from .config import load_config
+    from .engine import latest_checkpoint, prepare_out_dir, resume, run, seed_everything, setup_env
+
+    out = Path(args.out)
+    config_source = args.config or (str(out / "config.yaml") if args.resume and (out / "config.yaml").is_file()
+                                    else "reference")
+    config = load_config(config_source, args.set)
+    env = setup_env(config["run"]["device"])
+    try:
+        start = prepare_out_dir(out, config, args.resume, env)
+        seed_everything(config["run"]["seed"], env.rank)
+        if job == "pretrain":
+            from .pretrain import PretrainTask as Task
+            iterations = config["pretrain"]["iterations"]
+        else:
+            from .dannet import DANNetTask as Task
+            iterations = config["optim"]["iterations"]
+        task = Task(config, env, [] if args.resume else args.init, start)
+        best = resume(task, latest_checkpoint(out), env) if args.resume else None
+        if env.is_main:
+            where = f"resuming at iteration {start}" if args.resume else "starting"
+            print(f"{job}: {config['model']['arch']} ({config['model']['backbone']}) on {env.device}"
+                  f"{f' x {env.world_size} processes' if env.distributed else ''}, {where}, {iterations} iterations, "
+                  f"config {config_source}, output {out}")
+            for line in task.loaded:
+                print(f"  init {line}")
+        return run(task, config, out, env, start, iterations, best)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    return _train(args, "pretrain")
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    return _train(args, "adapt")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    import json
+
+    import torch
+
+    from runtime.classes import class_weights
+
+    from .checkpoint import load_weights
+    from .data import EvalTransform, build_dataset
+    from .engine import select_device
+    from .evaluate import evaluate
+    from .models import RelightNet, build_segmenter
+
+    ckpt = load_checkpoint(args.checkpoint)
+    if "segmenter" not in ckpt.models:
+        raise CheckpointError(f"{args.checkpoint}: holds no segmentation network ({', '.join(ckpt.models)})")
+    model_cfg = ckpt.config.get("model", {})
+    arch = ckpt.arch or args.arch
+    backbone = args.backbone or model_cfg.get("backbone", "resnet101")
+    extra = {"aspp_branches": model_cfg.get("aspp_branches", 2)} if arch == "deeplab" else {}
+    segmenter = build_segmenter(arch, backbone=backbone, **extra)
+    load_weights(segmenter, ckpt.models["segmenter"], args.checkpoint)
+    light = None
+    light_source = args.light or (args.checkpoint if "light" in ckpt.models else None)
+    if light_source:
+        light_ckpt = ckpt if light_source == args.checkpoint else load_checkpoint(light_source)
+        if "light" not in light_ckpt.models:
+            raise CheckpointError(f"{light_source}: holds no relighting network")
+        light = RelightNet(channels=light_ckpt.models["light"]["model.1.weight"].shape[0])
+        load_weights(light, light_ckpt.models["light"], light_source)
+    device = select_device(args.device)
+    segmenter.to(device)
+    if light is not None:
+        light.to(device)
+    dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
+    weights = torch.from_numpy(class_weights(args.weights_std))
+    print(f"evaluating {args.checkpoint} ({arch}, {backbone}{', with relighting' if light else ', no relighting net'}) "
+          f"on {args.dataset}: {len(dataset)} images, input scale {args.scale}, weights std {args.weights_std}, "
+          f"reweight {args.reweight}")
+    meter = evaluate(segmenter, light, dataset, weights, args.reweight, device, args.max_images)
+    print(meter.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps({"miou": meter.miou, "iou": [None if v != v else v for v in meter.iou],
+                                               "checkpoint": str(args.checkpoint), "dataset": args.dataset}, indent=1))
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -73,6 +163,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="path to a .pth file")
     p.set_defaults(func=cmd_info)
 
+    from .config import PRESETS
+
+    for job, help_text, description in (
+        ("pretrain", "source-only training on Cityscapes (the initialisation of DANNet)",
+         "Train the segmentation net on labelled Cityscapes with class-weighted cross entropy and SGD + poly "
+         "learning rate: the network DANNet's adaptation starts from. Uses model, data.source, pretrain, optim "
+         "and run of the config."),
+        ("adapt", "one-stage DANNet adaptation day -> night",
+         "DANNet (Wu et al., CVPR 2021): relighting net + segmentation net trained adversarially on labelled "
+         "Cityscapes and unlabelled Dark Zurich day/night pairs (light, segmentation, static and adversarial "
+         "losses), two discriminators trained alternately. Start from a pre-trained segmentation net with --init.")):
+        p = sub.add_parser(job, help=help_text, description=description,
+                           epilog=f"presets: {', '.join(PRESETS)} (reference = the released code, the default; "
+                                  "paper = the paper's text). Multi-GPU: torchrun --nproc-per-node N "
+                                  f"-m train.cli {job} ... Exit codes: 0 done, 130/143 interrupted by "
+                                  "SIGINT/SIGTERM (checkpoint saved), 1 stopped (e.g. NaN loss), 2 bad input.")
+        p.add_argument("--config", default=None,
+                       help="preset name or YAML file (default: reference, or OUT/config.yaml with --resume)")
+        p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
+        p.add_argument("--init", action="append", default=[], metavar="CKPT",
+                       help="initial weights: our checkpoint or a released .pth (repeatable, e.g. segmentation "
+                            "+ relighting files)")
+        p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --out")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, dotted keys, YAML values (e.g. --set optim.iterations=1000)")
+        p.set_defaults(func=cmd_pretrain if job == "pretrain" else cmd_adapt)
+
+    p = sub.add_parser("eval", help="mIoU and per-class IoU of a checkpoint on a night set",
+                       description="Evaluate a checkpoint (ours, or released DANNet files) on a labelled dataset "
+                                   "with DANNet's test-time inference: relight, segment, re-weight by the class "
+                                   "weights, bilinear upsampling to the label resolution, argmax.")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint or a released segmentation .pth")
+    p.add_argument("--light", help="relighting weights when the checkpoint has none (released *_light.pth)")
+    p.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "darkzurich-test"])
+    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument("--arch", default="pspnet", choices=["pspnet", "deeplab", "refinenet"],
+                   help="architecture when the file does not say (released files are recognised)")
+    p.add_argument("--backbone", default=None, help="backbone when the file does not say (default resnet101)")
+    p.add_argument("--weights-std", type=float, default=0.16, help="test-time class weights std (default 0.16)")
+    p.add_argument("--reweight", default="logits", choices=["logits", "probs"],
+                   help="multiply logits (reference code, default) or probabilities (paper)")
+    p.add_argument("--scale", type=float, default=0.5, help="network input = image size x scale (default 0.5)")
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser(
         "synth", help="generate procedural day/night street scenes in the real datasets' layouts",
         description="Generate procedural street scenes (all 19 Cityscapes classes) written in the layouts of "
@@ -88,8 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
-
-    from .data import DATASETS
 
     p = sub.add_parser(
         "preview", help="write a PNG grid of samples as a loader produces them",
@@ -109,15 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .engine import TrainingError
+
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:  # DatasetError is a ValueError
+        return args.func(args) or 0
+    except TrainingError as e:
+        print(f"dannet-train {args.command}: {e}", file=sys.stderr)
+        return 1
+    except (CheckpointError, FileNotFoundError, ValueError) as e:  # DatasetError, ConfigError are ValueErrors
         print(f"dannet-train {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

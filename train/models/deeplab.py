@@ -42,6 +42,9 @@ class ASPPClassifier(nn.Module):
 class DeepLabV2(ResNet):
     """DeepLab-v2; ``forward`` gives the layer4 logits at stride 8, ``forward_with_aux`` adds layer3's."""
 
+    #: the auxiliary head trained by ``loss.aux`` (frozen when its weight is 0)
+    aux_head: str | None = "layer5"
+
     def __init__(self, num_classes: int = 19, backbone: str = "resnet101", aspp_branches: int = 2) -> None:
         super().__init__(backbone, stem="classic", dilations=(2, 4), stride_in_1x1=True, ceil_mode=True)
         self.init_weights()
@@ -49,9 +52,11 @@ class DeepLabV2(ResNet):
         self.layer5 = ASPPClassifier(c3, num_classes, active_branches=aspp_branches)
         self.layer6 = ASPPClassifier(c4, num_classes, active_branches=aspp_branches)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer6(self.forward_features(x)[3])
+    def forward(self, x: torch.Tensor, with_aux: bool = False):
+        """Main logits; ``(main, aux)`` with ``with_aux`` (see PSPNet.forward)."""
+        _, _, l3, l4 = self.forward_features(x)
+        main = self.layer6(l4)
+        return (main, self.layer5(l3)) if with_aux else main
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _, _, l3, l4 = self.forward_features(x)
-        return self.layer6(l4), self.layer5(l3)
+        return self.forward(x, with_aux=True)

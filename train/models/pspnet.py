@@ -37,6 +37,9 @@ class PSPModule(nn.Module):
 class PSPNet(ResNet):
     """PSPNet; ``forward`` gives the main logits at stride 8, ``forward_with_aux`` adds the layer3 head."""
 
+    #: the auxiliary head trained by ``loss.aux`` (frozen when its weight is 0)
+    aux_head: str | None = "dsn"
+
     def __init__(self, num_classes: int = 19, backbone: str = "resnet101") -> None:
         super().__init__(backbone, stem="deep", dilations=(2, 4), ceil_mode=True)
         c3, c4 = self.channels[2], self.channels[3]
@@ -49,9 +52,12 @@ class PSPNet(ResNet):
         )
         self.init_weights()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x)[3])
+    def forward(self, x: torch.Tensor, with_aux: bool = False):
+        """Main logits; ``(main, aux)`` with ``with_aux`` (a flag so that DDP, which only routes
+        ``forward``, can train the aux head)."""
+        _, _, l3, l4 = self.forward_features(x)
+        main = self.head(l4)
+        return (main, self.dsn(l3)) if with_aux else main
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        _, _, l3, l4 = self.forward_features(x)
-        return self.head(l4), self.dsn(l3)
+        return self.forward(x, with_aux=True)

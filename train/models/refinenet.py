@@ -62,6 +62,9 @@ def _upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class RefineNet(ResNet):
     """RefineNet; ``forward`` gives the logits at stride 4. There is no auxiliary head."""
 
+    #: the auxiliary head trained by ``loss.aux`` (frozen when its weight is 0)
+    aux_head: str | None = None
+
     def __init__(self, num_classes: int = 19, backbone: str = "resnet101") -> None:
         super().__init__(backbone, stem="classic", dilations=(1, 1), ceil_mode=False)
         c1, c2, c3, c4 = self.channels
@@ -94,7 +97,8 @@ class RefineNet(ResNet):
         x = getattr(self, f"adapt_stage{path}_b2_joint_varout_dimred")(x)
         return F.relu(x + _upsample_to(coarser, x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, with_aux: bool = False):
+        """Logits at stride 4; ``(logits, None)`` with ``with_aux`` (RefineNet has no aux head)."""
         l1, l2, l3, l4 = self.forward_features(x)
         l3, l4 = self.dropout(l3), self.dropout(l4)
         x = F.relu(self.adapt_stage1_b(self.p_ims1d2_outl1_dimred(l4)))
@@ -102,7 +106,8 @@ class RefineNet(ResNet):
         x = self.mflow_conv_g2_b3_joint_varout_dimred(self._refine(2, self._fuse(2, l3, x)))
         x = self.mflow_conv_g3_b3_joint_varout_dimred(self._refine(3, self._fuse(3, l2, x)))
         x = self._refine(4, self._fuse(4, l1, x))
-        return self.clf_conv(self.dropout(x))
+        logits = self.clf_conv(self.dropout(x))
+        return (logits, None) if with_aux else logits
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return self.forward(x), None
+        return self.forward(x, with_aux=True)

@@ -1,0 +1,257 @@
+"""Training jobs on tiny synthetic data (CPU, ResNet-18, small crops): the DANNet step, resume,
+signals, DDP, and the errors a user can make."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from train.checkpoint import load_checkpoint, save_checkpoint
+from train.cli import main as train_main
+from train.config import ConfigError, load_config
+from train.data.synth import generate
+from train.engine import latest_checkpoint, setup_env, seed_everything, unwrap
+from train.metrics import ConfusionMeter, confusion_matrix, iou_per_class, mean_iou
+from train.models import build_segmenter
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    generate(root / "cityscapes", "cityscapes", 4, (64, 128), seed=0)
+    generate(root / "darkzurich", "darkzurich", 4, (64, 128), seed=0)
+    return root
+
+
+def overrides(data: Path, **extra: object) -> list[str]:
+    values = {"data.source.root": data / "cityscapes", "data.target.root": data / "darkzurich",
+              "data.val.root": data, "pretrain.val_root": data, "data.source.crop": "[48, 48]",
+              "data.target.crop": 56, "data.target.resize_to": 48, "run.val_every": 0, "run.log_every": 1,
+              "run.checkpoint_every": 2, "optim.iterations": 4, "pretrain.iterations": 4, "data.workers": 0, **extra}
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def cli_args(data: Path, **extra: object) -> list[str]:
+    return ["--config", "synthetic-cpu"] + [a for o in overrides(data, **extra) for a in ("--set", o)]
+
+
+def task(data: Path, **extra: object):
+    from train.dannet import DANNetTask
+
+    config = load_config("synthetic-cpu", overrides(data, **extra))
+    seed_everything(0)
+    return DANNetTask(config, setup_env("cpu"), [], 0)
+
+
+def snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_generator_and_discriminator_steps_touch_only_their_networks(data: Path) -> None:
+    t = task(data)
+    gen = [*t.segmenter.parameters(), *t.light.parameters()]
+    disc = [*t.disc_day.parameters(), *t.disc_night.parameters()]
+    g0, d0 = [p.detach().clone() for p in gen], [p.detach().clone() for p in disc]
+    seen: dict[str, object] = {}
+    g_step, d_step = t.optimizers["generator"].step, t.optimizers["discriminators"].step
+
+    def generator_step(*args, **kwargs):
+        seen["disc_grads"] = [p.grad for p in disc]
+        out = g_step(*args, **kwargs)
+        seen["gen_after"], seen["disc_after"] = [p.detach().clone() for p in gen], [p.detach().clone() for p in disc]
+        return out
+
+    def discriminator_step(*args, **kwargs):
+        seen["gen_grads_zeroed"] = True
+        return d_step(*args, **kwargs)
+
+    t.optimizers["generator"].step, t.optimizers["discriminators"].step = generator_step, discriminator_step
+    values = t.step(0)
+    assert all(g is None for g in seen["disc_grads"])  # no gradient reached D in the generator step
+    assert same(seen["disc_after"], d0)  # the generator step left D alone
+    assert not same(seen["gen_after"], g0)  # ...and moved G
+    assert same([p.detach() for p in gen], seen["gen_after"])  # the D step left G alone
+    assert not same([p.detach() for p in disc], d0)  # ...and moved D
+    assert set(values) >= {"loss_total", "loss_seg", "loss_static", "loss_adv", "loss_d", "lr"}
+
+
+@pytest.mark.parametrize("preset, light_source", [("synthetic-cpu", 1.0), ("paper", 0.01)])
+def test_generator_total_uses_the_configured_weights(data: Path, preset: str, light_source: float) -> None:
+    from train.dannet import DANNetTask
+
+    extra = ["model.backbone=resnet18", "model.light_channels=16"] if preset == "paper" else []
+    config = load_config(preset, overrides(data) + extra)
+    seed_everything(0)
+    v = DANNetTask(config, setup_env("cpu"), [], 0).step(0)
+    expected = (light_source * v["loss_light_source"] + 0.01 * v["loss_light_target"] + v["loss_seg"]
+                + v["loss_static"] + 0.01 * v["loss_adv"])
+    assert v["loss_total"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_aux_head_frozen_unless_trained(data: Path) -> None:
+    t = task(data)
+    assert not any(p.requires_grad for p in t.segmenter.dsn.parameters())
+    t = task(data, **{"loss.aux": 0.4})
+    before = snapshot(t.segmenter.dsn)
+    t.step(0)
+    assert not same(snapshot(t.segmenter.dsn), before)
+
+
+def run_until_checkpoint_then_signal(argv: list[str], out: Path, wait_for: Path, sig: int) -> int:
+    proc = subprocess.Popen([sys.executable, "-m", "train.cli", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not wait_for.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    proc.wait(timeout=300)
+    return proc.returncode
+
+
+def test_resume_after_sigterm_gives_the_same_weights(data: Path, tmp_path: Path) -> None:
+    args = cli_args(data, **{"optim.iterations": 6, "run.checkpoint_every": 1})
+    assert train_main(["adapt", *args, "--out", str(tmp_path / "straight")]) == 0
+    out = tmp_path / "interrupted"
+    rc = run_until_checkpoint_then_signal(["adapt", *args, "--out", str(out)], out,
+                                          out / "checkpoints" / "checkpoint_0000002.pth", signal.SIGTERM)
+    assert rc == 128 + signal.SIGTERM  # stopped early, cleanly, with a checkpoint
+    assert not (out / "final.pth").exists()
+    assert load_checkpoint(latest_checkpoint(out)).iteration < 6
+    assert train_main(["adapt", "--resume", "--out", str(out)]) == 0
+    a, b = load_checkpoint(tmp_path / "straight" / "final.pth"), load_checkpoint(out / "final.pth")
+    assert a.iteration == b.iteration == 6
+    for role in ("segmenter", "light", "disc_day", "disc_night"):
+        for key, value in a.models[role].items():
+            assert torch.equal(value, b.models[role][key]), f"{role}.{key}"
+
+
+def test_latest_checkpoint_skips_a_damaged_one(tmp_path: Path) -> None:
+    seg = build_segmenter("pspnet", backbone="resnet18")
+    save_checkpoint(tmp_path / "checkpoints" / "checkpoint_0000002.pth", {"segmenter": seg}, iteration=2)
+    bad = save_checkpoint(tmp_path / "checkpoints" / "checkpoint_0000004.pth", {"segmenter": seg}, iteration=4)
+    bad.write_bytes(bad.read_bytes()[:1000])
+    assert latest_checkpoint(tmp_path).name == "checkpoint_0000002.pth"
+
+
+def _ddp_worker(rank: int, world: int, port: int, config_overrides: list[str], out: str) -> None:
+    from train.dannet import DANNetTask
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    env = setup_env("cpu")
+    seed_everything(0, rank)  # different initial weights per rank: DDP must broadcast rank 0's
+    t = DANNetTask(load_config("synthetic-cpu", config_overrides), env, [], 0)
+    for i in range(2):
+        t.step(i)
+    flat = torch.cat([p.detach().flatten() for m in t.models.values() for p in unwrap(m).parameters()])
+    torch.save(flat, Path(out) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_gloo_processes_keep_identical_parameters(data: Path, tmp_path: Path) -> None:
+    mp.spawn(_ddp_worker, args=(2, free_port(), overrides(data), str(tmp_path)), nprocs=2, join=True)
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(a, b)
+    seed_everything(0)
+    fresh = task(data)
+    init = torch.cat([p.detach().flatten() for m in fresh.models.values() for p in m.parameters()])
+    assert not torch.equal(a, init)  # and they trained
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "nan"
+    rc = train_main(["adapt", *cli_args(data, **{"optim.lr": 1e30, "optim.iterations": 6,
+                                                 "run.checkpoint_every": 1}), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and ("is nan" in err.lower() or "is inf" in err.lower()) and "last good checkpoint" in err
+    for path in (out / "checkpoints").glob("*.pth"):
+        for sd in load_checkpoint(path).models.values():
+            assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+
+
+def test_pretrain_then_adapt_then_eval(data: Path, tmp_path: Path, capsys) -> None:
+    assert train_main(["pretrain", *cli_args(data), "--out", str(tmp_path / "pre")]) == 0
+    pre = load_checkpoint(tmp_path / "pre" / "final.pth")
+    assert list(pre.models) == ["segmenter"] and pre.iteration == 4
+    assert train_main(["adapt", *cli_args(data), "--init", str(tmp_path / "pre" / "final.pth"),
+                       "--out", str(tmp_path / "ada")]) == 0
+    capsys.readouterr()
+    assert train_main(["eval", "--checkpoint", str(tmp_path / "ada" / "final.pth"), "--dataset", "synthetic",
+                       "--root", str(data), "--scale", "1.0", "--json", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "mIoU" in printed and "with relighting" in printed and (tmp_path / "r.json").is_file()
+    assert (tmp_path / "ada" / "metrics.jsonl").read_text().count("loss_total") == 4
+
+
+def test_user_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:
+    def error(argv: list[str]) -> str:
+        assert train_main(argv) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    assert "unknown config key 'loss.statik'" in error(["adapt", *cli_args(data), "--set", "loss.statik=1",
+                                                          "--out", str(tmp_path / "a")])
+    missing = error(["adapt", "--config", "synthetic-cpu", "--set", f"data.source.root={tmp_path / 'nowhere'}",
+                     "--out", str(tmp_path / "b")])
+    assert "nowhere" in missing and "not found" in missing
+    deeplab = tmp_path / "dannet_deeplab.pth"
+    torch.save(build_segmenter("deeplab", backbone="resnet18").state_dict(), deeplab)
+    assert "weights for deeplab, but model.arch is pspnet" in error(
+        ["adapt", *cli_args(data), "--init", str(deeplab), "--out", str(tmp_path / "c")])
+    assert train_main(["adapt", *cli_args(data), "--resume", "--out", str(tmp_path / "d")]) == 1
+    assert "--resume given but no complete checkpoint" in capsys.readouterr().err
+
+
+def test_config_presets_and_overrides() -> None:
+    ref, paper = load_config("reference"), load_config("paper")
+    differing = {("optim", "lr_d"), ("loss", "light_source"), ("loss", "exposure_target"), ("loss", "pseudo_label"),
+                 ("loss", "static_probs"), ("loss", "static_class_weights"), ("eval", "reweight")}
+    found = {(s, k) for s in ref for k in ref[s] if isinstance(ref[s], dict) and ref[s][k] != paper[s][k]}
+    assert found == differing
+    assert load_config("reference", ["optim.betas_d=[0.5, 0.9]"])["optim"]["betas_d"] == [0.5, 0.9]
+    with pytest.raises(ConfigError, match="no such config"):
+        load_config("nonexistent-preset")
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config("reference", ["novalue"])
+
+
+# --- metrics ------------------------------------------------------------------------------------------
+
+def test_confusion_matrix_and_iou_by_hand() -> None:
+    label = np.array([[0, 0, 1, 1], [2, 2, 255, 1]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 1]])
+    cm = confusion_matrix(pred, label, num_classes=4)
+    expected = np.zeros((4, 4), dtype=np.int64)
+    expected[0, 0], expected[0, 1], expected[1, 1], expected[2, 2], expected[2, 0] = 1, 1, 3, 1, 1
+    np.testing.assert_array_equal(cm, expected)
+    # IoU: class 0: 1 / (1 + 1 + 1) ; class 1: 3 / (3 + 1) ; class 2: 1 / (1 + 1) ; class 3 absent
+    np.testing.assert_allclose(iou_per_class(cm)[:3], [1 / 3, 3 / 4, 1 / 2])
+    assert np.isnan(iou_per_class(cm)[3])
+    assert mean_iou(cm) == pytest.approx((1 / 3 + 3 / 4 + 1 / 2) / 3)
+    meter = ConfusionMeter(4)
+    meter.update(pred, label)
+    meter.update(pred, label)
+    assert meter.miou == pytest.approx(mean_iou(cm))
+    with pytest.raises(ValueError, match="differ in size"):
+        confusion_matrix(pred[:, :2], label)

@@ -1,0 +1,426 @@
+"""What every training job needs besides its step: device and DDP set-up, resumable data streams,
+checkpoints, logging, signals and the loop that ties them together.
+
+A job is a ``Task`` (``train.pretrain.PretrainTask``, ``train.dannet.DANNetTask``) with networks,
+optimisers and a ``step(iteration)``; ``run`` drives it. Data order and augmentation are a function
+of (seed, iteration) — ``SeededSampler`` hands every sample its own seed — and the RNG states are
+saved with the checkpoint, so a resumed run continues exactly where the interrupted one was.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import dump
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on; the message is one line saying why and what was kept."""
+
+
+# --- device and distributed ---------------------------------------------------------------------
+
+@dataclass
+class Env:
+    """Where this process trains: device, and its place in a ``torchrun`` job (1 process otherwise)."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def select_device(preference: str, local_rank: int = 0) -> torch.device:
+    if preference == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(preference)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"run.device={preference!r} but no CUDA GPU is available (use auto or cpu)")
+    return device
+
+
+def setup_env(preference: str) -> Env:
+    """Read torchrun's RANK/WORLD_SIZE/LOCAL_RANK; NCCL on CUDA, gloo on CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = select_device(preference, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Env(device, rank, world_size)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def distribute(module: nn.Module, env: Env) -> nn.Module:
+    """DDP in a distributed run (with SyncBatchNorm on CUDA), the module itself otherwise.
+
+    PyTorch's SyncBatchNorm runs on GPUs only; in a CPU (gloo) run each process keeps its own batch
+    statistics and DDP broadcasts rank 0's running statistics at every forward.
+    """
+    if not env.distributed:
+        return module
+    if env.device.type == "cuda":
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return nn.parallel.DistributedDataParallel(module, device_ids=[env.device.index])
+    return nn.parallel.DistributedDataParallel(module)
+
+
+# --- data streams -----------------------------------------------------------------------------------
+
+class SeededSampler(Sampler):
+    """An endless stream of ``(index, sample_seed)`` for one rank, starting at item ``start``.
+
+    Epoch e shuffles with a generator seeded by (seed, e); each rank takes every world_size-th item.
+    The sample seed drives that sample's augmentation (see ``SeededDataset``), so what a batch
+    contains depends only on (seed, position in the stream), not on workers or interruptions.
+    """
+
+    def __init__(self, size: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.seed, self.start, self.rank, self.world_size = size, seed, start, rank, world_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        per_rank = math.ceil(self.size / self.world_size)
+        epoch, offset = divmod(self.start, per_rank)
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(self.size, generator=g).tolist()
+            order += order[: per_rank * self.world_size - self.size]  # pad so every rank gets per_rank
+            for position in range(offset, per_rank):
+                k = position * self.world_size + self.rank
+                yield order[k], (self.seed * 1_000_003 + epoch) * 1_000_033 + k
+            epoch, offset = epoch + 1, 0
+
+    def __len__(self) -> int:  # endless; DataLoader only needs this for len(loader)
+        return sys.maxsize
+
+
+class SeededDataset(Dataset):
+    """Runs ``dataset[index]`` with torch's RNG seeded by the sample seed (and restored afterwards)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: tuple[int, int]) -> Any:
+        index, seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+def stream(dataset: Dataset, batch_size: int, seed: int, start_batch: int, env: Env, workers: int) -> Iterator:
+    """Endless batches from ``dataset``, resuming at batch ``start_batch`` of this rank's stream."""
+    sampler = SeededSampler(len(dataset), seed, start_batch * batch_size, env.rank, env.world_size)
+    loader = DataLoader(SeededDataset(dataset), batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        pin_memory=env.device.type == "cuda", drop_last=True, persistent_workers=workers > 0)
+    return iter(loader)
+
+
+# --- RNG state ------------------------------------------------------------------------------------------
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states as tensors, numbers and a string (loadable with weights_only=True)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+                             "numpy": [int(pos), int(has_gauss), float(gauss)], "python": repr(random.getstate())}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(ast.literal_eval(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gathered_rng_states(env: Env) -> list[dict[str, Any]]:
+    if not env.distributed:
+        return [rng_state()]
+    states: list[Any] = [None] * env.world_size
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    torch.manual_seed(seed + rank)
+    np.random.seed((seed + rank) % 2**32)
+    random.seed(seed + rank)
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------
+
+CHECKPOINT_GLOB = "checkpoint_*.pth"
+
+
+def checkpoint_path(out: Path, iteration: int) -> Path:
+    return out / "checkpoints" / f"checkpoint_{iteration:07d}.pth"
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest checkpoint in ``out`` that loads; a damaged newest one is skipped with a warning."""
+    for path in sorted((out / "checkpoints").glob(CHECKPOINT_GLOB), reverse=True):
+        try:
+            load_checkpoint(path)
+        except CheckpointError as e:
+            print(f"warning: skipping unreadable checkpoint: {e}", file=sys.stderr)
+            continue
+        return path
+    return None
+
+
+# --- the task interface and the loop ----------------------------------------------------------------------
+
+class Task(Protocol):
+    """A training job: networks and optimisers by name, and one iteration of training."""
+
+    arch: str
+    models: dict[str, nn.Module]
+    optimizers: dict[str, Any]
+
+    def step(self, iteration: int) -> dict[str, float]: ...
+
+    def validate(self) -> float | None: ...
+
+
+@dataclass
+class Logger:
+    """JSON-lines metrics, TensorBoard where installed, and a tqdm bar; rank 0 only."""
+
+    out: Path
+    enabled: bool
+    total: int
+    start: int
+    writer: Any = None
+    bar: Any = None
+    file: Any = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        self.file = open(self.out / "metrics.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out / "tensorboard"))
+        except ImportError:  # TensorBoard is optional
+            self.writer = None
+        self.bar = tqdm(total=self.total, initial=self.start, unit="it", dynamic_ncols=True)
+
+    def log(self, iteration: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        record = {"iteration": iteration, "time": round(time.time(), 3), **values}
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, iteration)
+        shown = {k: v for k, v in values.items() if k.startswith("loss") or k == "val_miou"}
+        self.bar.set_postfix({k.replace("loss_", ""): f"{v:.3f}" for k, v in shown.items()}, refresh=False)
+
+    def advance(self) -> None:
+        if self.enabled:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.close()
+            self.file.close()
+            if self.writer is not None:
+                self.writer.close()
+
+
+class _Signals:
+    """SIGINT/SIGTERM set a flag that the loop checks after each iteration."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> "_Signals":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_requested(signals: _Signals, env: Env) -> bool:
+    flag = torch.tensor(0 if signals.received is None else 1)
+    if env.distributed:
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: int, best: float | None = None) -> int:
+    """Train from ``start`` to ``iterations``; returns the exit code (0 done, 128+signal if interrupted).
+
+    Checkpoints every ``run.checkpoint_every`` iterations (keeping ``run.keep_last``), at the end and
+    on SIGINT/SIGTERM; validates every ``run.val_every`` and keeps the best as ``best.pth``. A NaN or
+    Inf loss raises ``TrainingError`` without writing over the last good checkpoint.
+    """
+    rc = config["run"]
+    logger = Logger(out, env.is_main, iterations, start)
+    last_saved: Path | None = None
+
+    def save(iteration: int, best_miou: float | None) -> Path:
+        nonlocal last_saved
+        states = gathered_rng_states(env)
+        if env.is_main:
+            last_saved = save_checkpoint(checkpoint_path(out, iteration), task.models, arch=task.arch,
+                                         optimizers=task.optimizers, iteration=iteration, config=config,
+                                         extra={"rng": states, "best_miou": best_miou})
+            for old in sorted((out / "checkpoints").glob(CHECKPOINT_GLOB))[: -rc["keep_last"]]:
+                old.unlink()
+        return checkpoint_path(out, iteration)
+
+    iteration = start
+    try:
+        with _Signals() as signals:
+            while iteration < iterations:
+                values = task.step(iteration)
+                bad = [k for k, v in values.items() if not math.isfinite(v)]
+                if bad:
+                    kept = f"the last good checkpoint is {last_saved or latest_checkpoint(out) or 'none (no checkpoint yet)'}"
+                    raise TrainingError(f"{', '.join(bad)} is {values[bad[0]]} at iteration {iteration}; "
+                                        f"stopped, {kept} (lower optim.lr or check the data)")
+                iteration += 1
+                logger.advance()
+                if iteration % rc["log_every"] == 0 or iteration == iterations:
+                    logger.log(iteration, values)
+                if rc["val_every"] and (iteration % rc["val_every"] == 0 or iteration == iterations):
+                    miou = task.validate() if env.is_main else None
+                    if miou is not None:
+                        logger.log(iteration, {"val_miou": miou})
+                        if best is None or miou > best:
+                            best = miou
+                            save(iteration, best)
+                            if env.is_main:
+                                (out / "best.pth").unlink(missing_ok=True)
+                                os.link(checkpoint_path(out, iteration), out / "best.pth")
+                    if env.distributed:
+                        dist.barrier()
+                if iteration % rc["checkpoint_every"] == 0 or iteration == iterations:
+                    save(iteration, best)
+                if _stop_requested(signals, env):
+                    path = save(iteration, best)
+                    if env.is_main:
+                        print(f"\ninterrupted at iteration {iteration}: saved {path}; continue with --resume",
+                              file=sys.stderr)
+                    return 128 + (signals.received or signal.SIGINT)
+    finally:
+        logger.close()
+    if env.is_main:
+        (out / "final.pth").unlink(missing_ok=True)
+        os.link(checkpoint_path(out, iterations), out / "final.pth")
+    return 0
+
+
+def prepare_out_dir(out: Path, config: dict, resume: bool, env: Env) -> int:
+    """Create ``out`` (refusing to mix with another run unless resuming); returns the start iteration."""
+    start = 0
+    if resume:
+        path = latest_checkpoint(out)
+        if path is None:
+            raise TrainingError(f"{out}: --resume given but no complete checkpoint found there")
+        start = load_checkpoint(path).iteration
+    elif (out / "checkpoints").is_dir() and any((out / "checkpoints").glob(CHECKPOINT_GLOB)):
+        raise TrainingError(f"{out}: already holds checkpoints of a run; use --resume to continue it or another --out")
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump(config))
+    return start
+
+
+# --- mixed precision and resume ------------------------------------------------------------------------
+
+class Precision:
+    """CUDA autocast (bf16 or fp16, with a gradient scaler for fp16); plain fp32 on CPU."""
+
+    def __init__(self, env: Env, amp: str) -> None:
+        if amp not in ("bf16", "fp16", "none"):
+            raise TrainingError(f"run.amp must be bf16, fp16 or none, got {amp!r}")
+        self.enabled = env.device.type == "cuda" and amp != "none"
+        self.dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+        self.device_type = env.device.type
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and amp == "fp16")
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+
+
+def place(module: nn.Module, env: Env, channels_last: bool) -> nn.Module:
+    module = module.to(env.device)
+    if channels_last and env.device.type == "cuda":
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def resume(task: Task, path: Path, env: Env, scaler: torch.amp.GradScaler | None = None) -> float | None:
+    """Restore networks, optimisers, the gradient scaler and this rank's RNG state; returns the best mIoU."""
+    from .checkpoint import load_weights
+
+    ckpt = load_checkpoint(path, map_location=env.device)
+    for role, module in task.models.items():
+        if role not in ckpt.models:
+            raise TrainingError(f"{path}: has no {role!r} network to resume")
+        load_weights(unwrap(module), ckpt.models[role], path)
+    for name, optimizer in task.optimizers.items():
+        if name not in ckpt.optimizers:
+            raise TrainingError(f"{path}: has no {name!r} optimiser state to resume")
+        optimizer.load_state_dict(ckpt.optimizers[name])
+    states = ckpt.extra.get("rng", [])
+    if len(states) == env.world_size:
+        set_rng_state(states[env.rank])
+    elif env.is_main:
+        print(f"warning: {path} holds RNG states of {len(states)} processes, this run has {env.world_size}: "
+              "continuing with fresh random streams", file=sys.stderr)
+    return ckpt.extra.get("best_miou")

@@ -1,0 +1,102 @@
+"""Builders shared by the training jobs: networks (with ``--init`` weights), datasets, optimisers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from runtime.classes import NUM_CLASSES, class_weights
+
+from .checkpoint import CheckpointError, load_checkpoint, load_weights
+from .data import DarkZurichPairs, EvalTransform, PairTransform, SegmentationDataset, TrainTransform, build_dataset
+from .data import cityscapes_samples
+from .models import Discriminator, RelightNet, build_segmenter
+
+#: roles of our checkpoints; released files provide ``segmenter`` or ``light``
+ROLES = ("segmenter", "light", "disc_day", "disc_night")
+
+
+def build_networks(config: dict, with_light: bool = True, with_discriminators: bool = True) -> dict[str, nn.Module]:
+    m = config["model"]
+    extra = {"aspp_branches": m["aspp_branches"]} if m["arch"] == "deeplab" else {}
+    nets: dict[str, nn.Module] = {"segmenter": build_segmenter(m["arch"], NUM_CLASSES, m["backbone"], **extra)}
+    if with_light:
+        nets["light"] = RelightNet(channels=m["light_channels"])
+    if with_discriminators:
+        nets["disc_day"], nets["disc_night"] = Discriminator(NUM_CLASSES), Discriminator(NUM_CLASSES)
+    return nets
+
+
+def initialise(nets: dict[str, nn.Module], paths: list[str], arch: str) -> list[str]:
+    """Load ``--init`` files (ours or released) into the matching networks; returns what was loaded.
+
+    A file for another architecture, or with no network this job uses, is an error naming the file.
+    """
+    loaded = []
+    for path in paths:
+        ckpt = load_checkpoint(path)
+        if ckpt.arch is not None and ckpt.arch != arch:
+            raise CheckpointError(f"{path}: weights for {ckpt.arch}, but model.arch is {arch}")
+        used = [role for role in ckpt.models if role in nets]
+        if not used:
+            raise CheckpointError(f"{path}: holds {', '.join(ckpt.models)}, none of which this job trains "
+                                  f"({', '.join(nets)})")
+        for role in used:
+            load_weights(nets[role], ckpt.models[role], path)
+            loaded.append(f"{role} <- {path}")
+    return loaded
+
+
+def train_weights(config: dict, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(class_weights(config["loss"]["weights_std"])).to(device)
+
+
+def test_weights(config: dict, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(class_weights(config["eval"]["weights_std"])).to(device)
+
+
+def source_dataset(config: dict) -> SegmentationDataset:
+    s = config["data"]["source"]
+    transform = TrainTransform(crop=tuple(s["crop"]), scale=tuple(s["scale"]), flip=config["data"]["flip"])
+    return SegmentationDataset(cityscapes_samples(Path(s["root"]), s["split"]), transform)
+
+
+def target_dataset(config: dict) -> DarkZurichPairs:
+    t = config["data"]["target"]
+    root = Path(t["root"])
+    pairs = Path(t["pairs"]) if Path(t["pairs"]).is_absolute() else root / t["pairs"]
+    transform = PairTransform(crop=t["crop"], scale=tuple(t["scale"]), resize_to=t["resize_to"],
+                              flip=config["data"]["flip"])
+    return DarkZurichPairs(root, pairs, transform)
+
+
+def val_dataset(name: str | None, root: str, config: dict):
+    if not name:
+        return None
+    return build_dataset(name, root, transform=EvalTransform(scale=config["data"]["val"]["scale"]))
+
+
+def sgd(params, config: dict, lr: float) -> torch.optim.SGD:
+    o = config["optim"]
+    return torch.optim.SGD([p for p in params if p.requires_grad], lr=lr, momentum=o["momentum"],
+                           weight_decay=o["weight_decay"])
+
+
+def poly_lr(base: float, iteration: int, total: int, power: float) -> float:
+    """``base * (1 - iteration / total) ^ power``."""
+    return base * (1 - iteration / total) ** power
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def freeze_unused_aux_head(segmenter: nn.Module, aux_weight: float) -> None:
+    """The aux head gets no gradient when its loss weight is 0: freeze it (DDP needs every trainable
+    parameter to receive a gradient, and SGD would skip it anyway)."""
+    name = getattr(segmenter, "aux_head", None)
+    if name is not None and aux_weight == 0:
+        for p in getattr(segmenter, name).parameters():
+            p.requires_grad_(False)
