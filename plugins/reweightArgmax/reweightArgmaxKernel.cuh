@@ -1,0 +1,304 @@
+/*
+ * ReweightArgmax: bilinear upsampling of C class logits, per-class re-weighting, argmax: in one pass.
+ *
+ * This header compiles three ways: with nvcc inside the TensorRT plugin, with NVRTC on its own
+ * (tests on a GPU without TensorRT load the extern "C" kernels below), and with a host C++
+ * compiler, where only the per-pixel arithmetic is visible (the host reference shares it).
+ * It includes no header, so NVRTC needs no include paths.
+ *
+ * Semantics (DESIGN.md section 3): for output pixel (n, y, x), interpolate every class's logit
+ * exactly as PyTorch's bilinear upsampling does (align_corners 0/1), score it (mode 0: z * w,
+ * mode 1: z + log w, i.e. probabilities times w), and output the lowest class index with the
+ * highest score. Arithmetic in fp32 whatever the input type.
+ */
+#pragma once
+
+#if defined(__CUDACC__)
+#define DANNET_HD __host__ __device__ __forceinline__
+#else
+#define DANNET_HD inline
+#endif
+
+namespace dannet
+{
+
+//! Largest class count the kernel's parameter block holds.
+constexpr int kMaxClasses = 64;
+//! Output pixels per thread (consecutive in a row): 4 labels = one 32-bit or one 128-bit store.
+constexpr int kPixelsPerThread = 4;
+constexpr int kBlockX = 32;
+constexpr int kBlockY = 8;
+//! Shared-memory floats for the block's low-resolution tile (32 KiB).
+constexpr int kTileFloats = 8192;
+
+enum LabelFormat : int
+{
+    kLabelsInt32 = 0,   //!< int32 labels, N x H x W (the TensorRT output)
+    kLabelsPacked4 = 1, //!< four uint8 labels per int32, N x H x ceil(W/4), little-endian
+    kLabelsUint8 = 2    //!< uint8 labels, N x H x W (outside TensorRT)
+};
+
+struct ReweightArgmaxParams
+{
+    int batch;
+    int channels;
+    int inHeight;
+    int inWidth;
+    int outHeight;
+    int outWidth;
+    float scaleY; //!< source-coordinate scale, computed on the host as PyTorch does (see sourceScale)
+    float scaleX;
+    int alignCorners;
+    int additive;                 //!< 0: score = z * weights[c]; 1: score = z + weights[c] (log weights)
+    float weights[kMaxClasses];
+};
+
+// Rounded fp32 operations that the compiler may not fuse into FMAs, so that the kernel, the C++
+// host reference and the NumPy twin (runtime/reweight_argmax.py) produce identical bits.
+#if defined(__CUDA_ARCH__)
+DANNET_HD float mulRn(float a, float b)
+{
+    return __fmul_rn(a, b);
+}
+DANNET_HD float addRn(float a, float b)
+{
+    return __fadd_rn(a, b);
+}
+#else
+DANNET_HD float mulRn(float a, float b)
+{
+    return a * b;
+}
+DANNET_HD float addRn(float a, float b)
+{
+    return a + b;
+}
+#endif
+
+//! PyTorch's area_pixel_compute_scale for bilinear upsampling without an explicit scale factor.
+DANNET_HD float sourceScale(int inSize, int outSize, int alignCorners)
+{
+    if (alignCorners)
+    {
+        return outSize > 1 ? static_cast<float>(inSize - 1) / static_cast<float>(outSize - 1) : 0.0f;
+    }
+    return static_cast<float>(inSize) / static_cast<float>(outSize);
+}
+
+//! PyTorch's area_pixel_compute_source_index (linear modes): clamped at 0 when not aligning corners.
+DANNET_HD float sourceIndex(float scale, int dst, int alignCorners)
+{
+    if (alignCorners)
+    {
+        return mulRn(scale, static_cast<float>(dst));
+    }
+    float const src = addRn(mulRn(scale, addRn(static_cast<float>(dst), 0.5f)), -0.5f);
+    return src < 0.0f ? 0.0f : src;
+}
+
+//! The two source indices and weights of one output coordinate, as PyTorch's kernel forms them.
+struct Lerp
+{
+    int i0;
+    int i1;
+    float l0;
+    float l1;
+};
+
+DANNET_HD Lerp lerpAt(float scale, int dst, int inSize, int alignCorners)
+{
+    float const src = sourceIndex(scale, dst, alignCorners);
+    Lerp r;
+    r.i0 = static_cast<int>(src);
+    r.i1 = r.i0 + (r.i0 < inSize - 1 ? 1 : 0);
+    r.l1 = addRn(src, -static_cast<float>(r.i0));
+    r.l0 = addRn(1.0f, -r.l1);
+    return r;
+}
+
+DANNET_HD float bilinear(float v00, float v01, float v10, float v11, Lerp const& ly, Lerp const& lx)
+{
+    float const top = addRn(mulRn(lx.l0, v00), mulRn(lx.l1, v01));
+    float const bottom = addRn(mulRn(lx.l0, v10), mulRn(lx.l1, v11));
+    return addRn(mulRn(ly.l0, top), mulRn(ly.l1, bottom));
+}
+
+DANNET_HD float score(float value, float weight, int additive)
+{
+    return additive ? addRn(value, weight) : mulRn(value, weight);
+}
+
+#if defined(__CUDACC__)
+
+__device__ __forceinline__ float toFloat(float v)
+{
+    return v;
+}
+
+//! fp16 travels as its 16-bit pattern so that no fp16 header is needed (NVRTC compiles this alone).
+__device__ __forceinline__ float toFloat(unsigned short bits)
+{
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits));
+    return f;
+}
+
+template <typename T, int kFormat>
+__device__ void reweightArgmax(T const* __restrict__ logits, void* __restrict__ labels, ReweightArgmaxParams const& p)
+{
+    __shared__ float tile[kTileFloats];
+    int const n = blockIdx.z;
+    int const blockCol = blockIdx.x * kBlockX * kPixelsPerThread;
+    int const blockRow = blockIdx.y * kBlockY;
+    int const x = blockCol + threadIdx.x * kPixelsPerThread;
+    int const y = blockRow + threadIdx.y;
+    int const plane = p.inHeight * p.inWidth;
+    T const* src = logits + static_cast<long long>(n) * p.channels * plane;
+
+    // The low-resolution window this block reads, staged once in shared memory when it fits
+    // (always, for upsampling); otherwise every thread reads through the read-only cache.
+    int const lastRow = min(blockRow + kBlockY, p.outHeight) - 1;
+    int const lastCol = min(blockCol + kBlockX * kPixelsPerThread, p.outWidth) - 1;
+    int const r0 = lerpAt(p.scaleY, blockRow, p.inHeight, p.alignCorners).i0;
+    int const r1 = lerpAt(p.scaleY, lastRow, p.inHeight, p.alignCorners).i1;
+    int const c0 = lerpAt(p.scaleX, blockCol, p.inWidth, p.alignCorners).i0;
+    int const c1 = lerpAt(p.scaleX, lastCol, p.inWidth, p.alignCorners).i1;
+    int const tileH = r1 - r0 + 1;
+    int const tileW = c1 - c0 + 1;
+    int const tilePlane = tileH * tileW;
+    bool const staged = p.channels * tilePlane <= kTileFloats;
+    if (staged)
+    {
+        int const threads = kBlockX * kBlockY;
+        for (int i = threadIdx.y * kBlockX + threadIdx.x; i < p.channels * tilePlane; i += threads)
+        {
+            int const c = i / tilePlane; // staging only: the per-pixel loop below has no division
+            int const rem = i - c * tilePlane;
+            int const r = rem / tileW;
+            tile[i] = toFloat(__ldg(src + c * plane + (r0 + r) * p.inWidth + c0 + (rem - r * tileW)));
+        }
+        __syncthreads();
+    }
+    if (y >= p.outHeight || x >= p.outWidth)
+    {
+        return;
+    }
+
+    Lerp const ly = lerpAt(p.scaleY, y, p.inHeight, p.alignCorners);
+    Lerp lx[kPixelsPerThread];
+    int offset[kPixelsPerThread][4]; // the four neighbours, as offsets into the tile or the plane
+    int const count = min(kPixelsPerThread, p.outWidth - x);
+    for (int k = 0; k < kPixelsPerThread; ++k)
+    {
+        lx[k] = lerpAt(p.scaleX, min(x + k, p.outWidth - 1), p.inWidth, p.alignCorners);
+        int const rowStride = staged ? tileW : p.inWidth;
+        int const ra = staged ? ly.i0 - r0 : ly.i0;
+        int const rb = staged ? ly.i1 - r0 : ly.i1;
+        int const ca = staged ? lx[k].i0 - c0 : lx[k].i0;
+        int const cb = staged ? lx[k].i1 - c0 : lx[k].i1;
+        offset[k][0] = ra * rowStride + ca;
+        offset[k][1] = ra * rowStride + cb;
+        offset[k][2] = rb * rowStride + ca;
+        offset[k][3] = rb * rowStride + cb;
+    }
+
+    float best[kPixelsPerThread];
+    int label[kPixelsPerThread];
+    for (int k = 0; k < kPixelsPerThread; ++k)
+    {
+        best[k] = -3.402823466e38f;
+        label[k] = 0;
+    }
+    for (int c = 0; c < p.channels; ++c)
+    {
+        float const w = p.weights[c];
+        for (int k = 0; k < kPixelsPerThread; ++k)
+        {
+            float v[4];
+            for (int j = 0; j < 4; ++j)
+            {
+                v[j] = staged ? tile[c * tilePlane + offset[k][j]] : toFloat(__ldg(src + c * plane + offset[k][j]));
+            }
+            float const s = score(bilinear(v[0], v[1], v[2], v[3], ly, lx[k]), w, p.additive);
+            if (s > best[k]) // strict: ties keep the lowest class index
+            {
+                best[k] = s;
+                label[k] = c;
+            }
+        }
+    }
+
+    long long const row = static_cast<long long>(n) * p.outHeight + y;
+    if (kFormat == kLabelsPacked4)
+    {
+        int const packedWidth = (p.outWidth + 3) / 4;
+        unsigned int word = 0;
+        for (int k = 0; k < count; ++k)
+        {
+            word |= static_cast<unsigned int>(label[k]) << (8 * k);
+        }
+        static_cast<unsigned int*>(labels)[row * packedWidth + x / 4] = word;
+    }
+    else if (kFormat == kLabelsUint8)
+    {
+        unsigned char* out = static_cast<unsigned char*>(labels) + row * p.outWidth + x;
+        if (count == 4 && (p.outWidth & 3) == 0)
+        {
+            *reinterpret_cast<unsigned int*>(out) = static_cast<unsigned int>(label[0]) | (label[1] << 8)
+                | (label[2] << 16) | (static_cast<unsigned int>(label[3]) << 24);
+        }
+        else
+        {
+            for (int k = 0; k < count; ++k)
+            {
+                out[k] = static_cast<unsigned char>(label[k]);
+            }
+        }
+    }
+    else
+    {
+        int* out = static_cast<int*>(labels) + row * p.outWidth + x;
+        if (count == 4 && (p.outWidth & 3) == 0)
+        {
+            *reinterpret_cast<int4*>(out) = make_int4(label[0], label[1], label[2], label[3]);
+        }
+        else
+        {
+            for (int k = 0; k < count; ++k)
+            {
+                out[k] = label[k];
+            }
+        }
+    }
+}
+
+// One extern "C" kernel per (input type, label format), so NVRTC users find them by name.
+#define DANNET_REWEIGHT_ARGMAX_KERNEL(NAME, T, FORMAT)                                                                \
+    extern "C" __global__ void __launch_bounds__(kBlockX* kBlockY)                                                     \
+        NAME(T const* __restrict__ logits, void* __restrict__ labels, ReweightArgmaxParams const p)                    \
+    {                                                                                                                  \
+        reweightArgmax<T, FORMAT>(logits, labels, p);                                                                  \
+    }
+
+DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF32I32, float, kLabelsInt32)
+DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF32Packed4, float, kLabelsPacked4)
+DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF32U8, float, kLabelsUint8)
+DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF16I32, unsigned short, kLabelsInt32)
+DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF16Packed4, unsigned short, kLabelsPacked4)
+DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF16U8, unsigned short, kLabelsUint8)
+
+#undef DANNET_REWEIGHT_ARGMAX_KERNEL
+
+#endif // __CUDACC__
+
+#if !defined(__CUDACC_RTC__)
+} // namespace dannet
+struct CUstream_st;
+namespace dannet
+{
+//! Launch on ``stream`` without synchronising (defined in reweightArgmaxKernel.cu); returns a cudaError_t.
+int launchReweightArgmax(void const* logits, bool fp16, void* labels, LabelFormat format,
+    ReweightArgmaxParams const& params, CUstream_st* stream);
+#endif
+
+} // namespace dannet

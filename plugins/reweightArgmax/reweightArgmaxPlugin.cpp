@@ -1,0 +1,369 @@
+#include "reweightArgmaxPlugin.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <new>
+
+using namespace nvinfer1;
+
+namespace dannet
+{
+namespace
+{
+ILogger* gLogger{nullptr};
+
+void logError(std::string const& message) noexcept
+{
+    std::string const line = std::string(kPLUGIN_NAMESPACE) + "::" + kREWEIGHT_ARGMAX_NAME + ": " + message;
+    if (gLogger != nullptr)
+    {
+        gLogger->log(ILogger::Severity::kERROR, line.c_str());
+    }
+    else
+    {
+        std::fprintf(stderr, "%s\n", line.c_str());
+    }
+}
+
+constexpr char const* kWEIGHTS = "weights";
+constexpr char const* kOUT_HEIGHT = "out_height";
+constexpr char const* kOUT_WIDTH = "out_width";
+constexpr char const* kALIGN_CORNERS = "align_corners";
+constexpr char const* kPACK4 = "pack4";
+constexpr char const* kMODE = "mode";
+} // namespace
+
+void setPluginLogger(ILogger* logger) noexcept
+{
+    gLogger = logger;
+}
+
+std::string validateAttributes(ReweightArgmaxAttributes const& a)
+{
+    if (a.weights.empty() || a.weights.size() > static_cast<size_t>(kMaxClasses))
+    {
+        return "attribute 'weights' must hold 1.." + std::to_string(kMaxClasses) + " values, got "
+            + std::to_string(a.weights.size());
+    }
+    if (a.outHeight <= 0 || a.outWidth <= 0)
+    {
+        return "attributes 'out_height' and 'out_width' must be positive, got " + std::to_string(a.outHeight) + " x "
+            + std::to_string(a.outWidth);
+    }
+    if ((a.alignCorners != 0 && a.alignCorners != 1) || (a.pack4 != 0 && a.pack4 != 1))
+    {
+        return "attributes 'align_corners' and 'pack4' must be 0 or 1";
+    }
+    if (a.mode != 0 && a.mode != 1)
+    {
+        return "attribute 'mode' must be 0 (multiply logits) or 1 (multiply probabilities), got "
+            + std::to_string(a.mode);
+    }
+    for (float w : a.weights)
+    {
+        if (!std::isfinite(w) || (a.mode == 1 && !(w > 0.0f)))
+        {
+            return "attribute 'weights' must be finite (and positive in mode 1)";
+        }
+    }
+    return {};
+}
+
+// --- plugin ---------------------------------------------------------------------------------------
+
+ReweightArgmaxPlugin::ReweightArgmaxPlugin(ReweightArgmaxAttributes attributes)
+    : mAttributes(std::move(attributes))
+{
+    exposeFields();
+}
+
+ReweightArgmaxPlugin::ReweightArgmaxPlugin(ReweightArgmaxPlugin const& other)
+    : mAttributes(other.mAttributes)
+    , mParams(other.mParams)
+{
+    exposeFields(); // the copy's fields must point into its own attributes
+}
+
+void ReweightArgmaxPlugin::exposeFields()
+{
+    mFields = {
+        PluginField(kWEIGHTS, mAttributes.weights.data(), PluginFieldType::kFLOAT32,
+            static_cast<int32_t>(mAttributes.weights.size())),
+        PluginField(kOUT_HEIGHT, &mAttributes.outHeight, PluginFieldType::kINT32, 1),
+        PluginField(kOUT_WIDTH, &mAttributes.outWidth, PluginFieldType::kINT32, 1),
+        PluginField(kALIGN_CORNERS, &mAttributes.alignCorners, PluginFieldType::kINT32, 1),
+        PluginField(kPACK4, &mAttributes.pack4, PluginFieldType::kINT32, 1),
+        PluginField(kMODE, &mAttributes.mode, PluginFieldType::kINT32, 1),
+    };
+    mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
+    mFieldCollection.fields = mFields.data();
+}
+
+IPluginCapability* ReweightArgmaxPlugin::getCapabilityInterface(PluginCapabilityType type) noexcept
+{
+    switch (type)
+    {
+    case PluginCapabilityType::kCORE: return static_cast<IPluginV3OneCore*>(this);
+    case PluginCapabilityType::kBUILD: return static_cast<IPluginV3OneBuild*>(this);
+    case PluginCapabilityType::kRUNTIME: return static_cast<IPluginV3OneRuntime*>(this);
+    }
+    return nullptr;
+}
+
+IPluginV3* ReweightArgmaxPlugin::clone() noexcept
+{
+    try
+    {
+        return new ReweightArgmaxPlugin(*this);
+    }
+    catch (std::exception const& e)
+    {
+        logError(std::string("clone failed: ") + e.what());
+        return nullptr;
+    }
+}
+
+char const* ReweightArgmaxPlugin::getPluginName() const noexcept
+{
+    return kREWEIGHT_ARGMAX_NAME;
+}
+
+char const* ReweightArgmaxPlugin::getPluginVersion() const noexcept
+{
+    return kREWEIGHT_ARGMAX_VERSION;
+}
+
+char const* ReweightArgmaxPlugin::getPluginNamespace() const noexcept
+{
+    return kPLUGIN_NAMESPACE;
+}
+
+int32_t ReweightArgmaxPlugin::getNbOutputs() const noexcept
+{
+    return 1;
+}
+
+int32_t ReweightArgmaxPlugin::getOutputDataTypes(
+    DataType* outputTypes, int32_t nbOutputs, DataType const* /*inputTypes*/, int32_t nbInputs) const noexcept
+{
+    if (nbInputs != 1 || nbOutputs != 1)
+    {
+        logError("expects one input (logits) and one output (labels)");
+        return -1;
+    }
+    outputTypes[0] = DataType::kINT32; // plugins may not output uint8; pack4 stores four labels per int32
+    return 0;
+}
+
+int32_t ReweightArgmaxPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs,
+    DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/, DimsExprs* outputs, int32_t nbOutputs,
+    IExprBuilder& exprBuilder) noexcept
+{
+    if (nbInputs != 1 || nbOutputs != 1 || inputs[0].nbDims != 4)
+    {
+        logError("input must be 4-D logits N x C x H x W");
+        return -1;
+    }
+    IDimensionExpr const* channels = inputs[0].d[1];
+    if (channels->isConstant()
+        && channels->getConstantValue() != static_cast<int64_t>(mAttributes.weights.size()))
+    {
+        logError("attribute 'weights' has " + std::to_string(mAttributes.weights.size()) + " values but the logits have "
+            + std::to_string(channels->getConstantValue()) + " channels");
+        return -1;
+    }
+    int32_t const width = mAttributes.pack4 ? (mAttributes.outWidth + 3) / 4 : mAttributes.outWidth;
+    outputs[0].nbDims = 3;
+    outputs[0].d[0] = inputs[0].d[0];
+    outputs[0].d[1] = exprBuilder.constant(mAttributes.outHeight);
+    outputs[0].d[2] = exprBuilder.constant(width);
+    return 0;
+}
+
+bool ReweightArgmaxPlugin::supportsFormatCombination(
+    int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t /*nbInputs*/, int32_t /*nbOutputs*/) noexcept
+{
+    PluginTensorDesc const& desc = inOut[pos].desc;
+    if (desc.format != TensorFormat::kLINEAR)
+    {
+        return false;
+    }
+    if (pos == 0)
+    {
+        return desc.type == DataType::kFLOAT || desc.type == DataType::kHALF;
+    }
+    return pos == 1 && desc.type == DataType::kINT32;
+}
+
+int32_t ReweightArgmaxPlugin::configurePlugin(
+    DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
+{
+    if (nbInputs != 1 || nbOutputs != 1)
+    {
+        return -1;
+    }
+    int64_t const channels = in[0].desc.dims.d[1];
+    if (channels >= 0 && channels != static_cast<int64_t>(mAttributes.weights.size()))
+    {
+        logError("attribute 'weights' has " + std::to_string(mAttributes.weights.size()) + " values but the logits have "
+            + std::to_string(channels) + " channels");
+        return -1;
+    }
+    return 0;
+}
+
+bool ReweightArgmaxPlugin::makeKernelParams(Dims const& input, ReweightArgmaxParams& p) const noexcept
+{
+    if (input.nbDims != 4 || input.d[1] != static_cast<int64_t>(mAttributes.weights.size()) || input.d[0] < 1
+        || input.d[2] < 1 || input.d[3] < 1)
+    {
+        logError("logits must be N x " + std::to_string(mAttributes.weights.size()) + " x H x W");
+        return false;
+    }
+    p = ReweightArgmaxParams{};
+    p.batch = static_cast<int>(input.d[0]);
+    p.channels = static_cast<int>(input.d[1]);
+    p.inHeight = static_cast<int>(input.d[2]);
+    p.inWidth = static_cast<int>(input.d[3]);
+    p.outHeight = mAttributes.outHeight;
+    p.outWidth = mAttributes.outWidth;
+    p.alignCorners = mAttributes.alignCorners;
+    p.scaleY = sourceScale(p.inHeight, p.outHeight, p.alignCorners);
+    p.scaleX = sourceScale(p.inWidth, p.outWidth, p.alignCorners);
+    p.additive = mAttributes.mode;
+    for (int c = 0; c < p.channels; ++c)
+    {
+        float const w = mAttributes.weights[static_cast<size_t>(c)];
+        p.weights[c] = mAttributes.mode == 1 ? std::log(w) : w; // mode 1: argmax(z + log w) = argmax(softmax(z) w)
+    }
+    return true;
+}
+
+int32_t ReweightArgmaxPlugin::onShapeChange(
+    PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
+{
+    if (nbInputs != 1 || nbOutputs != 1)
+    {
+        return -1;
+    }
+    return makeKernelParams(in[0].dims, mParams) ? 0 : -1;
+}
+
+int32_t ReweightArgmaxPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
+    void const* const* inputs, void* const* outputs, void* /*workspace*/, cudaStream_t stream) noexcept
+{
+    int const status = launchReweightArgmax(inputs[0], inputDesc[0].type == DataType::kHALF, outputs[0],
+        mAttributes.pack4 ? kLabelsPacked4 : kLabelsInt32, mParams, stream);
+    if (status != 0)
+    {
+        logError("kernel launch failed with CUDA error " + std::to_string(status));
+        return -1;
+    }
+    return 0;
+}
+
+IPluginV3* ReweightArgmaxPlugin::attachToContext(IPluginResourceContext* /*context*/) noexcept
+{
+    return clone(); // no per-context resources: the weights travel in the kernel's parameters
+}
+
+PluginFieldCollection const* ReweightArgmaxPlugin::getFieldsToSerialize() noexcept
+{
+    return &mFieldCollection;
+}
+
+// --- creator --------------------------------------------------------------------------------------
+
+ReweightArgmaxPluginCreator::ReweightArgmaxPluginCreator()
+{
+    mFieldNames = {
+        PluginField(kWEIGHTS, nullptr, PluginFieldType::kFLOAT32, 0),
+        PluginField(kOUT_HEIGHT, nullptr, PluginFieldType::kINT32, 1),
+        PluginField(kOUT_WIDTH, nullptr, PluginFieldType::kINT32, 1),
+        PluginField(kALIGN_CORNERS, nullptr, PluginFieldType::kINT32, 1),
+        PluginField(kPACK4, nullptr, PluginFieldType::kINT32, 1),
+        PluginField(kMODE, nullptr, PluginFieldType::kINT32, 1),
+    };
+    mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
+    mFieldCollection.fields = mFieldNames.data();
+}
+
+char const* ReweightArgmaxPluginCreator::getPluginName() const noexcept
+{
+    return kREWEIGHT_ARGMAX_NAME;
+}
+
+char const* ReweightArgmaxPluginCreator::getPluginVersion() const noexcept
+{
+    return kREWEIGHT_ARGMAX_VERSION;
+}
+
+char const* ReweightArgmaxPluginCreator::getPluginNamespace() const noexcept
+{
+    return kPLUGIN_NAMESPACE;
+}
+
+PluginFieldCollection const* ReweightArgmaxPluginCreator::getFieldNames() noexcept
+{
+    return &mFieldCollection;
+}
+
+IPluginV3* ReweightArgmaxPluginCreator::createPlugin(
+    char const* /*name*/, PluginFieldCollection const* fc, TensorRTPhase /*phase*/) noexcept
+{
+    try
+    {
+        ReweightArgmaxAttributes a;
+        bool seenWeights = false;
+        for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
+        {
+            PluginField const& f = fc->fields[i];
+            std::string const field = f.name;
+            if (field == kWEIGHTS)
+            {
+                if (f.type != PluginFieldType::kFLOAT32)
+                {
+                    logError("attribute 'weights' must be FLOATS");
+                    return nullptr;
+                }
+                auto const* values = static_cast<float const*>(f.data);
+                a.weights.assign(values, values + f.length);
+                seenWeights = true;
+                continue;
+            }
+            int32_t* target = field == kOUT_HEIGHT ? &a.outHeight
+                : field == kOUT_WIDTH              ? &a.outWidth
+                : field == kALIGN_CORNERS          ? &a.alignCorners
+                : field == kPACK4                  ? &a.pack4
+                : field == kMODE                   ? &a.mode
+                                                   : nullptr;
+            if (target == nullptr)
+            {
+                logError("unknown attribute '" + field + "'");
+                return nullptr;
+            }
+            if (f.type != PluginFieldType::kINT32 || f.length != 1)
+            {
+                logError("attribute '" + field + "' must be one INT");
+                return nullptr;
+            }
+            *target = *static_cast<int32_t const*>(f.data);
+        }
+        std::string const problem = seenWeights ? validateAttributes(a) : "attribute 'weights' is missing";
+        if (!problem.empty())
+        {
+            logError(problem);
+            return nullptr;
+        }
+        return new ReweightArgmaxPlugin(std::move(a));
+    }
+    catch (std::exception const& e)
+    {
+        logError(std::string("createPlugin failed: ") + e.what());
+        return nullptr;
+    }
+}
+
+} // namespace dannet

@@ -1,0 +1,78 @@
+"""ReweightArgmax in NumPy: the twin of the CUDA kernel's arithmetic, bit for bit.
+
+Bilinear upsampling of C class scores with PyTorch's coordinate rules, per-class re-weighting
+(mode 0: logits x w; mode 1: logits + log w, i.e. probabilities x w), argmax with ties to the lowest
+class. Every step rounds to fp32 in the kernel's order (the kernel avoids fused multiply-adds for
+this), so GPU tests can demand identical labels. Also the runtime's CPU post-processing for models
+that output logits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_F = np.float32
+
+
+def source_scale(in_size: int, out_size: int, align_corners: bool) -> np.float32:
+    """PyTorch's area_pixel_compute_scale (no explicit scale factor)."""
+    if align_corners:
+        return _F(in_size - 1) / _F(out_size - 1) if out_size > 1 else _F(0)
+    return _F(in_size) / _F(out_size)
+
+
+def lerp(in_size: int, out_size: int, align_corners: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per output coordinate: the two source indices and their weights (l0 for i0, l1 for i1)."""
+    scale = source_scale(in_size, out_size, align_corners)
+    dst = np.arange(out_size, dtype=_F)
+    if align_corners:
+        src = scale * dst
+    else:
+        src = np.maximum(scale * (dst + _F(0.5)) + _F(-0.5), _F(0))
+    i0 = src.astype(np.int64)
+    i1 = i0 + (i0 < in_size - 1)
+    l1 = (src + (-i0.astype(_F))).astype(_F)
+    return i0, i1, (_F(1) + (-l1)).astype(_F), l1
+
+
+def reweight_argmax(logits: np.ndarray, weights: np.ndarray, out_size: tuple[int, int], align_corners: bool = True,
+                    mode: int = 0) -> np.ndarray:
+    """Labels (uint8, N x H x W) from logits (N x C x h x w, any float type; computed in fp32)."""
+    z = np.asarray(logits, dtype=_F)
+    if z.ndim != 4:
+        raise ValueError(f"logits must be N x C x H x W, got shape {z.shape}")
+    n, c, h, w = z.shape
+    weights = np.asarray(weights, dtype=_F)
+    if weights.shape != (c,):
+        raise ValueError(f"need one weight per class: {c} classes, {weights.size} weights")
+    if mode == 1:
+        if np.any(weights <= 0):
+            raise ValueError("mode 1 (multiply probabilities) needs positive weights")
+        weights = np.log(weights.astype(np.float64)).astype(_F)  # the kernel receives log w from the host
+    elif mode != 0:
+        raise ValueError(f"mode must be 0 (multiply logits) or 1 (multiply probabilities), got {mode}")
+    ya, yb, ly0, ly1 = lerp(h, out_size[0], align_corners)
+    xa, xb, lx0, lx1 = lerp(w, out_size[1], align_corners)
+    best = np.full((n, *out_size), -np.finfo(_F).max, dtype=_F)
+    labels = np.zeros((n, *out_size), dtype=np.uint8)
+    for k in range(c):
+        plane = z[:, k]
+        top = plane[:, ya][:, :, xa] * lx0 + plane[:, ya][:, :, xb] * lx1
+        bottom = plane[:, yb][:, :, xa] * lx0 + plane[:, yb][:, :, xb] * lx1
+        value = top * ly0[:, None] + bottom * ly1[:, None]
+        score = value + weights[k] if mode == 1 else value * weights[k]
+        better = score > best
+        best[better], labels[better] = score[better], k
+    return labels
+
+
+def pack4(labels: np.ndarray) -> np.ndarray:
+    """uint8 labels N x H x W -> int32 N x H x ceil(W/4), four labels per element, little-endian."""
+    n, h, w = labels.shape
+    padded = np.zeros((n, h, (w + 3) // 4 * 4), dtype=np.uint8)
+    padded[..., :w] = labels
+    return padded.view("<u4").view(np.int32)
+
+
+def unpack4(packed: np.ndarray, width: int) -> np.ndarray:
+    """The inverse of ``pack4``: a uint8 view (no copy) trimmed to ``width`` columns."""
+    return np.ascontiguousarray(packed).view(np.uint8)[..., :width]
