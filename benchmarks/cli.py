@@ -10,14 +10,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dannet-bench",
         description="Measure per-stage latency, throughput and mIoU per backend and dataset, "
                     "side by side with the DANNet reference inference loop.",
-        epilog="No benchmark subcommand is available in this version yet.",
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("kernel", add_help=False,
+                   help="(GPU) the ReweightArgmax kernel vs PyTorch interpolate+mul+argmax: time, GB/s, speed-up")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
+    if argv[:1] == ["kernel"]:
+        from .kernel_bench import main as kernel_main
+
+        kernel_main(argv[1:])
+        return 0
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

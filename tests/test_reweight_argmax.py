@@ -169,3 +169,49 @@ def test_kernel_on_gpu_equals_numpy_twin_bit_for_bit(label_format: str, fp16: bo
         else:
             got = raw.reshape(n, h, wd)
         np.testing.assert_array_equal(got, expected, err_msg=f"{shape}->{size} align {align_corners} mode {mode}")
+
+
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("pack", [0, 1])
+def test_plugin_in_a_tensorrt_engine_and_after_a_serialisation_round_trip(pack: int) -> None:
+    import tensorrt as trt
+    from cuda.bindings import driver
+
+    from runtime.plugin_library import load_plugin_library
+
+    load_plugin_library()
+    shape, size = (1, 19, 17, 30), (135, 242)
+    z = logits_for(shape, 5)
+    w = np.random.default_rng(5).uniform(0.7, 1.3, 19).astype(np.float32)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    logits = network.add_input("logits", trt.float32, shape)
+    creator = trt.get_plugin_registry().get_creator("ReweightArgmax", "1", "dannet")
+    fields = trt.PluginFieldCollection([
+        trt.PluginField("weights", w, trt.PluginFieldType.FLOAT32),
+        *(trt.PluginField(name, np.array([value], np.int32), trt.PluginFieldType.INT32)
+          for name, value in (("out_height", size[0]), ("out_width", size[1]), ("align_corners", 1),
+                              ("pack4", pack), ("mode", 0)))])
+    plugin = creator.create_plugin("reweight_argmax", fields, trt.TensorRTPhase.BUILD)
+    layer = network.add_plugin_v3([logits], [], plugin)
+    layer.get_output(0).name = "labels"
+    network.mark_output(layer.get_output(0))
+    serialized = builder.build_serialized_network(network, builder.create_builder_config())
+    assert serialized is not None
+    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)  # the round trip
+    context = engine.create_execution_context()
+    out_width = (size[1] + 3) // 4 if pack else size[1]
+    nbytes = size[0] * out_width * 4
+    _, d_in = driver.cuMemAlloc(z.nbytes)
+    _, d_out = driver.cuMemAlloc(nbytes)
+    driver.cuMemcpyHtoD(d_in, z.ctypes.data, z.nbytes)
+    context.set_tensor_address("logits", int(d_in))
+    context.set_tensor_address("labels", int(d_out))
+    _, stream = driver.cuStreamCreate(0)
+    assert context.execute_async_v3(int(stream))
+    driver.cuStreamSynchronize(stream)
+    raw = np.empty(size[0] * out_width, dtype=np.int32)
+    driver.cuMemcpyDtoH(raw.ctypes.data, d_out, nbytes)
+    got = unpack4(raw.reshape(1, size[0], out_width), size[1]) if pack else raw.reshape(1, *size)
+    np.testing.assert_array_equal(got, reweight_argmax(z, w, size, True, 0))

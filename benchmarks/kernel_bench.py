@@ -1,0 +1,105 @@
+"""ReweightArgmax kernel vs PyTorch's interpolate + mul + argmax on a GPU, in one run.
+
+Both paths start from the same fp32 logits in GPU memory and end with uint8 labels in GPU memory.
+Times are CUDA-event medians; "GB/s" counts the bytes the fused kernel must move (logits read once,
+labels written once) divided by each path's time, next to the device's theoretical bandwidth.
+
+    python -m benchmarks.kernel_bench            (or: dannet-bench kernel)
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+#: (classes, logits h, w) -> (labels H, W): DANNet at 1080p, its 540p input size, a 720p camera
+DEFAULT_CASES = [((19, 68, 120), (1080, 1920)), ((19, 68, 121), (540, 960)), ((19, 45, 80), (720, 1280))]
+
+
+def device_bandwidth_gbs() -> float | None:
+    """Theoretical DRAM bandwidth from the driver's memory clock and bus width (None if unknown)."""
+    from cuda.bindings import driver
+
+    driver.cuInit(0)
+    _, dev = driver.cuDeviceGet(0)
+    attr = driver.CUdevice_attribute
+    err1, clock_khz = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE, dev)
+    err2, bus_bits = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH, dev)
+    if int(err1) or int(err2) or not clock_khz or not bus_bits:
+        return None
+    return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
+
+
+def run(cases, batch: int, iters: int, warmup: int) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+
+    from runtime.classes import class_weights
+    from runtime.reweight_argmax_cuda import CudaReweightArgmax, make_params
+
+    if not torch.cuda.is_available():
+        raise SystemExit("dannet-bench kernel: needs a CUDA GPU (torch.cuda.is_available() is False)")
+    torch.cuda.init()
+    kernel = CudaReweightArgmax(torch.cuda.current_device())
+    weights = class_weights(0.16)
+    w_gpu = torch.from_numpy(weights).cuda().view(1, -1, 1, 1)
+    rows = []
+    for (c, h, w), size in cases:
+        logits = torch.randn(batch, c, h, w, device="cuda") * 4
+        labels = torch.empty(batch, *size, dtype=torch.uint8, device="cuda")
+        params = make_params((batch, c, h, w), weights, size, True, 0)
+        stream = torch.cuda.current_stream().cuda_stream
+
+        def fused() -> None:
+            kernel.launch(logits.data_ptr(), False, labels.data_ptr(), "uint8", params, stream)
+
+        def pytorch() -> None:
+            up = F.interpolate(logits * w_gpu, size=size, mode="bilinear", align_corners=True)
+            labels.copy_(up.argmax(dim=1))
+
+        times = {}
+        for name, fn in (("pytorch", pytorch), ("kernel", fused)):
+            for _ in range(warmup):
+                fn()
+            samples = []
+            for _ in range(iters):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                samples.append(start.elapsed_time(end))
+            times[name] = float(np.median(samples))
+        fused()
+        reference = F.interpolate(logits * w_gpu, size=size, mode="bilinear", align_corners=True).argmax(1)
+        agree = (labels.long() == reference).float().mean().item()
+        moved = logits.numel() * 4 + labels.numel()
+        rows.append({"case": f"{batch}x{c}x{h}x{w} -> {size[0]}x{size[1]}", "pytorch_ms": times["pytorch"],
+                     "kernel_ms": times["kernel"], "speedup": times["pytorch"] / times["kernel"],
+                     "kernel_gbs": moved / times["kernel"] / 1e6, "agree": agree})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="dannet-bench kernel", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    args = parser.parse_args(argv)
+    rows = run(DEFAULT_CASES, args.batch, args.iters, args.warmup)
+    import torch
+
+    bandwidth = device_bandwidth_gbs()
+    print(f"device: {torch.cuda.get_device_name()}, theoretical bandwidth: "
+          f"{f'{bandwidth:.0f} GB/s' if bandwidth else 'unknown'}")
+    print(f"{'case':<30} {'PyTorch ms':>10} {'kernel ms':>10} {'speed-up':>9} {'kernel GB/s':>12} "
+          f"{'of peak':>8} {'same labels':>12}")
+    for r in rows:
+        peak = f"{100 * r['kernel_gbs'] / bandwidth:.0f}%" if bandwidth else "-"
+        print(f"{r['case']:<30} {r['pytorch_ms']:>10.3f} {r['kernel_ms']:>10.3f} {r['speedup']:>8.1f}x "
+              f"{r['kernel_gbs']:>12.1f} {peak:>8} {100 * r['agree']:>11.4f}%")
+
+
+if __name__ == "__main__":
+    main()
