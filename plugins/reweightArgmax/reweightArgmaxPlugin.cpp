@@ -321,6 +321,10 @@ IPluginV3* ReweightArgmaxPluginCreator::createPlugin(
         {
             PluginField const& f = fc->fields[i];
             std::string const field = f.name;
+            if (field == "plugin_version" || field == "plugin_namespace")
+            {
+                continue; // ONNX node attributes that select the creator; not ours to interpret
+            }
             if (field == kWEIGHTS)
             {
                 if (f.type != PluginFieldType::kFLOAT32)
