@@ -5,23 +5,103 @@ import argparse
 import sys
 
 
+def size_hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 540x960), got {text!r}") from None
+    return h, w
+
+
+def cmd_onnx(args: argparse.Namespace) -> None:
+    from .onnx_export import ExportSpec, to_onnx
+
+    spec = ExportSpec(input_size=args.input_size, output_size=args.output_size, tail=args.tail,
+                      precision=args.precision, weights_std=args.weights_std, reweight=args.reweight,
+                      align_corners=not args.half_pixel, pack4=args.pack4, dynamic=args.dynamic)
+    to_onnx(args.checkpoint, args.out, spec, light=args.light, arch=args.arch, backbone=args.backbone,
+            simplify=not args.no_simplify)
+
+
+def cmd_engine(args: argparse.Namespace) -> None:
+    from .engine import EngineError, build_engine, parse_shape
+
+    given = [args.min_shape, args.opt_shape, args.max_shape]
+    if any(given) and not all(given):
+        raise EngineError("--min-shape, --opt-shape and --max-shape go together")
+    shapes = {k: parse_shape(v) for k, v in zip(("min", "opt", "max"), given)} if all(given) else None
+    build_engine(args.onnx, args.out, plugin_lib=args.plugin_lib, workspace_gb=args.workspace_gb,
+                 timing_cache=args.timing_cache, dla_core=args.dla_core, shapes=shapes, rebuild=args.rebuild)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dannet-export",
         description="Export a trained DANNet (relighting + segmentation + reweight/upsample/argmax tail) "
                     "to one ONNX graph from camera frame to labels, and build a TensorRT FP16 engine from it.",
-        epilog="No export subcommand is available in this version yet.",
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("onnx", help="one ONNX graph: uint8 NHWC RGB frame in, labels out",
+                       description="Input 'frame' (uint8, N x H x W x 3, RGB, at --input-size) -> cast, /255, ImageNet "
+                                   "normalisation, NCHW -> relighting R = I + r -> segmentation -> tail -> 'labels' "
+                                   "(N x H_out x W_out). Tail 'portable': standard ops, uint8 labels, runs in ONNX "
+                                   "Runtime; tail 'plugin': one dannet::ReweightArgmax node for TensorRT, int32 labels "
+                                   "(or --pack4: four uint8 labels per int32).")
+    p.add_argument("--checkpoint", required=True, help="our checkpoint, or a released segmentation .pth")
+    p.add_argument("--light", help="relighting weights when the checkpoint has none (released *_light.pth)")
+    p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
+                   help="architecture when the file does not say (released files are recognised from their keys)")
+    p.add_argument("--backbone", help="backbone when the file does not say (default resnet101)")
+    p.add_argument("--input-size", type=size_hw, default=(540, 960), help="network input HxW (default 540x960)")
+    p.add_argument("--output-size", type=size_hw, default=(1080, 1920), help="label map HxW (default 1080x1920)")
+    p.add_argument("--tail", choices=["portable", "plugin"], default="portable")
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                   help="fp16: an FP16-typed graph for strongly typed TensorRT builds (tail in fp32)")
+    p.add_argument("--weights-std", type=float, default=0.16, help="test-time class weights std (default 0.16)")
+    p.add_argument("--reweight", choices=["logits", "probs"], default="logits",
+                   help="multiply logits (reference code, default) or probabilities (paper)")
+    p.add_argument("--half-pixel", action="store_true", help="upsample with align_corners=False (default: True, "
+                                                             "as DANNet was evaluated)")
+    p.add_argument("--pack4", action="store_true", help="plugin tail: four uint8 labels per int32 element")
+    p.add_argument("--dynamic", action="store_true",
+                   help="dynamic batch and H/W (multiples of 4); TensorRT then needs min/opt/max shapes")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
+    p.add_argument("--out", required=True, help="output .onnx file")
+    p.set_defaults(func=cmd_onnx)
+
+    p = sub.add_parser("engine", help="TensorRT engine (strongly typed) + JSON sidecar from an exported graph",
+                       description="Build a TensorRT engine from an exported graph on the GPU that will run it "
+                                   "(TensorRT 10.x on JetPack 6, or 11.x). Precision follows the graph's types "
+                                   "(export with --precision fp16 for an FP16 engine). An up-to-date engine is "
+                                   "reused; one built from another ONNX file, TensorRT or GPU is rebuilt, or refused "
+                                   "with --rebuild never.")
+    p.add_argument("--onnx", required=True, help="graph from dannet-export onnx")
+    p.add_argument("--out", required=True, help="output .engine file (sidecar: OUT.json)")
+    p.add_argument("--plugin-lib", help="libdannet_trt_plugins.so (default: $DANNET_PLUGIN_LIB or build/plugins/)")
+    p.add_argument("--workspace-gb", type=float, help="builder workspace limit in GiB")
+    p.add_argument("--timing-cache", help="timing cache file to reuse and update")
+    p.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson), with GPU fallback")
+    p.add_argument("--min-shape", help="dynamic graphs: smallest frame NxHxWx3")
+    p.add_argument("--opt-shape", help="dynamic graphs: frame size to optimise for")
+    p.add_argument("--max-shape", help="dynamic graphs: largest frame")
+    p.add_argument("--rebuild", choices=["auto", "always", "never"], default="auto")
+    p.set_defaults(func=cmd_engine)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
+    from train.checkpoint import CheckpointError
+
+    from .engine import EngineError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (EngineError, CheckpointError, ValueError, FileNotFoundError) as e:
+        print(f"dannet-export {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

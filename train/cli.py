@@ -70,29 +70,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from runtime.classes import class_weights
 
-    from .checkpoint import load_weights
     from .data import EvalTransform, build_dataset
     from .engine import select_device
-    from .evaluate import evaluate
-    from .models import RelightNet, build_segmenter
+    from .evaluate import evaluate, load_networks
 
-    ckpt = load_checkpoint(args.checkpoint)
-    if "segmenter" not in ckpt.models:
-        raise CheckpointError(f"{args.checkpoint}: holds no segmentation network ({', '.join(ckpt.models)})")
-    model_cfg = ckpt.config.get("model", {})
-    arch = ckpt.arch or args.arch
-    backbone = args.backbone or model_cfg.get("backbone", "resnet101")
-    extra = {"aspp_branches": model_cfg.get("aspp_branches", 2)} if arch == "deeplab" else {}
-    segmenter = build_segmenter(arch, backbone=backbone, **extra)
-    load_weights(segmenter, ckpt.models["segmenter"], args.checkpoint)
-    light = None
-    light_source = args.light or (args.checkpoint if "light" in ckpt.models else None)
-    if light_source:
-        light_ckpt = ckpt if light_source == args.checkpoint else load_checkpoint(light_source)
-        if "light" not in light_ckpt.models:
-            raise CheckpointError(f"{light_source}: holds no relighting network")
-        light = RelightNet(channels=light_ckpt.models["light"]["model.1.weight"].shape[0])
-        load_weights(light, light_ckpt.models["light"], light_source)
+    segmenter, light, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
     device = select_device(args.device)
     segmenter.to(device)
     if light is not None:

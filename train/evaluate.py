@@ -13,7 +13,37 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .checkpoint import CheckpointError, load_checkpoint, load_weights
 from .metrics import ConfusionMeter
+from .models import RelightNet, build_segmenter
+
+
+def load_networks(checkpoint: str, light: str | None = None, arch: str | None = None,
+                  backbone: str | None = None) -> tuple[nn.Module, nn.Module | None, str, str]:
+    """Segmentation and relighting nets for inference, in eval mode: ``(segmenter, relight, arch, backbone)``.
+
+    ``checkpoint`` is ours (architecture, backbone and relighting net inside) or a released
+    segmentation file (architecture recognised from its keys; ResNet-101 unless ``backbone`` says
+    otherwise); ``light`` adds a relighting net from another file (released ``*_light.pth``).
+    """
+    ckpt = load_checkpoint(checkpoint)
+    if "segmenter" not in ckpt.models:
+        raise CheckpointError(f"{checkpoint}: holds no segmentation network ({', '.join(ckpt.models)})")
+    model_cfg = ckpt.config.get("model", {})
+    arch = ckpt.arch or arch or "pspnet"
+    backbone = backbone or model_cfg.get("backbone", "resnet101")
+    extra = {"aspp_branches": model_cfg.get("aspp_branches", 2)} if arch == "deeplab" else {}
+    segmenter = build_segmenter(arch, backbone=backbone, **extra)
+    load_weights(segmenter, ckpt.models["segmenter"], checkpoint)
+    relight = None
+    light_ckpt = load_checkpoint(light) if light else (ckpt if "light" in ckpt.models else None)
+    if light_ckpt is not None:
+        if "light" not in light_ckpt.models:
+            raise CheckpointError(f"{light}: holds no relighting network")
+        relight = RelightNet(channels=light_ckpt.models["light"]["model.1.weight"].shape[0])
+        load_weights(relight, light_ckpt.models["light"], light_ckpt.path)
+        relight.eval()
+    return segmenter.eval(), relight, arch, backbone
 
 
 def reweight_upsample_argmax(logits: torch.Tensor, weights: torch.Tensor, size: tuple[int, int],

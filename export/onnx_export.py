@@ -1,0 +1,167 @@
+"""``export.to_onnx``: a trained DANNet as one ONNX graph, camera frame in, labels out.
+
+frame (uint8 N x H x W x 3, RGB) -> cast, normalise, NCHW -> relighting (R = I + r) -> segmentation
+-> tail (``export.tails``) -> labels. Exported with the dynamo exporter (the TorchScript one cannot
+export PSP's adaptive pooling on 68 x 121 maps), PSP pooling swapped for pooling matrices, body
+simplified with onnxsim where installed, checked with onnx.checker, metadata recorded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+
+from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE, class_weights
+from train.evaluate import load_networks
+
+from .graph import DeploymentModel, replace_adaptive_pooling
+from .tails import LOGITS, append_plugin_tail, append_portable_tail
+
+TOOL_VERSION = "dannet-edge 0.1.0"
+OPSET = 18
+#: the relighting net downsamples twice by 2 and upsamples back, so R = I + r needs H, W % 4 == 0
+SIZE_MULTIPLE = 4
+
+
+class ExportError(ValueError):
+    """Bad export arguments; the message names the flag and what was expected."""
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    input_size: tuple[int, int] = (540, 960)
+    output_size: tuple[int, int] = (1080, 1920)
+    tail: str = "portable"          # portable | plugin
+    precision: str = "fp32"         # fp32 | fp16
+    weights_std: float = 0.16
+    reweight: str = "logits"        # logits (mode 0) | probs (mode 1)
+    align_corners: bool = True
+    pack4: bool = False
+    dynamic: bool = False
+
+    def check(self, has_relight: bool) -> None:
+        if self.tail not in ("portable", "plugin"):
+            raise ExportError(f"--tail must be portable or plugin, got {self.tail!r}")
+        if self.precision not in ("fp32", "fp16"):
+            raise ExportError(f"--precision must be fp32 or fp16, got {self.precision!r}")
+        if self.reweight not in ("logits", "probs"):
+            raise ExportError(f"--reweight must be logits or probs, got {self.reweight!r}")
+        if self.pack4 and self.tail != "plugin":
+            raise ExportError("--pack4 needs --tail plugin (the portable tail outputs uint8 already)")
+        if min(*self.input_size, *self.output_size) <= 0:
+            raise ExportError(f"--input-size/--output-size must be positive, got {self.input_size} / {self.output_size}")
+        if has_relight and any(s % SIZE_MULTIPLE for s in self.input_size):
+            h, w = self.input_size
+            raise ExportError(f"--input-size {h}x{w}: the relighting net needs H and W divisible by {SIZE_MULTIPLE} "
+                              f"(e.g. {h - h % 4}x{w - w % 4})")
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _export_body(model: torch.nn.Module, spec: ExportSpec) -> onnx.ModelProto:
+    # a dynamic batch dimension must not be traced with a batch of 1 (torch.export specialises 1)
+    frame = torch.zeros(2 if spec.dynamic else 1, *spec.input_size, 3, dtype=torch.uint8)
+    dynamic_shapes = None
+    if spec.dynamic:
+        batch = torch.export.Dim("batch", min=1, max=64)
+        h4 = torch.export.Dim("height_div4", min=8, max=1024)
+        w4 = torch.export.Dim("width_div4", min=8, max=1024)
+        dynamic_shapes = {"frame": {0: batch, 1: SIZE_MULTIPLE * h4, 2: SIZE_MULTIPLE * w4}}
+    # the exporter warns about every torchvision op it cannot register; torchvision is not used here
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model, (frame,), dynamo=True, input_names=["frame"], output_names=[LOGITS],
+                                    opset_version=OPSET, dynamic_shapes=dynamic_shapes, verbose=False)
+    return program.model_proto
+
+
+def _simplify(model: onnx.ModelProto, say: Callable[[str], None]) -> onnx.ModelProto:
+    try:
+        import onnxsim
+    except ImportError:
+        say("warning: onnxsim is not installed (pip install onnxsim): graph not simplified")
+        return model
+    try:
+        simplified, ok = onnxsim.simplify(model)
+    except Exception as e:  # onnxsim raises many kinds; the unsimplified graph is still correct
+        say(f"warning: onnxsim failed ({str(e).splitlines()[0][:200]}): graph not simplified")
+        return model
+    if not ok:
+        say("warning: onnxsim could not validate its result: graph not simplified")
+        return model
+    return simplified
+
+
+def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSpec(), *, light: str | Path | None = None,
+            arch: str | None = None, backbone: str | None = None, simplify: bool = True,
+            say: Callable[[str], None] = print) -> Path:
+    """Export a checkpoint (ours, or a released segmentation file + ``light``) to ``out``; returns ``out``."""
+    started = time.perf_counter()
+    segmenter, relight, arch, backbone = load_networks(str(checkpoint), str(light) if light else None, arch, backbone)
+    spec.check(relight is not None)
+    replace_adaptive_pooling(segmenter)
+    dtype = torch.float16 if spec.precision == "fp16" else torch.float32
+    model = DeploymentModel(segmenter.to(dtype), relight.to(dtype) if relight is not None else None, dtype).eval()
+    say(f"[1/4] exporting {arch} ({backbone}{' + relighting' if relight is not None else ''}, {spec.precision}) "
+        f"at {spec.input_size[0]}x{spec.input_size[1]}{' (dynamic)' if spec.dynamic else ''} with the dynamo exporter")
+    body = _export_body(model, spec)
+    say(f"[2/4] simplifying ({len(body.graph.node)} nodes)")
+    if simplify:
+        body = _simplify(body, say)
+    say(f"[3/4] appending the {spec.tail} tail -> {spec.output_size[0]}x{spec.output_size[1]} labels")
+    weights = class_weights(spec.weights_std)
+    mode = 1 if spec.reweight == "probs" else 0
+    if spec.tail == "plugin":
+        graph = append_plugin_tail(body, weights, spec.output_size, spec.align_corners, mode, spec.pack4)
+    else:
+        graph = append_portable_tail(body, weights, spec.output_size, spec.align_corners, mode)
+    label_format = "uint8" if spec.tail == "portable" else ("pack4" if spec.pack4 else "int32")
+    metadata = {
+        "dannet.class_names": json.dumps(CLASS_NAMES), "dannet.palette": json.dumps(PALETTE.tolist()),
+        "dannet.weights_std": str(spec.weights_std), "dannet.weights": json.dumps([float(w) for w in weights]),
+        "dannet.reweight": spec.reweight, "dannet.align_corners": str(int(spec.align_corners)),
+        "dannet.normalization": json.dumps({"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "scale": 1 / 255}),
+        "dannet.input": json.dumps({"name": "frame", "layout": "NHWC", "color": "RGB", "dtype": "uint8",
+                                    "size": None if spec.dynamic else list(spec.input_size)}),
+        "dannet.output": json.dumps({"name": "labels", "format": label_format, "size": list(spec.output_size)}),
+        "dannet.tail": spec.tail, "dannet.precision": spec.precision, "dannet.arch": arch,
+        "dannet.backbone": backbone, "dannet.relight": str(int(relight is not None)),
+        "dannet.checkpoint_sha256": sha256_of(checkpoint),
+        "dannet.light_sha256": sha256_of(light) if light else "", "dannet.tool": TOOL_VERSION,
+    }
+    onnx.helper.set_model_props(graph, metadata)
+    graph.producer_name, graph.producer_version = "dannet-edge", TOOL_VERSION.split()[-1]
+    say("[4/4] checking and saving")
+    onnx.checker.check_model(graph)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(graph, out)
+    say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(graph.graph.node)} nodes, "
+        f"{time.perf_counter() - started:.0f} s)")
+    return out
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``dannet.*`` metadata of an exported graph (without loading its weights)."""
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def onnx_weights(metadata: dict[str, str]) -> np.ndarray:
+    return np.asarray(json.loads(metadata["dannet.weights"]), dtype=np.float32)

@@ -1,0 +1,88 @@
+"""The tail of the deployment graph, appended to an exported frame -> logits ONNX graph.
+
+Both flavours compute the same thing (DESIGN.md section 3): bilinear upsampling of the logits to
+the output size, per-class weights, argmax. ``portable`` uses standard ops (Mul/Add, Resize, ArgMax,
+Cast to uint8) and runs anywhere; ``plugin`` is one ``dannet::ReweightArgmax`` node for TensorRT
+with int32 labels (or four uint8 labels per int32 with ``pack4``). The body of the graph is the
+same in both, so the plugin graph is the portable one with exactly the tail replaced.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+PLUGIN_OP = "ReweightArgmax"
+PLUGIN_DOMAIN = "dannet"
+PLUGIN_VERSION = "1"
+LOGITS, LABELS = "logits", "labels"
+
+
+def _replace_output(graph: onnx.GraphProto, old: str, new: onnx.ValueInfoProto) -> None:
+    outputs = [o for o in graph.output if o.name != old]
+    if len(outputs) == len(graph.output):
+        raise ValueError(f"the graph has no output named {old!r}")
+    del graph.output[:]
+    graph.output.extend([*outputs, new])
+
+
+def _batch_dim(graph: onnx.GraphProto) -> int | str:
+    dim = graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "batch")
+
+
+def _logits_type(graph: onnx.GraphProto) -> int:
+    return next(o for o in graph.output if o.name == LOGITS).type.tensor_type.elem_type
+
+
+def append_portable_tail(model: onnx.ModelProto, weights: np.ndarray, out_size: tuple[int, int],
+                         align_corners: bool = True, mode: int = 0) -> onnx.ModelProto:
+    """logits -> [Cast fp32] -> Mul w (mode 0) / Add log w (mode 1) -> Resize -> ArgMax -> Cast uint8."""
+    graph = model.graph
+    nodes, x = [], LOGITS
+    if _logits_type(graph) != TensorProto.FLOAT:
+        # fp32 island: the argmax compares re-weighted scores that differ in the 3rd-4th digit; fp16
+        # rounding there would flip labels that the plugin (fp32 arithmetic) gets right
+        nodes.append(helper.make_node("Cast", [x], ["tail_logits_fp32"], to=TensorProto.FLOAT, name="tail_cast_fp32"))
+        x = "tail_logits_fp32"
+    w = np.asarray(weights, dtype=np.float32)
+    scale = np.log(w) if mode == 1 else w
+    graph.initializer.extend([
+        numpy_helper.from_array(scale.reshape(1, -1, 1, 1), "tail_weights"),
+        numpy_helper.from_array(np.array(out_size, dtype=np.int64), "tail_out_size"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "tail_zero"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "tail_two"),
+    ])
+    nodes += [
+        helper.make_node("Add" if mode == 1 else "Mul", [x, "tail_weights"], ["tail_scores"], name="tail_reweight"),
+        helper.make_node("Shape", ["tail_scores"], ["tail_shape"], name="tail_shape"),
+        helper.make_node("Slice", ["tail_shape", "tail_zero", "tail_two"], ["tail_nc"], name="tail_nc"),
+        helper.make_node("Concat", ["tail_nc", "tail_out_size"], ["tail_sizes"], axis=0, name="tail_sizes"),
+        helper.make_node("Resize", ["tail_scores", "", "", "tail_sizes"], ["tail_upsampled"], mode="linear",
+                         coordinate_transformation_mode="align_corners" if align_corners else "pytorch_half_pixel",
+                         name="tail_resize"),
+        helper.make_node("ArgMax", ["tail_upsampled"], ["tail_argmax"], axis=1, keepdims=0, name="tail_argmax"),
+        helper.make_node("Cast", ["tail_argmax"], [LABELS], to=TensorProto.UINT8, name="tail_cast_uint8"),
+    ]
+    graph.node.extend(nodes)
+    _replace_output(graph, LOGITS, helper.make_tensor_value_info(
+        LABELS, TensorProto.UINT8, [_batch_dim(graph), *out_size]))
+    return model
+
+
+def append_plugin_tail(model: onnx.ModelProto, weights: np.ndarray, out_size: tuple[int, int],
+                       align_corners: bool = True, mode: int = 0, pack4: bool = False) -> onnx.ModelProto:
+    """logits -> dannet::ReweightArgmax -> int32 labels (N x H x W, or N x H x ceil(W/4) with pack4)."""
+    graph = model.graph
+    node = helper.make_node(
+        PLUGIN_OP, [LOGITS], [LABELS], domain=PLUGIN_DOMAIN, name="reweight_argmax",
+        weights=[float(v) for v in np.asarray(weights, dtype=np.float32)], out_height=int(out_size[0]),
+        out_width=int(out_size[1]), align_corners=int(align_corners), pack4=int(pack4), mode=int(mode),
+        plugin_version=PLUGIN_VERSION, plugin_namespace=PLUGIN_DOMAIN)
+    graph.node.append(node)
+    width = (out_size[1] + 3) // 4 if pack4 else out_size[1]
+    _replace_output(graph, LOGITS, helper.make_tensor_value_info(
+        LABELS, TensorProto.INT32, [_batch_dim(graph), out_size[0], width]))
+    if not any(o.domain == PLUGIN_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(PLUGIN_DOMAIN, 1))
+    return model

@@ -1,0 +1,251 @@
+"""Export: ONNX Runtime on the exported graphs against a plainly written PyTorch reference pipeline,
+the plugin tail as an exact replacement of the portable one, fp16 structure, every architecture,
+released-style files, dynamic shapes, and the engine cache logic (which needs no TensorRT)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from export import ExportSpec, read_metadata, to_onnx
+from export.engine import EngineError, Machine, Sidecar, decide, engine_problems, parse_shape, sidecar_path
+from export.onnx_export import sha256_of
+from runtime.classes import class_weights
+from train.checkpoint import save_checkpoint
+from train.data.synth import generate
+from train.models import RelightNet, build_segmenter
+
+MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+
+
+def randomised(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Random BN statistics so that eval-mode logits are far from degenerate."""
+    g = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    return module.eval()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "dannet.pth"
+    return save_checkpoint(path, {"segmenter": randomised(build_segmenter("pspnet", backbone="resnet18"), 1),
+                                  "light": randomised(RelightNet(channels=16), 2)}, arch="pspnet",
+                           config={"model": {"backbone": "resnet18", "light_channels": 16}})
+
+
+@pytest.fixture(scope="module")
+def night_frames(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
+    """Generated 1080x1920 night images, resized to the 540x960 network input (as the reference does)."""
+    root = generate(tmp_path_factory.mktemp("night"), "darkzurich", 1, (1080, 1920), seed=3)
+    images = sorted((root / "rgb_anon" / "val").rglob("*.png"))
+    return [np.asarray(Image.open(p).convert("RGB").resize((960, 540), Image.BILINEAR)) for p in images]
+
+
+def reference_labels(checkpoint_path: Path, frame: np.ndarray, out_size: tuple[int, int], std: float = 0.16,
+                     arch: str = "pspnet", light_path: Path | None = None) -> np.ndarray:
+    """DANNet's inference written plainly: normalise, relight, segment, logits x w, upsample, argmax."""
+    from train.evaluate import load_networks
+
+    seg, light, _, _ = load_networks(str(checkpoint_path), str(light_path) if light_path else None, arch, "resnet18")
+    x = torch.from_numpy(((frame / 255.0 - MEAN) / STD).astype(np.float32)).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        if light is not None:
+            x = x + light.residual(x)
+        logits = seg(x) * torch.from_numpy(class_weights(std)).view(1, -1, 1, 1)
+        return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=True).argmax(1)[0].numpy()
+
+
+def run_onnx(path: Path, frame: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"frame": frame[None]})[0][0]
+
+
+@pytest.fixture(scope="module")
+def portable(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return to_onnx(checkpoint, tmp_path_factory.mktemp("onnx") / "portable.onnx", ExportSpec(), say=lambda s: None)
+
+
+def test_portable_graph_matches_the_pytorch_reference_at_1080p(portable: Path, checkpoint: Path,
+                                                               night_frames: list[np.ndarray]) -> None:
+    model = onnx.load(str(portable))
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 540, 960, 3]
+    assert {n.op_type for n in model.graph.node} >= {"Resize", "ArgMax", "MatMul"}
+    assert not any(n.op_type in ("Gather", "GatherND") for n in model.graph.node)  # PSP pooling as matrices
+    for frame in night_frames:
+        labels = run_onnx(portable, frame)
+        assert labels.shape == (1080, 1920) and labels.dtype == np.uint8
+        expected = reference_labels(checkpoint, frame, (1080, 1920))
+        assert len(np.unique(expected)) >= 5  # the logits are not degenerate
+        assert (labels == expected).mean() >= 0.999
+    meta = read_metadata(portable)
+    assert json.loads(meta["dannet.class_names"])[0] == "road" and meta["dannet.weights_std"] == "0.16"
+    assert meta["dannet.checkpoint_sha256"] == sha256_of(checkpoint) and meta["dannet.tail"] == "portable"
+    np.testing.assert_allclose(json.loads(meta["dannet.weights"]), class_weights(0.16), rtol=1e-6)
+
+
+def test_plugin_graph_is_the_portable_graph_with_the_tail_replaced(portable: Path, checkpoint: Path,
+                                                                  night_frames: list[np.ndarray],
+                                                                  tmp_path: Path) -> None:
+    plugin = to_onnx(checkpoint, tmp_path / "plugin.onnx", ExportSpec(tail="plugin"), say=lambda s: None)
+    model = onnx.load(str(plugin))
+    node = model.graph.node[-1]
+    assert node.op_type == "ReweightArgmax" and node.domain == "dannet"
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    np.testing.assert_allclose(attrs["weights"], class_weights(0.16), rtol=1e-6)
+    assert (attrs["out_height"], attrs["out_width"], attrs["align_corners"], attrs["pack4"], attrs["mode"]) == \
+           (1080, 1920, 1, 0, 0)
+    assert attrs["plugin_namespace"] == b"dannet" and attrs["plugin_version"] == b"1"
+    assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.INT32
+    # put the standard ops back in place of the node, by hand, and ORT must agree exactly with the portable graph
+    logits = node.input[0]
+    model.graph.node.remove(node)
+    w = numpy_helper.from_array(np.asarray(attrs["weights"], np.float32).reshape(1, -1, 1, 1), "w")
+    sizes = numpy_helper.from_array(np.array([1, 19, 1080, 1920], np.int64), "sizes")
+    model.graph.initializer.extend([w, sizes])
+    model.graph.node.extend([
+        helper.make_node("Mul", [logits, "w"], ["scored"]),
+        helper.make_node("Resize", ["scored", "", "", "sizes"], ["up"], mode="linear",
+                         coordinate_transformation_mode="align_corners"),
+        helper.make_node("ArgMax", ["up"], ["idx"], axis=1, keepdims=0),
+        helper.make_node("Cast", ["idx"], ["labels_u8"], to=TensorProto.UINT8)])
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("labels_u8", TensorProto.UINT8, [1, 1080, 1920]))
+    del model.opset_import[1:]
+    onnx.save(model, tmp_path / "replaced.onnx")
+    frame = night_frames[0]
+    np.testing.assert_array_equal(run_onnx(tmp_path / "replaced.onnx", frame), run_onnx(portable, frame))
+
+
+def test_fp16_graph_structure_and_run(checkpoint: Path, night_frames: list[np.ndarray], tmp_path: Path) -> None:
+    path = to_onnx(checkpoint, tmp_path / "fp16.onnx", ExportSpec(precision="fp16", input_size=(256, 512),
+                                                                   output_size=(512, 1024)), say=lambda s: None)
+    model = onnx.load(str(path))
+    fp32_islands = {"tail_weights"}  # the tail compares re-weighted scores in fp32 (see export/tails.py)
+    floats = [(i.name, i.data_type) for i in model.graph.initializer
+              if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+    assert floats and all(t == TensorProto.FLOAT16 for n, t in floats if n not in fp32_islands and "mean" not in n
+                          and "std" not in n), [n for n, t in floats if t == TensorProto.FLOAT]
+    conv_weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    assert conv_weights and all(dict(floats)[w] == TensorProto.FLOAT16 for w in conv_weights if w in dict(floats))
+    cast_fp32 = [n for n in model.graph.node if n.op_type == "Cast" and n.name == "tail_cast_fp32"]
+    assert len(cast_fp32) == 1
+    frame = np.asarray(Image.fromarray(night_frames[0]).resize((512, 256), Image.BILINEAR))
+    try:
+        labels = run_onnx(path, frame)
+    except Exception as e:  # ORT's CPU provider lacks fp16 kernels for some ops on some CPUs
+        warnings.warn(f"fp16 graph not run in ONNX Runtime on this CPU: {str(e).splitlines()[0][:200]}")
+        return
+    expected = reference_labels(checkpoint, frame, (512, 1024))
+    assert (labels == expected).mean() >= 0.98  # fp16 network vs fp32 reference
+
+
+@pytest.mark.parametrize("arch", ["deeplab", "refinenet"])
+def test_other_architectures_from_released_style_files(arch: str, tmp_path: Path) -> None:
+    """Plain state dicts with DataParallel's prefix, segmentation and relighting in separate files."""
+    torch.manual_seed(1)
+    seg = randomised(build_segmenter(arch, backbone="resnet18"), 3)
+    light = randomised(RelightNet(), 4)
+    torch.save({f"module.{k}": v for k, v in seg.state_dict().items()}, tmp_path / f"dannet_{arch}.pth")
+    torch.save(light.state_dict(), tmp_path / f"dannet_{arch}_light.pth")
+    path = to_onnx(tmp_path / f"dannet_{arch}.pth", tmp_path / f"{arch}.onnx",
+                   ExportSpec(input_size=(96, 160), output_size=(192, 320)), light=tmp_path / f"dannet_{arch}_light.pth",
+                   backbone="resnet18", say=lambda s: None)
+    frame = np.random.default_rng(0).integers(0, 256, (96, 160, 3), dtype=np.uint8)
+    expected = reference_labels(tmp_path / f"dannet_{arch}.pth", frame, (192, 320), arch=arch,
+                                light_path=tmp_path / f"dannet_{arch}_light.pth")
+    assert (run_onnx(path, frame) == expected).mean() >= 0.999
+
+
+def test_dynamic_shapes(checkpoint: Path, tmp_path: Path) -> None:
+    path = to_onnx(checkpoint, tmp_path / "dynamic.onnx", ExportSpec(input_size=(128, 256), output_size=(64, 96),
+                                                                      dynamic=True), say=lambda s: None)
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert not any(d.HasField("dim_value") for d in list(dims)[:3])
+    rng = np.random.default_rng(1)
+    for h, w in ((128, 256), (96, 160)):
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        assert (run_onnx(path, frame) == reference_labels(checkpoint, frame, (64, 96))).mean() >= 0.999
+
+
+# --- engine cache logic (no TensorRT needed) ------------------------------------------------------
+
+def test_engine_cache_decisions(portable: Path, tmp_path: Path) -> None:
+    here = Machine("10.3.0", "Orin", "87")
+    engine = tmp_path / "m.engine"
+    assert engine_problems(engine, portable, here) == ["no engine file"]
+    assert decide(engine, portable, here) == "build"
+    engine.write_bytes(b"engine")
+    assert "no sidecar" in engine_problems(engine, portable, here)[0]
+    Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
+            precision="fp16").write(sidecar_path(engine))
+    assert engine_problems(engine, portable, here) == [] and decide(engine, portable, here) == "reuse"
+    assert decide(engine, portable, here, rebuild="always") == "build"
+    other = Machine("11.1.0", "NVIDIA H100", "90")
+    problems = engine_problems(engine, portable, other)
+    assert len(problems) == 2 and "TensorRT 10.3.0" in problems[0] and "Orin (sm_87)" in problems[1]
+    assert decide(engine, portable, other) == "build"
+    with pytest.raises(EngineError, match="refusing a foreign engine"):
+        decide(engine, portable, other, rebuild="never")
+    changed = tmp_path / "changed.onnx"
+    changed.write_bytes(portable.read_bytes() + b"\0")
+    assert "another ONNX file" in engine_problems(engine, changed, here)[0]
+    sidecar_path(engine).write_text("{not json")
+    with pytest.raises(EngineError, match="unreadable engine sidecar"):
+        engine_problems(engine, portable, here)
+
+
+def test_engine_argument_checks(portable: Path, tmp_path: Path) -> None:
+    assert parse_shape("1x540x960x3") == (1, 540, 960, 3)
+    for bad in ("1x540x960", "axbxcx3", "1x540x960x4"):
+        with pytest.raises(EngineError, match="NxHxWx3"):
+            parse_shape(bad)
+    run = [sys.executable, "-m", "export.cli"]
+    out = subprocess.run([*run, "engine", "--onnx", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "e")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "no such file" in out.stderr and out.stderr.count("\n") == 1
+    out = subprocess.run([*run, "engine", "--onnx", str(portable), "--out", str(tmp_path / "e"), "--min-shape",
+                          "1x64x64x3"], capture_output=True, text=True)
+    assert out.returncode == 2 and "go together" in out.stderr
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        out = subprocess.run([*run, "engine", "--onnx", str(portable), "--out", str(tmp_path / "e")],
+                             capture_output=True, text=True)
+        assert out.returncode == 2 and "TensorRT is not installed" in out.stderr
+
+
+def test_export_argument_errors(checkpoint: Path, tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "export.cli", "onnx", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "x")]
+    out = subprocess.run([*run, "--input-size", "130x256"], capture_output=True, text=True)
+    assert out.returncode == 2 and "divisible by 4" in out.stderr and out.stderr.count("\n") == 1
+    out = subprocess.run([*run, "--pack4"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--pack4 needs --tail plugin" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "export.cli", "onnx", "--checkpoint", str(tmp_path / "no.pth"),
+                          "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert out.returncode == 2 and "no such checkpoint" in out.stderr
+
+
+@pytest.mark.tensorrt
+def test_build_a_real_engine(portable: Path, tmp_path: Path) -> None:
+    from export import build_engine
+
+    engine = build_engine(portable, tmp_path / "m.engine", say=lambda s: None)
+    assert engine.stat().st_size > 0 and sidecar_path(engine).is_file()
+    assert build_engine(portable, engine, rebuild="never", say=lambda s: None) == engine  # reused
