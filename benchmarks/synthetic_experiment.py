@@ -23,12 +23,10 @@ import numpy as np
 import torch
 
 from runtime.classes import class_weights
-from train.checkpoint import load_checkpoint, load_weights
 from train.cli import main as train_main
 from train.data import EvalTransform, build_dataset
 from train.data.synth import generate
-from train.evaluate import evaluate
-from train.models import RelightNet, build_segmenter
+from train.evaluate import evaluate, load_networks
 
 
 def run_step(out: Path, name: str, argv: list[str]) -> float:
@@ -43,13 +41,8 @@ def run_step(out: Path, name: str, argv: list[str]) -> float:
 
 
 def miou(checkpoint: Path, dataset, std: float) -> float:
-    ckpt = load_checkpoint(checkpoint)
-    segmenter = build_segmenter(ckpt.arch, backbone=ckpt.config["model"]["backbone"])
-    load_weights(segmenter, ckpt.models["segmenter"], checkpoint)
-    light = None
-    if "light" in ckpt.models:
-        light = RelightNet(channels=ckpt.config["model"]["light_channels"])
-        load_weights(light, ckpt.models["light"], checkpoint)
+    """Night-val mIoU in percent; ``std`` 0 means no test-time re-weighting (all weights 1)."""
+    segmenter, light, _, _ = load_networks(str(checkpoint))
     weights = torch.from_numpy(class_weights(std)) if std > 0 else torch.ones(19)
     return 100 * evaluate(segmenter, light, dataset, weights, "logits", "cpu", progress=False).miou
 

@@ -6,23 +6,19 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    return argparse.ArgumentParser(
         prog="dannet-run",
         description="Run DANNet on a camera, video, image folder or RTSP stream and show, save or stream "
                     "the segmentation overlay; TensorRT on NVIDIA GPUs, ONNX Runtime elsewhere.",
-        epilog="No run option is available in this version yet.",
+        epilog="The camera pipeline is not part of this version yet: run exported graphs with ONNX Runtime "
+               "(see benchmarks/demo.py) or TensorRT directly.",
     )
-    parser.add_subparsers(dest="command", metavar="COMMAND")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    return 0
+    build_parser().parse_args(argv)
+    print("dannet-run: the camera pipeline is not part of this version yet (see --help)", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
