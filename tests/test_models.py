@@ -224,3 +224,48 @@ def test_deeplab_uses_only_two_aspp_branches_like_the_reference() -> None:
     load_weights(four, sd, "deeplab")
     with torch.no_grad():
         assert not torch.allclose(four(x), main)
+
+
+def _rcu(x, sd, p, blocks):
+    for i in range(1, blocks + 1):
+        out = _conv(F.relu(x), sd, f"{p}.{i}_conv", 1, 1)
+        x = x + _conv(F.relu(out), sd, f"{p}.{i}_conv_relu_varout_dimred", 1, 1)
+    return x
+
+
+def _crp(x, sd, p):
+    top = x
+    for i in range(1, 5):
+        top = _conv(F.max_pool2d(top, 5, 1, 2), sd, f"{p}.{i}_outvar_dimred", 1, 1)
+        x = x + top
+    return x
+
+
+def refinenet_reference(sd, x):
+    up = lambda t, like: F.interpolate(t, size=like.shape[-2:], mode="bilinear", align_corners=True)  # noqa: E731
+    x = F.max_pool2d(F.relu(_bn(_conv(x, sd, "conv1", 2, 3), sd, "bn1")), 3, 2, 1)  # floor mode
+    l1 = _layer(x, sd, "layer1", 1, 1)
+    l2 = _layer(l1, sd, "layer2", 2, 1)
+    l3 = _layer(l2, sd, "layer3", 2, 1)
+    l4 = _layer(l3, sd, "layer4", 2, 1)
+    y = F.relu(_rcu(_conv(l4, sd, "p_ims1d2_outl1_dimred", 1, 1), sd, "adapt_stage1_b.0", 2))
+    y = _rcu(_crp(y, sd, "mflow_conv_g1_pool.0"), sd, "mflow_conv_g1_b.0", 3)
+    y = _conv(y, sd, "mflow_conv_g1_b3_joint_varout_dimred", 1, 1)
+    for path, feats in ((2, l3), (3, l2), (4, l1)):
+        z = _rcu(_conv(feats, sd, f"p_ims1d2_outl{path}_dimred", 1, 1), sd, f"adapt_stage{path}_b.0", 2)
+        z = F.relu(_conv(z, sd, f"adapt_stage{path}_b2_joint_varout_dimred", 1, 1) + up(y, z))
+        y = _rcu(_crp(z, sd, f"mflow_conv_g{path}_pool.0"), sd, f"mflow_conv_g{path}_b.0", 3)
+        if path < 4:
+            y = _conv(y, sd, f"mflow_conv_g{path}_b3_joint_varout_dimred", 1, 1)
+    return _conv(y, sd, "clf_conv", 1, 1)
+
+
+def test_refinenet_matches_functional_reference() -> None:
+    sd = random_state_dict(reference_layout("refinenet"), seed=5)
+    model = build_segmenter("refinenet").eval()
+    load_weights(model, sd, "refinenet")
+    x = torch.randn(1, 3, 61, 83)
+    with torch.no_grad():
+        ours, ref = model(x), refinenet_reference(sd, x)
+    assert ours.shape == ref.shape == (1, 19, 16, 21)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
