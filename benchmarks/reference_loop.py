@@ -1,0 +1,34 @@
+"""DANNet's reference inference loop, written plainly, as the authors' evaluation code does it:
+NumPy normalisation, PyTorch eager fp32 relighting + segmentation, logits x w, bilinear upsampling
+of all C logits to full resolution (align_corners=True), NumPy argmax. The baseline of ``compare``."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from runtime.classes import IMAGENET_MEAN, IMAGENET_STD
+
+
+@torch.no_grad()
+def reference_labels(segmenter: nn.Module, relight: nn.Module | None, frame: np.ndarray, weights: np.ndarray,
+                     out_size: tuple[int, int], timings: dict[str, list[float]] | None = None) -> np.ndarray:
+    """uint8 labels (H_out x W_out) for one uint8 RGB frame at the network input size."""
+    t0 = time.perf_counter()
+    x = ((frame.astype(np.float32) / 255 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD))
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+    t1 = time.perf_counter()
+    if relight is not None:
+        x = relight(x)
+    logits = segmenter(x) * torch.from_numpy(np.asarray(weights, np.float32)).view(1, -1, 1, 1)
+    t2 = time.perf_counter()
+    up = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=True)[0].numpy()
+    labels = np.argmax(up, axis=0).astype(np.uint8)
+    t3 = time.perf_counter()
+    if timings is not None:
+        for stage, seconds in (("preprocess", t1 - t0), ("network", t2 - t1), ("postprocess", t3 - t2)):
+            timings.setdefault(stage, []).append(seconds)
+    return labels
