@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     options = ort.SessionOptions()
     if args.threads:
         options.intra_op_num_threads = args.threads
-    session = ort.InferenceSession(args.model, options, providers=ort.get_available_providers())
+    providers = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]  # not a compute device
+    session = ort.InferenceSession(args.model, options, providers=providers)
     frames = night_frames(args.frames + args.warmup, args.input_size, args.output_size)
     reference_stages: dict[str, list[float]] = {}
     times: dict[str, list[float]] = {"reference": [], "ours": []}
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"speed-up {result['speedup_p50']:.2f}x; identical labels {100 * result['identical_pixels']:.3f}%; "
           "reference stages p50: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result["reference_stages_p50_ms"].items()))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))
     if args.plot:
         plot(result, Path(args.plot))
@@ -127,8 +129,8 @@ def plot(result: dict, path: Path) -> None:
     stages = result["reference_stages_p50_ms"]
     fig, ax = plt.subplots(figsize=(7, 3))
     left = 0.0
-    for name, ms in stages.items():
-        ax.barh("reference loop", ms, left=left, label=f"reference: {name}")
+    for (name, ms), color in zip(stages.items(), ("tab:blue", "tab:orange", "tab:red")):
+        ax.barh("reference loop", ms, left=left, color=color, label=f"reference: {name}")
         left += ms
     ax.barh("ours (ONNX Runtime)", result["ours"]["p50_ms"], color="tab:green", label="ours: whole graph")
     ax.set_xlabel("median latency per frame (ms)")
@@ -136,6 +138,7 @@ def plot(result: dict, path: Path) -> None:
                  f"{result['output_size'][0]}x{result['output_size'][1]}: {result['speedup_p50']:.2f}x")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
 
 
