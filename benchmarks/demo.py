@@ -25,10 +25,8 @@ def step(title: str) -> float:
 
 
 def main() -> None:
-    import onnxruntime as ort
-
     from export import ExportSpec, to_onnx
-    from runtime.classes import PALETTE
+    from runtime.segmenter import Segmenter
     from train.cli import main as train_main
     from train.data import dataset_samples
     from train.data.synth import generate
@@ -63,17 +61,16 @@ def main() -> None:
                 say=lambda s: print(f"   {s}"))
 
     t = step("4/4 ONNX Runtime on generated night images")
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    segmenter = Segmenter(onnx_path)
     meter, tiles, seconds = ConfusionMeter(), [], []
     for sample in dataset_samples("synthetic", data):
-        frame = np.asarray(Image.open(sample.image).convert("RGB").resize(SIZE[::-1], Image.BILINEAR))
+        frame = np.asarray(Image.open(sample.image).convert("RGB"))
         start = time.perf_counter()
-        labels = session.run(None, {"frame": frame[None]})[0][0]
+        labels = segmenter.process(frame)
         seconds.append(time.perf_counter() - start)
         meter.update(labels, np.asarray(Image.open(sample.label)))
         if len(tiles) < 4:
-            overlay = (0.5 * frame + 0.5 * PALETTE[labels]).astype(np.uint8)
-            tiles.append(np.concatenate([frame, overlay], axis=1))
+            tiles.append(np.concatenate([frame, segmenter.overlay(frame, labels)], axis=1))
     Image.fromarray(np.concatenate(tiles, axis=0)).save(OUT / "overlay.png")
     print(f"   {len(seconds)} night images: mIoU {100 * meter.miou:.1f}%, "
           f"{1 / np.median(seconds):.1f} frames/s (median {1e3 * np.median(seconds):.0f} ms, ONNX Runtime CPU)")

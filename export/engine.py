@@ -12,86 +12,15 @@ and ``build_engine`` reuses a matching engine, rebuilds a stale one, or refuses.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .onnx_export import read_metadata, sha256_of
+from runtime.engine_sidecar import (EngineError, Machine, Sidecar, atomic_write, current_machine, engine_problems,
+                                   import_tensorrt, sha256_of, sidecar_path)
+
+from .onnx_export import read_metadata
 from .tails import PLUGIN_OP, PLUGIN_VERSION
-
-
-class EngineError(RuntimeError):
-    """An engine that cannot be built or used; one line saying why and what to do."""
-
-
-@dataclass
-class Machine:
-    """What an engine is bound to."""
-
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str
-
-
-@dataclass
-class Sidecar:
-    onnx_sha256: str
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str
-    precision: str
-    inputs: list[dict] = field(default_factory=list)
-    outputs: list[dict] = field(default_factory=list)
-    plugin_version: str | None = None
-    class_names: list[str] = field(default_factory=list)
-    weights_std: float | None = None
-    dla_core: int | None = None
-    created: str = ""
-
-    def write(self, path: Path) -> None:
-        _atomic_write(path, json.dumps(asdict(self), indent=1).encode())
-
-    @classmethod
-    def read(cls, path: Path) -> "Sidecar":
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError) as e:
-            raise EngineError(f"{path}: unreadable engine sidecar ({e}); rebuild the engine") from None
-
-
-def sidecar_path(engine: str | Path) -> Path:
-    return Path(f"{engine}.json")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def engine_problems(engine: str | Path, onnx_path: str | Path, machine: Machine) -> list[str]:
-    """Why ``engine`` may not be used for ``onnx_path`` on ``machine`` (empty: it may)."""
-    engine = Path(engine)
-    if not engine.is_file():
-        return ["no engine file"]
-    sidecar_file = sidecar_path(engine)
-    if not sidecar_file.is_file():
-        return [f"no sidecar {sidecar_file.name}: its origin is unknown"]
-    sidecar = Sidecar.read(sidecar_file)
-    problems = []
-    if sidecar.onnx_sha256 != sha256_of(onnx_path):
-        problems.append(f"built from another ONNX file ({sidecar.onnx_sha256[:12]}...)")
-    if sidecar.tensorrt_version != machine.tensorrt_version:
-        problems.append(f"built with TensorRT {sidecar.tensorrt_version}, this is {machine.tensorrt_version}")
-    if (sidecar.gpu_name, sidecar.compute_capability) != (machine.gpu_name, machine.compute_capability):
-        problems.append(f"built for {sidecar.gpu_name} (sm_{sidecar.compute_capability}), this is "
-                        f"{machine.gpu_name} (sm_{machine.compute_capability})")
-    return problems
 
 
 def decide(engine: str | Path, onnx_path: str | Path, machine: Machine, rebuild: str = "auto") -> str:
@@ -119,34 +48,6 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise EngineError("TensorRT is not installed: pip install tensorrt (desktop GPUs; JetPack ships it), "
-                          "or run the ONNX graph with ONNX Runtime") from None
-    return trt
-
-
-def current_machine() -> Machine:
-    """TensorRT version and the GPU of this machine (needs TensorRT and a CUDA device)."""
-    trt = _tensorrt()
-    try:
-        from cuda.bindings import driver
-    except ImportError:
-        raise EngineError("building engines needs cuda-python: pip install cuda-python") from None
-    err, = driver.cuInit(0)
-    err2, count = driver.cuDeviceGetCount()
-    if int(err) or int(err2) or count == 0:
-        raise EngineError("no CUDA GPU found: TensorRT engines are built on the GPU that will run them")
-    _, dev = driver.cuDeviceGet(0)
-    _, name = driver.cuDeviceGetName(64, dev)
-    attr = driver.CUdevice_attribute
-    _, major = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
-    _, minor = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
-    return Machine(trt.__version__, name.split(b"\0")[0].decode(), f"{major}{minor}")
-
-
 def _has_plugin_node(onnx_path: Path) -> bool:
     import onnx
 
@@ -169,7 +70,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
     dynamic = json.loads(metadata.get("dannet.input", "{}")).get("size") is None
     if dynamic and not shapes:
         raise EngineError(f"{onnx_path} has dynamic shapes: give --min-shape, --opt-shape and --max-shape")
-    trt = _tensorrt()
+    trt = import_tensorrt()
     machine = current_machine()
     if decide(out, onnx_path, machine, rebuild) == "reuse":
         say(f"{out}: up to date for {machine.gpu_name} / TensorRT {machine.tensorrt_version}; reusing it")
@@ -217,9 +118,9 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
-    _atomic_write(out, bytes(serialized))
+    atomic_write(out, bytes(serialized))
     if cache is not None:
-        _atomic_write(Path(timing_cache), bytes(cache.serialize()))
+        atomic_write(Path(timing_cache), bytes(cache.serialize()))
     io = [{"name": network.get_input(i).name, "shape": list(network.get_input(i).shape),
            "dtype": str(network.get_input(i).dtype)} for i in range(network.num_inputs)]
     outputs = [{"name": network.get_output(i).name, "shape": list(network.get_output(i).shape),

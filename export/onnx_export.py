@@ -7,7 +7,6 @@ simplified with onnxsim where installed, checked with onnx.checker, metadata rec
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -21,6 +20,7 @@ import onnx
 import torch
 
 from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE, class_weights
+from runtime.engine_sidecar import sha256_of
 from train.evaluate import load_networks
 
 from .graph import DeploymentModel, replace_adaptive_pooling
@@ -63,14 +63,6 @@ class ExportSpec:
             h, w = self.input_size
             raise ExportError(f"--input-size {h}x{w}: the relighting net needs H and W divisible by {SIZE_MULTIPLE} "
                               f"(e.g. {h - h % 4}x{w - w % 4})")
-
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _export_body(model: torch.nn.Module, spec: ExportSpec) -> onnx.ModelProto:

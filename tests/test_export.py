@@ -21,7 +21,7 @@ from PIL import Image
 
 from export import ExportSpec, read_metadata, to_onnx
 from export.engine import EngineError, Machine, Sidecar, decide, engine_problems, parse_shape, sidecar_path
-from export.onnx_export import sha256_of
+from runtime.engine_sidecar import sha256_of
 from runtime.classes import class_weights
 from train.checkpoint import save_checkpoint
 from train.data.synth import generate

@@ -1,0 +1,43 @@
+"""Drawing labels over frames: palette overlay, mask, or both side by side (numpy only)."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .classes import PALETTE
+
+
+def _labels_at(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if labels.shape == size:
+        return labels
+    return np.asarray(Image.fromarray(labels).resize(size[::-1], Image.NEAREST))
+
+
+def mask(labels: np.ndarray, palette: np.ndarray = PALETTE) -> np.ndarray:
+    """Palette colours of a label map (H x W x 3 uint8); labels outside the palette are black."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(palette)] = palette
+    return lut[labels]
+
+
+def overlay(frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5, palette: np.ndarray = PALETTE) -> np.ndarray:
+    """``(1 - alpha) * frame + alpha * colour``, with labels resized (nearest) to the frame if needed."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    colours = mask(_labels_at(labels, frame.shape[:2]), palette)
+    a = np.uint16(round(alpha * 256))
+    blended = (frame.astype(np.uint16) * (256 - a) + colours.astype(np.uint16) * a + 128) >> 8
+    return blended.astype(np.uint8)
+
+
+def visualize(frame: np.ndarray, labels: np.ndarray, mode: str = "overlay", alpha: float = 0.5,
+              palette: np.ndarray = PALETTE) -> np.ndarray:
+    """``overlay``, ``mask`` (at the frame size) or ``both`` (overlay | mask side by side)."""
+    if mode == "overlay":
+        return overlay(frame, labels, alpha, palette)
+    if mode == "mask":
+        return mask(_labels_at(labels, frame.shape[:2]), palette)
+    if mode == "both":
+        return np.concatenate([overlay(frame, labels, alpha, palette),
+                               mask(_labels_at(labels, frame.shape[:2]), palette)], axis=1)
+    raise ValueError(f"visualize mode must be overlay, mask or both, got {mode!r}")

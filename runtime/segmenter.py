@@ -1,0 +1,39 @@
+"""``Segmenter``: the Python API of the runtime: a camera frame in, labels (and a picture) out.
+
+    from runtime.segmenter import Segmenter
+    seg = Segmenter("dannet.onnx")              # or "dannet.engine" (TensorRT)
+    labels = seg.process(frame)                 # frame: H x W x 3 uint8 RGB, any size
+    picture = seg.overlay(frame, labels)        # palette colours blended over the frame
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .backends import Backend, open_backend
+from .overlay import visualize
+
+
+class Segmenter:
+    def __init__(self, model: str | Path, backend: str = "auto", **options) -> None:
+        self.backend: Backend = open_backend(model, backend, **options)
+        self.info = self.backend.info
+
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        """The frame at the network's input size (bilinear, as DANNet's reference resizes frames)."""
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an H x W x 3 uint8 RGB frame, got {frame.shape} {frame.dtype}")
+        size = self.info.input_size
+        if size is None or frame.shape[:2] == tuple(size):
+            return frame
+        return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
+
+    def process(self, frame: np.ndarray) -> np.ndarray:
+        """uint8 labels at the model's output size."""
+        return self.backend.infer(self.prepare(frame)[None])[0]
+
+    def overlay(self, frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5, mode: str = "overlay") -> np.ndarray:
+        return visualize(frame, labels, mode, alpha, self.info.palette)

@@ -1,0 +1,113 @@
+"""Runtime core: backends, Segmenter and overlay (ONNX Runtime here; TensorRT marked)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from export import ExportSpec, to_onnx
+from runtime.backends import BackendError, OnnxRuntimeBackend, TensorRTBackend, open_backend
+from runtime.classes import PALETTE
+from runtime.overlay import mask, overlay, visualize
+from runtime.segmenter import Segmenter
+from train.checkpoint import save_checkpoint
+from train.models import RelightNet, build_segmenter
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("rt")
+    ckpt = save_checkpoint(root / "m.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval(),
+                                            "light": RelightNet(channels=16).eval()}, arch="pspnet",
+                           config={"model": {"backbone": "resnet18"}})
+    quiet = dict(say=lambda s: None)
+    return {"portable": to_onnx(ckpt, root / "m.onnx", ExportSpec(input_size=(64, 128), output_size=(96, 160)),
+                                **quiet),
+            "plugin": to_onnx(ckpt, root / "p.onnx", ExportSpec(input_size=(64, 128), output_size=(96, 160),
+                                                                 tail="plugin"), **quiet)}
+
+
+def test_segmenter_resizes_frames_and_runs_the_graph(graphs: dict[str, Path]) -> None:
+    seg = Segmenter(graphs["portable"])
+    assert seg.backend.name == "onnxruntime" and seg.info.input_size == (64, 128)
+    assert seg.info.output_size == (96, 160) and seg.info.class_names[0] == "road"
+    frame = np.random.default_rng(0).integers(0, 256, (128, 256, 3), dtype=np.uint8)
+    labels = seg.process(frame)
+    assert labels.shape == (96, 160) and labels.dtype == np.uint8
+    resized = np.asarray(Image.fromarray(frame).resize((128, 64), Image.BILINEAR))
+    session = ort.InferenceSession(str(graphs["portable"]), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(labels, session.run(None, {"frame": resized[None]})[0][0])
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        seg.process(frame.astype(np.float32))
+
+
+def test_overlay_colours_are_the_palette_where_labels_are_known() -> None:
+    frame = np.full((4, 6, 3), 100, dtype=np.uint8)
+    labels = np.array([[0, 13, 10], [255, 2, 18]], dtype=np.uint8)  # 2 x 3, upsampled to 4 x 6 (nearest)
+    full = overlay(frame, labels, alpha=1.0)
+    np.testing.assert_array_equal(full[0, 0], PALETTE[0])
+    np.testing.assert_array_equal(full[0, 2], PALETTE[13])
+    np.testing.assert_array_equal(full[3, 5], PALETTE[18])
+    np.testing.assert_array_equal(full[2, 0], [0, 0, 0])  # ignore: black
+    half = overlay(frame, labels, alpha=0.5)
+    assert np.abs(half[0, 2].astype(int) - (100 + PALETTE[13].astype(int)) / 2).max() <= 1
+    np.testing.assert_array_equal(overlay(frame, labels, alpha=0.0), frame)
+    assert visualize(frame, labels, "both").shape == (4, 12, 3)
+    np.testing.assert_array_equal(visualize(frame, labels, "mask")[1, 2], mask(labels)[0, 1])
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(frame, labels, alpha=2)
+
+
+def test_backend_errors_are_one_line(graphs: dict[str, Path], tmp_path: Path) -> None:
+    cases = [
+        (lambda: open_backend(tmp_path / "model.pth"), "cannot tell the backend"),
+        (lambda: open_backend(graphs["portable"], "tensorrt"), "build an engine first"),
+        (lambda: open_backend(tmp_path / "m.engine", "onnxruntime"), "cannot run in ONNX Runtime"),
+        (lambda: open_backend(graphs["portable"], "magic"), "unknown backend"),
+        (lambda: OnnxRuntimeBackend(tmp_path / "none.onnx"), "no such model file"),
+        (lambda: OnnxRuntimeBackend(graphs["plugin"]), "TensorRT plugin tail"),
+    ]
+    (tmp_path / "garbage.onnx").write_bytes(b"not onnx")
+    cases.append((lambda: OnnxRuntimeBackend(tmp_path / "garbage.onnx"), "cannot load"))
+    for make, fragment in cases:
+        with pytest.raises(BackendError) as e:
+            make()
+        assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_tensorrt_backend_refuses_cleanly_without_tensorrt(tmp_path: Path) -> None:
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed")
+    except ImportError:
+        pass
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"engine")
+    with pytest.raises(BackendError, match="TensorRT is not installed"):
+        TensorRTBackend(engine)
+
+
+def test_runtime_core_imports_without_torch() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import runtime.backends, runtime.segmenter, runtime.overlay, runtime.engine_sidecar, "
+            "runtime.reweight_argmax, runtime.plugin_library\nprint('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_backend_matches_onnx_runtime(graphs: dict[str, Path], tmp_path: Path) -> None:
+    from export import build_engine
+
+    engine = build_engine(graphs["plugin"], tmp_path / "p.engine", say=lambda s: None)
+    frame = np.random.default_rng(1).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    ours = Segmenter(engine).process(frame)
+    reference = Segmenter(graphs["portable"]).process(frame)
+    assert ours.shape == reference.shape and (ours == reference).mean() >= 0.999
