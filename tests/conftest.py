@@ -38,3 +38,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
         if "tensorrt" in item.keywords and not has_trt:
             item.add_marker(pytest.mark.skip(reason="needs TensorRT and a CUDA GPU"))
+
+
+@pytest.fixture(scope="session")
+def tiny_graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A small PSPNet-ResNet18 + relighting checkpoint and its exports (64x128 in, 96x160 out):
+    ``checkpoint``, ``portable`` and ``plugin``."""
+    import torch
+
+    from export import ExportSpec, to_onnx
+    from train.checkpoint import save_checkpoint
+    from train.models import RelightNet, build_segmenter
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny")
+    ckpt = save_checkpoint(root / "tiny.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval(),
+                                               "light": RelightNet(channels=16).eval()}, arch="pspnet",
+                           config={"model": {"backbone": "resnet18"}})
+    spec = dict(input_size=(64, 128), output_size=(96, 160))
+    return {"checkpoint": ckpt,
+            "portable": to_onnx(ckpt, root / "tiny.onnx", ExportSpec(**spec), say=lambda s: None),
+            "plugin": to_onnx(ckpt, root / "tiny_plugin.onnx", ExportSpec(**spec, tail="plugin"), say=lambda s: None)}

@@ -4,7 +4,6 @@ released-style files, dynamic shapes, and the engine cache logic (which needs no
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import warnings

@@ -8,7 +8,6 @@ discriminators are updated alternately.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
