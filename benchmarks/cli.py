@@ -14,6 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("kernel", add_help=False,
                    help="(GPU) the ReweightArgmax kernel vs PyTorch interpolate+mul+argmax: time, GB/s, speed-up")
+    sub.add_parser("latency", add_help=False,
+                   help="per-stage latency (preprocess, inference, postprocess, overlay) and throughput")
     sub.add_parser("compare", add_help=False,
                    help="reference inference loop vs the exported graph: latency, speed-up, label agreement, plot")
     return parser
@@ -26,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         from .kernel_bench import main as kernel_main
 
         kernel_main(argv[1:])
+        return 0
+    if argv[:1] == ["latency"]:
+        from .latency import main as latency_main
+
+        latency_main(argv[1:])
         return 0
     if argv[:1] == ["compare"]:
         from .compare import main as compare_main

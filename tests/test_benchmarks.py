@@ -41,3 +41,16 @@ def test_kernel_benchmark_says_it_needs_a_gpu() -> None:
         pytest.skip("a GPU is present: the benchmark would run")
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         bench_main(["kernel", "--iters", "1"])
+
+
+def test_latency_writes_json_and_plot(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
+    bench_main(["latency", "--model", str(tiny_graphs["portable"]), "--input-size", "128x256", "--iters", "3",
+                "--warmup", "1", "--json", str(tmp_path / "l.json"), "--plot", str(tmp_path / "l.png")])
+    result = json.loads((tmp_path / "l.json").read_text())
+    assert set(result["stages_ms"]) == {"preprocess", "inference", "postprocess", "overlay"}
+    for stats in [*result["stages_ms"].values(), result["end_to_end_ms"]]:
+        assert 0 <= stats["min"] <= stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["max"]
+    assert result["frame_size"] == [128, 256] and result["network_input"] == [64, 128]
+    assert result["output_size"] == [96, 160] and result["overhead_vs_inference"] >= 1.0
+    assert result["throughput_fps"] > 0
+    assert Image.open(tmp_path / "l.png").size[0] > 400

@@ -1,0 +1,142 @@
+"""``dannet-bench latency``: per-stage latency and throughput of the runtime on one model and backend.
+
+Stages, as a frame goes through ``runtime.segmenter.Segmenter``: preprocess (resize the camera frame
+to the network input), inference (the backend, host<->device copies included), postprocess (labels
+to the display size), overlay (palette blended over the frame). Frames are generated night street
+scenes at ``--input-size`` (the camera size). Wall-clock timing around synchronous calls; the
+TensorRT backend synchronises its stream inside ``infer``, so the inference stage is complete GPU time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+STAGES = ("preprocess", "inference", "postprocess", "overlay")
+
+
+def percentiles(ms: np.ndarray) -> dict[str, float]:
+    return {"min": float(ms.min()), "p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
+            "p99": float(np.percentile(ms, 99)), "max": float(ms.max())}
+
+
+def device_name(backend) -> str:
+    if backend.name == "tensorrt":
+        from runtime.engine_sidecar import current_machine
+
+        return current_machine().gpu_name
+    providers = getattr(backend, "providers", [])
+    if "CUDAExecutionProvider" in providers:
+        return "CUDA GPU (ONNX Runtime CUDA provider)"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return f"CPU: {cpu or platform.machine()}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from export.cli import size_hw
+    from runtime.segmenter import Segmenter
+
+    from .compare import night_frames
+
+    parser = argparse.ArgumentParser(prog="dannet-bench latency", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help=".onnx (portable tail) or .engine")
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    parser.add_argument("--input-size", type=size_hw, help="camera frame HxW (default: the model's input size)")
+    parser.add_argument("--output-size", type=size_hw, help="display HxW for labels/overlay (default: the model's)")
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: default)")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--plot", help="write a chart (PNG) here")
+    args = parser.parse_args(argv)
+    if args.iters < 1 or args.warmup < 0:
+        raise SystemExit("dannet-bench latency: --iters must be >= 1 and --warmup >= 0")
+
+    options = {"threads": args.threads} if args.threads and not str(args.model).endswith(".engine") else {}
+    seg = Segmenter(args.model, args.backend, **options)
+    frame_size = args.input_size or seg.info.input_size
+    if frame_size is None:
+        raise SystemExit("dannet-bench latency: the model has dynamic input sizes: give --input-size")
+    display = args.output_size or tuple(seg.info.output_size)
+    frames = night_frames(min(args.iters + args.warmup, 8), frame_size, frame_size)
+    times = {stage: [] for stage in STAGES}
+    for i in range(args.warmup + args.iters):
+        frame = frames[i % len(frames)]
+        t0 = time.perf_counter()
+        x = seg.prepare(frame)
+        t1 = time.perf_counter()
+        labels = seg.backend.infer(x[None])[0]
+        t2 = time.perf_counter()
+        if labels.shape != display:
+            labels = np.asarray(Image.fromarray(np.ascontiguousarray(labels)).resize(display[::-1], Image.NEAREST))
+        t3 = time.perf_counter()
+        seg.overlay(frame, labels)
+        t4 = time.perf_counter()
+        if i >= args.warmup:
+            for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                times[stage].append(seconds * 1e3)
+    stage_ms = {stage: np.asarray(v) for stage, v in times.items()}
+    total = sum(stage_ms.values())
+    backend = seg.backend
+    versions = {}
+    for module in ("onnxruntime", "tensorrt", "numpy"):
+        try:
+            versions[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    from export import read_metadata
+
+    precision = read_metadata(args.model).get("dannet.precision") if str(args.model).endswith(".onnx") else None
+    result = {"model": str(args.model), "backend": backend.name, "device": device_name(backend),
+              "providers": getattr(backend, "providers", None), "versions": versions, "precision": precision,
+              "frame_size": list(frame_size), "network_input": list(seg.info.input_size or frame_size),
+              "output_size": list(display), "iters": args.iters,
+              "stages_ms": {stage: percentiles(v) for stage, v in stage_ms.items()},
+              "end_to_end_ms": percentiles(total), "throughput_fps": float(1e3 / np.median(total)),
+              "overhead_vs_inference": float(np.median(total) / np.median(stage_ms["inference"]))}
+    print(f"{backend.name} on {result['device']}, frame {frame_size[0]}x{frame_size[1]} -> network "
+          f"{result['network_input'][0]}x{result['network_input'][1]} -> labels {display[0]}x{display[1]}, "
+          f"{args.iters} iterations")
+    print(f"{'stage':<12} " + " ".join(f"{k:>8}" for k in ("min", "p50", "p90", "p99", "max")) + "   (ms)")
+    for stage, stats in [*result["stages_ms"].items(), ("end-to-end", result["end_to_end_ms"])]:
+        print(f"{stage:<12} " + " ".join(f"{stats[k]:>8.1f}" for k in ("min", "p50", "p90", "p99", "max")))
+    print(f"throughput {result['throughput_fps']:.2f} frames/s (1 / median end-to-end); end-to-end is "
+          f"{result['overhead_vs_inference']:.3f}x the bare inference (the baseline, same run)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    if args.plot:
+        plot(result, Path(args.plot))
+
+
+def plot(result: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("dannet-bench latency --plot: needs matplotlib (pip install matplotlib)") from None
+    stages = result["stages_ms"]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    names = list(stages)
+    p50 = [stages[n]["p50"] for n in names]
+    spread = [[p - stages[n]["min"] for n, p in zip(names, p50)], [stages[n]["p99"] - p for n, p in zip(names, p50)]]
+    ax.barh(names, p50, xerr=spread, color="tab:blue", capsize=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per frame (bar: median, whiskers: min .. p99)")
+    ax.set_title(f"{result['backend']} on {result['device'][:40]}: {result['throughput_fps']:.1f} frames/s")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
