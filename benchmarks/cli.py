@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(GPU) the ReweightArgmax kernel vs PyTorch interpolate+mul+argmax: time, GB/s, speed-up")
     sub.add_parser("latency", add_help=False,
                    help="per-stage latency (preprocess, inference, postprocess, overlay) and throughput")
+    sub.add_parser("miou", add_help=False,
+                   help="mIoU and per-class IoU of an exported model through the runtime; two models: delta")
     sub.add_parser("compare", add_help=False,
                    help="reference inference loop vs the exported graph: latency, speed-up, label agreement, plot")
     return parser
@@ -33,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         from .latency import main as latency_main
 
         latency_main(argv[1:])
+        return 0
+    if argv[:1] == ["miou"]:
+        from .miou import main as miou_main
+
+        miou_main(argv[1:])
         return 0
     if argv[:1] == ["compare"]:
         from .compare import main as compare_main

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import numpy as np
 from PIL import Image
 
 from benchmarks.cli import main as bench_main
@@ -54,3 +55,23 @@ def test_latency_writes_json_and_plot(tiny_graphs: dict[str, Path], tmp_path: Pa
     assert result["output_size"] == [96, 160] and result["overhead_vs_inference"] >= 1.0
     assert result["throughput_fps"] > 0
     assert Image.open(tmp_path / "l.png").size[0] > 400
+
+
+def test_miou_through_the_runtime_with_a_second_model(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
+    from train.data.synth import generate
+    from train.metrics import ConfusionMeter
+
+    root = generate(tmp_path / "dz", "darkzurich", 4, (96, 160), seed=2)
+    bench_main(["miou", "--model", str(tiny_graphs["portable"]), "--dataset", "darkzurich-val", "--root", str(root),
+                "--compare-model", str(tiny_graphs["portable"]), "--save-predictions", str(tmp_path / "pred"),
+                "--json", str(tmp_path / "m.json")])
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["images"] == 2 and len(result["iou"]) == 19
+    assert result["delta_miou"] == 0 and result["identical_pixels"] == 1.0  # the same model twice
+    # recompute the mIoU from the saved predictions, independently of the command's bookkeeping
+    meter = ConfusionMeter()
+    for pred in sorted((tmp_path / "pred").rglob("*_labelTrainIds.png")):
+        gt = root / "gt" / "val" / "night" / pred.parent.name / pred.name.replace("_labelTrainIds", "_gt_labelTrainIds")
+        meter.update(np.asarray(Image.open(pred)), np.asarray(Image.open(gt)))
+    assert meter.miou == pytest.approx(result["miou"])
+    assert len(list((tmp_path / "pred").rglob("*_color.png"))) == 2

@@ -1,0 +1,87 @@
+"""``dannet-bench miou``: mIoU of an exported model through the runtime, on a night set, at full label resolution.
+
+Each image goes through ``runtime.segmenter.Segmenter`` as a camera frame would (resized to the
+network input, labels out at the graph's output size; labels of another size are resized to the
+ground truth's, nearest neighbour). The confusion matrix and per-class IoU come from
+``train.metrics`` (the project's one mIoU). With ``--compare-model``, a second model/backend runs on
+the same images: the mIoU delta and the share of identical pixels (e.g. TensorRT FP16 vs ONNX
+Runtime FP32).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+
+def predict(seg, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    labels = seg.process(frame)
+    if labels.shape != size:
+        labels = np.asarray(Image.fromarray(np.ascontiguousarray(labels)).resize(size[::-1], Image.NEAREST))
+    return labels
+
+
+def main(argv: list[str] | None = None) -> None:
+    from runtime.overlay import mask
+    from runtime.segmenter import Segmenter
+    from train.data import DATASETS, dataset_samples
+    from train.data.datasets import load_label
+    from train.metrics import ConfusionMeter
+
+    parser = argparse.ArgumentParser(prog="dannet-bench miou", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help=".onnx (portable tail) or .engine")
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    parser.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "darkzurich-test"])
+    parser.add_argument("--root", required=True, help="dataset root folder")
+    parser.add_argument("--split", help="split where the dataset has several (default: val)")
+    parser.add_argument("--compare-model", help="a second model on the same images: delta and identical pixels")
+    parser.add_argument("--compare-backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    parser.add_argument("--save-predictions", help="write labelTrainIds and colour PNGs here")
+    parser.add_argument("--max-images", type=int)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+
+    samples = dataset_samples(args.dataset, args.root, args.split)[: args.max_images]
+    models = [("model", Segmenter(args.model, args.backend))]
+    if args.compare_model:
+        models.append(("compare", Segmenter(args.compare_model, args.compare_backend)))
+    meters = {name: ConfusionMeter() for name, _ in models}
+    same = total = 0
+    out = Path(args.save_predictions) if args.save_predictions else None
+    for sample in tqdm(samples, desc="miou", unit="img"):
+        frame = np.asarray(Image.open(sample.image).convert("RGB"))
+        label = load_label(sample)
+        preds = {name: predict(seg, frame, label.shape) for name, seg in models}
+        for name, pred in preds.items():
+            meters[name].update(pred, label)
+        if len(preds) == 2:
+            same += int((preds["model"] == preds["compare"]).sum())
+            total += label.size
+        if out is not None:
+            stem = out / sample.name
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(preds["model"]).save(f"{stem}_labelTrainIds.png")
+            Image.fromarray(mask(preds["model"], models[0][1].info.palette)).save(f"{stem}_color.png")
+    print(f"{args.dataset}: {len(samples)} images, {args.model} ({models[0][1].backend.name})")
+    print(meters["model"].table())
+    result = {"dataset": args.dataset, "images": len(samples), "model": args.model,
+              "backend": models[0][1].backend.name, "miou": meters["model"].miou,
+              "iou": [None if np.isnan(v) else float(v) for v in meters["model"].iou]}
+    if len(models) == 2:
+        delta = meters["compare"].miou - meters["model"].miou
+        result.update(compare_model=args.compare_model, compare_backend=models[1][1].backend.name,
+                      compare_miou=meters["compare"].miou, delta_miou=delta, identical_pixels=same / total)
+        print(f"{args.compare_model} ({models[1][1].backend.name}): mIoU {100 * meters['compare'].miou:.2f} "
+              f"({100 * delta:+.2f} points), identical pixels {100 * same / total:.3f}%")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
