@@ -18,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-stage latency (preprocess, inference, postprocess, overlay) and throughput")
     sub.add_parser("miou", add_help=False,
                    help="mIoU and per-class IoU of an exported model through the runtime; two models: delta")
+    sub.add_parser("sweep", add_help=False,
+                   help="mIoU over the test-time class-weight std (paper Fig. 7), table + plot")
     sub.add_parser("compare", add_help=False,
                    help="reference inference loop vs the exported graph: latency, speed-up, label agreement, plot")
     return parser
@@ -40,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         from .miou import main as miou_main
 
         miou_main(argv[1:])
+        return 0
+    if argv[:1] == ["sweep"]:
+        from .sweep import main as sweep_main
+
+        sweep_main(argv[1:])
         return 0
     if argv[:1] == ["compare"]:
         from .compare import main as compare_main

@@ -75,3 +75,21 @@ def test_miou_through_the_runtime_with_a_second_model(tiny_graphs: dict[str, Pat
         meter.update(np.asarray(Image.open(pred)), np.asarray(Image.open(gt)))
     assert meter.miou == pytest.approx(result["miou"])
     assert len(list((tmp_path / "pred").rglob("*_color.png"))) == 2
+
+
+def test_std_sweep_agrees_with_the_evaluation_code(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
+    from runtime.classes import class_weights
+    from train.data import EvalTransform, build_dataset
+    from train.data.synth import generate
+    from train.evaluate import evaluate, load_networks
+
+    root = generate(tmp_path / "dz", "darkzurich", 4, (64, 128), seed=4)
+    ckpt = str(tiny_graphs["checkpoint"])
+    bench_main(["sweep", "--checkpoint", ckpt, "--dataset", "darkzurich-val", "--root", str(root), "--scale", "1",
+                "--stds", "0,0.16", "--json", str(tmp_path / "s.json"), "--plot", str(tmp_path / "s.png")])
+    result = json.loads((tmp_path / "s.json").read_text())
+    seg, light, _, _ = load_networks(ckpt)
+    dataset = build_dataset("darkzurich-val", root, transform=EvalTransform(scale=1.0))
+    for std, weights in (("0.16", torch.from_numpy(class_weights(0.16))), ("0.0", torch.ones(19))):
+        assert result["miou"][std] == pytest.approx(evaluate(seg, light, dataset, weights, progress=False).miou)
+    assert result["best_std"] in (0.0, 0.16) and (tmp_path / "s.png").is_file()
