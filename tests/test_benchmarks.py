@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-import numpy as np
 from PIL import Image
 
 from benchmarks.cli import main as bench_main
