@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mIoU and per-class IoU of an exported model through the runtime; two models: delta")
     sub.add_parser("sweep", add_help=False,
                    help="mIoU over the test-time class-weight std (paper Fig. 7), table + plot")
+    sub.add_parser("submission", add_help=False,
+                   help="Dark Zurich test submission zip (labelTrainIds, labelTrainIds_invalid, uint16 confidence)")
     sub.add_parser("compare", add_help=False,
                    help="reference inference loop vs the exported graph: latency, speed-up, label agreement, plot")
     return parser
@@ -47,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         from .sweep import main as sweep_main
 
         sweep_main(argv[1:])
+        return 0
+    if argv[:1] == ["submission"]:
+        from .submission import main as submission_main
+
+        submission_main(argv[1:])
         return 0
     if argv[:1] == ["compare"]:
         from .compare import main as compare_main

@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare-model", help="a second model on the same images: delta and identical pixels")
     parser.add_argument("--compare-backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
     parser.add_argument("--save-predictions", help="write labelTrainIds and colour PNGs here")
+    parser.add_argument("--check-cityscapesscripts", action="store_true",
+                        help="also score the predictions with the official Cityscapes evaluation and compare")
     parser.add_argument("--max-images", type=int)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         models.append(("compare", Segmenter(args.compare_model, args.compare_backend)))
     meters = {name: ConfusionMeter() for name, _ in models}
     same = total = 0
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
     out = Path(args.save_predictions) if args.save_predictions else None
     for sample in tqdm(samples, desc="miou", unit="img"):
         frame = np.asarray(Image.open(sample.image).convert("RGB"))
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         preds = {name: predict(seg, frame, label.shape) for name, seg in models}
         for name, pred in preds.items():
             meters[name].update(pred, label)
+        if args.check_cityscapesscripts:
+            kept.append((preds["model"], label))
         if len(preds) == 2:
             same += int((preds["model"] == preds["compare"]).sum())
             total += label.size
@@ -72,6 +77,13 @@ def main(argv: list[str] | None = None) -> None:
     result = {"dataset": args.dataset, "images": len(samples), "model": args.model,
               "backend": models[0][1].backend.name, "miou": meters["model"].miou,
               "iou": [None if np.isnan(v) else float(v) for v in meters["model"].iou]}
+    if args.check_cityscapesscripts:
+        from .cityscapes_eval import cityscapes_miou
+
+        official = cityscapes_miou([p for p, _ in kept], [g for _, g in kept])
+        result["cityscapesscripts_miou"] = official
+        print(f"cityscapesscripts on the same predictions: mIoU {100 * official:.2f} "
+              f"({'agrees' if abs(official - meters['model'].miou) < 1e-6 else 'DIFFERS'})")
     if len(models) == 2:
         delta = meters["compare"].miou - meters["model"].miou
         result.update(compare_model=args.compare_model, compare_backend=models[1][1].backend.name,

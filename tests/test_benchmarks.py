@@ -64,10 +64,11 @@ def test_miou_through_the_runtime_with_a_second_model(tiny_graphs: dict[str, Pat
     root = generate(tmp_path / "dz", "darkzurich", 4, (96, 160), seed=2)
     bench_main(["miou", "--model", str(tiny_graphs["portable"]), "--dataset", "darkzurich-val", "--root", str(root),
                 "--compare-model", str(tiny_graphs["portable"]), "--save-predictions", str(tmp_path / "pred"),
-                "--json", str(tmp_path / "m.json")])
+                "--check-cityscapesscripts", "--json", str(tmp_path / "m.json")])
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["images"] == 2 and len(result["iou"]) == 19
     assert result["delta_miou"] == 0 and result["identical_pixels"] == 1.0  # the same model twice
+    assert result["cityscapesscripts_miou"] == pytest.approx(result["miou"], abs=1e-9)
     # recompute the mIoU from the saved predictions, independently of the command's bookkeeping
     meter = ConfusionMeter()
     for pred in sorted((tmp_path / "pred").rglob("*_labelTrainIds.png")):
@@ -93,3 +94,48 @@ def test_std_sweep_agrees_with_the_evaluation_code(tiny_graphs: dict[str, Path],
     for std, weights in (("0.16", torch.from_numpy(class_weights(0.16))), ("0.0", torch.ones(19))):
         assert result["miou"][std] == pytest.approx(evaluate(seg, light, dataset, weights, progress=False).miou)
     assert result["best_std"] in (0.0, 0.16) and (tmp_path / "s.png").is_file()
+
+
+def test_metric_agrees_with_cityscapesscripts_on_random_maps() -> None:
+    pytest.importorskip("cityscapesscripts")
+    from benchmarks.cityscapes_eval import cityscapes_miou
+    from train.metrics import ConfusionMeter
+
+    rng = np.random.default_rng(0)
+    preds, labels, meter = [], [], ConfusionMeter()
+    for _ in range(3):
+        label = rng.integers(0, 19, (40, 60)).astype(np.uint8)
+        label[label == 16] = 3  # 'train' absent from the ground truth...
+        label[rng.random(label.shape) < 0.1] = 255  # ...and some pixels ignored
+        pred = np.where(rng.random(label.shape) < 0.6, label, rng.integers(0, 19, label.shape)).astype(np.uint8)
+        pred[pred == 255] = 0
+        pred[pred == 17] = 5  # 'motorcycle' never predicted
+        preds.append(pred)
+        labels.append(label)
+        meter.update(pred, label)
+    assert cityscapes_miou(preds, labels) == pytest.approx(meter.miou, abs=1e-9)
+
+
+def test_dark_zurich_submission_zip_layout_and_dtypes(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    from train.data.synth import generate
+
+    root = generate(tmp_path / "dz", "darkzurich", 4, (64, 128), seed=5)
+    bench_main(["submission", "--checkpoint", str(tiny_graphs["checkpoint"]), "--root", str(root), "--scale", "1",
+                "--out", str(tmp_path / "sub.zip"), "--invalid-threshold", "0.3"])
+    with zipfile.ZipFile(tmp_path / "sub.zip") as z:
+        names = sorted(z.namelist())
+        images = sorted(p.name for p in (root / "rgb_anon" / "test" / "night").rglob("*_rgb_anon.png"))
+        for folder in ("labelTrainIds", "labelTrainIds_invalid", "confidence"):
+            assert sorted(n.split("/", 1)[1] for n in names if n.startswith(folder + "/")) == images
+        read = lambda n: np.asarray(Image.open(io.BytesIO(z.read(n))))  # noqa: E731
+        labels, invalid = read(f"labelTrainIds/{images[0]}"), read(f"labelTrainIds_invalid/{images[0]}")
+        confidence = read(f"confidence/{images[0]}")
+    assert labels.dtype == np.uint8 and labels.shape == (64, 128) and labels.max() < 19
+    assert confidence.dtype == np.uint16 and confidence.shape == (64, 128)
+    assert confidence.min() >= 65535 // 19 - 1  # a max softmax over 19 classes is at least 1/19
+    clear = np.abs(confidence.astype(float) - 0.3 * 65535) > 1  # away from the threshold's rounding band
+    low = confidence < 0.3 * 65535
+    assert (invalid[low & clear] == 255).all() and (invalid[~low & clear] == labels[~low & clear]).all()

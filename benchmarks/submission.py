@@ -1,0 +1,75 @@
+"""``dannet-bench submission``: the Dark Zurich test-set submission zip from a checkpoint.
+
+For each of the 151 test images: ``labelTrainIds/`` (uint8 trainIds), ``labelTrainIds_invalid/``
+(the same, with 255 where the prediction's confidence is below ``--invalid-threshold``: the
+invalid-region prediction that the uncertainty-aware UIoU metric scores), ``confidence/`` (uint16,
+65535 x the max softmax probability), all at the image's full resolution (1920x1080), named like the
+test image. Runs from the checkpoint with PyTorch because confidence needs the class scores, which
+the deployment graphs (labels out) do not have. Scores are DANNet's test-time ones: logits re-weighted
+(std 0.16), upsampled with align_corners=True, softmax.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from runtime.classes import IGNORE_INDEX, class_weights
+    from train.data import EvalTransform, SegmentationDataset, darkzurich_samples
+    from train.evaluate import load_networks
+
+    parser = argparse.ArgumentParser(prog="dannet-bench submission", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--light", help="relighting weights when the checkpoint has none")
+    parser.add_argument("--root", required=True, help="Dark Zurich root (rgb_anon/test/night/...)")
+    parser.add_argument("--out", required=True, help="submission .zip")
+    parser.add_argument("--weights-std", type=float, default=0.16)
+    parser.add_argument("--scale", type=float, default=0.5, help="network input = image size x scale")
+    parser.add_argument("--invalid-threshold", type=float, default=0.5,
+                        help="confidence below which labelTrainIds_invalid marks a pixel invalid (255)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+
+    segmenter, light, _, _ = load_networks(args.checkpoint, args.light)
+    segmenter.to(args.device)
+    if light is not None:
+        light.to(args.device)
+    samples = darkzurich_samples(Path(args.root), "test")
+    dataset = SegmentationDataset(samples, EvalTransform(scale=args.scale))
+    weights = torch.from_numpy(class_weights(args.weights_std)).to(args.device).view(1, -1, 1, 1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(args.out, "w", zipfile.ZIP_DEFLATED) as archive, torch.no_grad():
+        for sample, i in zip(samples, tqdm(range(len(dataset)), desc="submission", unit="img")):
+            width, height = Image.open(sample.image).size
+            x = dataset[i]["image"][None].to(args.device)
+            logits = segmenter(light(x) if light is not None else x) * weights
+            probs = torch.softmax(F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True), 1)
+            confidence, labels = probs[0].max(dim=0)
+            labels = labels.byte().cpu().numpy()
+            confidence = confidence.cpu().numpy()
+            invalid = np.where(confidence < args.invalid_threshold, IGNORE_INDEX, labels).astype(np.uint8)
+            name = sample.image.name
+            archive.writestr(f"labelTrainIds/{name}", _png(labels))
+            archive.writestr(f"labelTrainIds_invalid/{name}", _png(invalid))
+            archive.writestr(f"confidence/{name}", _png(np.round(confidence * 65535).astype(np.uint16)))
+    print(f"wrote {args.out}: {len(samples)} test images x (labelTrainIds, labelTrainIds_invalid, confidence)")
+
+
+if __name__ == "__main__":
+    main()
