@@ -1,7 +1,8 @@
 """``dannet-bench compare``: the DANNet reference loop and our exported graph, same model, same frames, one run.
 
 (a) ``benchmarks.reference_loop`` (PyTorch eager fp32, full-resolution upsampling of all logits,
-NumPy argmax) and (b) the exported ONNX graph (frame -> labels, tail in-graph) in ONNX Runtime.
+NumPy argmax) and (b) our runtime path: the exported graph (frame -> labels, tail in-graph) through
+``runtime.backends`` (ONNX Runtime for ``.onnx``, TensorRT for ``.engine``).
 Prints per-path latency and the speed-up, checks that the labels agree, and writes a JSON table and
 a bar chart. Frames are generated night street scenes at the output resolution, resized to the
 network input (as the reference resizes 1920x1080 frames to 960x540).
@@ -37,12 +38,28 @@ def stats(seconds: list[float]) -> dict[str, float]:
             "max_ms": float(ms.max())}
 
 
+def weights_std_of(model: str) -> float:
+    """The test-time weights std the graph/engine was exported with (metadata or engine sidecar)."""
+    from export import read_metadata
+    from runtime.engine_sidecar import Sidecar, sidecar_path
+
+    if model.endswith(".onnx"):
+        meta = read_metadata(model)
+        if meta.get("dannet.tail") != "portable":
+            raise SystemExit(f"dannet-bench compare: {model}: ONNX Runtime needs a portable-tail graph (the plugin "
+                             "node runs in TensorRT: build an engine and compare that)")
+        return float(meta["dannet.weights_std"])
+    std = Sidecar.read(sidecar_path(model)).weights_std
+    if std is None:
+        raise SystemExit(f"dannet-bench compare: {model}: its sidecar does not record the weights std")
+    return std
+
+
 def main(argv: list[str] | None = None) -> None:
-    import onnxruntime as ort
     import torch
 
-    from export import read_metadata
     from export.cli import size_hw
+    from runtime.backends import open_backend
     from runtime.classes import class_weights
     from train.evaluate import load_networks
 
@@ -50,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="dannet-bench compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="exported graph (dannet-export onnx, portable tail)")
+    parser.add_argument("--model", required=True, help="exported graph (.onnx, portable tail) or TensorRT .engine")
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
     parser.add_argument("--checkpoint", required=True, help="the checkpoint the graph was exported from")
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--arch", help="architecture when the file does not say")
@@ -64,19 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", help="write a bar chart (PNG) here")
     args = parser.parse_args(argv)
 
-    meta = read_metadata(args.model)
-    if meta.get("dannet.tail") != "portable":
-        raise SystemExit(f"dannet-bench compare: {args.model}: needs a portable-tail graph (ONNX Runtime cannot run "
-                         "the TensorRT plugin node)")
+    weights = class_weights(weights_std_of(args.model))
     if args.threads:
         torch.set_num_threads(args.threads)
     segmenter, relight, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
-    weights = class_weights(float(meta["dannet.weights_std"]))
-    options = ort.SessionOptions()
-    if args.threads:
-        options.intra_op_num_threads = args.threads
-    providers = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]  # not a compute device
-    session = ort.InferenceSession(args.model, options, providers=providers)
+    options = {"threads": args.threads} if args.threads and args.model.endswith(".onnx") else {}
+    backend = open_backend(args.model, args.backend, **options)
     frames = night_frames(args.frames + args.warmup, args.input_size, args.output_size)
     reference_stages: dict[str, list[float]] = {}
     times: dict[str, list[float]] = {"reference": [], "ours": []}
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         expected = reference_labels(segmenter, relight, frame, weights, args.output_size,
                                     reference_stages if i >= args.warmup else None)
         t1 = time.perf_counter()
-        labels = session.run(None, {"frame": frame[None]})[0][0]
+        labels = backend.infer(frame[None])[0]
         t2 = time.perf_counter()
         if i >= args.warmup:
             times["reference"].append(t1 - t)
@@ -94,9 +105,9 @@ def main(argv: list[str] | None = None) -> None:
             agree.append(float((labels == expected).mean()))
     result = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "model": str(args.model), "arch": arch, "backbone": backbone, "precision": meta.get("dannet.precision"),
+        "model": str(args.model), "arch": arch, "backbone": backbone,
         "input_size": list(args.input_size), "output_size": list(args.output_size), "frames": args.frames,
-        "onnxruntime": ort.__version__, "providers": session.get_providers(), "torch": torch.__version__,
+        "backend": backend.name, "providers": getattr(backend, "providers", None), "torch": torch.__version__,
         "reference": stats(times["reference"]), "ours": stats(times["ours"]),
         "reference_stages_p50_ms": {k: float(np.median(v) * 1e3) for k, v in reference_stages.items()},
         "speedup_p50": float(np.median(times["reference"]) / np.median(times["ours"])),
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'path':<44} {'p50 ms':>9} {'p90 ms':>9}")
     print(f"{'reference loop (PyTorch eager + NumPy argmax)':<44} {result['reference']['p50_ms']:>9.1f} "
           f"{result['reference']['p90_ms']:>9.1f}")
-    print(f"{'ours (ONNX Runtime, ' + ','.join(p.replace('ExecutionProvider', '') for p in session.get_providers()) + ')':<44} "
+    print(f"{'ours (' + backend.name + ')':<44} "
           f"{result['ours']['p50_ms']:>9.1f} {result['ours']['p90_ms']:>9.1f}")
     print(f"speed-up {result['speedup_p50']:.2f}x; identical labels {100 * result['identical_pixels']:.3f}%; "
           "reference stages p50: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result["reference_stages_p50_ms"].items()))
@@ -132,7 +143,7 @@ def plot(result: dict, path: Path) -> None:
     for (name, ms), color in zip(stages.items(), ("tab:blue", "tab:orange", "tab:red")):
         ax.barh("reference loop", ms, left=left, color=color, label=f"reference: {name}")
         left += ms
-    ax.barh("ours (ONNX Runtime)", result["ours"]["p50_ms"], color="tab:green", label="ours: whole graph")
+    ax.barh(f"ours ({result['backend']})", result["ours"]["p50_ms"], color="tab:green", label="ours: whole graph")
     ax.set_xlabel("median latency per frame (ms)")
     ax.set_title(f"{result['arch']} {result['input_size'][0]}x{result['input_size'][1]} -> "
                  f"{result['output_size'][0]}x{result['output_size'][1]}: {result['speedup_p50']:.2f}x")
