@@ -16,7 +16,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
@@ -228,7 +228,6 @@ class Logger:
     writer: Any = None
     bar: Any = None
     file: Any = None
-    extra: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.enabled:
