@@ -1,8 +1,23 @@
-"""``dannet-bench``: latency and mIoU of DANNet Edge against the reference implementation."""
+"""``dannet-bench``: latency and mIoU of DANNet Edge against the reference implementation.
+
+Each subcommand lives in its own module with its own argument parser (``dannet-bench NAME --help``).
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+#: subcommand -> (module in this package, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "latency": ("latency", "per-stage latency (preprocess, inference, postprocess, overlay) and throughput"),
+    "compare": ("compare", "reference inference loop vs our runtime path: latency, speed-up, label agreement, plot"),
+    "miou": ("miou", "mIoU and per-class IoU of an exported model through the runtime; two models: delta"),
+    "sweep": ("sweep", "mIoU over the test-time class-weight std (paper Fig. 7), table + plot"),
+    "submission": ("submission", "Dark Zurich test submission zip (labelTrainIds, labelTrainIds_invalid, "
+                                 "uint16 confidence)"),
+    "kernel": ("kernel_bench", "(GPU) the ReweightArgmax kernel vs PyTorch interpolate+mul+argmax: time, GB/s"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -10,56 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dannet-bench",
         description="Measure per-stage latency, throughput and mIoU per backend and dataset, "
                     "side by side with the DANNet reference inference loop.",
+        epilog="dannet-bench COMMAND --help explains each command.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("kernel", add_help=False,
-                   help="(GPU) the ReweightArgmax kernel vs PyTorch interpolate+mul+argmax: time, GB/s, speed-up")
-    sub.add_parser("latency", add_help=False,
-                   help="per-stage latency (preprocess, inference, postprocess, overlay) and throughput")
-    sub.add_parser("miou", add_help=False,
-                   help="mIoU and per-class IoU of an exported model through the runtime; two models: delta")
-    sub.add_parser("sweep", add_help=False,
-                   help="mIoU over the test-time class-weight std (paper Fig. 7), table + plot")
-    sub.add_parser("submission", add_help=False,
-                   help="Dark Zurich test submission zip (labelTrainIds, labelTrainIds_invalid, uint16 confidence)")
-    sub.add_parser("compare", add_help=False,
-                   help="reference inference loop vs the exported graph: latency, speed-up, label agreement, plot")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, add_help=False, help=help_text)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in COMMANDS:
+        importlib.import_module(f"benchmarks.{COMMANDS[argv[0]][0]}").main(argv[1:])
+        return 0
     parser = build_parser()
-    if argv[:1] == ["kernel"]:
-        from .kernel_bench import main as kernel_main
-
-        kernel_main(argv[1:])
-        return 0
-    if argv[:1] == ["latency"]:
-        from .latency import main as latency_main
-
-        latency_main(argv[1:])
-        return 0
-    if argv[:1] == ["miou"]:
-        from .miou import main as miou_main
-
-        miou_main(argv[1:])
-        return 0
-    if argv[:1] == ["sweep"]:
-        from .sweep import main as sweep_main
-
-        sweep_main(argv[1:])
-        return 0
-    if argv[:1] == ["submission"]:
-        from .submission import main as submission_main
-
-        submission_main(argv[1:])
-        return 0
-    if argv[:1] == ["compare"]:
-        from .compare import main as compare_main
-
-        compare_main(argv[1:])
-        return 0
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

@@ -130,13 +130,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    try:
-        import matplotlib
+    from .plotting import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("dannet-bench compare --plot: needs matplotlib (pip install matplotlib)") from None
+    plt = pyplot("compare")
     stages = result["reference_stages_p50_ms"]
     fig, ax = plt.subplots(figsize=(7, 3))
     left = 0.0
@@ -148,9 +144,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_title(f"{result['arch']} {result['input_size'][0]}x{result['input_size'][1]} -> "
                  f"{result['output_size'][0]}x{result['output_size'][1]}: {result['speedup_p50']:.2f}x")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
 
 
 if __name__ == "__main__":

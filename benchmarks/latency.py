@@ -117,13 +117,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    try:
-        import matplotlib
+    from .plotting import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("dannet-bench latency --plot: needs matplotlib (pip install matplotlib)") from None
+    plt = pyplot("latency")
     stages = result["stages_ms"]
     fig, ax = plt.subplots(figsize=(7, 3))
     names = list(stages)
@@ -133,9 +129,7 @@ def plot(result: dict, path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("ms per frame (bar: median, whiskers: min .. p99)")
     ax.set_title(f"{result['backend']} on {result['device'][:40]}: {result['throughput_fps']:.1f} frames/s")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save(fig, path)
 
 
 if __name__ == "__main__":

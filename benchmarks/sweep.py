@@ -69,11 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1))
     if args.plot:
-        import matplotlib
+        from .plotting import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot("sweep")
         fig, ax = plt.subplots(figsize=(5, 3))
         ax.plot(list(results), [100 * v for v in results.values()], marker="o")
         ax.axvline(best, color="tab:green", linestyle="--", label=f"best std {best}")
@@ -81,9 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         ax.set_ylabel("mIoU %")
         ax.set_title(f"{args.dataset}: mIoU vs re-weighting")
         ax.legend()
-        fig.tight_layout()
-        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.plot, dpi=120)
+        save(fig, args.plot)
 
 
 if __name__ == "__main__":
