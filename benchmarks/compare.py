@@ -58,7 +58,7 @@ def weights_std_of(model: str) -> float:
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from export.cli import size_hw
+    from train.cli import size_hw
     from runtime.backends import open_backend
     from runtime.classes import class_weights
     from train.evaluate import load_networks

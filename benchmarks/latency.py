@@ -39,7 +39,7 @@ def device_name(backend) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from export.cli import size_hw
+    from train.cli import size_hw
     from runtime.segmenter import Segmenter
 
     from .compare import night_frames

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
 
     segmenter, light, arch, backbone = load_networks(args.checkpoint, args.light)
     dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
-    weights = {s: torch.from_numpy(class_weights(s)) if s > 0 else torch.ones(19) for s in stds}
+    weights = {s: torch.from_numpy(class_weights(s)) for s in stds}  # std 0: all weights 1
     meters = {s: ConfusionMeter() for s in stds}
     n = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
     with torch.no_grad():

@@ -43,7 +43,7 @@ def run_step(out: Path, name: str, argv: list[str]) -> float:
 def miou(checkpoint: Path, dataset, std: float) -> float:
     """Night-val mIoU in percent; ``std`` 0 means no test-time re-weighting (all weights 1)."""
     segmenter, light, _, _ = load_networks(str(checkpoint))
-    weights = torch.from_numpy(class_weights(std)) if std > 0 else torch.ones(19)
+    weights = torch.from_numpy(class_weights(std))  # std 0 gives all weights 1: no re-weighting
     return 100 * evaluate(segmenter, light, dataset, weights, "logits", "cpu", progress=False).miou
 
 

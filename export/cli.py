@@ -4,13 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-
-def size_hw(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 540x960), got {text!r}") from None
-    return h, w
+from train.cli import size_hw
 
 
 def cmd_onnx(args: argparse.Namespace) -> None:
