@@ -84,7 +84,8 @@ def test_tensorrt_backend_refuses_cleanly_without_tensorrt(tmp_path: Path) -> No
 def test_runtime_core_imports_without_torch() -> None:
     code = ("import sys; sys.modules['torch'] = None\n"
             "import runtime.backends, runtime.segmenter, runtime.overlay, runtime.engine_sidecar, "
-            "runtime.reweight_argmax, runtime.plugin_library\nprint('ok')")
+            "runtime.reweight_argmax, runtime.plugin_library, runtime.pipeline, runtime.cli, runtime.sources, "
+            "runtime.sinks, runtime.stats, runtime.uris\nprint('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 

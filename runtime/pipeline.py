@@ -1,0 +1,285 @@
+"""The camera pipeline: capture -> inference -> overlay/output, three threads joined by bounded queues.
+
+    from runtime.pipeline import run
+    summary = run("dannet.onnx", "v4l2:///dev/video0", "file://night.mp4", visualize="both")
+
+Live sources (cameras, RTSP, ``test://``) drop the oldest waiting frame when inference falls behind, so
+what is shown is as fresh as inference allows and memory never grows; files and images keep every
+frame. Ctrl-C / SIGTERM stop capture, let the queued frames through and finish the output file.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable
+
+from .gst import MediaError
+from .overlay import visualize
+from .segmenter import Segmenter
+from .sinks import Sink, open_sink
+from .sources import CaptureOptions, Frame, Source, SourceLost, open_source
+from .stats import JsonLines, PipelineStats, format_report, format_summary
+from .uris import parse_input, parse_output
+
+#: frames per second stamped on outputs when the source does not say (images, variable-rate streams)
+DEFAULT_RATE = Fraction(30)
+MAX_BACKOFF_S = 30.0
+
+
+class Aborted(Exception):
+    """A stage failed; the others stop without draining."""
+
+
+class FrameQueue:
+    """A bounded hand-over between two stages. ``drop_oldest``: a full queue discards its oldest item and
+    counts it (live sources); otherwise ``put`` waits for room (files: every frame is kept)."""
+
+    def __init__(self, capacity: int, drop_oldest: bool, on_drop: Callable[[], None] = lambda: None) -> None:
+        self.capacity, self.drop_oldest, self.on_drop = capacity, drop_oldest, on_drop
+        self.items: deque = deque()
+        self.ready = threading.Condition()
+        self.closed = self.aborted = False
+        self.high_water = 0
+
+    def put(self, item: Any) -> None:
+        with self.ready:
+            while len(self.items) >= self.capacity and not self.drop_oldest and not self.aborted:
+                self.ready.wait()
+            if self.aborted:
+                raise Aborted
+            if len(self.items) >= self.capacity:
+                self.items.popleft()
+                self.on_drop()
+            self.items.append(item)
+            self.high_water = max(self.high_water, len(self.items))
+            self.ready.notify_all()
+
+    def get(self) -> Any:
+        """The next item, or None once the queue is closed and empty."""
+        with self.ready:
+            while not self.items and not self.closed and not self.aborted:
+                self.ready.wait()
+            if self.aborted:
+                raise Aborted
+            if not self.items:
+                return None
+            item = self.items.popleft()
+            self.ready.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self.ready:
+            self.closed = True
+            self.ready.notify_all()
+
+    def abort(self) -> None:
+        with self.ready:
+            self.aborted = True
+            self.ready.notify_all()
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    visualize: str = "overlay"        # overlay | mask | both
+    alpha: float = 0.5
+    queue_size: int = 2
+    max_frames: int = 0               # stop after this many captured frames (0: no limit)
+    loop: int = 0                     # files/images: passes after the first (-1: for ever)
+    reconnect: int = 5                # live sources: attempts after a loss (0: stop cleanly instead)
+    reconnect_delay_s: float = 1.0    # first wait; doubles per attempt, at most MAX_BACKOFF_S
+    stall_timeout_s: float = 10.0     # live source silent this long = lost
+    stats_interval_s: float = 5.0     # 0: no periodic report
+    stats_json: str | None = None
+
+
+class Pipeline:
+    """Runs one source through a segmenter into one sink; ``run()`` returns the summary statistics."""
+
+    def __init__(self, segmenter: Segmenter, source: Source, sink: Sink, options: PipelineOptions = PipelineOptions(),
+                 say: Callable[[str], None] = print) -> None:
+        self.segmenter, self.source, self.sink, self.options, self.say = segmenter, source, sink, options, say
+        self.stats = PipelineStats()
+        live = source.spec.live
+        self.captured = FrameQueue(options.queue_size, drop_oldest=live, on_drop=lambda: self.stats.count("dropped"))
+        self.inferred = FrameQueue(options.queue_size, drop_oldest=False)
+        self.stopping = threading.Event()
+        self.errors: list[BaseException] = []
+
+    # -- stages -------------------------------------------------------------------------------------------
+    def _capture(self) -> None:
+        options, source, count, passes, attempts = self.options, self.source, 0, 0, 0
+        last_frame = time.perf_counter()
+        while not self.stopping.is_set() and not (options.max_frames and count >= options.max_frames):
+            try:
+                frame = source.read(timeout=0.1)
+                if frame is None and source.spec.live and (
+                        source.ended or time.perf_counter() - last_frame > options.stall_timeout_s):
+                    raise SourceLost(f"{source.spec.uri}: " + ("the stream ended" if source.ended else
+                                                               f"no frame for {options.stall_timeout_s:.0f} s"))
+            except SourceLost as lost:
+                if not source.spec.live:
+                    if count == 0:
+                        raise MediaError(str(lost)) from None
+                    self.say(f"warning: {lost}; ending at the last readable frame ({count} frames)")
+                    return
+                attempts = self._reconnect(str(lost), attempts)
+                if attempts is None:
+                    return
+                last_frame = time.perf_counter()
+                continue
+            if frame is None:
+                if source.ended:
+                    if options.loop >= 0 and passes >= options.loop:
+                        return
+                    passes += 1
+                    source.close()
+                    source.open()
+                continue
+            attempts, last_frame = 0, time.perf_counter()
+            frame.index, count = count, count + 1
+            self.stats.count("captured")
+            self.stats.add("capture", frame.captured - frame.arrived)
+            self.captured.put(frame)
+
+    def _reconnect(self, reason: str, attempt: int) -> int | None:
+        """Wait (doubling) and reopen a lost live source until it opens: the attempts used so far, or None
+        when the run should end cleanly (``--reconnect 0``, or a stop while waiting)."""
+        options = self.options
+        self.source.close()
+        while True:
+            if options.reconnect == 0:
+                self.say(f"warning: {reason}; stopping (--reconnect 0)")
+                return None
+            if attempt >= options.reconnect:
+                raise MediaError(f"{reason}; gave up after {attempt} reconnect attempts")
+            delay = min(options.reconnect_delay_s * 2 ** attempt, MAX_BACKOFF_S)
+            self.say(f"warning: {reason}; reconnecting in {delay:.1f} s ({attempt + 1}/{options.reconnect})")
+            if self.stopping.wait(delay):
+                return None
+            attempt += 1
+            try:
+                self.source.open()
+            except MediaError as e:
+                reason = str(e)
+                continue
+            self.stats.count("reconnects")
+            return attempt
+
+    def _infer(self) -> None:
+        prepare, infer = self.segmenter.prepare, self.segmenter.backend.infer
+        while (frame := self.captured.get()) is not None:
+            start = time.perf_counter()
+            batch = prepare(frame.image)[None]
+            middle = time.perf_counter()
+            labels = infer(batch)[0]
+            self.stats.add("preprocess", middle - start)
+            self.stats.add("inference", time.perf_counter() - middle)
+            self.stats.count("processed")
+            self.inferred.put((frame, labels))
+
+    def _output(self) -> None:
+        options, palette, written, first = self.options, self.segmenter.info.palette, 0, None
+        while (item := self.inferred.get()) is not None:
+            frame, labels = item
+            start = time.perf_counter()
+            picture = visualize(frame.image, labels, options.visualize, options.alpha, palette)
+            middle = time.perf_counter()
+            if first is None:
+                first, rate = frame, self.source.rate or DEFAULT_RATE
+                self.sink.start(picture.shape[1], picture.shape[0], rate)
+            # live: pictures keep their capture times (gaps where frames were dropped); files: evenly spaced
+            timestamp = frame.arrived - first.arrived if self.source.spec.live else written / rate
+            self.sink.write(picture, frame, timestamp)
+            written += 1
+            end = time.perf_counter()
+            self.stats.add("overlay", middle - start)
+            self.stats.add("output", end - middle)
+            self.stats.add("end_to_end", end - frame.arrived)
+            self.stats.count("written")
+
+    def _stage(self, work: Callable[[], None], then: Callable[[], None]) -> Callable[[], None]:
+        """A stage body: an error stops everything; the end (or a capture error) lets later stages drain."""
+        def body() -> None:
+            try:
+                work()
+            except Aborted:
+                pass
+            except BaseException as e:  # reported by run() on the main thread
+                self.errors.append(e)
+                self.stopping.set()
+                if work != self._capture:  # inference/output cannot go on; capture errors still drain
+                    self.captured.abort()
+                    self.inferred.abort()
+            finally:
+                then()
+        return body
+
+    def _finish_output(self) -> None:
+        try:
+            self.sink.close()
+        except MediaError as e:
+            self.errors.append(e)
+
+    # -- control -----------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop capturing; what is queued goes through and the output is finished (Ctrl-C does this)."""
+        self.stopping.set()
+
+    def run(self) -> dict:
+        journal = JsonLines(self.options.stats_json)
+        handlers = self._install_signal_handlers()
+        threads = [threading.Thread(target=self._stage(work, then), name=name, daemon=True) for name, work, then in (
+            ("capture", self._capture, self.captured.close), ("inference", self._infer, self.inferred.close),
+            ("output", self._output, self._finish_output))]
+        try:
+            for thread in threads:
+                thread.start()
+            next_report = time.perf_counter() + self.options.stats_interval_s
+            while any(thread.is_alive() for thread in threads):
+                threads[-1].join(timeout=0.1)
+                if self.options.stats_interval_s and time.perf_counter() >= next_report:
+                    report = self.stats.window_report()
+                    self.say(format_report(report))
+                    journal.write(report)
+                    next_report += self.options.stats_interval_s
+        finally:
+            self.source.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        summary = self.stats.summary()
+        summary["queue_high_water"] = max(self.captured.high_water, self.inferred.high_water)
+        journal.write(summary)
+        journal.close()
+        self.say(format_summary(summary))
+        if self.errors:
+            raise self.errors[0]
+        return summary
+
+    def _install_signal_handlers(self) -> dict:
+        """SIGINT/SIGTERM: a clean stop; a second one: stop without draining (the output is still closed)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def handle(signum: int, _frame: Any) -> None:
+            if self.stopping.is_set():
+                self.captured.abort()
+                self.inferred.abort()
+            self.say(f"\n{signal.Signals(signum).name}: stopping, finishing the output (again to hurry)")
+            self.stopping.set()
+
+        return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", capture: CaptureOptions = CaptureOptions(),
+        codec: str = "h264", bitrate_kbps: int = 4000, say: Callable[[str], None] = print, **options: Any) -> dict:
+    """``dannet-run`` as a function: URIs and model checked first (one-line errors), then the pipeline."""
+    spec, out = parse_input(input_uri), parse_output(output_uri)
+    segmenter = Segmenter(model, backend)
+    sink = open_sink(out, codec, bitrate_kbps)
+    source = open_source(spec, capture)
+    say(f"{spec.uri} -> {segmenter.backend.name} -> {out.uri}")
+    return Pipeline(segmenter, source, sink, PipelineOptions(**options), say).run()

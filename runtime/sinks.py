@@ -1,0 +1,237 @@
+"""Outputs: video files, a display window and an RTSP server through GStreamer (appsrc); images through
+Pillow; ``null://``. A sink opens on its first picture (the size is known then) and ``close()``
+finishes the stream: end of stream through the muxer, so a file stopped by Ctrl-C still plays.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from .gst import MediaError, bus_error, gst, has_element, launch, quote, wait_for_eos
+from .sources import Frame, caps_rate
+from .uris import IMAGE_SUFFIXES, OutputSpec
+
+#: encoders by preference: Jetson hardware, desktop NVENC, then software; ``{kbps}``/``{bps}``: bitrate.
+#: Each asks for 4:2:0 input: from RGB, x264 would otherwise pick 4:4:4, which few players decode.
+ENCODERS: dict[str, tuple[tuple[str, str], ...]] = {
+    "h264": (("nvv4l2h264enc", "video/x-raw,format=RGBA ! nvvidconv ! video/x-raw(memory:NVMM),format=NV12 ! "
+                               "nvv4l2h264enc bitrate={bps} insert-sps-pps=true"),
+             ("nvh264enc", "video/x-raw,format=NV12 ! nvh264enc bitrate={kbps}"),
+             ("x264enc", "video/x-raw,format=I420 ! x264enc bitrate={kbps} speed-preset=veryfast tune=zerolatency key-int-max=30"),
+             ("openh264enc", "video/x-raw,format=I420 ! openh264enc bitrate={bps}")),
+    "h265": (("nvv4l2h265enc", "video/x-raw,format=RGBA ! nvvidconv ! video/x-raw(memory:NVMM),format=NV12 ! "
+                               "nvv4l2h265enc bitrate={bps} insert-sps-pps=true"),
+             ("nvh265enc", "video/x-raw,format=NV12 ! nvh265enc bitrate={kbps}"),
+             ("x265enc", "video/x-raw,format=I420 ! x265enc bitrate={kbps} speed-preset=veryfast tune=zerolatency")),
+    "mjpeg": (("jpegenc", "video/x-raw,format=I420 ! jpegenc quality=90"),),
+}
+PARSERS = {"h264": "h264parse", "h265": "h265parse"}
+PAYLOADERS = {"h264": "rtph264pay config-interval=1", "h265": "rtph265pay config-interval=1", "mjpeg": "rtpjpegpay"}
+#: container -> (muxer, codecs it holds)
+MUXERS = {".mp4": ("mp4mux", ("h264", "h265")), ".mov": ("qtmux", ("h264", "h265", "mjpeg")),
+          ".mkv": ("matroskamux", ("h264", "h265", "mjpeg")), ".avi": ("avimux", ("h264", "mjpeg"))}
+
+
+class Sink(Protocol):
+    def start(self, width: int, height: int, rate: Fraction) -> None: ...
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None: ...
+    def close(self) -> None: ...
+
+
+def encoder(codec: str, bitrate_kbps: int, what: str) -> str:
+    """The launch text of the best available encoder for ``codec`` (+ its parser where installed)."""
+    if codec not in ENCODERS:
+        raise MediaError(f"--codec {codec}: expected one of {', '.join(ENCODERS)}")
+    for element, text in ENCODERS[codec]:
+        if has_element(element):
+            parser = PARSERS.get(codec)
+            text = text.format(kbps=bitrate_kbps, bps=1000 * bitrate_kbps)
+            return f"{text} ! {parser}" if parser and has_element(parser) else text
+    tried = ", ".join(e for e, _ in ENCODERS[codec])
+    raise MediaError(f"{what}: no {codec} encoder in this GStreamer (tried {tried}); "
+                     "install gstreamer1.0-plugins-ugly or choose another --codec")
+
+
+def _rgb_caps(width: int, height: int, rate: Fraction) -> str:
+    return f"video/x-raw,format=RGB,width={width},height={height},framerate={caps_rate(rate)}"
+
+
+def _buffer(picture: np.ndarray, timestamp: float | None, rate: Fraction) -> Any:
+    """A GStreamer buffer of the picture (rows padded to 4 bytes, as RGB video in GStreamer is laid out)."""
+    Gst = gst()
+    pad = -picture.shape[1] * 3 % 4
+    rows = picture.reshape(picture.shape[0], -1)
+    data = np.pad(rows, ((0, 0), (0, pad))) if pad else rows
+    buffer = Gst.Buffer.new_wrapped(data.tobytes())
+    if timestamp is not None:
+        buffer.pts = int(timestamp * Gst.SECOND)
+        buffer.duration = int(Gst.SECOND / rate)
+    return buffer
+
+
+class AppsrcSink:
+    """A GStreamer pipeline fed by an appsrc: a video file (``file://*.mp4|mkv|avi|mov``) or a window."""
+
+    def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000) -> None:
+        self.spec, self.pipeline = spec, None
+        if spec.kind == "display":
+            if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+                raise MediaError(f"{spec.uri}: no display here (DISPLAY/WAYLAND_DISPLAY unset); "
+                                 "write a file:// or serve rtsp:// instead")
+            self.tail = "videoconvert ! autovideosink sync=false"
+            return
+        suffix = Path(spec.location).suffix.lower()
+        muxer, codecs = MUXERS[suffix]
+        if codec not in codecs:
+            raise MediaError(f"{spec.uri}: {suffix} files cannot hold {codec}; use --codec {' or '.join(codecs)}")
+        if not Path(spec.location).resolve().parent.is_dir():
+            raise MediaError(f"{spec.uri}: folder {Path(spec.location).parent} does not exist")
+        self.tail = f"videoconvert ! {encoder(codec, bitrate_kbps, spec.uri)} ! {muxer} ! " \
+                    f"filesink location={quote(spec.location)}"
+
+    def start(self, width: int, height: int, rate: Fraction) -> None:
+        Gst = gst()
+        self.rate = rate
+        self.pipeline = launch(f"appsrc name=pictures format=time block=true max-bytes={3 * 3 * width * height} "
+                               f"caps={_rgb_caps(width, height, rate)} ! {self.tail}", self.spec.uri)
+        self.appsrc = self.pipeline.get_by_name("pictures")
+        if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
+            raise MediaError(f"{self.spec.uri}: {bus_error(self.pipeline) or 'cannot start'}")
+
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+        if self.appsrc.emit("push-buffer", _buffer(picture, timestamp, self.rate)) != gst().FlowReturn.OK:
+            raise MediaError(f"{self.spec.uri}: {bus_error(self.pipeline) or 'the output stopped'}")
+
+    def close(self) -> None:
+        """End of stream, then wait for the muxer to write its index (an mp4 without one does not play)."""
+        if self.pipeline is None:
+            return
+        self.appsrc.emit("end-of-stream")
+        error = wait_for_eos(self.pipeline, timeout_s=60)
+        self.pipeline.set_state(gst().State.NULL)
+        self.pipeline = None
+        if error:
+            raise MediaError(f"{self.spec.uri}: {error}")
+
+
+class RtspSink:
+    """An RTSP server (GstRtspServer) at ``rtsp://@:PORT/NAME``; every client sees the live overlay."""
+
+    def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000) -> None:
+        Gst = gst()
+        try:
+            import gi
+
+            gi.require_version("GstRtspServer", "1.0")
+            from gi.repository import GLib, GstRtspServer
+        except (ImportError, ValueError):
+            raise MediaError(f"{spec.uri}: serving RTSP needs apt install gir1.2-gst-rtsp-server-1.0") from None
+        if codec not in PAYLOADERS:
+            raise MediaError(f"--codec {codec}: expected one of {', '.join(PAYLOADERS)}")
+        self.spec, self.Gst = spec, Gst
+        self.stream, self.appsrc, self.lock = encoder(codec, bitrate_kbps, spec.uri), None, threading.Lock()
+        self.payloader = PAYLOADERS[codec]
+        self.GLib, self.GstRtspServer, self.server = GLib, GstRtspServer, None
+
+    def start(self, width: int, height: int, rate: Fraction) -> None:
+        self.rate = rate
+        self.context = self.GLib.MainContext.new()
+        self.server = self.GstRtspServer.RTSPServer()
+        self.server.set_service(str(self.spec.port))
+        factory = self.GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(f"( appsrc name=pictures is-live=true format=time do-timestamp=true "
+                           f"caps={_rgb_caps(width, height, rate)} ! videoconvert ! {self.stream} ! "
+                           f"{self.payloader} name=pay0 pt=96 )")
+        factory.set_shared(True)
+        factory.connect("media-configure", self._configure)
+        self.server.get_mount_points().add_factory(self.spec.location, factory)
+        if self.server.attach(self.context) == 0:
+            raise MediaError(f"{self.spec.uri}: cannot listen on port {self.spec.port} (in use?)")
+        self.loop = self.GLib.MainLoop.new(self.context, False)
+        threading.Thread(target=self.loop.run, name="rtsp-server", daemon=True).start()
+        print(f"dannet-run: serving rtsp://{os.uname().nodename}:{self.spec.port}{self.spec.location}", flush=True)
+
+    def _configure(self, factory: Any, media: Any) -> None:
+        with self.lock:
+            self.appsrc = media.get_element().get_by_name("pictures")
+        media.connect("unprepared", self._unprepared)
+
+    def _unprepared(self, media: Any) -> None:
+        with self.lock:
+            self.appsrc = None
+
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+        with self.lock:  # no client connected: nothing to send
+            if self.appsrc is not None:
+                self.appsrc.emit("push-buffer", _buffer(picture, None, self.rate))
+
+    def close(self) -> None:
+        if self.server is not None:
+            with self.lock:
+                if self.appsrc is not None:
+                    self.appsrc.emit("end-of-stream")
+            self.loop.quit()
+            self.server = None
+
+
+class ImageSink:
+    """Pictures as images: one file, a folder (named after the input image, or by frame index) or a
+    ``%d`` pattern. PNG keeps palette colours exact."""
+
+    def __init__(self, spec: OutputSpec) -> None:
+        self.spec, self.written = spec, 0
+        path = spec.location
+        self.pattern = "%" in path
+        self.folder = not self.pattern and Path(path).suffix.lower() not in IMAGE_SUFFIXES
+        target = Path(path) if self.folder else Path(path).parent
+        target.mkdir(parents=True, exist_ok=True)
+
+    def start(self, width: int, height: int, rate: Fraction) -> None:
+        pass
+
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+        if self.folder:
+            path = Path(self.spec.location) / f"{frame.name or f'{frame.index:06d}'}.png"
+        elif self.pattern:
+            path = Path(self.spec.location % frame.index)
+        else:
+            if self.written:
+                raise MediaError(f"{self.spec.uri}: one image file cannot hold many frames; "
+                                 "use a folder (out/) or a pattern (out/%05d.png)")
+            path = Path(self.spec.location)
+        Image.fromarray(picture).save(path)
+        self.written += 1
+
+    def close(self) -> None:
+        pass
+
+
+class NullSink:
+    """``null://``: pictures are made (so timings are real) and dropped."""
+
+    def start(self, width: int, height: int, rate: Fraction) -> None:
+        pass
+
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def open_sink(spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000) -> Sink:
+    """The sink for an output URI, checked (encoder, container, display, folder) before any frame flows;
+    it starts on the first picture with the picture size and the source's frame rate."""
+    if spec.kind == "null":
+        return NullSink()
+    if spec.kind == "images":
+        return ImageSink(spec)
+    if spec.kind == "rtsp":
+        return RtspSink(spec, codec, bitrate_kbps)
+    return AppsrcSink(spec, codec, bitrate_kbps)

@@ -1,0 +1,177 @@
+"""Frame sources: cameras, streams and videos through GStreamer (appsink), images through Pillow.
+
+A source hands out ``Frame`` objects from ``read(timeout)``: a frame, or None when none came within the
+timeout (``ended`` tells end of stream apart). An error on the way raises ``SourceLost``: the pipeline
+reconnects live sources and ends files cleanly at the last readable frame.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from .gst import MediaError, bus_error, gst, has_element, launch, quote
+from .uris import InputSpec
+
+
+class SourceLost(RuntimeError):
+    """The source failed after opening (camera unplugged, stream cut, truncated file)."""
+
+
+@dataclass
+class Frame:
+    image: np.ndarray          # H x W x 3 uint8 RGB
+    index: int                 # 0, 1, 2, ... in capture order (dropped frames leave gaps)
+    arrived: float             # time.perf_counter() when the source handed it over
+    captured: float            # ... and when it was a numpy array (arrived + map, or + image decode)
+    name: str = ""             # image inputs: the file's stem, kept by image outputs
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    size: tuple[int, int] | None = None   # H, W the source delivers (None: as it comes)
+    rate: float | None = None             # frames per second (None: as it comes)
+
+
+class Source(Protocol):
+    spec: InputSpec
+    ended: bool
+    rate: Fraction | None
+
+    def open(self) -> None: ...
+    def read(self, timeout: float) -> Frame | None: ...
+    def close(self) -> None: ...
+
+
+def _fraction(rate: float) -> Fraction:
+    return Fraction(rate).limit_denominator(1001)
+
+
+def caps_rate(rate: Fraction) -> str:
+    """A frame rate as GStreamer caps spell it (``30/1``; a bare ``30`` would be an int, not a fraction)."""
+    return f"{rate.numerator}/{rate.denominator}"
+
+
+def source_description(spec: InputSpec, options: CaptureOptions) -> str:
+    """The ``gst-launch`` description of a GStreamer source ending in an RGB ``appsink`` named ``frames``."""
+    h, w = options.size or (0, 0)
+    rate = _fraction(options.rate) if options.rate else None
+    caps = "video/x-raw,format=RGB" + (f",width={w},height={h}" if w else "") + (f",framerate={caps_rate(rate)}" if rate else "")
+    # live sources: GStreamer never queues more than two frames; files: it waits for us (every frame kept)
+    appsink = f"appsink name=frames sync=false max-buffers=2 drop={str(spec.live).lower()} enable-last-sample=false"
+    if spec.kind == "test":
+        w, h, rate = w or 640, h or 480, rate or 30
+        return (f"videotestsrc is-live=true pattern={spec.location} ! "
+                f"video/x-raw,format=RGB,width={w},height={h},framerate={caps_rate(Fraction(rate))} ! {appsink}")
+    if spec.kind == "csi":
+        w, h, rate = w or 1280, h or 720, rate or 30
+        head = (f"nvarguscamerasrc sensor-id={spec.location} ! video/x-raw(memory:NVMM),width={w},height={h},"
+                f"framerate={caps_rate(Fraction(rate))} ! nvvidconv ! video/x-raw,format=BGRx")
+    else:
+        head = {"v4l2": f"v4l2src device={quote(spec.location)}",
+                "rtsp": f"rtspsrc location={quote(spec.location)} latency=200",
+                "video": f"filesrc location={quote(spec.location)}"}[spec.kind] + " ! decodebin"
+        if has_element("nvvidconv"):  # Jetson: hardware decoders output NVMM buffers; bring them to memory
+            head += " ! nvvidconv ! video/x-raw,format=BGRx"
+    return f"{head} ! videoconvert ! videoscale ! {'videorate ! ' if rate else ''}{caps} ! {appsink}"
+
+
+class GstSource:
+    """Cameras (csi, v4l2), RTSP streams, video files and ``test://`` through a GStreamer appsink."""
+
+    def __init__(self, spec: InputSpec, options: CaptureOptions = CaptureOptions()) -> None:
+        if spec.kind == "csi" and not has_element("nvarguscamerasrc"):
+            raise MediaError(f"{spec.uri}: CSI cameras need nvarguscamerasrc (JetPack's GStreamer plugins), "
+                             "which this machine does not have")
+        self.spec, self.options = spec, options
+        self.description = source_description(spec, options)
+        self.pipeline: Any = None
+        self.ended, self.rate, self.count = False, None, 0
+
+    def open(self, timeout: float = 10.0) -> None:
+        Gst = gst()
+        self.pipeline = launch(self.description, self.spec.uri)
+        self.appsink = self.pipeline.get_by_name("frames")
+        self.ended = False
+        if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
+            error = bus_error(self.pipeline) or "cannot start"
+            self.close()
+            raise MediaError(f"{self.spec.uri}: {error}")
+        if self.pipeline.get_state(int(timeout * Gst.SECOND))[0] == Gst.StateChangeReturn.FAILURE:
+            error = bus_error(self.pipeline) or "cannot start"
+            self.close()
+            raise MediaError(f"{self.spec.uri}: {error}")
+
+    def read(self, timeout: float) -> Frame | None:
+        Gst = gst()
+        sample = self.appsink.try_pull_sample(int(timeout * Gst.SECOND))
+        arrived = time.perf_counter()
+        if sample is None:
+            error = bus_error(self.pipeline)
+            if error:
+                raise SourceLost(f"{self.spec.uri}: {error}")
+            self.ended = self.appsink.is_eos()
+            return None
+        structure = sample.get_caps().get_structure(0)
+        width, height = structure.get_value("width"), structure.get_value("height")
+        if self.rate is None:
+            ok, num, den = structure.get_fraction("framerate")
+            self.rate = Fraction(num, den) if ok and num > 0 and den > 0 else None
+        buffer = sample.get_buffer()
+        ok, mapped = buffer.map(Gst.MapFlags.READ)
+        if not ok:
+            raise SourceLost(f"{self.spec.uri}: cannot map a frame buffer")
+        try:  # PyGObject hands the mapped memory over as one bytes object: the frame's only copy
+            data = np.frombuffer(mapped.data, dtype=np.uint8)
+        finally:
+            buffer.unmap(mapped)
+        stride = data.size // height  # RGB rows are padded to 4 bytes when 3 * width is not
+        image = data[: stride * height].reshape(height, stride)[:, : 3 * width].reshape(height, width, 3)
+        self.count += 1
+        return Frame(image, self.count - 1, arrived, time.perf_counter())
+
+    def close(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.set_state(gst().State.NULL)
+            self.pipeline = None
+
+
+class ImageSource:
+    """An image, an image folder or a glob, read with Pillow in name order (frame names are file stems)."""
+
+    def __init__(self, spec: InputSpec, options: CaptureOptions = CaptureOptions()) -> None:
+        self.spec, self.options = spec, options
+        self.rate = _fraction(options.rate) if options.rate else None
+        self.ended, self.position = False, 0
+
+    def open(self) -> None:
+        self.ended, self.position = False, 0
+
+    def read(self, timeout: float) -> Frame | None:
+        if self.position >= len(self.spec.images):
+            self.ended = True
+            return None
+        path, arrived = self.spec.images[self.position], time.perf_counter()
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if self.options.size:
+                    image = image.resize(self.options.size[::-1], Image.BILINEAR)
+                array = np.asarray(image)
+        except OSError as e:
+            raise SourceLost(f"{path}: not a readable image ({e})") from None
+        self.position += 1
+        return Frame(array, self.position - 1, arrived, time.perf_counter(), path.stem)
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(spec: InputSpec, options: CaptureOptions = CaptureOptions()) -> Source:
+    source: Source = ImageSource(spec, options) if spec.kind == "images" else GstSource(spec, options)
+    source.open()
+    return source

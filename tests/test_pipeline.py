@@ -1,0 +1,343 @@
+"""dannet-run with real GStreamer: sources and outputs by URI, the queue policy, signals and every error.
+
+Videos are made by GStreamer in the tests and decoded back by a plain GStreamer pipeline written here,
+independent of the runtime's own source code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx  # noqa: F401  loaded before GStreamer initialises (see runtime/gst.py)
+import onnxruntime  # noqa: F401
+import pytest
+from PIL import Image
+
+from runtime.classes import PALETTE
+from runtime.gst import MediaError, gst, has_element
+from runtime.pipeline import Aborted, FrameQueue, Pipeline, PipelineOptions
+from runtime.segmenter import Segmenter
+from runtime.sinks import NullSink
+from runtime.sources import CaptureOptions, open_source
+from runtime.uris import parse_input
+
+try:
+    Gst = gst()
+except MediaError:
+    pytest.skip("GStreamer/PyGObject not installed (scripts/setup.sh installs them)", allow_module_level=True)
+
+REPO = Path(__file__).resolve().parents[1]
+FRAME_H, FRAME_W = 96, 160  # the tiny graph's output size: labels land on frames without resizing
+
+
+@pytest.fixture(scope="module")
+def model(tiny_graphs: dict[str, Path]) -> Path:
+    return tiny_graphs["portable"]
+
+
+def gst_run(description: str) -> None:
+    """Run a gst-launch description to its end (videos for the tests)."""
+    pipeline = Gst.parse_launch(description)
+    pipeline.set_state(Gst.State.PLAYING)
+    message = pipeline.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert message is not None and message.type == Gst.MessageType.EOS, description
+
+
+def make_video(path: Path, frames: int, pattern: str = "ball", muxer: str = "matroskamux") -> Path:
+    gst_run(f"videotestsrc num-buffers={frames} pattern={pattern} ! video/x-raw,width={FRAME_W},height={FRAME_H},"
+            f"framerate=30/1 ! videoconvert ! video/x-raw,format=I420 ! x264enc ! {muxer} ! "
+            f"filesink location={path}")
+    return path
+
+
+def decode(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file as RGB arrays, through decodebin."""
+    pipeline = Gst.parse_launch(f"filesrc location={path} ! decodebin ! videoconvert ! video/x-raw,format=RGB ! "
+                                "appsink name=out sync=false")
+    sink, frames = pipeline.get_by_name("out"), []
+    pipeline.set_state(Gst.State.PLAYING)
+    while (sample := sink.try_pull_sample(10 * Gst.SECOND)) is not None:
+        s = sample.get_caps().get_structure(0)
+        w, h = s.get_value("width"), s.get_value("height")
+        buffer = sample.get_buffer()
+        data = np.frombuffer(buffer.extract_dup(0, buffer.get_size()), np.uint8)
+        frames.append(data.reshape(h, -1)[:, : 3 * w].reshape(h, w, 3))
+    error = pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
+    pipeline.set_state(Gst.State.NULL)
+    assert error is None, f"{path} does not decode: {error.parse_error()[0].message}"
+    return frames
+
+
+def dannet_run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def summary_of(stats_json: Path) -> dict:
+    reports = [json.loads(line) for line in stats_json.read_text().splitlines()]
+    assert reports[-1]["summary"] is True
+    return reports[-1]
+
+
+def night_frames(folder: Path, count: int) -> list[np.ndarray]:
+    """Dark noisy frames with a lit patch, written as PNGs (an image-folder input)."""
+    rng, frames = np.random.default_rng(0), []
+    folder.mkdir()
+    for i in range(count):
+        frame = rng.integers(0, 60, (FRAME_H, FRAME_W, 3), dtype=np.uint8)
+        frame[20:50, 30 + 10 * i: 90 + 10 * i] = 220
+        Image.fromarray(frame).save(folder / f"night_{i:02d}.png")
+        frames.append(frame)
+    return frames
+
+
+def test_test_source_to_mp4_decodes_back_with_every_frame(model: Path, tmp_path: Path) -> None:
+    out, stats = tmp_path / "out.mp4", tmp_path / "stats.jsonl"
+    result = dannet_run("--model", str(model), "--input", "test://ball", "--input-size", f"{FRAME_W}x{FRAME_H}",
+                        "--frames", "12", "--queue-size", "16", "--output", f"file://{out}", "--visualize", "both",
+                        "--stats-json", str(stats))
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(stats)
+    frames = decode(out)
+    assert summary["captured"] == 12 and len(frames) == summary["written"] == 12 - summary["dropped"]
+    assert frames[0].shape == (FRAME_H, 2 * FRAME_W, 3)  # overlay | mask
+    assert set(summary["stages"]) >= {"capture", "inference", "overlay", "output", "end_to_end"}
+    assert "frames: 12 captured" in result.stdout
+
+
+def test_mkv_file_keeps_every_frame_and_size(model: Path, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "clip.mkv", 15)
+    out, stats = tmp_path / "out.mkv", tmp_path / "stats.jsonl"
+    result = dannet_run("--model", str(model), "--input", str(clip), "--output", str(out), "--stats-json", str(stats))
+    assert result.returncode == 0, result.stderr
+    frames = decode(out)
+    assert len(frames) == 15 and frames[0].shape == (FRAME_H, FRAME_W, 3)
+    assert summary_of(stats)["dropped"] == 0
+
+
+def test_mp4_mask_colours_are_the_palette(model: Path, tmp_path: Path) -> None:
+    """A still test pattern: the labels of that frame, coloured by the palette, is what the video shows."""
+    clip = make_video(tmp_path / "smpte.mp4", 6, pattern="smpte", muxer="mp4mux")
+    out = tmp_path / "mask.mp4"
+    result = dannet_run("--model", str(model), "--input", f"file://{clip}", "--output", f"file://{out}",
+                        "--visualize", "mask", "--bitrate", "8000")
+    assert result.returncode == 0, result.stderr
+    labels = Segmenter(model).process(decode(clip)[0])
+    frames = decode(out)
+    assert len(frames) == 6
+    # H.264 and the RGB <-> YUV round trip move colours by a few levels: read each pixel back as the
+    # nearest palette colour, which must be the label's colour nearly everywhere (edges blur)
+    distance = ((frames[-1][:, :, None].astype(int) - PALETTE[None, None].astype(int)) ** 2).sum(-1)
+    assert (distance.argmin(-1) == labels).mean() > 0.95
+
+
+def test_image_folder_to_png_folder_is_exactly_the_palette(model: Path, tmp_path: Path) -> None:
+    frames = night_frames(tmp_path / "in", 3)
+    seg = Segmenter(model)
+    for mode, alpha in (("mask", "0.5"), ("overlay", "1.0"), ("overlay", "0.5")):
+        out = tmp_path / f"out_{mode}_{alpha}"
+        result = dannet_run("--model", str(model), "--input", str(tmp_path / "in"), "--output", f"{out}/",
+                            "--visualize", mode, "--alpha", alpha)
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in out.iterdir()) == [f"night_{i:02d}.png" for i in range(3)]
+        for i, frame in enumerate(frames):
+            picture = np.asarray(Image.open(out / f"night_{i:02d}.png")).astype(int)
+            colours = PALETTE[seg.process(frame)].astype(int)
+            if alpha == "1.0" or mode == "mask":
+                np.testing.assert_array_equal(picture, colours)
+            else:  # half frame, half palette, rounded
+                assert np.abs(picture - (frame.astype(int) + colours) / 2).max() <= 1
+
+
+def test_glob_input_null_output_and_loop(model: Path, tmp_path: Path) -> None:
+    night_frames(tmp_path / "in", 2)
+    stats = tmp_path / "stats.jsonl"
+    result = dannet_run("--model", str(model), "--input", str(tmp_path / "in" / "*.png"), "--output", "null://",
+                        "--loop", "2", "--stats-json", str(stats))
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(stats)
+    assert summary["captured"] == summary["processed"] == summary["written"] == 6
+
+
+class SlowBackend:
+    """A real backend made slow: inference falls behind a live camera."""
+
+    def __init__(self, backend, seconds: float) -> None:
+        self.backend, self.seconds, self.name, self.info = backend, seconds, "slow", backend.info
+
+    def infer(self, frames: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds)
+        return self.backend.infer(frames)
+
+
+def slow_segmenter(model: Path, seconds: float) -> Segmenter:
+    seg = Segmenter(model)
+    seg.backend = SlowBackend(seg.backend, seconds)
+    return seg
+
+
+def test_live_source_drops_oldest_frames_with_bounded_queues(model: Path) -> None:
+    source = open_source(parse_input("test://"), CaptureOptions(size=(48, 64), rate=100))
+    pipeline = Pipeline(slow_segmenter(model, 0.05), source, NullSink(),
+                        PipelineOptions(max_frames=150, queue_size=3, stats_interval_s=0), say=lambda s: None)
+    summary = pipeline.run()
+    assert summary["captured"] == 150
+    assert summary["dropped"] > 60  # 100 fps in, at most 20 fps through inference
+    assert summary["processed"] == summary["written"] == summary["captured"] - summary["dropped"]
+    assert summary["queue_high_water"] <= 3
+
+
+def test_files_keep_every_frame_when_inference_is_slow(model: Path, tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "clip.mkv", 12)
+    source = open_source(parse_input(str(clip)))
+    summary = Pipeline(slow_segmenter(model, 0.05), source, NullSink(),
+                       PipelineOptions(queue_size=2, stats_interval_s=0), say=lambda s: None).run()
+    assert summary["captured"] == summary["written"] == 12 and summary["dropped"] == 0
+
+
+def test_frame_queue_policies() -> None:
+    dropped = []
+    live = FrameQueue(2, drop_oldest=True, on_drop=lambda: dropped.append(1))
+    for i in range(5):
+        live.put(i)
+    live.close()
+    assert [live.get(), live.get(), live.get()] == [3, 4, None] and len(dropped) == 3
+    files = FrameQueue(1, drop_oldest=False)
+    files.put(0)
+    files.abort()  # a put waiting for room gives up when the pipeline aborts
+    with pytest.raises(Aborted):
+        files.put(1)
+
+
+@pytest.mark.parametrize("sig, suffix", [(signal.SIGINT, "mp4"), (signal.SIGTERM, "mkv")])
+def test_signal_finishes_a_playable_file_and_exits_0(model: Path, tmp_path: Path, sig: int, suffix: str) -> None:
+    out, stats = tmp_path / f"out.{suffix}", tmp_path / "stats.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
+                                "--input-size", f"{FRAME_W}x{FRAME_H}", "--output", str(out), "--stats-interval", "0.2",
+                                "--stats-json", str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and not (stats.exists() and any(json.loads(line)["written"] > 2 for line in
+                                                                 stats.read_text().splitlines())):
+        time.sleep(0.2)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    summary = summary_of(stats)
+    assert summary["written"] >= 3 and len(decode(out)) == summary["written"]
+    assert f"{signal.Signals(sig).name}: stopping" in stdout
+
+
+def test_truncated_file_ends_cleanly_at_the_last_readable_frame(model: Path, tmp_path: Path) -> None:
+    data = make_video(tmp_path / "clip.mkv", 30).read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    stats = tmp_path / "stats.jsonl"
+    result = dannet_run("--model", str(model), "--input", str(cut), "--stats-json", str(stats))
+    assert result.returncode == 0, result.stderr
+    assert 5 < summary_of(stats)["written"] < 30
+
+
+def test_rtsp_output_serves_clients_and_rtsp_input_reconnects(model: Path, tmp_path: Path) -> None:
+    """One dannet-run serves rtsp://; a second reads it, loses it (server killed), reconnects when it returns."""
+    port = 18554 + os.getpid() % 1000
+    serve = [sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://", "--input-size",
+             f"{FRAME_W}x{FRAME_H}", "--output", f"rtsp://@:{port}/cam", "--stats-interval", "0"]
+    stats = tmp_path / "client.jsonl"
+    server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4)
+    client = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input",
+                               f"rtsp://127.0.0.1:{port}/cam", "--reconnect", "8", "--stats-interval", "0.5",
+                               "--stats-json", str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+
+    def captured() -> int:
+        lines = stats.read_text().splitlines() if stats.exists() else []
+        return sum(json.loads(line)["captured"] for line in lines)
+
+    def wait_for(condition, seconds: float) -> bool:
+        deadline = time.time() + seconds
+        while time.time() < deadline and not condition():
+            time.sleep(0.2)
+        return condition()
+
+    try:
+        assert wait_for(lambda: captured() > 3, 60), "no frames over RTSP"
+        server.kill()  # the camera goes away
+        server.wait()
+        before = captured()
+        server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert wait_for(lambda: captured() > before + 3, 90), "no frames after the server came back"
+    finally:
+        client.send_signal(signal.SIGINT)
+        stdout, stderr = client.communicate(timeout=60)
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+    assert client.returncode == 0, stderr
+    assert "reconnecting in" in stdout and summary_of(stats)["reconnects"] >= 1
+
+
+def _one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dannet-run: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_every_error_is_one_line_and_non_zero(model: Path, tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "clip.mp4", 5, muxer="mp4mux")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\0" * 64)
+    m = ["--model", str(model)]
+    cases = [
+        ([*m, "--input", "http://example.com/x.mp4"], ["unsupported input http://"]),
+        ([*m, "--input", str(tmp_path / "missing.mp4")], ["no such file"]),
+        ([*m, "--input", "v4l2:///dev/video97"], ["no camera at /dev/video97"]),
+        ([*m, "--input", "csi://0"], ["nvarguscamerasrc"]),
+        ([*m, "--input", "rtsp://127.0.0.1:9/none"], ["rtsp://127.0.0.1:9/none"]),
+        ([*m, "--input", str(junk)], ["junk.mp4"]),
+        ([*m, "--input", "test://", "--output", str(tmp_path / "out.wmv")], ["unsupported output file type"]),
+        ([*m, "--input", "test://", "--output", str(tmp_path / "out.mp4"), "--codec", "mjpeg"], ["cannot hold mjpeg"]),
+        ([*m, "--input", "test://", "--output", str(tmp_path / "nofolder" / "out.mp4")], ["does not exist"]),
+        ([*m, "--input", "test://", "--output", "display://0"], ["no display"]),
+        ([*m, "--input", "test://", "--output", "ftp://x"], ["unsupported output ftp://"]),
+        (["--model", str(tmp_path / "none.onnx"), "--input", "test://"], ["no such model file"]),
+        (["--model", str(engine), "--input", "test://", "--backend", "onnxruntime"], ["cannot run in ONNX Runtime"]),
+        (["--model", str(model), "--input", "test://", "--backend", "tensorrt"], ["build an engine first"]),
+        (["--model", str(tiny_graphs["plugin"]), "--input", "test://"], ["plugin tail"]),
+        (["--model", str(tiny_graphs["checkpoint"]), "--input", "test://"], ["dannet-export"]),
+    ]
+    if not has_element("x265enc") and not has_element("nvh265enc") and not has_element("nvv4l2h265enc"):
+        cases.append(([*m, "--input", "test://", "--output", str(tmp_path / "o.mkv"), "--codec", "h265"],
+                      ["no h265 encoder"]))
+    env = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
+    for argv, words in cases:
+        _one_line_error(dannet_run(*argv, "--frames", "3", env=env), *words)
+    # a codec this GStreamer cannot decode: H.264 with every H.264 decoder ranked out of decodebin's reach
+    h264 = Gst.Caps.from_string("video/x-h264")
+    decoders = [f.get_name() for f in Gst.ElementFactory.list_get_elements(
+        Gst.ELEMENT_FACTORY_TYPE_DECODER | Gst.ELEMENT_FACTORY_TYPE_MEDIA_VIDEO, Gst.Rank.NONE)
+        if f.can_sink_any_caps(h264)]
+    assert decoders, "no H.264 decoder at all: the mp4 tests above could not have passed"
+    ranks = ",".join(f"{name}:NONE" for name in decoders)
+    _one_line_error(dannet_run(*m, "--input", str(clip), env={"GST_PLUGIN_FEATURE_RANK": ranks}),
+                    "no GStreamer decoder")
+    usage = dannet_run(*m, "--input", "test://", "--alpha", "1.5")
+    assert usage.returncode == 2 and "--alpha" in usage.stderr
+
+
+def test_help_explains_uris() -> None:
+    result = dannet_run("--help")
+    assert result.returncode == 0
+    for word in ("csi://0", "v4l2:///dev/video0", "rtsp://@:8554", "null://", "--stats-json", "--visualize"):
+        assert word in result.stdout
