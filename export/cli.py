@@ -8,13 +8,17 @@ from train.cli import size_hw
 
 
 def cmd_onnx(args: argparse.Namespace) -> None:
-    from .onnx_export import ExportSpec, to_onnx
+    from .onnx_export import to_onnx
 
-    spec = ExportSpec(input_size=args.input_size, output_size=args.output_size, tail=args.tail,
-                      precision=args.precision, weights_std=args.weights_std, reweight=args.reweight,
-                      align_corners=not args.half_pixel, pack4=args.pack4, dynamic=args.dynamic)
-    to_onnx(args.checkpoint, args.out, spec, light=args.light, arch=args.arch, backbone=args.backbone,
-            simplify=not args.no_simplify)
+    to_onnx(args.checkpoint, args.out, spec_of(args, args.tail, args.pack4), light=args.light, arch=args.arch,
+            backbone=args.backbone, simplify=not args.no_simplify)
+
+
+def cmd_pt2(args: argparse.Namespace) -> None:
+    from .torch_program import to_torch_program
+
+    to_torch_program(args.checkpoint, args.out, spec_of(args), light=args.light, arch=args.arch,
+                     backbone=args.backbone)
 
 
 def cmd_engine(args: argparse.Namespace) -> None:
@@ -26,6 +30,34 @@ def cmd_engine(args: argparse.Namespace) -> None:
     shapes = {k: parse_shape(v) for k, v in zip(("min", "opt", "max"), given)} if all(given) else None
     build_engine(args.onnx, args.out, plugin_lib=args.plugin_lib, workspace_gb=args.workspace_gb,
                  timing_cache=args.timing_cache, dla_core=args.dla_core, shapes=shapes, rebuild=args.rebuild)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """What to export and how: the flags ``onnx`` and ``pt2`` share."""
+    p.add_argument("--checkpoint", required=True, help="our checkpoint, or a released segmentation .pth")
+    p.add_argument("--light", help="relighting weights when the checkpoint has none (released *_light.pth)")
+    p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
+                   help="architecture when the file does not say (released files are recognised from their keys)")
+    p.add_argument("--backbone", help="backbone when the file does not say (default resnet101)")
+    p.add_argument("--input-size", type=size_hw, default=(540, 960), help="network input HxW (default 540x960)")
+    p.add_argument("--output-size", type=size_hw, default=(1080, 1920), help="label map HxW (default 1080x1920)")
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                   help="fp16: an FP16-typed graph for strongly typed TensorRT builds (tail in fp32)")
+    p.add_argument("--weights-std", type=float, default=0.16, help="test-time class weights std (default 0.16)")
+    p.add_argument("--reweight", choices=["logits", "probs"], default="logits",
+                   help="multiply logits (reference code, default) or probabilities (paper)")
+    p.add_argument("--half-pixel", action="store_true", help="upsample with align_corners=False (default: True, "
+                                                             "as DANNet was evaluated)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="dynamic batch and H/W (multiples of 4); TensorRT then needs min/opt/max shapes")
+
+
+def spec_of(args: argparse.Namespace, tail: str = "portable", pack4: bool = False) -> "ExportSpec":
+    from .onnx_export import ExportSpec
+
+    return ExportSpec(input_size=args.input_size, output_size=args.output_size, tail=tail, precision=args.precision,
+                      weights_std=args.weights_std, reweight=args.reweight, align_corners=not args.half_pixel,
+                      pack4=pack4, dynamic=args.dynamic)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,27 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(N x H_out x W_out). Tail 'portable': standard ops, uint8 labels, runs in ONNX "
                                    "Runtime; tail 'plugin': one dannet::ReweightArgmax node for TensorRT, int32 labels "
                                    "(or --pack4: four uint8 labels per int32).")
-    p.add_argument("--checkpoint", required=True, help="our checkpoint, or a released segmentation .pth")
-    p.add_argument("--light", help="relighting weights when the checkpoint has none (released *_light.pth)")
-    p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
-                   help="architecture when the file does not say (released files are recognised from their keys)")
-    p.add_argument("--backbone", help="backbone when the file does not say (default resnet101)")
-    p.add_argument("--input-size", type=size_hw, default=(540, 960), help="network input HxW (default 540x960)")
-    p.add_argument("--output-size", type=size_hw, default=(1080, 1920), help="label map HxW (default 1080x1920)")
+    add_model_arguments(p)
     p.add_argument("--tail", choices=["portable", "plugin"], default="portable")
-    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
-                   help="fp16: an FP16-typed graph for strongly typed TensorRT builds (tail in fp32)")
-    p.add_argument("--weights-std", type=float, default=0.16, help="test-time class weights std (default 0.16)")
-    p.add_argument("--reweight", choices=["logits", "probs"], default="logits",
-                   help="multiply logits (reference code, default) or probabilities (paper)")
-    p.add_argument("--half-pixel", action="store_true", help="upsample with align_corners=False (default: True, "
-                                                             "as DANNet was evaluated)")
     p.add_argument("--pack4", action="store_true", help="plugin tail: four uint8 labels per int32 element")
-    p.add_argument("--dynamic", action="store_true",
-                   help="dynamic batch and H/W (multiples of 4); TensorRT then needs min/opt/max shapes")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
     p.add_argument("--out", required=True, help="output .onnx file")
     p.set_defaults(func=cmd_onnx)
+
+    p = sub.add_parser("pt2", help="a torch.export program for dannet-run --backend torch (the PyTorch reference)",
+                       description="The same frame -> labels model as the portable ONNX graph, as a torch.export "
+                                   "program (.pt2) with the tail in PyTorch: the runtime's PyTorch backend loads it "
+                                   "without the training code.")
+    add_model_arguments(p)
+    p.add_argument("--out", required=True, help="output .pt2 file")
+    p.set_defaults(func=cmd_pt2)
 
     p = sub.add_parser("engine", help="TensorRT engine (strongly typed) + JSON sidecar from an exported graph",
                        description="Build a TensorRT engine from an exported graph on the GPU that will run it "

@@ -65,21 +65,60 @@ class ExportSpec:
                               f"(e.g. {h - h % 4}x{w - w % 4})")
 
 
-def _export_body(model: torch.nn.Module, spec: ExportSpec) -> onnx.ModelProto:
+def dynamic_shapes(spec: ExportSpec) -> dict | None:
+    """torch.export dims of the frame: batch, and H, W as multiples of 4 (None for a static graph)."""
+    if not spec.dynamic:
+        return None
+    batch = torch.export.Dim("batch", min=1, max=64)
+    h4 = torch.export.Dim("height_div4", min=8, max=1024)
+    w4 = torch.export.Dim("width_div4", min=8, max=1024)
+    return {"frame": {0: batch, 1: SIZE_MULTIPLE * h4, 2: SIZE_MULTIPLE * w4}}
+
+
+def example_frame(spec: ExportSpec) -> torch.Tensor:
     # a dynamic batch dimension must not be traced with a batch of 1 (torch.export specialises 1)
-    frame = torch.zeros(2 if spec.dynamic else 1, *spec.input_size, 3, dtype=torch.uint8)
-    dynamic_shapes = None
-    if spec.dynamic:
-        batch = torch.export.Dim("batch", min=1, max=64)
-        h4 = torch.export.Dim("height_div4", min=8, max=1024)
-        w4 = torch.export.Dim("width_div4", min=8, max=1024)
-        dynamic_shapes = {"frame": {0: batch, 1: SIZE_MULTIPLE * h4, 2: SIZE_MULTIPLE * w4}}
+    return torch.zeros(2 if spec.dynamic else 1, *spec.input_size, 3, dtype=torch.uint8)
+
+
+def deployment_model(checkpoint: str | Path, spec: ExportSpec, light: str | Path | None, arch: str | None,
+                     backbone: str | None) -> tuple[DeploymentModel, str, str]:
+    """The checkpoint's networks as one frame -> logits module (PSP pooling as matrices), checked against
+    ``spec``; with the architecture and backbone it holds."""
+    segmenter, relight, arch, backbone = load_networks(str(checkpoint), str(light) if light else None, arch, backbone)
+    spec.check(relight is not None)
+    replace_adaptive_pooling(segmenter)
+    dtype = torch.float16 if spec.precision == "fp16" else torch.float32
+    model = DeploymentModel(segmenter.to(dtype), relight.to(dtype) if relight is not None else None, dtype).eval()
+    return model, arch, backbone
+
+
+def deployment_metadata(spec: ExportSpec, label_format: str, arch: str, backbone: str, relight: bool,
+                        checkpoint: str | Path, light: str | Path | None) -> dict[str, str]:
+    """What a runtime needs to know about an exported model (the ``dannet.*`` keys ``ModelInfo`` reads)."""
+    weights = class_weights(spec.weights_std)
+    return {
+        "dannet.class_names": json.dumps(CLASS_NAMES), "dannet.palette": json.dumps(PALETTE.tolist()),
+        "dannet.weights_std": str(spec.weights_std), "dannet.weights": json.dumps([float(w) for w in weights]),
+        "dannet.reweight": spec.reweight, "dannet.align_corners": str(int(spec.align_corners)),
+        "dannet.normalization": json.dumps({"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "scale": 1 / 255}),
+        "dannet.input": json.dumps({"name": "frame", "layout": "NHWC", "color": "RGB", "dtype": "uint8",
+                                    "size": None if spec.dynamic else list(spec.input_size)}),
+        "dannet.output": json.dumps({"name": "labels", "format": label_format, "size": list(spec.output_size)}),
+        "dannet.tail": spec.tail, "dannet.precision": spec.precision, "dannet.arch": arch,
+        "dannet.backbone": backbone, "dannet.relight": str(int(relight)),
+        "dannet.checkpoint_sha256": sha256_of(checkpoint),
+        "dannet.light_sha256": sha256_of(light) if light else "", "dannet.tool": TOOL_VERSION,
+    }
+
+
+def _export_body(model: torch.nn.Module, spec: ExportSpec) -> onnx.ModelProto:
     # the exporter warns about every torchvision op it cannot register; torchvision is not used here
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (frame,), dynamo=True, input_names=["frame"], output_names=[LOGITS],
-                                    opset_version=OPSET, dynamic_shapes=dynamic_shapes, verbose=False)
+        program = torch.onnx.export(model, (example_frame(spec),), dynamo=True, input_names=["frame"],
+                                    output_names=[LOGITS], opset_version=OPSET, dynamic_shapes=dynamic_shapes(spec),
+                                    verbose=False)
     return program.model_proto
 
 
@@ -105,11 +144,8 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
             say: Callable[[str], None] = print) -> Path:
     """Export a checkpoint (ours, or a released segmentation file + ``light``) to ``out``; returns ``out``."""
     started = time.perf_counter()
-    segmenter, relight, arch, backbone = load_networks(str(checkpoint), str(light) if light else None, arch, backbone)
-    spec.check(relight is not None)
-    replace_adaptive_pooling(segmenter)
-    dtype = torch.float16 if spec.precision == "fp16" else torch.float32
-    model = DeploymentModel(segmenter.to(dtype), relight.to(dtype) if relight is not None else None, dtype).eval()
+    model, arch, backbone = deployment_model(checkpoint, spec, light, arch, backbone)
+    relight = model.relight
     say(f"[1/4] exporting {arch} ({backbone}{' + relighting' if relight is not None else ''}, {spec.precision}) "
         f"at {spec.input_size[0]}x{spec.input_size[1]}{' (dynamic)' if spec.dynamic else ''} with the dynamo exporter")
     body = _export_body(model, spec)
@@ -124,19 +160,7 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
     else:
         graph = append_portable_tail(body, weights, spec.output_size, spec.align_corners, mode)
     label_format = "uint8" if spec.tail == "portable" else ("pack4" if spec.pack4 else "int32")
-    metadata = {
-        "dannet.class_names": json.dumps(CLASS_NAMES), "dannet.palette": json.dumps(PALETTE.tolist()),
-        "dannet.weights_std": str(spec.weights_std), "dannet.weights": json.dumps([float(w) for w in weights]),
-        "dannet.reweight": spec.reweight, "dannet.align_corners": str(int(spec.align_corners)),
-        "dannet.normalization": json.dumps({"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "scale": 1 / 255}),
-        "dannet.input": json.dumps({"name": "frame", "layout": "NHWC", "color": "RGB", "dtype": "uint8",
-                                    "size": None if spec.dynamic else list(spec.input_size)}),
-        "dannet.output": json.dumps({"name": "labels", "format": label_format, "size": list(spec.output_size)}),
-        "dannet.tail": spec.tail, "dannet.precision": spec.precision, "dannet.arch": arch,
-        "dannet.backbone": backbone, "dannet.relight": str(int(relight is not None)),
-        "dannet.checkpoint_sha256": sha256_of(checkpoint),
-        "dannet.light_sha256": sha256_of(light) if light else "", "dannet.tool": TOOL_VERSION,
-    }
+    metadata = deployment_metadata(spec, label_format, arch, backbone, relight is not None, checkpoint, light)
     onnx.helper.set_model_props(graph, metadata)
     graph.producer_name, graph.producer_version = "dannet-edge", TOOL_VERSION.split()[-1]
     say("[4/4] checking and saving")

@@ -170,15 +170,56 @@ class TensorRTBackend:
         return labels.view(np.uint8)[..., ::4]  # int32 labels < 256: their low bytes, a strided view
 
 
+#: the file inside a .pt2 archive that holds the ``dannet.*`` metadata
+PT2_METADATA = "dannet.json"
+
+
+class TorchBackend:
+    """The PyTorch reference: a ``torch.export`` program (``dannet-export pt2``) on the GPU where there is one.
+
+    The runtime does not import the training code, so checkpoints are exported first; the program has the
+    portable graph's contract (uint8 frame in, uint8 labels out) and its ``dannet.*`` metadata inside."""
+
+    name = "torch"
+
+    def __init__(self, path: str | Path, device: str | None = None) -> None:
+        try:
+            import torch
+        except ImportError:
+            raise BackendError("the torch backend needs PyTorch: pip install torch") from None
+        path = Path(path)
+        if not path.is_file():
+            raise BackendError(f"{path}: no such model file")
+        extra = {PT2_METADATA: ""}
+        try:
+            program = torch.export.load(str(path), extra_files=extra)
+            metadata = json.loads(extra[PT2_METADATA])
+        except Exception as e:  # a zip of another kind, a truncated file, a program from another torch
+            raise BackendError(f"{path}: not a dannet-export pt2 program ({str(e).splitlines()[0][:200]})") from None
+        self.torch, self.device = torch, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.module = program.module().to(self.device)
+        self.info = ModelInfo.from_metadata(metadata, str(path))
+
+    def infer(self, frames: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            labels = self.module(self.torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8)).to(self.device))
+        return labels.cpu().numpy()
+
+
+#: backend for each model file type (``--backend auto``)
+BACKEND_OF_SUFFIX = {".engine": "tensorrt", ".plan": "tensorrt", ".onnx": "onnxruntime", ".pt2": "torch"}
+
+
 def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend:
-    """``auto`` picks by file type: ``.engine`` -> TensorRT, ``.onnx`` -> ONNX Runtime."""
+    """``auto`` picks by file type: ``.engine`` -> TensorRT, ``.onnx`` -> ONNX Runtime, ``.pt2`` -> PyTorch."""
     model = Path(model)
     kind = backend
     if backend == "auto":
-        kind = {".engine": "tensorrt", ".plan": "tensorrt", ".onnx": "onnxruntime"}.get(model.suffix)
+        kind = BACKEND_OF_SUFFIX.get(model.suffix)
         if kind is None:
-            raise BackendError(f"{model}: cannot tell the backend from the file type (expected .engine or .onnx; "
-                               "PyTorch checkpoints: export them first with dannet-export onnx)")
+            hint = ("a training checkpoint: export it first with dannet-export onnx (or pt2 for --backend torch)"
+                    if model.suffix in (".pth", ".pt", ".ckpt") else "expected .engine, .onnx or .pt2")
+            raise BackendError(f"{model}: cannot tell the backend from the file type ({hint})")
     if kind == "onnxruntime":
         if model.suffix in (".engine", ".plan"):
             raise BackendError(f"{model}: a TensorRT engine cannot run in ONNX Runtime (use --backend tensorrt)")
@@ -187,4 +228,9 @@ def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend
         if model.suffix == ".onnx":
             raise BackendError(f"{model}: build an engine first: dannet-export engine --onnx {model} --out MODEL.engine")
         return TensorRTBackend(model, **options)
-    raise BackendError(f"unknown backend {backend!r}; expected auto, tensorrt or onnxruntime")
+    if kind == "torch":
+        if model.suffix != ".pt2":
+            raise BackendError(f"{model}: the torch backend runs .pt2 programs: dannet-export pt2 --checkpoint CKPT "
+                               "--out MODEL.pt2")
+        return TorchBackend(model, **options)
+    raise BackendError(f"unknown backend {backend!r}; expected auto, tensorrt, onnxruntime or torch")

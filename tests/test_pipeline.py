@@ -341,3 +341,19 @@ def test_help_explains_uris() -> None:
     assert result.returncode == 0
     for word in ("csi://0", "v4l2:///dev/video0", "rtsp://@:8554", "null://", "--stats-json", "--visualize"):
         assert word in result.stdout
+
+
+def test_torch_backend_through_the_pipeline(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
+    from export import ExportSpec, to_torch_program
+
+    program = to_torch_program(tiny_graphs["checkpoint"], tmp_path / "tiny.pt2",
+                               ExportSpec(input_size=(64, 128), output_size=(FRAME_H, FRAME_W)), say=lambda s: None)
+    frames = night_frames(tmp_path / "in", 2)
+    result = dannet_run("--model", str(program), "--input", str(tmp_path / "in"), "--output", f"{tmp_path}/out/",
+                        "--visualize", "mask")
+    assert result.returncode == 0, result.stderr
+    assert "-> torch ->" in result.stdout
+    ort = Segmenter(tiny_graphs["portable"])
+    for i, frame in enumerate(frames):
+        picture = np.asarray(Image.open(tmp_path / "out" / f"night_{i:02d}.png"))
+        assert (picture == PALETTE[ort.process(frame)]).all(-1).mean() > 0.999

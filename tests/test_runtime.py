@@ -99,3 +99,26 @@ def test_tensorrt_backend_matches_onnx_runtime(graphs: dict[str, Path], tmp_path
     ours = Segmenter(engine).process(frame)
     reference = Segmenter(graphs["portable"]).process(frame)
     assert ours.shape == reference.shape and (ours == reference).mean() >= 0.999
+
+
+def test_torch_backend_runs_the_pt2_program_like_onnx_runtime(graphs: dict[str, Path], tmp_path: Path) -> None:
+    from export import ExportSpec, to_torch_program
+
+    program = to_torch_program(graphs["checkpoint"], tmp_path / "tiny.pt2",
+                               ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
+    torch_seg, ort_seg = Segmenter(program), Segmenter(graphs["portable"])
+    assert torch_seg.backend.name == "torch" and torch_seg.info.class_names == ort_seg.info.class_names
+    assert (torch_seg.info.input_size, torch_seg.info.output_size) == ((64, 128), (96, 160))
+    np.testing.assert_array_equal(torch_seg.info.palette, PALETTE)
+    frames = np.random.default_rng(1).integers(0, 256, (3, 64, 128, 3), dtype=np.uint8)
+    labels = torch_seg.backend.infer(frames)
+    assert labels.dtype == np.uint8 and labels.shape == (3, 96, 160)
+    reference = np.concatenate([ort_seg.backend.infer(frame[None]) for frame in frames])  # ONNX: batch 1
+    assert (labels == reference).mean() > 0.999
+    with pytest.raises(BackendError, match="dannet-export pt2"):
+        open_backend(graphs["portable"], "torch")
+    with pytest.raises(BackendError, match="not a dannet-export pt2 program"):
+        (tmp_path / "junk.pt2").write_bytes(b"PK\x03\x04junk")
+        open_backend(tmp_path / "junk.pt2")
+    with pytest.raises(BackendError, match="export it first"):
+        open_backend(graphs["checkpoint"])

@@ -47,7 +47,7 @@ def load_networks(checkpoint: str, light: str | None = None, arch: str | None = 
 
 
 def reweight_upsample_argmax(logits: torch.Tensor, weights: torch.Tensor, size: tuple[int, int],
-                             reweight: str = "logits") -> torch.Tensor:
+                             reweight: str = "logits", align_corners: bool = True) -> torch.Tensor:
     """Labels (N x H x W, int64) from low-resolution logits: the deployment tail in PyTorch."""
     w = weights.to(logits.device, logits.dtype).view(1, -1, 1, 1)
     if reweight == "logits":
@@ -56,7 +56,7 @@ def reweight_upsample_argmax(logits: torch.Tensor, weights: torch.Tensor, size: 
         scores = logits + torch.log(w)
     else:
         raise ValueError(f"eval.reweight must be 'logits' or 'probs', got {reweight!r}")
-    return F.interpolate(scores, size=size, mode="bilinear", align_corners=True).argmax(dim=1)
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=align_corners).argmax(dim=1)
 
 
 @torch.no_grad()

@@ -1,0 +1,59 @@
+"""``export.to_torch_program``: the deployment model as a ``torch.export`` program (``.pt2``) for the runtime's
+PyTorch backend, the reference the ONNX and TensorRT paths are compared with.
+
+The runtime may not import the training code (Jetson images often lack it), so it cannot rebuild networks
+from a checkpoint; a ``.pt2`` file carries the graph and weights, loads with ``torch.export.load`` alone,
+and has the same contract as the portable ONNX graph: uint8 NHWC RGB frame in, uint8 labels out.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from runtime.backends import PT2_METADATA
+from runtime.classes import class_weights
+from train.evaluate import reweight_upsample_argmax
+
+from .onnx_export import ExportError, ExportSpec, deployment_metadata, deployment_model, dynamic_shapes
+
+class FrameToLabels(nn.Module):
+    """Frame -> logits (``DeploymentModel``) -> the portable tail in PyTorch -> uint8 labels."""
+
+    def __init__(self, body: nn.Module, spec: ExportSpec) -> None:
+        super().__init__()
+        self.body, self.spec = body, spec
+        self.register_buffer("weights", torch.tensor(class_weights(spec.weights_std)))
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        labels = reweight_upsample_argmax(self.body(frame).float(), self.weights, self.spec.output_size,
+                                          self.spec.reweight, self.spec.align_corners)
+        return labels.to(torch.uint8)
+
+
+def to_torch_program(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSpec(), *,
+                     light: str | Path | None = None, arch: str | None = None, backbone: str | None = None,
+                     say: Callable[[str], None] = print) -> Path:
+    """Export a checkpoint as ``out`` (.pt2); returns ``out``."""
+    if spec.tail != "portable":
+        raise ExportError("--tail plugin is for TensorRT; a PyTorch program carries the tail in PyTorch")
+    started = time.perf_counter()
+    body, arch, backbone = deployment_model(checkpoint, spec, light, arch, backbone)
+    say(f"[1/2] torch.export of {arch} ({backbone}{' + relighting' if body.relight is not None else ''}, "
+        f"{spec.precision}) at {spec.input_size[0]}x{spec.input_size[1]}")
+    # the batch is always dynamic here (ONNX graphs fix it to 1 unless --dynamic, as TensorRT profiles want)
+    shapes = dynamic_shapes(spec) or {"frame": {0: torch.export.Dim("batch", min=1, max=64)}}
+    frame = torch.zeros(2, *spec.input_size, 3, dtype=torch.uint8)
+    with torch.no_grad():
+        program = torch.export.export(FrameToLabels(body, spec).eval(), (frame,), dynamic_shapes=shapes)
+    metadata = deployment_metadata(spec, "uint8", arch, backbone, body.relight is not None, checkpoint, light)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    say("[2/2] saving")
+    torch.export.save(program, str(out), extra_files={PT2_METADATA: json.dumps(metadata)})
+    say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - started:.0f} s)")
+    return out
