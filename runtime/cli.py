@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--visualize", choices=["overlay", "mask", "both"], default="overlay",
                         help="palette over the frame, the palette alone, or both side by side")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
+    parser.add_argument("--legend", action="store_true", help="add a panel naming the classes in view")
     parser.add_argument("--stats-json", metavar="FILE", help="write the periodic reports and the summary as JSON lines")
     parser.add_argument("--stats-interval", type=float, default=5.0, metavar="S",
                         help="seconds between reports (0: summary only; default 5)")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args.model, args.input, args.output, backend=args.backend,
             capture=CaptureOptions(args.input_size, args.input_rate), codec=args.codec, bitrate_kbps=args.bitrate,
-            visualize=args.visualize, alpha=args.alpha, queue_size=args.queue_size, max_frames=args.frames,
+            visualize=args.visualize, alpha=args.alpha, legend=args.legend, queue_size=args.queue_size, max_frames=args.frames,
             loop=args.loop, reconnect=args.reconnect, stats_interval_s=args.stats_interval, stats_json=args.stats_json)
     except (MediaError, BackendError) as e:
         print(f"dannet-run: {e}", file=sys.stderr)

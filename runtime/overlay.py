@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-from .classes import PALETTE
+from .classes import CLASS_NAMES, PALETTE
+
+LEGEND_WIDTH, LEGEND_ROW = 120, 14
 
 
 def _labels_at(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -41,3 +43,19 @@ def visualize(frame: np.ndarray, labels: np.ndarray, mode: str = "overlay", alph
         return np.concatenate([overlay(frame, labels, alpha, palette),
                                mask(_labels_at(labels, frame.shape[:2]), palette)], axis=1)
     raise ValueError(f"visualize mode must be overlay, mask or both, got {mode!r}")
+
+
+def legend(picture: np.ndarray, labels: np.ndarray, palette: np.ndarray = PALETTE,
+           names: tuple[str, ...] = CLASS_NAMES) -> np.ndarray:
+    """``picture`` with a panel on its right naming the classes in ``labels``, largest area first
+    (as many as the height holds)."""
+    height = picture.shape[0]
+    panel = Image.new("RGB", (LEGEND_WIDTH, height), (32, 32, 32))
+    draw, font = ImageDraw.Draw(panel), ImageFont.load_default()
+    areas = np.bincount(labels.ravel(), minlength=256)[: len(names)]
+    present = [c for c in np.argsort(-areas, kind="stable") if areas[c] > 0]
+    for row, c in enumerate(present[: max(height // LEGEND_ROW, 0)]):
+        y = row * LEGEND_ROW + 2
+        draw.rectangle((4, y, 14, y + LEGEND_ROW - 4), fill=tuple(int(v) for v in palette[c]))
+        draw.text((20, y - 1), names[c], fill=(230, 230, 230), font=font)
+    return np.concatenate([picture, np.asarray(panel)], axis=1)

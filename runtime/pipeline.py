@@ -18,7 +18,7 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from .gst import MediaError
-from .overlay import visualize
+from .overlay import legend, visualize
 from .segmenter import Segmenter
 from .sinks import Sink, open_sink
 from .sources import CaptureOptions, Frame, Source, SourceLost, open_source
@@ -86,6 +86,7 @@ class FrameQueue:
 class PipelineOptions:
     visualize: str = "overlay"        # overlay | mask | both
     alpha: float = 0.5
+    legend: bool = False              # a panel naming the classes in view
     queue_size: int = 2
     max_frames: int = 0               # stop after this many captured frames (0: no limit)
     loop: int = 0                     # files/images: passes after the first (-1: for ever)
@@ -142,6 +143,7 @@ class Pipeline:
             attempts, last_frame = 0, time.perf_counter()
             frame.index, count = count, count + 1
             self.stats.count("captured")
+            self.stats.count("lost_upstream", frame.skipped)
             self.stats.add("capture", frame.captured - frame.arrived)
             self.captured.put(frame)
 
@@ -182,11 +184,13 @@ class Pipeline:
             self.inferred.put((frame, labels))
 
     def _output(self) -> None:
-        options, palette, written, first = self.options, self.segmenter.info.palette, 0, None
+        options, info, written, first = self.options, self.segmenter.info, 0, None
         while (item := self.inferred.get()) is not None:
             frame, labels = item
             start = time.perf_counter()
-            picture = visualize(frame.image, labels, options.visualize, options.alpha, palette)
+            picture = visualize(frame.image, labels, options.visualize, options.alpha, info.palette)
+            if options.legend:
+                picture = legend(picture, labels, info.palette, info.class_names)
             middle = time.perf_counter()
             if first is None:
                 first, rate = frame, self.source.rate or DEFAULT_RATE

@@ -29,6 +29,7 @@ class Frame:
     arrived: float             # time.perf_counter() when the source handed it over
     captured: float            # ... and when it was a numpy array (arrived + map, or + image decode)
     name: str = ""             # image inputs: the file's stem, kept by image outputs
+    skipped: int = 0           # frames the source lost just before this one (gaps in GStreamer's numbering)
 
 
 @dataclass(frozen=True)
@@ -90,13 +91,13 @@ class GstSource:
         self.spec, self.options = spec, options
         self.description = source_description(spec, options)
         self.pipeline: Any = None
-        self.ended, self.rate, self.count = False, None, 0
+        self.ended, self.rate, self.count, self.last_offset = False, None, 0, None
 
     def open(self, timeout: float = 10.0) -> None:
         Gst = gst()
         self.pipeline = launch(self.description, self.spec.uri)
         self.appsink = self.pipeline.get_by_name("frames")
-        self.ended = False
+        self.ended, self.last_offset = False, None
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             error = bus_error(self.pipeline) or "cannot start"
             self.close()
@@ -122,6 +123,11 @@ class GstSource:
             ok, num, den = structure.get_fraction("framerate")
             self.rate = Fraction(num, den) if ok and num > 0 and den > 0 else None
         buffer = sample.get_buffer()
+        skipped = 0  # sources that number their frames (cameras, test://) show frames dropped before ours
+        if buffer.offset != Gst.BUFFER_OFFSET_NONE:
+            if self.last_offset is not None and buffer.offset > self.last_offset + 1:
+                skipped = buffer.offset - self.last_offset - 1
+            self.last_offset = buffer.offset
         ok, mapped = buffer.map(Gst.MapFlags.READ)
         if not ok:
             raise SourceLost(f"{self.spec.uri}: cannot map a frame buffer")
@@ -132,7 +138,7 @@ class GstSource:
         stride = data.size // height  # RGB rows are padded to 4 bytes when 3 * width is not
         image = data[: stride * height].reshape(height, stride)[:, : 3 * width].reshape(height, width, 3)
         self.count += 1
-        return Frame(image, self.count - 1, arrived, time.perf_counter())
+        return Frame(image, self.count - 1, arrived, time.perf_counter(), skipped=skipped)
 
     def close(self) -> None:
         if self.pipeline is not None:

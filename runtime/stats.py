@@ -52,7 +52,8 @@ class PipelineStats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.started = time.perf_counter()
-        self.counts = {"captured": 0, "dropped": 0, "processed": 0, "written": 0, "reconnects": 0}
+        # dropped: by our live queue (inference behind); lost_upstream: before it (GStreamer/camera)
+        self.counts = {"captured": 0, "dropped": 0, "lost_upstream": 0, "processed": 0, "written": 0, "reconnects": 0}
         self.total = {stage: LatencyHistogram() for stage in STAGES}
         self._new_window()
 
@@ -100,7 +101,7 @@ def format_report(report: dict) -> str:
 def format_summary(report: dict) -> str:
     """The table printed at exit: counts, throughput and p50/p90/p99 per stage."""
     lines = [f"frames: {report['captured']} captured, {report['processed']} processed, {report['written']} written, "
-             f"{report['dropped']} dropped, {report['reconnects']} reconnects in {report['elapsed_s']:.1f} s "
+             f"{report['dropped']} dropped, {report['lost_upstream']} lost upstream, {report['reconnects']} reconnects in {report['elapsed_s']:.1f} s "
              f"({report['fps_out']:.1f} fps out)",
              f"{'stage':<12}{'mean ms':>9}{'p50':>9}{'p90':>9}{'p99':>9}"]
     for name, s in report["stages"].items():

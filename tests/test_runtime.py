@@ -122,3 +122,19 @@ def test_torch_backend_runs_the_pt2_program_like_onnx_runtime(graphs: dict[str, 
         open_backend(tmp_path / "junk.pt2")
     with pytest.raises(BackendError, match="export it first"):
         open_backend(graphs["checkpoint"])
+
+
+def test_legend_names_the_classes_in_view_largest_first() -> None:
+    from runtime.overlay import LEGEND_ROW, LEGEND_WIDTH, legend
+
+    picture = np.zeros((60, 40, 3), dtype=np.uint8)
+    labels = np.full((10, 10), 13, dtype=np.uint8)  # mostly car, some road, one ignored pixel
+    labels[:3] = 0
+    labels[0, 0] = 255
+    out = legend(picture, labels)
+    assert out.shape == (60, 40 + LEGEND_WIDTH, 3)
+    np.testing.assert_array_equal(out[:, :40], picture)
+    swatch = lambda row: out[row * LEGEND_ROW + 6, 40 + 8]  # noqa: E731  the middle of a row's colour box
+    np.testing.assert_array_equal(swatch(0), PALETTE[13])
+    np.testing.assert_array_equal(swatch(1), PALETTE[0])
+    assert (out[2 * LEGEND_ROW + 6, 40 + 8] == 32).all()  # nothing else listed

@@ -187,3 +187,15 @@ def generate(out: str | Path, layout: str, count: int, size: tuple[int, int], se
         if progress is not None:
             progress()
     return out
+
+
+def night_drive(scenes: int, frames_per_scene: int, size: tuple[int, int],
+                seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A night driving clip: ``(rgb, trainIds)`` frames, the camera moving into each scene in turn (the
+    view zooms towards the vanishing point) while lamps, glare and sensor noise change from frame to frame."""
+    rng = np.random.default_rng([seed, 7])
+    for _ in range(scenes):
+        scene = sample_static(rng, size[1] / size[0])
+        dynamic = sample_dynamic(rng, scene)
+        for t in range(frames_per_scene):
+            yield render(scene, dynamic, size, rng, night=True, camera=Camera(zoom=1.0 + 0.5 * t / frames_per_scene))
