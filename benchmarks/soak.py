@@ -1,8 +1,10 @@
 """Soak test of the camera pipeline: many frames from a live ``test://`` source through ONNX Runtime.
 
 Resident memory is sampled while it runs and reported at the start (after warm-up), the middle and the
-end (flat within 5 % is the goal), with frames dropped by the live queue (inference behind the source)
-and frames lost before it (gaps in GStreamer's frame numbers). Not a unit test: it takes minutes.
+end (flat within 5 % is the goal: the ratio end / start), with frames dropped by the live queue (inference
+behind the source) and frames lost before it (gaps in GStreamer's frame numbers). Throughput is given as
+a ratio to bare inference in the same run (1 / mean inference time): how much the other stages cost
+once they overlap with it. Not a unit test: it takes minutes.
 
     python -m benchmarks.soak --frames 10000 --json benchmarks/results/soak_cpu.json
 """
@@ -87,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         return next((rss for count, rss in samples if count >= frames), samples[-1][1])
 
     start, middle, end = rss_at(WARMUP_FRAMES), rss_at(args.frames // 2), samples[-1][1]
+    inference_s = summary["stages"]["inference"]["mean_ms"] / 1e3
     result = {
         "frames": summary["captured"], "processed": summary["processed"], "dropped": summary["dropped"],
         "lost_upstream": summary["lost_upstream"], "seconds": round(seconds, 1),
         "rss_mib": {"start": round(start, 1), "middle": round(middle, 1), "end": round(end, 1),
                     "max": round(max(r for _, r in samples), 1)},
         "rss_growth_start_to_end": round(end / start - 1, 4),
+        "fps_out": summary["fps_out"], "throughput_vs_inference_only": round(summary["fps_out"] * inference_s, 3),
+        "stages_ms": {stage: {k: v for k, v in s.items() if k != "count"} for stage, s in summary["stages"].items()},
         "source": f"test:// {width}x{height} at {args.rate:g} fps", "output": args.output,
         "model": str(args.model or "untrained PSPNet-ResNet18 + relighting, 64x128"),
         "backend": segmenter.backend.name, "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
@@ -102,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['dropped']} dropped by the live queue, {result['lost_upstream']} lost upstream")
     print(f"RSS MiB: start {start:.1f} (after {WARMUP_FRAMES} frames), middle {middle:.1f}, end {end:.1f} "
           f"-> {100 * result['rss_growth_start_to_end']:+.1f}% (goal: within 5%)")
+    print(f"throughput: {summary['fps_out']:.1f} frames/s out = {result['throughput_vs_inference_only']:.2f}x "
+          f"bare inference (1 / mean inference time, same run)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

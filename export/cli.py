@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from train.cli import size_hw
+
+if TYPE_CHECKING:
+    from .onnx_export import ExportSpec
 
 
 def cmd_onnx(args: argparse.Namespace) -> None:

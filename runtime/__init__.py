@@ -1,5 +1,7 @@
 """DANNet Edge runtime: what runs in the car.
 
-The core of this package depends on numpy only (Jetson images often lack torch); optional backends
-import their libraries lazily and say how to install them when missing.
+``pipeline`` (``dannet-run``): capture (``sources``) -> inference (``backends`` behind ``segmenter``) ->
+overlay (``overlay``) -> output (``sinks``), URIs parsed by ``uris``, statistics in ``stats``. The core
+depends on numpy and Pillow only (Jetson images often lack torch); GStreamer (``gst``) and the backends'
+libraries are imported when used, with an error that says how to install them when missing.
 """

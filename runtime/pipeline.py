@@ -21,7 +21,7 @@ from .gst import MediaError
 from .overlay import legend, visualize
 from .segmenter import Segmenter
 from .sinks import Sink, open_sink
-from .sources import CaptureOptions, Frame, Source, SourceLost, open_source
+from .sources import CaptureOptions, Source, SourceLost, open_source
 from .stats import JsonLines, PipelineStats, format_report, format_summary
 from .uris import parse_input, parse_output
 
@@ -122,9 +122,9 @@ class Pipeline:
                     raise SourceLost(f"{source.spec.uri}: " + ("the stream ended" if source.ended else
                                                                f"no frame for {options.stall_timeout_s:.0f} s"))
             except SourceLost as lost:
+                if count == 0:  # nothing has worked yet: a wrong URI or a missing camera, not a lost one
+                    raise MediaError(str(lost)) from None
                 if not source.spec.live:
-                    if count == 0:
-                        raise MediaError(str(lost)) from None
                     self.say(f"warning: {lost}; ending at the last readable frame ({count} frames)")
                     return
                 attempts = self._reconnect(str(lost), attempts)

@@ -138,3 +138,53 @@ def test_legend_names_the_classes_in_view_largest_first() -> None:
     np.testing.assert_array_equal(swatch(0), PALETTE[13])
     np.testing.assert_array_equal(swatch(1), PALETTE[0])
     assert (out[2 * LEGEND_ROW + 6, 40 + 8] == 32).all()  # nothing else listed
+
+
+@pytest.mark.gpu
+def test_torch_backend_on_cuda_matches_cpu(graphs: dict[str, Path], tmp_path: Path) -> None:
+    from export import ExportSpec, to_torch_program
+    from runtime.backends import TorchBackend
+
+    program = to_torch_program(graphs["checkpoint"], tmp_path / "tiny.pt2",
+                               ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
+    frames = np.random.default_rng(2).integers(0, 256, (2, 64, 128, 3), dtype=np.uint8)
+    cuda, cpu = TorchBackend(program, device="cuda"), TorchBackend(program, device="cpu")
+    assert str(cuda.device).startswith("cuda")
+    assert (cuda.infer(frames) == cpu.infer(frames)).mean() > 0.999
+
+
+def test_latency_histogram_percentiles_match_numpy() -> None:
+    from runtime.stats import LatencyHistogram
+
+    samples = np.random.default_rng(3).lognormal(mean=np.log(0.05), sigma=0.6, size=20_000)
+    histogram = LatencyHistogram()
+    for s in samples:
+        histogram.add(float(s))
+    assert histogram.count == samples.size and histogram.summary()["mean_ms"] == pytest.approx(1e3 * samples.mean(), abs=1e-3)
+    for q in (50, 90, 99):
+        assert histogram.percentile(q) == pytest.approx(np.percentile(samples, q), rel=0.015)
+
+
+def test_uris_name_what_they_are(tmp_path: Path) -> None:
+    from runtime.gst import MediaError
+    from runtime.uris import parse_input, parse_output
+
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "clip.mkv").write_bytes(b"")
+    assert (parse_input("csi://1").kind, parse_input("csi://1").location) == ("csi", "1")
+    assert parse_input("test://ball").location == "ball" and parse_input("test://").live
+    assert parse_input(f"file://{tmp_path}/clip.mkv").kind == "video" and not parse_input(str(tmp_path)).live
+    assert parse_input(str(tmp_path)).images == (tmp_path / "a.png",)
+    assert parse_input(f"{tmp_path}/*.png").kind == "images"
+    assert parse_input("rtsp://cam.local:554/stream").kind == "rtsp"
+    out = parse_output("rtsp://@:8600/seg")
+    assert (out.kind, out.port, out.location) == ("rtsp", 8600, "/seg")
+    assert parse_output("rtsp://@/seg").port == 8554
+    assert parse_output("out.mp4").kind == "video" and parse_output("masks/").kind == "images"
+    assert parse_output("out/%05d.png").kind == "images" and parse_output("null://").kind == "null"
+    for bad in ("csi://x", "v4l2://camera", "rtsp:///nohost", "gopher://x"):
+        with pytest.raises(MediaError, match=bad.split(":")[0]):
+            parse_input(bad)
+    for bad in ("rtsp://10.0.0.1:8554/x", "display://left", "out.wmv"):
+        with pytest.raises(MediaError):
+            parse_output(bad)
