@@ -71,7 +71,8 @@ def bus_error(pipeline: Any) -> str | None:
 
 def describe_error(message: str, debug: str) -> str:
     """GStreamer's error, with the missing-decoder case said in words a user can act on."""
-    if "missing" in message.lower() and "plug-in" in message.lower() or "no suitable plugins" in debug.lower():
+    missing_plugin = "missing" in message.lower() and "plug-in" in message.lower()
+    if missing_plugin or "no suitable plugins" in debug.lower():
         caps = next((part.strip() for part in debug.split("\n") if "video/" in part), "")
         return f"no GStreamer decoder for this codec{f' ({caps[:120]})' if caps else ''}: install gstreamer1.0-libav"
     return first_line(message)
