@@ -84,7 +84,7 @@ class AppsrcSink:
             if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
                 raise MediaError(f"{spec.uri}: no display here (DISPLAY/WAYLAND_DISPLAY unset); "
                                  "write a file:// or serve rtsp:// instead")
-            self.tail = "videoconvert ! autovideosink sync=false"
+            self.tail = "{scale}videoconvert ! autovideosink sync=false"
             return
         suffix = Path(spec.location).suffix.lower()
         muxer, codecs = MUXERS[suffix]
@@ -92,14 +92,17 @@ class AppsrcSink:
             raise MediaError(f"{spec.uri}: {suffix} files cannot hold {codec}; use --codec {' or '.join(codecs)}")
         if not Path(spec.location).resolve().parent.is_dir():
             raise MediaError(f"{spec.uri}: folder {Path(spec.location).parent} does not exist")
-        self.tail = f"videoconvert ! {encoder(codec, bitrate_kbps, spec.uri)} ! {muxer} ! " \
+        self.tail = f"{{scale}}videoconvert ! {encoder(codec, bitrate_kbps, spec.uri)} ! {muxer} ! " \
                     f"filesink location={quote(spec.location)}"
 
     def start(self, width: int, height: int, rate: Fraction) -> None:
         Gst = gst()
         self.rate = rate
+        # 4:2:0 encoders need even sizes: odd pictures are stretched by one pixel
+        even_w, even_h = width + width % 2, height + height % 2
+        scale = f"videoscale ! video/x-raw,width={even_w},height={even_h} ! " if (even_w, even_h) != (width, height) else ""
         self.pipeline = launch(f"appsrc name=pictures format=time block=true max-bytes={3 * 3 * width * height} "
-                               f"caps={_rgb_caps(width, height, rate)} ! {self.tail}", self.spec.uri)
+                               f"caps={_rgb_caps(width, height, rate)} ! {self.tail.format(scale=scale)}", self.spec.uri)
         self.appsrc = self.pipeline.get_by_name("pictures")
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             raise MediaError(f"{self.spec.uri}: {bus_error(self.pipeline) or 'cannot start'}")

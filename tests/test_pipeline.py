@@ -357,3 +357,14 @@ def test_torch_backend_through_the_pipeline(tiny_graphs: dict[str, Path], tmp_pa
     for i, frame in enumerate(frames):
         picture = np.asarray(Image.open(tmp_path / "out" / f"night_{i:02d}.png"))
         assert (picture == PALETTE[ort.process(frame)]).all(-1).mean() > 0.999
+
+
+def test_odd_sized_pictures_are_encoded_at_the_next_even_size(model: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((97, 161, 3), 40 * i, dtype=np.uint8)).save(tmp_path / "in" / f"{i}.png")
+    out = tmp_path / "odd.mp4"
+    result = dannet_run("--model", str(model), "--input", str(tmp_path / "in"), "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    frames = decode(out)
+    assert len(frames) == 3 and frames[0].shape == (98, 162, 3)  # x264 encodes 4:2:0: even sizes only
