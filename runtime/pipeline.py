@@ -20,7 +20,7 @@ from typing import Any, Callable
 from .gst import MediaError
 from .overlay import legend, visualize
 from .segmenter import Segmenter
-from .sinks import Sink, open_sink
+from .sinks import OutputClosed, Sink, open_sink
 from .sources import CaptureOptions, Source, SourceLost, open_source
 from .stats import JsonLines, PipelineStats, format_report, format_summary
 from .uris import parse_input, parse_output
@@ -212,6 +212,11 @@ class Pipeline:
                 work()
             except Aborted:
                 pass
+            except OutputClosed as e:  # the viewer is done: stop like Ctrl-C, without draining
+                self.say(f"{e}: stopping")
+                self.stopping.set()
+                self.captured.abort()
+                self.inferred.abort()
             except BaseException as e:  # reported by run() on the main thread
                 self.errors.append(e)
                 self.stopping.set()

@@ -38,6 +38,10 @@ MUXERS = {".mp4": ("mp4mux", ("h264", "h265")), ".mov": ("qtmux", ("h264", "h265
           ".mkv": ("matroskamux", ("h264", "h265", "mjpeg")), ".avi": ("avimux", ("h264", "mjpeg"))}
 
 
+class OutputClosed(Exception):
+    """The viewer closed the display window: a request to stop, not an error."""
+
+
 class Sink(Protocol):
     def start(self, width: int, height: int, rate: Fraction) -> None: ...
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None: ...
@@ -109,7 +113,15 @@ class AppsrcSink:
 
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
         if self.appsrc.emit("push-buffer", _buffer(picture, timestamp, self.rate)) != gst().FlowReturn.OK:
-            raise MediaError(f"{self.spec.uri}: {bus_error(self.pipeline) or 'the output stopped'}")
+            error = bus_error(self.pipeline) or "the output stopped"
+            if self.spec.kind == "display" and "closed" in error.lower():  # "Output window was closed"
+                self._shut_window()
+                raise OutputClosed(f"{self.spec.uri}: window closed")
+            raise MediaError(f"{self.spec.uri}: {error}")
+
+    def _shut_window(self) -> None:
+        self.pipeline.set_state(gst().State.NULL)
+        self.pipeline = None
 
     def close(self) -> None:
         """End of stream, then wait for the muxer to write its index (an mp4 without one does not play)."""

@@ -12,7 +12,8 @@ TORCH_PIN="${TORCH_PIN:-torch==2.13.0}"
 APT_PACKAGES=(cmake g++ pkg-config
               gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
               gstreamer1.0-plugins-ugly gstreamer1.0-libav gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
-              libgirepository1.0-dev libcairo2-dev)
+              libgirepository1.0-dev libcairo2-dev
+              xvfb)  # a virtual screen: the tests show display:// output on it
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -368,3 +369,22 @@ def test_odd_sized_pictures_are_encoded_at_the_next_even_size(model: Path, tmp_p
     assert result.returncode == 0, result.stderr
     frames = decode(out)
     assert len(frames) == 3 and frames[0].shape == (98, 162, 3)  # x264 encodes 4:2:0: even sizes only
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb (scripts/setup.sh installs it)")
+def test_display_output_on_a_virtual_screen(model: Path, tmp_path: Path) -> None:
+    display = f":{90 + os.getpid() % 100}"
+    screen = subprocess.Popen(["Xvfb", display, "-screen", "0", "640x480x24"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.5)
+        stats = tmp_path / "stats.jsonl"
+        result = dannet_run("--model", str(model), "--input", "test://", "--input-size", f"{FRAME_W}x{FRAME_H}",
+                            "--frames", "15", "--output", "display://0", "--stats-json", str(stats),
+                            env={"DISPLAY": display, "WAYLAND_DISPLAY": ""})
+    finally:
+        screen.terminate()
+        screen.wait()
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(stats)
+    assert summary["captured"] == 15 and summary["written"] == 15 - summary["dropped"] > 0
