@@ -38,29 +38,12 @@ def stats(seconds: list[float]) -> dict[str, float]:
             "max_ms": float(ms.max())}
 
 
-def weights_std_of(model: str) -> float:
-    """The test-time weights std the graph/engine was exported with (metadata or engine sidecar)."""
-    from export import read_metadata
-    from runtime.engine_sidecar import Sidecar, sidecar_path
-
-    if model.endswith(".onnx"):
-        meta = read_metadata(model)
-        if meta.get("dannet.tail") != "portable":
-            raise SystemExit(f"dannet-bench compare: {model}: ONNX Runtime needs a portable-tail graph (the plugin "
-                             "node runs in TensorRT: build an engine and compare that)")
-        return float(meta["dannet.weights_std"])
-    std = Sidecar.read(sidecar_path(model)).weights_std
-    if std is None:
-        raise SystemExit(f"dannet-bench compare: {model}: its sidecar does not record the weights std")
-    return std
-
-
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from train.cli import size_hw
-    from runtime.backends import open_backend
+    from runtime.backends import BACKENDS, BackendError, open_backend
     from runtime.classes import class_weights
+    from train.cli import size_hw
     from train.evaluate import load_networks
 
     from .reference_loop import reference_labels
@@ -68,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dannet-bench compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="exported graph (.onnx, portable tail) or TensorRT .engine")
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--checkpoint", required=True, help="the checkpoint the graph was exported from")
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--arch", help="architecture when the file does not say")
@@ -82,12 +65,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", help="write a bar chart (PNG) here")
     args = parser.parse_args(argv)
 
-    weights = class_weights(weights_std_of(args.model))
     if args.threads:
         torch.set_num_threads(args.threads)
-    segmenter, relight, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
     options = {"threads": args.threads} if args.threads and args.model.endswith(".onnx") else {}
-    backend = open_backend(args.model, args.backend, **options)
+    try:
+        backend = open_backend(args.model, args.backend, **options)
+    except BackendError as e:
+        raise SystemExit(f"dannet-bench compare: {e}") from None
+    if backend.info.weights_std is None:  # the reference loop must apply the same class weights
+        raise SystemExit(f"dannet-bench compare: {args.model}: does not record its class weights std; re-export it")
+    weights = class_weights(backend.info.weights_std)
+    segmenter, relight, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
     frames = night_frames(args.frames + args.warmup, args.input_size, args.output_size)
     reference_stages: dict[str, list[float]] = {}
     times: dict[str, list[float]] = {"reference": [], "ours": []}

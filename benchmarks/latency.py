@@ -39,6 +39,7 @@ def device_name(backend) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from runtime.backends import BACKENDS
     from train.cli import size_hw
     from runtime.segmenter import Segmenter
 
@@ -46,8 +47,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="dannet-bench latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help=".onnx (portable tail) or .engine")
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "tensorrt"])
+    parser.add_argument("--model", required=True, help=".onnx (portable tail), .engine or .pt2")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--input-size", type=size_hw, help="camera frame HxW (default: the model's input size)")
     parser.add_argument("--output-size", type=size_hw, help="display HxW for labels/overlay (default: the model's)")
     parser.add_argument("--iters", type=int, default=50)

@@ -27,6 +27,7 @@ class ModelInfo:
     output_size: tuple[int, int]
     class_names: tuple[str, ...] = CLASS_NAMES
     palette: np.ndarray = field(default_factory=lambda: PALETTE)
+    weights_std: float | None = None  # test-time class weights the tail applies (None: not recorded)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], where: str) -> "ModelInfo":
@@ -36,7 +37,8 @@ class ModelInfo:
             raise BackendError(f"{where}: not a dannet-export graph (no dannet.* metadata)") from None
         names = tuple(json.loads(metadata.get("dannet.class_names", json.dumps(CLASS_NAMES))))
         palette = np.asarray(json.loads(metadata.get("dannet.palette", json.dumps(PALETTE.tolist()))), np.uint8)
-        return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette)
+        std = float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None
+        return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std)
 
 
 class Backend(Protocol):
@@ -128,7 +130,8 @@ class TensorRTBackend:
         height, width = out["shape"][1], out["shape"][2]
         self.packed = "int32" in out["dtype"].lower() and sidecar.plugin_version is not None
         inp = sidecar.inputs[0]["shape"]
-        self.info = ModelInfo(tuple(inp[1:3]) if min(inp) > 0 else None, (height, width), tuple(sidecar.class_names))
+        self.info = ModelInfo(tuple(inp[1:3]) if min(inp) > 0 else None, (height, width), tuple(sidecar.class_names),
+                              weights_std=sidecar.weights_std)
         self.buffers: dict[tuple, tuple] = {}
 
     def _check(self, result):
@@ -206,6 +209,8 @@ class TorchBackend:
         return labels.cpu().numpy()
 
 
+#: what ``--backend`` accepts everywhere (``auto``: from the model file's type)
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 #: backend for each model file type (``--backend auto``)
 BACKEND_OF_SUFFIX = {".engine": "tensorrt", ".plan": "tensorrt", ".onnx": "onnxruntime", ".pt2": "torch"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .backends import BackendError
+from .backends import BACKENDS, BackendError
 from .gst import MediaError
 from .sources import CaptureOptions
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "(PyTorch; dannet-export pt2)")
     parser.add_argument("--input", required=True, metavar="URI", help="where frames come from (see below)")
     parser.add_argument("--output", default="null://", metavar="URI", help="where pictures go (default null://)")
-    parser.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime", "torch"], default="auto",
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="auto: from the model file's type")
     parser.add_argument("--visualize", choices=["overlay", "mask", "both"], default="overlay",
                         help="palette over the frame, the palette alone, or both side by side")

@@ -32,7 +32,7 @@ def test_compare_writes_json_and_plot(tiny: tuple[Path, Path], tmp_path: Path) -
 
 
 def test_compare_refuses_plugin_graphs(tiny_graphs: dict[str, Path]) -> None:
-    with pytest.raises(SystemExit, match="portable-tail graph"):
+    with pytest.raises(SystemExit, match="has the TensorRT plugin tail"):
         bench_main(["compare", "--model", str(tiny_graphs["plugin"]), "--checkpoint", str(tiny_graphs["checkpoint"]),
                     "--input-size", "64x128", "--output-size", "96x160"])
 
