@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .backends import BACKENDS, BackendError
@@ -76,6 +77,14 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--input-rate: expected frames per second > 0, got {args.input_rate}")
 
 
+def say(line: str) -> None:
+    """Print a report line; if the reader of stdout went away (``| head``), keep running without it."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -86,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         run(args.model, args.input, args.output, backend=args.backend,
             capture=CaptureOptions(args.input_size, args.input_rate), codec=args.codec, bitrate_kbps=args.bitrate,
             visualize=args.visualize, alpha=args.alpha, legend=args.legend, queue_size=args.queue_size, max_frames=args.frames,
-            loop=args.loop, reconnect=args.reconnect, stats_interval_s=args.stats_interval, stats_json=args.stats_json)
+            loop=args.loop, reconnect=args.reconnect, stats_interval_s=args.stats_interval, stats_json=args.stats_json,
+            say=say)
     except (MediaError, BackendError) as e:
         print(f"dannet-run: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # --stats-json or an image output that cannot be written
-        print(f"dannet-run: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        print(f"dannet-run: {e.filename}: {e.strerror}" if e.filename else f"dannet-run: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -388,3 +388,34 @@ def test_display_output_on_a_virtual_screen(model: Path, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     summary = summary_of(stats)
     assert summary["captured"] == 15 and summary["written"] == 15 - summary["dropped"] > 0
+
+
+def test_lost_live_source_stops_cleanly_or_gives_up(model: Path, tmp_path: Path) -> None:
+    """``--reconnect 0``: a lost camera ends the run (exit 0, output finished); ``--reconnect 1``: one
+    attempt, then a one-line error (exit 1) with the output still finished."""
+    port = 19554 + os.getpid() % 1000
+    server = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
+                               "--input-size", f"{FRAME_W}x{FRAME_H}", "--output", f"rtsp://@:{port}/cam",
+                               "--stats-interval", "0"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4)
+    clients = {n: subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input",
+                                    f"rtsp://127.0.0.1:{port}/cam", "--reconnect", str(n), "--output",
+                                    str(tmp_path / f"out{n}.mkv"), "--stats-interval", "0.5", "--stats-json",
+                                    str(tmp_path / f"stats{n}.jsonl")], cwd=REPO, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True) for n in (0, 1)}
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not all(
+                (tmp_path / f"stats{n}.jsonl").exists() and any(json.loads(line)["written"] for line in
+                                                               (tmp_path / f"stats{n}.jsonl").read_text().splitlines())
+                for n in (0, 1)):
+            time.sleep(0.2)
+    finally:
+        server.kill()
+        server.wait()
+    (out0, err0), (out1, err1) = (clients[n].communicate(timeout=90) for n in (0, 1))
+    assert clients[0].returncode == 0, err0
+    assert "stopping (--reconnect 0)" in out0
+    _one_line_error(subprocess.CompletedProcess([], clients[1].returncode, out1, err1), "gave up after 1")
+    for n in (0, 1):
+        assert len(decode(tmp_path / f"out{n}.mkv")) == summary_of(tmp_path / f"stats{n}.jsonl")["written"] > 0
