@@ -41,7 +41,8 @@ def stats(seconds: list[float]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from runtime.backends import BACKENDS, BackendError, open_backend
+    from runtime.backends import BackendError, open_backend
+    from runtime.cli import add_model_arguments
     from runtime.classes import class_weights
     from train.cli import size_hw
     from train.evaluate import load_networks
@@ -50,8 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="dannet-bench compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="exported graph (.onnx, portable tail) or TensorRT .engine")
-    parser.add_argument("--backend", default="auto", choices=BACKENDS)
+    add_model_arguments(parser, help="the exported model to compare with the reference loop")
     parser.add_argument("--checkpoint", required=True, help="the checkpoint the graph was exported from")
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--arch", help="architecture when the file does not say")

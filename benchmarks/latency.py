@@ -39,16 +39,15 @@ def device_name(backend) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from runtime.backends import BACKENDS
-    from train.cli import size_hw
+    from runtime.cli import add_model_arguments
     from runtime.segmenter import Segmenter
+    from train.cli import size_hw
 
     from .compare import night_frames
 
     parser = argparse.ArgumentParser(prog="dannet-bench latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help=".onnx (portable tail), .engine or .pt2")
-    parser.add_argument("--backend", default="auto", choices=BACKENDS)
+    add_model_arguments(parser, help="the model to time")
     parser.add_argument("--input-size", type=size_hw, help="camera frame HxW (default: the model's input size)")
     parser.add_argument("--output-size", type=size_hw, help="display HxW for labels/overlay (default: the model's)")
     parser.add_argument("--iters", type=int, default=50)

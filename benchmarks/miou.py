@@ -26,7 +26,7 @@ def predict(seg, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from runtime.backends import BACKENDS
+    from runtime.cli import add_model_arguments
     from runtime.overlay import mask
     from runtime.segmenter import Segmenter
     from train.data import DATASETS, dataset_samples
@@ -35,13 +35,12 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="dannet-bench miou", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help=".onnx (portable tail), .engine or .pt2")
-    parser.add_argument("--backend", default="auto", choices=BACKENDS)
+    add_model_arguments(parser, help="the model to evaluate")
     parser.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "darkzurich-test"])
     parser.add_argument("--root", required=True, help="dataset root folder")
     parser.add_argument("--split", help="split where the dataset has several (default: val)")
-    parser.add_argument("--compare-model", help="a second model on the same images: delta and identical pixels")
-    parser.add_argument("--compare-backend", default="auto", choices=BACKENDS)
+    add_model_arguments(parser, "compare-", required=False,
+                        help="a second model on the same images: delta and identical pixels")
     parser.add_argument("--save-predictions", help="write labelTrainIds and colour PNGs here")
     parser.add_argument("--check-cityscapesscripts", action="store_true",
                         help="also score the predictions with the official Cityscapes evaluation and compare")

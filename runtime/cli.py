@@ -21,6 +21,16 @@ def size_wxh(text: str) -> tuple[int, int]:
     return h, w
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, prefix: str = "", required: bool = True,
+                        help: str = "the model") -> None:
+    """``--{prefix}model`` and ``--{prefix}backend``, as every command that runs an exported model has them."""
+    parser.add_argument(f"--{prefix}model", required=required,
+                        help=f"{help}: .engine (TensorRT), .onnx with the portable tail (ONNX Runtime) or .pt2 "
+                             "(PyTorch; dannet-export pt2)")
+    parser.add_argument(f"--{prefix}backend", choices=BACKENDS, default="auto",
+                        help="auto: from the model file's type")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dannet-run",
@@ -35,12 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                "Live inputs drop the oldest frame when inference falls behind; files keep every frame.\n"
                "Ctrl-C stops cleanly: queued frames go through and the output file is finished (exit 0).\n\n"
                "example:  dannet-run --model dannet.onnx --input v4l2:///dev/video0 --output display://0")
-    parser.add_argument("--model", required=True, help=".engine (TensorRT), .onnx (ONNX Runtime) or .pt2 "
-                                                       "(PyTorch; dannet-export pt2)")
+    add_model_arguments(parser)
     parser.add_argument("--input", required=True, metavar="URI", help="where frames come from (see below)")
     parser.add_argument("--output", default="null://", metavar="URI", help="where pictures go (default null://)")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="auto: from the model file's type")
     parser.add_argument("--visualize", choices=["overlay", "mask", "both"], default="overlay",
                         help="palette over the frame, the palette alone, or both side by side")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")

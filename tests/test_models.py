@@ -173,17 +173,6 @@ def relight_reference(sd, x):
     return x + r
 
 
-def test_pspnet_matches_functional_reference() -> None:
-    sd = random_state_dict(reference_layout("pspnet"), seed=1)
-    model = build_segmenter("pspnet").eval()
-    load_weights(model, sd, "pspnet")
-    x = torch.randn(1, 3, 57, 83)
-    with torch.no_grad():
-        ours, ref = model(x), pspnet_reference(sd, x)
-    assert ours.shape == ref.shape == (1, 19, 8, 11)
-    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
-
-
 def test_relight_matches_functional_reference() -> None:
     sd = random_state_dict(reference_layout("relight"), seed=2)
     model = RelightNet().eval()
@@ -260,12 +249,17 @@ def refinenet_reference(sd, x):
     return _conv(y, sd, "clf_conv", 1, 1)
 
 
-def test_refinenet_matches_functional_reference() -> None:
-    sd = random_state_dict(reference_layout("refinenet"), seed=5)
-    model = build_segmenter("refinenet").eval()
-    load_weights(model, sd, "refinenet")
-    x = torch.randn(1, 3, 61, 83)
+@pytest.mark.parametrize("arch, reference, seed, size, out_hw", [
+    ("pspnet", pspnet_reference, 1, (57, 83), (8, 11)),
+    ("refinenet", refinenet_reference, 5, (61, 83), (16, 21)),
+])
+def test_segmenter_matches_functional_reference(arch: str, reference, seed: int, size: tuple[int, int],
+                                                 out_hw: tuple[int, int]) -> None:
+    sd = random_state_dict(reference_layout(arch), seed=seed)
+    model = build_segmenter(arch).eval()
+    load_weights(model, sd, arch)
+    x = torch.randn(1, 3, *size)
     with torch.no_grad():
-        ours, ref = model(x), refinenet_reference(sd, x)
-    assert ours.shape == ref.shape == (1, 19, 16, 21)
+        ours, ref = model(x), reference(sd, x)
+    assert ours.shape == ref.shape == (1, 19, *out_hw)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4 * ref.abs().max().item())
