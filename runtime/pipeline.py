@@ -214,15 +214,12 @@ class Pipeline:
                 pass
             except OutputClosed as e:  # the viewer is done: stop like Ctrl-C, without draining
                 self.say(f"{e}: stopping")
-                self.stopping.set()
-                self.captured.abort()
-                self.inferred.abort()
+                self._abort()
             except BaseException as e:  # reported by run() on the main thread
                 self.errors.append(e)
                 self.stopping.set()
                 if work != self._capture:  # inference/output cannot go on; capture errors still drain
-                    self.captured.abort()
-                    self.inferred.abort()
+                    self._abort()
             finally:
                 then()
         return body
@@ -237,6 +234,12 @@ class Pipeline:
     def stop(self) -> None:
         """Stop capturing; what is queued goes through and the output is finished (Ctrl-C does this)."""
         self.stopping.set()
+
+    def _abort(self) -> None:
+        """Stop every stage now, queued frames unprocessed (the output is still finished)."""
+        self.stopping.set()
+        self.captured.abort()
+        self.inferred.abort()
 
     def run(self) -> dict:
         journal = JsonLines(self.options.stats_json)
@@ -275,10 +278,9 @@ class Pipeline:
 
         def handle(signum: int, _frame: Any) -> None:
             if self.stopping.is_set():
-                self.captured.abort()
-                self.inferred.abort()
+                self._abort()
             self.say(f"\n{signal.Signals(signum).name}: stopping, finishing the output (again to hurry)")
-            self.stopping.set()
+            self.stop()
 
         return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 

@@ -139,7 +139,7 @@ class RtspSink:
     """An RTSP server (GstRtspServer) at ``rtsp://@:PORT/NAME``; every client sees the live overlay."""
 
     def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000) -> None:
-        Gst = gst()
+        gst()  # GStreamer initialised before its RTSP server library
         try:
             import gi
 
@@ -149,7 +149,7 @@ class RtspSink:
             raise MediaError(f"{spec.uri}: serving RTSP needs apt install gir1.2-gst-rtsp-server-1.0") from None
         if codec not in PAYLOADERS:
             raise MediaError(f"--codec {codec}: expected one of {', '.join(PAYLOADERS)}")
-        self.spec, self.Gst = spec, Gst
+        self.spec = spec
         self.stream, self.appsrc, self.lock = encoder(codec, bitrate_kbps, spec.uri), None, threading.Lock()
         self.payloader = PAYLOADERS[codec]
         self.GLib, self.GstRtspServer, self.server = GLib, GstRtspServer, None
