@@ -9,6 +9,8 @@ labels written once) divided by each path's time, next to the device's theoretic
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -86,7 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--json", help="write the device and the rows here")
     args = parser.parse_args(argv)
+    if args.batch < 1 or args.iters < 1 or args.warmup < 0:
+        raise SystemExit("dannet-bench kernel: --batch and --iters must be >= 1, --warmup >= 0")
     rows = run(DEFAULT_CASES, args.batch, args.iters, args.warmup)
     import torch
 
@@ -99,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         peak = f"{100 * r['kernel_gbs'] / bandwidth:.0f}%" if bandwidth else "-"
         print(f"{r['case']:<30} {r['pytorch_ms']:>10.3f} {r['kernel_ms']:>10.3f} {r['speedup']:>8.1f}x "
               f"{r['kernel_gbs']:>12.1f} {peak:>8} {100 * r['agree']:>11.4f}%")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "bandwidth_gbs": bandwidth,
+                                               "batch": args.batch, "iters": args.iters, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":
