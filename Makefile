@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 JOBS ?= 2
 
-.PHONY: setup demo test test-python test-cmake clean
+.PHONY: setup demo test test-python test-cmake trt-bindings gpu-check clean
 
 setup:
 	scripts/setup.sh
@@ -10,7 +10,18 @@ setup:
 demo: setup
 	$(PY) -m benchmarks.demo
 
-test: setup test-cmake test-python
+# `make test` records a failed preparation (PyPI down) for tests/test_tensorrt_api.py to report, and goes on
+test: TRT_BINDINGS_FLAGS = --keep-going
+test: setup trt-bindings test-cmake test-python
+
+# the real TensorRT Python bindings (10.3, newest 10.x, newest 11.x) and the CUDA extras' resolution, from PyPI
+trt-bindings:
+	$(PY) scripts/trt_bindings.py $(TRT_BINDINGS_FLAGS)
+
+# on a machine with an NVIDIA GPU: everything GPU-only, one report in gpu-check-report/ (scripts/gpu_check.py)
+GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PY) scripts/gpu_check.py
 
 test-python:
 	$(PY) -m pytest -q

@@ -13,7 +13,7 @@ nothing GPU-side counts as working until it has run on a GPU. This script runs, 
 4. ``dannet-bench kernel``: the ReweightArgmax kernel vs PyTorch interpolate + mul + argmax.
 
 Needs an NVIDIA GPU, CUDA (nvcc), this repository's Python dependencies (``make setup``, or any
-environment with them: ``PY=python3 make gpu-check``) and, for step 3 and the tensorrt tests,
+environment with them: ``make gpu-check PY=python3``) and, for step 3 and the tensorrt tests,
 TensorRT's Python package and headers (``TensorRT_ROOT``). Every step runs even when an earlier one
 failed; the report says what ran, what passed, what was skipped and why, with the figures.
 
