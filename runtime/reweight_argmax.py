@@ -8,6 +8,8 @@ that output logits.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 _F = np.float32
@@ -18,6 +20,22 @@ def source_scale(in_size: int, out_size: int, align_corners: bool) -> np.float32
     if align_corners:
         return _F(in_size - 1) / _F(out_size - 1) if out_size > 1 else _F(0)
     return _F(in_size) / _F(out_size)
+
+
+def log_weights(weights: np.ndarray) -> np.ndarray:
+    """Mode 1's weights as the kernel receives them: float32(log(float64(w))) per class.
+
+    The one definition shared by every implementation (C++: ``dannet::logWeight``): the plugin, the
+    host reference, this twin, the NVRTC path and the portable ONNX tail. It is the correctly rounded
+    float32 log for all but vanishingly rare w, whereas float32 logs (``np.log`` on float32, C's
+    ``logf``) may be 1 ulp off, and that ulp decides the label where two classes tie after
+    re-weighting. ``math.log`` is the C library's ``log``, the function ``std::log(double)`` calls,
+    so both languages round the same double.
+    """
+    w = np.asarray(weights, dtype=_F)
+    if not np.all(w > 0):
+        raise ValueError("mode 1 (multiply probabilities) needs positive weights")
+    return np.array([math.log(float(v)) for v in w.ravel()], dtype=np.float64).astype(_F).reshape(w.shape)
 
 
 def lerp(in_size: int, out_size: int, align_corners: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -45,9 +63,7 @@ def reweight_argmax(logits: np.ndarray, weights: np.ndarray, out_size: tuple[int
     if weights.shape != (c,):
         raise ValueError(f"need one weight per class: {c} classes, {weights.size} weights")
     if mode == 1:
-        if np.any(weights <= 0):
-            raise ValueError("mode 1 (multiply probabilities) needs positive weights")
-        weights = np.log(weights.astype(np.float64)).astype(_F)  # the kernel receives log w from the host
+        weights = log_weights(weights)  # the kernel receives log w from the host
     elif mode != 0:
         raise ValueError(f"mode must be 0 (multiply logits) or 1 (multiply probabilities), got {mode}")
     ya, yb, ly0, ly1 = lerp(h, out_size[0], align_corners)

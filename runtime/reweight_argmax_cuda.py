@@ -67,14 +67,14 @@ def compile_kernel(arch: str = "sm_87", cubin: bool = True) -> bytes:
 
 def make_params(shape: tuple[int, int, int, int], weights: np.ndarray, out_size: tuple[int, int],
                 align_corners: bool, mode: int) -> Params:
-    from .reweight_argmax import source_scale
+    from .reweight_argmax import log_weights, source_scale
 
     n, c, h, w = shape
     if not 1 <= c <= MAX_CLASSES or len(weights) != c:
         raise ValueError(f"need 1..{MAX_CLASSES} classes and one weight per class, got {c} and {len(weights)}")
     weights = np.asarray(weights, dtype=np.float32)
     if mode == 1:
-        weights = np.log(weights.astype(np.float64)).astype(np.float32)
+        weights = log_weights(weights)
     p = Params(n, c, h, w, out_size[0], out_size[1], float(source_scale(h, out_size[0], align_corners)),
                float(source_scale(w, out_size[1], align_corners)), int(align_corners), int(mode == 1))
     p.weights[:c] = weights.tolist()

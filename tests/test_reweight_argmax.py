@@ -1,9 +1,15 @@
 """ReweightArgmax: the NumPy twin against PyTorch, the C++ host reference against the twin (bit for
-bit), the kernel compiled by NVRTC (no GPU needed), and on a GPU the kernel against the twin."""
+bit, also built with FMA contraction), mode 1's log weights the same in every language, the kernel
+compiled by NVRTC (no GPU needed), and on a GPU the kernel against the twin."""
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import itertools
+import math
+import platform
+import re
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +17,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from runtime.classes import class_weights
 from runtime.plugin_library import PluginLibraryError, find_plugin_library
-from runtime.reweight_argmax import pack4, reweight_argmax, unpack4
+from runtime.reweight_argmax import log_weights, pack4, reweight_argmax, unpack4
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_LIBRARY = REPO / "build" / "plugins" / "libdannet_reweight_argmax_host.so"
+#: the same library built with -O3 -ffp-contract=fast (-mfma on x86): FMA contraction allowed
+CONTRACTED_HOST_LIBRARY = REPO / "build" / "plugins" / "libdannet_reweight_argmax_host_contracted.so"
 
 #: (N, C, h, w) -> (H, W): DANNet's case scaled down, non-integer up/down scaling, 1x1, identity
 CASES = [((1, 19, 17, 30), (135, 240)), ((2, 19, 9, 13), (37, 50)), ((1, 19, 40, 61), (13, 17)),
@@ -82,12 +91,34 @@ def test_bad_arguments() -> None:
         reweight_argmax(z, np.array([1.0, 0.0, 1.0]), (4, 4), mode=1)
 
 
+def load_host_library(path: Path) -> ctypes.CDLL:
+    if not path.is_file():
+        pytest.skip(f"{path} not built (make test-cmake builds it)")
+    lib = ctypes.CDLL(str(path))
+    lib.dannetReweightArgmaxHost.restype = ctypes.c_int
+    lib.dannetReweightArgmaxLogWeights.restype = None
+    return lib
+
+
 @pytest.fixture(scope="module")
 def host_library() -> ctypes.CDLL:
-    if not HOST_LIBRARY.is_file():
-        pytest.skip(f"{HOST_LIBRARY} not built (make test-cmake builds it)")
-    lib = ctypes.CDLL(str(HOST_LIBRARY))
-    lib.dannetReweightArgmaxHost.restype = ctypes.c_int
+    return load_host_library(HOST_LIBRARY)
+
+
+def cpu_runs_fma() -> bool:
+    """Whether this CPU has FMA instructions (ARM64 always; x86 lists the flag in /proc/cpuinfo)."""
+    if platform.machine() != "x86_64":
+        return True
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.M) if cpuinfo.is_file() else None
+    return flags is not None and "fma" in flags.group(1).split()
+
+
+@pytest.fixture(scope="module")
+def contracted_host_library() -> ctypes.CDLL:
+    lib = load_host_library(CONTRACTED_HOST_LIBRARY)
+    if not cpu_runs_fma():
+        pytest.skip("this CPU has no FMA instructions: the -mfma build cannot run here")
     return lib
 
 
@@ -111,6 +142,123 @@ def test_cpp_host_reference_equals_numpy_twin_bit_for_bit(host_library: ctypes.C
         w = np.random.default_rng(i).uniform(0.7, 1.3, shape[1]).astype(np.float32)
         np.testing.assert_array_equal(host_reference(host_library, z, w, size, align_corners, mode),
                                       reweight_argmax(z, w, size, align_corners, mode))
+
+
+def near_tie_logits(shape: tuple[int, int, int, int], seed: int, dtype: type = np.float32) -> np.ndarray:
+    """Random logits where class 1 leads by 20 and class 2 is class 1 nudged by at most 1 ulp (of
+    ``dtype``) per value: which of the two wins a pixel is decided by the rounding of every operation."""
+    z = logits_for(shape, seed).astype(dtype)
+    z[:, 1] += dtype(20)  # 5 standard deviations: classes 1 and 2 lead nearly everywhere
+    toward = z[:, 1] + np.random.default_rng(seed).integers(-1, 2, z[:, 1].shape).astype(dtype)
+    z[:, 2] = np.nextafter(z[:, 1], toward)  # one ulp up, down, or none
+    return z
+
+
+@pytest.mark.parametrize("align_corners, mode", list(itertools.product((True, False), (0, 1))))
+def test_host_reference_built_with_fma_contraction_is_unchanged(contracted_host_library: ctypes.CDLL,
+                                                                 align_corners: bool, mode: int) -> None:
+    """-O3 -ffp-contract=fast -mfma must not change a bit: the shared arithmetic rounds every operation."""
+    shape, size = (2, 6, 17, 30), (135, 240)
+    z = near_tie_logits(shape, 21)
+    w = np.random.default_rng(22).uniform(0.7, 1.3, shape[1]).astype(np.float32)
+    w[2] = w[1]
+    expected = reweight_argmax(z, w, size, align_corners, mode)
+    assert 0.05 < np.mean(expected == 2) < 0.95  # the near ties are there, both ways
+    np.testing.assert_array_equal(host_reference(contracted_host_library, z, w, size, align_corners, mode), expected)
+
+
+def correctly_rounded_float32_log(w: np.float32) -> np.float32:
+    """The float32 nearest to ln(w), from a 40-digit logarithm (an independent reference)."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        exact = Decimal(float(w)).ln()
+        guess = np.float32(float(exact))
+        candidates = [np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))]
+        return min(candidates, key=lambda c: abs(Decimal(float(c)) - exact))
+
+
+def many_weights() -> np.ndarray:
+    """200k random weights in (0.01, 10) and DANNet's test-time class weights."""
+    random = np.random.default_rng(0).uniform(0.01, 10, 200_000).astype(np.float32)
+    return np.concatenate([np.asarray(class_weights(0.16), np.float32), random])
+
+
+def test_log_weights_are_the_correctly_rounded_float32_log() -> None:
+    w = many_weights()[:3000]  # the DANNet weights and the first random ones (Decimal logs are slow)
+    expected = np.array([correctly_rounded_float32_log(v) for v in w], dtype=np.float32)
+    np.testing.assert_array_equal(log_weights(w).view(np.int32), expected.view(np.int32))
+
+
+def cpp_log_weights(lib: ctypes.CDLL, w: np.ndarray) -> np.ndarray:
+    w = np.ascontiguousarray(w, np.float32)
+    out = np.empty_like(w)
+    ptr = ctypes.POINTER(ctypes.c_float)
+    lib.dannetReweightArgmaxLogWeights(w.ctypes.data_as(ptr), ctypes.c_int(w.size), out.ctypes.data_as(ptr))
+    return out
+
+
+def test_cpp_log_weights_equal_python_bit_for_bit(host_library: ctypes.CDLL) -> None:
+    """dannet::logWeight (plugin, host reference) == log_weights (twin, NVRTC path, portable tail)."""
+    w = many_weights()
+    np.testing.assert_array_equal(cpp_log_weights(host_library, w).view(np.int32), log_weights(w).view(np.int32))
+
+
+def test_portable_tail_adds_the_plugins_log_weights(host_library: ctypes.CDLL) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.tails import append_portable_tail
+
+    w = np.asarray(class_weights(0.16), np.float32)
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 19, 4, 4])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 19, 4, 4])])
+    model = append_portable_tail(helper.make_model(graph), w, (8, 8), mode=1)
+    added = next(numpy_helper.to_array(t) for t in model.graph.initializer if t.name == "tail_weights")
+    np.testing.assert_array_equal(added.reshape(-1).view(np.int32), cpp_log_weights(host_library, w).view(np.int32))
+
+
+def mode1_tie_case(weights: np.ndarray, weight_one_first: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits (1 x C x 1 x k), class weights and the expected labels of k pixels. Pixel i ties
+    exactly, after mode 1's re-weighting, between a class of weight w_i and logit 0 (score log w_i)
+    and the class of weight 1 and logit float32(ln w_i), correctly rounded (score the same): the lower
+    class wins. A log weight 1 ulp too high makes the w_i class win when the weight-1 class is the
+    lower one (``weight_one_first``), 1 ulp too low the weight-1 class in the other layout."""
+    k = len(weights)
+    one = 0 if weight_one_first else k  # the class of weight 1; the others are w_0 .. w_k-1 in order
+    weighted = np.arange(1, k + 1) if weight_one_first else np.arange(k)
+    classes = np.ones(k + 1, dtype=np.float32)
+    classes[weighted] = weights
+    logits = np.full((1, k + 1, 1, k), -1e30, dtype=np.float32)
+    for i, w in enumerate(weights):
+        logits[0, weighted[i], 0, i] = 0.0
+        logits[0, one, 0, i] = correctly_rounded_float32_log(w)
+    expected = np.minimum(weighted, one).astype(np.uint8).reshape(1, 1, k)
+    return logits, classes, expected
+
+
+def float32_logs_are_off(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which weights C's logf, and which NumPy's float32 log, get 1 ulp away from log_weights."""
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    libm.logf.restype, libm.logf.argtypes = ctypes.c_float, [ctypes.c_float]
+    logf = np.array([libm.logf(float(v)) for v in w], dtype=np.float32)
+    return logf != log_weights(w), np.log(w) != log_weights(w)
+
+
+@pytest.mark.parametrize("weight_one_first", [True, False])
+def test_mode1_exact_tie_after_reweighting(host_library: ctypes.CDLL, weight_one_first: bool) -> None:
+    """The C++ host reference and the NumPy twin give the tie to the lower class, for DANNet's weights
+    and for weights where logf or NumPy's float32 log is 1 ulp off."""
+    random = np.random.default_rng(1).uniform(0.01, 10, 20_000).astype(np.float32)
+    logf_off, numpy_off = float32_logs_are_off(random)
+    weights = np.concatenate([np.asarray(class_weights(0.16), np.float32), random[logf_off][:22],
+                              random[numpy_off][:22]])
+    assert logf_off.sum() >= 22 and numpy_off.sum() >= 22
+    logits, classes, expected = mode1_tie_case(weights, weight_one_first)
+    size = logits.shape[2:]
+    for align_corners in (True, False):
+        np.testing.assert_array_equal(reweight_argmax(logits, classes, size, align_corners, mode=1), expected)
+        np.testing.assert_array_equal(host_reference(host_library, logits, classes, size, align_corners, mode=1),
+                                      expected)
 
 
 @pytest.mark.parametrize("arch", ["sm_75", "sm_87", "sm_90"])
@@ -145,11 +293,12 @@ def test_kernel_on_gpu_equals_numpy_twin_bit_for_bit(label_format: str, fp16: bo
 
     runner = CudaReweightArgmax()
     cases = CASES + [((2, 19, 68, 120), (1080, 1920))]
-    for (shape, size), align_corners, mode in itertools.product(cases, (True, False), (0, 1)):
-        z = logits_for(shape, 7)
-        if fp16:
-            z = z.astype(np.float16)
+    near_ties = ((2, 6, 17, 30), (135, 240))  # a fused multiply-add in the device code changes labels here
+    for (shape, size), align_corners, mode in itertools.product(cases + [near_ties], (True, False), (0, 1)):
+        dtype = np.float16 if fp16 else np.float32
+        z = near_tie_logits(shape, 7, dtype) if (shape, size) == near_ties else logits_for(shape, 7).astype(dtype)
         w = np.random.default_rng(3).uniform(0.7, 1.3, shape[1]).astype(np.float32)
+        w[2] = w[1]
         expected = reweight_argmax(z.astype(np.float32), w, size, align_corners, mode)
         n, h, wd = expected.shape
         nbytes = {"int32": n * h * wd * 4, "pack4": n * h * ((wd + 3) // 4) * 4, "uint8": n * h * wd}[label_format]

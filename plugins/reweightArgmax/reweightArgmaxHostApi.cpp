@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+//! Labels (uint8, N x outH x outW) of fp32 logits; 0, or 1 for arguments makeParams refuses.
 extern "C" int dannetReweightArgmaxHost(float const* logits, int batch, int channels, int inHeight, int inWidth,
     int outHeight, int outWidth, float const* weights, int alignCorners, int mode, unsigned char* labels)
 {
@@ -17,5 +18,14 @@ extern "C" int dannetReweightArgmaxHost(float const* logits, int batch, int chan
     catch (std::exception const&)
     {
         return 1;
+    }
+}
+
+//! dannet::logWeight of each of ``count`` weights: mode 1's log weights as the kernel receives them.
+extern "C" void dannetReweightArgmaxLogWeights(float const* weights, int count, float* logWeights)
+{
+    for (int i = 0; i < count; ++i)
+    {
+        logWeights[i] = dannet::logWeight(weights[i]);
     }
 }

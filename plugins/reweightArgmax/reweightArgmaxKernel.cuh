@@ -1,10 +1,15 @@
 /*
  * ReweightArgmax: bilinear upsampling of C class logits, per-class re-weighting, argmax: in one pass.
  *
- * This header compiles three ways: with nvcc inside the TensorRT plugin, with NVRTC on its own
- * (tests on a GPU without TensorRT load the extern "C" kernels below), and with a host C++
- * compiler, where only the per-pixel arithmetic is visible (the host reference shares it).
- * It includes no header, so NVRTC needs no include paths.
+ * One source, four compilers:
+ *  - nvcc, inside the TensorRT plugin (reweightArgmaxKernel.cu launches the kernels);
+ *  - NVRTC, on its own: tests on a GPU without TensorRT load the extern "C" kernels below by name.
+ *    For NVRTC this file includes no header, so it needs no include path;
+ *  - a host C++ compiler, where only the per-pixel arithmetic is visible (the host reference,
+ *    reweightArgmaxReference.h, shares it);
+ *  - a host C++ compiler with DANNET_CUDA_EMULATION defined (the tests' CPU emulation of CUDA,
+ *    plugins/tests/cudaEmulation, first on the include path): the kernels and their launcher compile
+ *    as they are and run on the CPU. Only the fp16 load needs another spelling there.
  *
  * Semantics (DESIGN.md section 3): for output pixel (n, y, x), interpolate every class's logit
  * exactly as PyTorch's bilinear upsampling does (align_corners 0/1), score it (mode 0: z * w,
@@ -13,10 +18,18 @@
  */
 #pragma once
 
+#if defined(DANNET_CUDA_EMULATION)
+#include <cuda_runtime.h> // what nvcc includes implicitly; here the CPU emulation's
+#endif
+
 #if defined(__CUDACC__)
 #define DANNET_HD __host__ __device__ __forceinline__
 #else
-#define DANNET_HD inline
+// On the host every translation unit keeps its own copy (internal linkage): two builds of this
+// arithmetic with different compiler flags or sources, linked into one program, cannot be merged
+// by the linker into one silently (e.g. the emulated kernel test links a kernel built from a
+// mutated copy of this file with the reference built from this one).
+#define DANNET_HD static inline
 #endif
 
 namespace dannet
@@ -55,7 +68,7 @@ struct ReweightArgmaxParams
 
 // Rounded fp32 operations that the compiler may not fuse into FMAs, so that the kernel, the C++
 // host reference and the NumPy twin (runtime/reweight_argmax.py) produce identical bits.
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) || defined(DANNET_CUDA_EMULATION)
 DANNET_HD float mulRn(float a, float b)
 {
     return __fmul_rn(a, b);
@@ -65,13 +78,19 @@ DANNET_HD float addRn(float a, float b)
     return __fadd_rn(a, b);
 }
 #else
+// Host compilers may contract a * b + c into a fused multiply-add wherever the target has one
+// (GCC's default outside strict ISO mode is -ffp-contract=fast; x86 has FMA with -mfma or
+// -march=native, ARM64 always) and may keep excess precision (x87). Storing through a volatile
+// rounds every result to float on its own, whatever the flags.
 DANNET_HD float mulRn(float a, float b)
 {
-    return a * b;
+    float volatile product = a * b;
+    return product;
 }
 DANNET_HD float addRn(float a, float b)
 {
-    return a + b;
+    float volatile sum = a + b;
+    return sum;
 }
 #endif
 
@@ -128,7 +147,31 @@ DANNET_HD float score(float value, float weight, int additive)
     return additive ? addRn(value, weight) : mulRn(value, weight);
 }
 
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(DANNET_CUDA_EMULATION)
+
+#if !defined(__CUDA_ARCH__)
+//! fp16 bits -> float, exactly (every half is a float): the host's spelling of cvt.f32.f16.
+DANNET_HD float halfBitsToFloat(unsigned short bits)
+{
+    unsigned int const exponent = (bits >> 10) & 0x1Fu;
+    unsigned int const mantissa = bits & 0x3FFu;
+    float magnitude;
+    if (exponent == 0x1Fu)
+    {
+        magnitude = mantissa == 0 ? __builtin_inff() : __builtin_nanf("");
+    }
+    else if (exponent == 0)
+    {
+        magnitude = static_cast<float>(mantissa) * 0x1p-24f; // subnormal: mantissa * 2^-24
+    }
+    else
+    {
+        // (1024 + mantissa) * 2^(exponent - 25): both factors and the product are exact in float
+        magnitude = static_cast<float>(1024u + mantissa) * (static_cast<float>(1u << exponent) * 0x1p-25f);
+    }
+    return (bits & 0x8000u) != 0 ? -magnitude : magnitude;
+}
+#endif
 
 __device__ __forceinline__ float toFloat(float v)
 {
@@ -138,9 +181,13 @@ __device__ __forceinline__ float toFloat(float v)
 //! fp16 travels as its 16-bit pattern so that no fp16 header is needed (NVRTC compiles this alone).
 __device__ __forceinline__ float toFloat(unsigned short bits)
 {
+#if defined(__CUDA_ARCH__)
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits));
     return f;
+#else
+    return halfBitsToFloat(bits);
+#endif
 }
 
 template <typename T, int kFormat>
@@ -156,7 +203,7 @@ __device__ void reweightArgmax(T const* __restrict__ logits, void* __restrict__ 
     T const* src = logits + static_cast<long long>(n) * p.channels * plane;
 
     // The low-resolution window this block reads, staged once in shared memory when it fits
-    // (always, for upsampling); otherwise every thread reads through the read-only cache.
+    // (for DANNet's upsampling it does); otherwise every thread reads through the read-only cache.
     int const lastRow = min(blockRow + kBlockY, p.outHeight) - 1;
     int const lastCol = min(blockCol + kBlockX * kPixelsPerThread, p.outWidth) - 1;
     int const r0 = lerpAt(p.scaleY, blockRow, p.inHeight, p.alignCorners).i0;
@@ -272,12 +319,13 @@ __device__ void reweightArgmax(T const* __restrict__ logits, void* __restrict__ 
     }
 }
 
-// One extern "C" kernel per (input type, label format), so NVRTC users find them by name.
+// One extern "C" kernel per (input type, label format), so NVRTC users find them by name. All six
+// have one signature (the logits as void const*), so the launcher keeps them in one table.
 #define DANNET_REWEIGHT_ARGMAX_KERNEL(NAME, T, FORMAT)                                                                \
     extern "C" __global__ void __launch_bounds__(kBlockX* kBlockY)                                                     \
-        NAME(T const* __restrict__ logits, void* __restrict__ labels, ReweightArgmaxParams const p)                    \
+        NAME(void const* __restrict__ logits, void* __restrict__ labels, ReweightArgmaxParams const p)                 \
     {                                                                                                                  \
-        reweightArgmax<T, FORMAT>(logits, labels, p);                                                                  \
+        reweightArgmax<T, FORMAT>(static_cast<T const*>(logits), labels, p);                                           \
     }
 
 DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF32I32, float, kLabelsInt32)
@@ -289,7 +337,7 @@ DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF16U8, unsigned short, kLabelsUint8)
 
 #undef DANNET_REWEIGHT_ARGMAX_KERNEL
 
-#endif // __CUDACC__
+#endif // __CUDACC__ || DANNET_CUDA_EMULATION
 
 #if !defined(__CUDACC_RTC__)
 } // namespace dannet

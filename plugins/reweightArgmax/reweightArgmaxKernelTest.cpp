@@ -1,11 +1,15 @@
-// ctest (GPU): the kernel, every input type and label format, against the host reference, bit for bit.
+// ctest (GPU): the kernel, every input type and label format, against the host reference, bit for bit,
+// with exact and near ties among the classes.
 // Exits 77 (skipped) on a machine without a usable GPU.
 #include "reweightArgmaxReference.h"
 
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
 
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -20,6 +24,39 @@ T* toDevice(std::vector<T> const& host)
     cudaMalloc(reinterpret_cast<void**>(&device), host.size() * sizeof(T));
     cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
     return device;
+}
+
+//! With 4 classes or more: class 1 leads by 2, class 2 is an exact copy of it (an exact tie: class 1
+//! must win) and class 3 a copy nudged by at most 1 ulp per logit, fp32 and fp16 alike, with class
+//! 1's weight (near ties: the rounding of every operation decides, so that a fused multiply-add in
+//! the device code changes labels).
+void addNearTies(std::vector<float>& logits, std::vector<__half>& halves, std::vector<float>& weights, int n, int c,
+    size_t plane, std::mt19937& rng)
+{
+    if (c < 4)
+    {
+        return;
+    }
+    std::uniform_int_distribution<int> nudge(-1, 1);
+    for (int image = 0; image < n; ++image)
+    {
+        size_t const first = (static_cast<size_t>(image) * c + 1) * plane;
+        for (size_t i = first; i < first + plane; ++i)
+        {
+            logits[i] += 2.0f;
+            halves[i] = __float2half(logits[i]);
+            int const step = nudge(rng);
+            logits[i + plane] = logits[i];
+            logits[i + 2 * plane] = step == 0 ? logits[i] : std::nextafter(logits[i], step * INFINITY);
+            uint16_t bits = 0;
+            std::memcpy(&bits, &halves[i], sizeof(bits));
+            bits = static_cast<uint16_t>(bits + ((bits & 0x7FFF) != 0 && (bits & 0x7FFF) < 0x7BFF ? step : 0));
+            halves[i + plane] = halves[i];
+            std::memcpy(&halves[i + 2 * plane], &bits, sizeof(bits));
+        }
+    }
+    weights[2] = weights[1];
+    weights[3] = weights[1];
 }
 
 void runCase(int n, int c, int h, int w, int oh, int ow, bool alignCorners, int mode, unsigned seed)
@@ -37,12 +74,16 @@ void runCase(int n, int c, int h, int w, int oh, int ow, bool alignCorners, int 
     {
         v = uniform(rng);
     }
-    auto const p = dannet::makeParams(n, c, h, w, oh, ow, weights.data(), alignCorners, mode);
     std::vector<__half> halves(logits.size());
-    std::vector<float> rounded(logits.size());
     for (size_t i = 0; i < logits.size(); ++i)
     {
         halves[i] = __float2half(logits[i]);
+    }
+    addNearTies(logits, halves, weights, n, c, static_cast<size_t>(h) * w, rng);
+    auto const p = dannet::makeParams(n, c, h, w, oh, ow, weights.data(), alignCorners, mode);
+    std::vector<float> rounded(logits.size());
+    for (size_t i = 0; i < logits.size(); ++i)
+    {
         rounded[i] = __half2float(halves[i]);
     }
     for (int fp16 = 0; fp16 < 2; ++fp16)

@@ -1,10 +1,12 @@
 #include "reweightArgmaxPlugin.h"
+#include "reweightArgmaxParams.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <exception>
-#include <new>
+#include <limits>
+#include <string>
 
 using namespace nvinfer1;
 
@@ -12,19 +14,44 @@ namespace dannet
 {
 namespace
 {
-ILogger* gLogger{nullptr};
+// Set when the library is loaded, read by every plugin method that logs, on any thread.
+std::atomic<ILoggerFinder*> gLoggerFinder{nullptr};
+
+//! The logger of whoever calls the plugin now (asked on the calling thread, as TensorRT requires).
+ILogger* currentLogger() noexcept
+{
+    ILoggerFinder* const finder = gLoggerFinder.load();
+    if (finder == nullptr)
+    {
+        return nullptr;
+    }
+    try
+    {
+        return finder->findLogger();
+    }
+    catch (...) // findLogger() is not noexcept, our callers are: fall back to stderr
+    {
+        return nullptr;
+    }
+}
 
 void logError(std::string const& message) noexcept
 {
     std::string const line = std::string(kPLUGIN_NAMESPACE) + "::" + kREWEIGHT_ARGMAX_NAME + ": " + message;
-    if (gLogger != nullptr)
+    if (ILogger* const logger = currentLogger())
     {
-        gLogger->log(ILogger::Severity::kERROR, line.c_str());
+        logger->log(ILogger::Severity::kERROR, line.c_str());
     }
     else
     {
         std::fprintf(stderr, "%s\n", line.c_str());
     }
+}
+
+std::string channelMismatch(size_t weights, int64_t channels)
+{
+    return "attribute 'weights' has " + std::to_string(weights) + " values but the logits have "
+        + std::to_string(channels) + " channels";
 }
 
 constexpr char const* kWEIGHTS = "weights";
@@ -35,9 +62,9 @@ constexpr char const* kPACK4 = "pack4";
 constexpr char const* kMODE = "mode";
 } // namespace
 
-void setPluginLogger(ILogger* logger) noexcept
+void setPluginLoggerFinder(ILoggerFinder* finder) noexcept
 {
-    gLogger = logger;
+    gLoggerFinder.store(finder);
 }
 
 std::string validateAttributes(ReweightArgmaxAttributes const& a)
@@ -170,8 +197,7 @@ int32_t ReweightArgmaxPlugin::getOutputShapes(DimsExprs const* inputs, int32_t n
     if (channels->isConstant()
         && channels->getConstantValue() != static_cast<int64_t>(mAttributes.weights.size()))
     {
-        logError("attribute 'weights' has " + std::to_string(mAttributes.weights.size()) + " values but the logits have "
-            + std::to_string(channels->getConstantValue()) + " channels");
+        logError(channelMismatch(mAttributes.weights.size(), channels->getConstantValue()));
         return -1;
     }
     int32_t const width = mAttributes.pack4 ? (mAttributes.outWidth + 3) / 4 : mAttributes.outWidth;
@@ -183,8 +209,12 @@ int32_t ReweightArgmaxPlugin::getOutputShapes(DimsExprs const* inputs, int32_t n
 }
 
 bool ReweightArgmaxPlugin::supportsFormatCombination(
-    int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t /*nbInputs*/, int32_t /*nbOutputs*/) noexcept
+    int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
+    if (pos < 0 || pos >= nbInputs + nbOutputs)
+    {
+        return false;
+    }
     PluginTensorDesc const& desc = inOut[pos].desc;
     if (desc.format != TensorFormat::kLINEAR)
     {
@@ -197,18 +227,18 @@ bool ReweightArgmaxPlugin::supportsFormatCombination(
     return pos == 1 && desc.type == DataType::kINT32;
 }
 
-int32_t ReweightArgmaxPlugin::configurePlugin(
-    DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
+int32_t ReweightArgmaxPlugin::configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs,
+    DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != 1 || nbOutputs != 1)
+    if (nbInputs != 1 || nbOutputs != 1 || in[0].desc.dims.nbDims != 4)
     {
+        logError("expects one input, 4-D logits N x C x H x W, and one output (labels)");
         return -1;
     }
     int64_t const channels = in[0].desc.dims.d[1];
     if (channels >= 0 && channels != static_cast<int64_t>(mAttributes.weights.size()))
     {
-        logError("attribute 'weights' has " + std::to_string(mAttributes.weights.size()) + " values but the logits have "
-            + std::to_string(channels) + " channels");
+        logError(channelMismatch(mAttributes.weights.size(), channels));
         return -1;
     }
     return 0;
@@ -216,29 +246,17 @@ int32_t ReweightArgmaxPlugin::configurePlugin(
 
 bool ReweightArgmaxPlugin::makeKernelParams(Dims const& input, ReweightArgmaxParams& p) const noexcept
 {
-    if (input.nbDims != 4 || input.d[1] != static_cast<int64_t>(mAttributes.weights.size()) || input.d[0] < 1
-        || input.d[2] < 1 || input.d[3] < 1)
+    auto const fits = [](int64_t extent) { return extent >= 1 && extent <= std::numeric_limits<int>::max(); };
+    bool const valid = input.nbDims == 4 && input.d[1] == static_cast<int64_t>(mAttributes.weights.size())
+        && fits(input.d[0]) && fits(input.d[2]) && fits(input.d[3])
+        && makeReweightArgmaxParams(static_cast<int>(input.d[0]), static_cast<int>(input.d[1]),
+            static_cast<int>(input.d[2]), static_cast<int>(input.d[3]), mAttributes.outHeight, mAttributes.outWidth,
+            mAttributes.weights.data(), mAttributes.alignCorners != 0, mAttributes.mode, p);
+    if (!valid)
     {
         logError("logits must be N x " + std::to_string(mAttributes.weights.size()) + " x H x W");
-        return false;
     }
-    p = ReweightArgmaxParams{};
-    p.batch = static_cast<int>(input.d[0]);
-    p.channels = static_cast<int>(input.d[1]);
-    p.inHeight = static_cast<int>(input.d[2]);
-    p.inWidth = static_cast<int>(input.d[3]);
-    p.outHeight = mAttributes.outHeight;
-    p.outWidth = mAttributes.outWidth;
-    p.alignCorners = mAttributes.alignCorners;
-    p.scaleY = sourceScale(p.inHeight, p.outHeight, p.alignCorners);
-    p.scaleX = sourceScale(p.inWidth, p.outWidth, p.alignCorners);
-    p.additive = mAttributes.mode;
-    for (int c = 0; c < p.channels; ++c)
-    {
-        float const w = mAttributes.weights[static_cast<size_t>(c)];
-        p.weights[c] = mAttributes.mode == 1 ? std::log(w) : w; // mode 1: argmax(z + log w) = argmax(softmax(z) w)
-    }
-    return true;
+    return valid;
 }
 
 int32_t ReweightArgmaxPlugin::onShapeChange(
@@ -246,6 +264,7 @@ int32_t ReweightArgmaxPlugin::onShapeChange(
 {
     if (nbInputs != 1 || nbOutputs != 1)
     {
+        logError("expects one input (logits) and one output (labels)");
         return -1;
     }
     return makeKernelParams(in[0].dims, mParams) ? 0 : -1;
@@ -320,10 +339,20 @@ IPluginV3* ReweightArgmaxPluginCreator::createPlugin(
         for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
         {
             PluginField const& f = fc->fields[i];
+            if (f.name == nullptr)
+            {
+                logError("an attribute has no name");
+                return nullptr;
+            }
             std::string const field = f.name;
             if (field == "plugin_version" || field == "plugin_namespace")
             {
                 continue; // ONNX node attributes that select the creator; not ours to interpret
+            }
+            if (f.data == nullptr || f.length < 1)
+            {
+                logError("attribute '" + field + "' has no value");
+                return nullptr;
             }
             if (field == kWEIGHTS)
             {

@@ -101,7 +101,9 @@ private:
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };
 
-//! Where the plugin logs: TensorRT's logger when the library was given one, stderr otherwise.
-void setPluginLogger(nvinfer1::ILogger* logger) noexcept;
+//! Where the plugin logs: the logger that `finder` returns at the moment of each message (stderr
+//! without a finder or logger). ILoggerFinder::findLogger() gives the logger of the engine or
+//! execution context calling the plugin right now, valid for that call only, so it is never kept.
+void setPluginLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept;
 
 } // namespace dannet

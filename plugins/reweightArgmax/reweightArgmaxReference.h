@@ -5,8 +5,8 @@
 #pragma once
 
 #include "reweightArgmaxKernel.cuh"
+#include "reweightArgmaxParams.h"
 
-#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <vector>
@@ -14,33 +14,16 @@
 namespace dannet
 {
 
-//! Parameters for logits of shape N x C x inH x inW and labels N x outH x outW; mode 0 multiplies
-//! the logits by the weights, mode 1 multiplies the probabilities (as z + log w).
+//! makeReweightArgmaxParams (reweightArgmaxParams.h), throwing std::invalid_argument where it fails.
 inline ReweightArgmaxParams makeParams(int batch, int channels, int inHeight, int inWidth, int outHeight,
     int outWidth, float const* weights, bool alignCorners, int mode)
 {
-    if (channels < 1 || channels > kMaxClasses || inHeight < 1 || inWidth < 1 || outHeight < 1 || outWidth < 1)
-    {
-        throw std::invalid_argument("ReweightArgmax: sizes must be positive and channels <= 64");
-    }
     ReweightArgmaxParams p{};
-    p.batch = batch;
-    p.channels = channels;
-    p.inHeight = inHeight;
-    p.inWidth = inWidth;
-    p.outHeight = outHeight;
-    p.outWidth = outWidth;
-    p.alignCorners = alignCorners ? 1 : 0;
-    p.scaleY = sourceScale(inHeight, outHeight, p.alignCorners);
-    p.scaleX = sourceScale(inWidth, outWidth, p.alignCorners);
-    p.additive = mode == 1 ? 1 : 0;
-    for (int c = 0; c < channels; ++c)
+    if (!makeReweightArgmaxParams(
+            batch, channels, inHeight, inWidth, outHeight, outWidth, weights, alignCorners, mode, p))
     {
-        if (mode == 1 && !(weights[c] > 0.0f))
-        {
-            throw std::invalid_argument("ReweightArgmax: mode 1 needs positive weights");
-        }
-        p.weights[c] = mode == 1 ? std::log(weights[c]) : weights[c];
+        throw std::invalid_argument("ReweightArgmax: sizes must be positive, channels <= 64, mode 0 or 1, "
+                                    "and mode 1 needs positive weights");
     }
     return p;
 }

@@ -2,6 +2,7 @@
 // cases whose answer is known by hand (ties, 1x1 inputs, identity size, pack4 byte order).
 #include "reweightArgmaxReference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -146,6 +147,25 @@ int main()
         threw = true;
     }
     check(threw, "mode 1 refuses non-positive weights");
+    // the noexcept parameter builder the plugin uses: false for what the kernel cannot run
+    {
+        float weights[dannet::kMaxClasses + 1];
+        std::fill(weights, weights + dannet::kMaxClasses + 1, 1.0f);
+        dannet::ReweightArgmaxParams p{};
+        check(dannet::makeReweightArgmaxParams(2, dannet::kMaxClasses, 3, 4, 5, 6, weights, true, 1, p)
+                && p.channels == dannet::kMaxClasses && p.additive == 1 && p.weights[0] == 0.0f,
+            "64 classes in mode 1 give log weights");
+        check(!dannet::makeReweightArgmaxParams(1, dannet::kMaxClasses + 1, 3, 4, 5, 6, weights, true, 0, p),
+            "65 classes are refused");
+        check(!dannet::makeReweightArgmaxParams(0, 3, 3, 4, 5, 6, weights, true, 0, p), "batch 0 is refused");
+        check(!dannet::makeReweightArgmaxParams(1, 3, 3, 4, 5, 0, weights, true, 0, p), "width 0 is refused");
+        check(!dannet::makeReweightArgmaxParams(1, 3, 3, 4, 5, 6, weights, true, 2, p), "mode 2 is refused");
+        weights[1] = std::nanf("");
+        check(!dannet::makeReweightArgmaxParams(1, 3, 3, 4, 5, 6, weights, true, 1, p), "mode 1 refuses a NaN weight");
+        weights[1] = -1.0f;
+        check(dannet::makeReweightArgmaxParams(1, 3, 3, 4, 5, 6, weights, true, 0, p) && p.weights[1] == -1.0f,
+            "mode 0 takes any weight as it is");
+    }
     std::printf("%s\n", failures == 0 ? "reweightArgmax host reference: all checks passed" : "FAILURES");
     return failures == 0 ? 0 : 1;
 }

@@ -1,0 +1,326 @@
+/*
+ * CPU stand-in for the CUDA runtime API header, for tests on machines without a GPU or libcudart.
+ * Put plugins/tests/cudaEmulation FIRST on the include path and `#include <cuda_runtime_api.h>`
+ * (TensorRT's NvInferRuntimeBase.h does) finds this file instead of CUDA's. Header-only.
+ *
+ * Stable API (same names, signatures and error values as CUDA's; code that compiles against it
+ * compiles against the real header):
+ *   types      cudaError_t (enum cudaError), cudaMemcpyKind, cudaStream_t (CUstream_st*),
+ *              cudaEvent_t (CUevent_st*), dim3, uint3, int4 (16-byte aligned) + make_int4
+ *   memory     cudaMalloc, cudaFree, cudaMemcpy, cudaMemcpyAsync, cudaMemset, cudaMemsetAsync
+ *   streams    cudaStreamCreate, cudaStreamDestroy, cudaStreamSynchronize, cudaDeviceSynchronize
+ *   errors     cudaGetLastError, cudaPeekAtLastError, cudaGetErrorName, cudaGetErrorString
+ *   device     cudaGetDeviceCount (1)
+ * Kernels are written and launched through cuda_runtime.h (beside this file), which a .cu file
+ * compiled by the host compiler includes where nvcc would include CUDA's implicitly.
+ *
+ * Semantics:
+ *  - "device" memory is host memory: cudaMalloc makes an exactly sized, 256-byte aligned heap block
+ *    (so AddressSanitizer reports a store one byte past it), filled with 0xCD as a stand-in for the
+ *    garbage a fresh GPU allocation holds, and records it; kernels' __ldg loads and cudaMemcpy/
+ *    cudaMemset check their device ranges against those records;
+ *  - everything is synchronous: a launch has finished when cudaLaunchKernel returns, so stream and
+ *    device synchronisation only report success; streams are opaque handles;
+ *  - errors are returned and also kept per host thread for cudaGetLastError, as CUDA does.
+ */
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+enum cudaError
+{
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevicePointer = 17,
+    cudaErrorInvalidMemcpyDirection = 21,
+    cudaErrorInvalidResourceHandle = 400,
+    cudaErrorNotSupported = 801
+};
+typedef enum cudaError cudaError_t;
+
+enum cudaMemcpyKind
+{
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4
+};
+
+struct CUstream_st
+{
+};
+typedef struct CUstream_st* cudaStream_t;
+struct CUevent_st;
+typedef struct CUevent_st* cudaEvent_t;
+
+struct uint3
+{
+    unsigned int x;
+    unsigned int y;
+    unsigned int z;
+};
+
+struct dim3
+{
+    unsigned int x;
+    unsigned int y;
+    unsigned int z;
+    constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1)
+        : x(vx)
+        , y(vy)
+        , z(vz)
+    {
+    }
+};
+
+//! 16-byte aligned like CUDA's, so that UndefinedBehaviorSanitizer flags a misaligned vector store.
+struct alignas(16) int4
+{
+    int x;
+    int y;
+    int z;
+    int w;
+};
+
+inline int4 make_int4(int x, int y, int z, int w)
+{
+    return int4{x, y, z, w};
+}
+
+namespace cudaEmulation
+{
+
+//! The emulated device allocations: start address -> size in bytes.
+class DeviceMemory
+{
+public:
+    void* allocate(size_t bytes)
+    {
+        void* memory = nullptr;
+        if (posix_memalign(&memory, kAlignment, bytes) != 0)
+        {
+            return nullptr;
+        }
+        std::memset(memory, 0xCD, bytes);
+        std::lock_guard<std::mutex> lock(mMutex);
+        mBlocks[reinterpret_cast<uintptr_t>(memory)] = bytes;
+        return memory;
+    }
+
+    //! False when ``memory`` is not the start of an allocation (nothing is freed then).
+    bool release(void* memory)
+    {
+        std::lock_guard<std::mutex> lock(mMutex);
+        auto const block = mBlocks.find(reinterpret_cast<uintptr_t>(memory));
+        if (block == mBlocks.end())
+        {
+            return false;
+        }
+        mBlocks.erase(block);
+        std::free(memory);
+        return true;
+    }
+
+    //! Whether [address, address + bytes) lies inside one allocation.
+    bool contains(void const* address, size_t bytes) const
+    {
+        uintptr_t const begin = reinterpret_cast<uintptr_t>(address);
+        std::lock_guard<std::mutex> lock(mMutex);
+        auto block = mBlocks.upper_bound(begin);
+        if (block == mBlocks.begin())
+        {
+            return false;
+        }
+        --block;
+        return begin - block->first <= block->second && bytes <= block->second - (begin - block->first);
+    }
+
+private:
+    static constexpr size_t kAlignment = 256; // what cudaMalloc guarantees
+    mutable std::mutex mMutex;
+    std::map<uintptr_t, size_t> mBlocks;
+};
+
+inline DeviceMemory& deviceMemory()
+{
+    static DeviceMemory memory;
+    return memory;
+}
+
+inline cudaError_t& lastError()
+{
+    static thread_local cudaError_t error = cudaSuccess;
+    return error;
+}
+
+//! Returns ``error`` after recording it for cudaGetLastError (success is not recorded).
+inline cudaError_t report(cudaError_t error)
+{
+    if (error != cudaSuccess)
+    {
+        lastError() = error;
+    }
+    return error;
+}
+
+//! Whether a copy of ``bytes`` between ``dst`` and ``src`` fits the allocations ``kind`` names.
+inline bool copyFits(void* dst, void const* src, size_t bytes, cudaMemcpyKind kind)
+{
+    DeviceMemory const& memory = deviceMemory();
+    bool const dstOnDevice = memory.contains(dst, bytes);
+    bool const srcOnDevice = memory.contains(src, bytes);
+    switch (kind)
+    {
+    case cudaMemcpyHostToHost: return true;
+    case cudaMemcpyHostToDevice: return dstOnDevice;
+    case cudaMemcpyDeviceToHost: return srcOnDevice;
+    case cudaMemcpyDeviceToDevice: return dstOnDevice && srcOnDevice;
+    case cudaMemcpyDefault: return true; // unified addressing: either side may be either
+    }
+    return false;
+}
+
+} // namespace cudaEmulation
+
+inline cudaError_t cudaGetLastError()
+{
+    cudaError_t const error = cudaEmulation::lastError();
+    cudaEmulation::lastError() = cudaSuccess;
+    return error;
+}
+
+inline cudaError_t cudaPeekAtLastError()
+{
+    return cudaEmulation::lastError();
+}
+
+inline char const* cudaGetErrorName(cudaError_t error)
+{
+    switch (error)
+    {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
+    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    }
+    return "unrecognized error code";
+}
+
+inline char const* cudaGetErrorString(cudaError_t error)
+{
+    return cudaGetErrorName(error);
+}
+
+inline cudaError_t cudaGetDeviceCount(int* count)
+{
+    if (count == nullptr)
+    {
+        return cudaEmulation::report(cudaErrorInvalidValue);
+    }
+    *count = 1;
+    return cudaSuccess;
+}
+
+inline cudaError_t cudaMalloc(void** devPtr, size_t size)
+{
+    if (devPtr == nullptr)
+    {
+        return cudaEmulation::report(cudaErrorInvalidValue);
+    }
+    *devPtr = size == 0 ? nullptr : cudaEmulation::deviceMemory().allocate(size);
+    return size != 0 && *devPtr == nullptr ? cudaEmulation::report(cudaErrorMemoryAllocation) : cudaSuccess;
+}
+
+inline cudaError_t cudaFree(void* devPtr)
+{
+    if (devPtr == nullptr || cudaEmulation::deviceMemory().release(devPtr))
+    {
+        return cudaSuccess;
+    }
+    return cudaEmulation::report(cudaErrorInvalidDevicePointer);
+}
+
+inline cudaError_t cudaMemcpy(void* dst, void const* src, size_t count, cudaMemcpyKind kind)
+{
+    if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault)
+    {
+        return cudaEmulation::report(cudaErrorInvalidMemcpyDirection);
+    }
+    if (count == 0)
+    {
+        return cudaSuccess;
+    }
+    if (dst == nullptr || src == nullptr || !cudaEmulation::copyFits(dst, src, count, kind))
+    {
+        return cudaEmulation::report(cudaErrorInvalidValue);
+    }
+    std::memmove(dst, src, count);
+    return cudaSuccess;
+}
+
+inline cudaError_t cudaMemcpyAsync(
+    void* dst, void const* src, size_t count, cudaMemcpyKind kind, cudaStream_t /*stream*/ = nullptr)
+{
+    return cudaMemcpy(dst, src, count, kind);
+}
+
+inline cudaError_t cudaMemset(void* devPtr, int value, size_t count)
+{
+    if (count == 0)
+    {
+        return cudaSuccess;
+    }
+    if (!cudaEmulation::deviceMemory().contains(devPtr, count))
+    {
+        return cudaEmulation::report(cudaErrorInvalidValue);
+    }
+    std::memset(devPtr, value, count);
+    return cudaSuccess;
+}
+
+inline cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t /*stream*/ = nullptr)
+{
+    return cudaMemset(devPtr, value, count);
+}
+
+inline cudaError_t cudaStreamCreate(cudaStream_t* stream)
+{
+    if (stream == nullptr)
+    {
+        return cudaEmulation::report(cudaErrorInvalidValue);
+    }
+    *stream = new CUstream_st;
+    return cudaSuccess;
+}
+
+inline cudaError_t cudaStreamDestroy(cudaStream_t stream)
+{
+    if (stream == nullptr)
+    {
+        return cudaEmulation::report(cudaErrorInvalidResourceHandle);
+    }
+    delete stream;
+    return cudaSuccess;
+}
+
+inline cudaError_t cudaStreamSynchronize(cudaStream_t /*stream*/)
+{
+    return cudaSuccess; // launches and copies complete before they return
+}
+
+inline cudaError_t cudaDeviceSynchronize()
+{
+    return cudaSuccess;
+}

@@ -1,0 +1,209 @@
+/*
+ * What the plugin test host does to the plugin library as TensorRT would: open it, create plugins
+ * from fields, look at their capabilities, hand them tensor descriptors, run them on the (emulated)
+ * device; and the tests' bookkeeping. The tests themselves: pluginHostTest.cpp (the plugin's
+ * lifecycle) and pluginHostLoadingTest.cpp (loading, logging and registration).
+ */
+#pragma once
+
+#include "pluginHost.h"
+#include "pluginHostFields.h"
+#include "pluginHostTensors.h"
+
+#include <dlfcn.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace host
+{
+
+// --- bookkeeping -------------------------------------------------------------------------------------
+
+//! Records and prints a failed check; the test fails if any did.
+void check(bool ok, std::string const& what);
+int failedChecks();
+
+//! The two builds of the plugin library under test.
+struct Paths
+{
+    std::string dynamicBuild; //!< getCreators/setLoggerFinder
+    std::string staticBuild;  //!< registers itself when loaded
+};
+
+struct NamedTest
+{
+    char const* name;
+    void (*run)(Paths const&);
+};
+
+std::vector<NamedTest> loadingTests();   //!< pluginHostLoadingTest.cpp
+std::vector<NamedTest> lifecycleTests(); //!< pluginHostTest.cpp
+
+constexpr char const* kNAME = "ReweightArgmax";
+constexpr char const* kVERSION = "1";
+constexpr char const* kNAMESPACE = "dannet";
+
+// --- libraries ---------------------------------------------------------------------------------------
+
+//! A plugin library opened with dlopen (RTLD_LOCAL, as TensorRT's loader and ctypes open them).
+class Library
+{
+public:
+    explicit Library(std::string path)
+        : mPath(std::move(path))
+        , mHandle(dlopen(mPath.c_str(), RTLD_LAZY | RTLD_LOCAL))
+    {
+        if (mHandle == nullptr)
+        {
+            throw std::runtime_error("dlopen " + mPath + ": " + dlerror());
+        }
+    }
+
+    ~Library()
+    {
+        close();
+    }
+
+    Library(Library const&) = delete;
+    Library& operator=(Library const&) = delete;
+
+    void close()
+    {
+        if (mHandle != nullptr)
+        {
+            dlclose(mHandle);
+            mHandle = nullptr;
+        }
+    }
+
+    void* handle() const
+    {
+        return mHandle;
+    }
+
+    template <typename Function>
+    Function symbol(char const* name) const
+    {
+        return reinterpret_cast<Function>(dlsym(mHandle, name));
+    }
+
+    //! Whether the file is mapped in this process now.
+    static bool isLoaded(std::string const& path);
+
+private:
+    std::string mPath;
+    void* mHandle;
+};
+
+using GetCreators = nvinfer1::IPluginCreatorInterface* const* (*) (int32_t&);
+using SetLoggerFinder = void (*)(nvinfer1::ILoggerFinder*);
+
+//! The getCreators build as TensorRT's loader uses it: entry points found, logger finder given.
+class DynamicBuild
+{
+public:
+    explicit DynamicBuild(std::string const& path);
+
+    nvinfer1::IPluginCreatorV3One& creator() const
+    {
+        return *mCreator;
+    }
+
+    Library& library()
+    {
+        return mLibrary;
+    }
+
+private:
+    Library mLibrary;
+    nvinfer1::IPluginCreatorV3One* mCreator;
+};
+
+//! The file that `address` belongs to, as the dynamic linker knows it ("" if none).
+std::string fileOf(void const* address);
+
+//! The registered ReweightArgmax creator if it lives in the library at `path`, checked before it is
+//! touched: a creator that an unloaded library left in the registry points into unmapped memory.
+nvinfer1::IPluginCreatorV3One* registeredCreatorIn(std::string const& path);
+
+// --- plugins -----------------------------------------------------------------------------------------
+
+using PluginPtr = std::unique_ptr<nvinfer1::IPluginV3>; // TensorRT destroys plugins with delete
+
+struct Capabilities
+{
+    nvinfer1::IPluginV3OneCore* core{nullptr};
+    nvinfer1::IPluginV3OneBuild* build{nullptr};
+    nvinfer1::IPluginV3OneRuntime* runtime{nullptr};
+};
+
+//! The capability interfaces, cast only after their InterfaceInfo says what they are (as TensorRT does).
+Capabilities capabilitiesOf(nvinfer1::IPluginV3& plugin);
+
+//! createPlugin from the fields the ONNX parser makes for a node with these attributes.
+PluginPtr create(nvinfer1::IPluginCreatorV3One& creator, Attributes const& a, nvinfer1::TensorRTPhase phase);
+
+//! Whether `fc` holds exactly these attributes, as the creator's fields (the ONNX node's order).
+bool sameAttributes(nvinfer1::PluginFieldCollection const& fc, Attributes const& a);
+
+//! DANNet-like attributes: 19 classes, weights about 1.
+Attributes dannetAttributes(int32_t outHeight, int32_t outWidth, int32_t alignCorners, int32_t pack4, int32_t mode);
+
+std::string phaseName(nvinfer1::TensorRTPhase phase);
+
+// --- tensors -----------------------------------------------------------------------------------------
+
+nvinfer1::Dims dims(std::vector<int64_t> const& extents);
+
+nvinfer1::PluginTensorDesc tensor(nvinfer1::Dims const& extents, nvinfer1::DataType type,
+    nvinfer1::TensorFormat format = nvinfer1::TensorFormat::kLINEAR);
+
+//! A tensor while building: `extents` may hold -1, in [min, max] with `opt` to tune for.
+nvinfer1::DynamicPluginTensorDesc buildTensor(nvinfer1::Dims const& extents, nvinfer1::DataType type,
+    nvinfer1::Dims const& min, nvinfer1::Dims const& max, nvinfer1::Dims const& opt);
+
+//! A tensor whose shape is known when building.
+nvinfer1::DynamicPluginTensorDesc buildTensor(nvinfer1::Dims const& extents, nvinfer1::DataType type);
+
+//! The descriptors TensorRT passes for these logits and the output the attributes ask for.
+struct RunDescs
+{
+    nvinfer1::PluginTensorDesc in;
+    nvinfer1::PluginTensorDesc out;
+};
+
+RunDescs runDescs(Attributes const& a, Shape const& shape, bool fp16);
+
+// Shapes: A and B alternate; B is down-scaled (its window does not fit shared memory).
+inline Shape const kShapeA{2, 19, 9, 17};
+inline Shape const kShapeB{1, 19, 33, 150};
+
+// --- running -----------------------------------------------------------------------------------------
+
+//! enqueue on a stream of its own, then wait: the output elements, or nothing if enqueue fails.
+std::optional<std::vector<uint32_t>> enqueue(
+    nvinfer1::IPluginV3OneRuntime& runtime, Attributes const& a, Shape const& shape, Logits const& logits);
+
+//! TensorRT running a context: onShapeChange with the concrete shapes, then enqueue.
+std::optional<std::vector<uint32_t>> run(
+    nvinfer1::IPluginV3OneRuntime& runtime, Attributes const& a, Shape const& shape, Logits const& logits);
+
+std::string describe(Attributes const& a, Shape const& s, bool fp16);
+
+//! Runs the plugin on one input and checks the labels against the host reference, bit for bit.
+void checkRun(
+    nvinfer1::IPluginV3OneRuntime& runtime, Attributes const& a, Shape const& shape, bool fp16, uint32_t seed);
+
+// --- logs --------------------------------------------------------------------------------------------
+
+//! The errors an operation logged through the logger of the engine that called it.
+std::vector<std::string> errorsOf(std::function<void()> const& operation);
+
+bool anyContains(std::vector<std::string> const& messages, std::string const& fragment);
+
+} // namespace host
