@@ -67,6 +67,9 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
     if workspace_gb is not None and workspace_gb <= 0:
         raise EngineError(f"--workspace-gb must be positive, got {workspace_gb}")
     metadata = read_metadata(onnx_path)
+    if "dannet.output" not in metadata:
+        raise EngineError(f"--onnx {onnx_path}: not a dannet-export graph (no dannet.* metadata)")
+    output_size = json.loads(metadata["dannet.output"])["size"]  # the runtime needs it to read pack4 labels
     dynamic = json.loads(metadata.get("dannet.input", "{}")).get("size") is None
     if dynamic and not shapes:
         raise EngineError(f"{onnx_path} has dynamic shapes: give --min-shape, --opt-shape and --max-shape")
@@ -128,7 +131,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
     Sidecar(onnx_sha256=sha256_of(onnx_path), tensorrt_version=machine.tensorrt_version, gpu_name=machine.gpu_name,
             compute_capability=machine.compute_capability, precision=metadata.get("dannet.precision", "fp32"),
             inputs=io, outputs=outputs, plugin_version=plugin_version,
-            class_names=json.loads(metadata.get("dannet.class_names", "[]")),
+            output_size=output_size, class_names=json.loads(metadata.get("dannet.class_names", "[]")),
             weights_std=float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None,
             dla_core=dla_core, created=time.strftime("%Y-%m-%dT%H:%M:%S")).write(sidecar_path(out))
     say(f"wrote {out} and {sidecar_path(out).name} in {time.perf_counter() - started:.0f} s")

@@ -122,6 +122,24 @@ def _export_body(model: torch.nn.Module, spec: ExportSpec) -> onnx.ModelProto:
     return program.model_proto
 
 
+def _read_frame_as_float(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Every reader of the uint8 frame reads an fp32 copy instead.
+
+    TensorRT takes uint8 only at the network's inputs and outputs, converted to/from fp32 or fp16 before any
+    other layer (``DataType::kUINT8``, NvInferRuntimeBase.h); its Shuffle and Shape layers have no uint8. The
+    exporter transposes the frame before casting it, and a dynamic graph reads the frame's Shape; both now
+    read the copy (the Cast that followed the Transpose becomes fp32 -> fp32, which onnxsim removes).
+    """
+    graph = model.graph
+    frame = graph.input[0].name
+    del graph.value_info[:]  # the exporter's intermediate types, some now stale; onnxsim infers them again
+    for node in graph.node:
+        node.input[:] = [f"{frame}_fp32" if name == frame else name for name in node.input]
+    graph.node.insert(0, onnx.helper.make_node("Cast", [frame], [f"{frame}_fp32"], to=onnx.TensorProto.FLOAT,
+                                               name="frame_cast_fp32"))
+    return model
+
+
 def _simplify(model: onnx.ModelProto, say: Callable[[str], None]) -> onnx.ModelProto:
     try:
         import onnxsim
@@ -148,7 +166,7 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
     relight = model.relight
     say(f"[1/4] exporting {arch} ({backbone}{' + relighting' if relight is not None else ''}, {spec.precision}) "
         f"at {spec.input_size[0]}x{spec.input_size[1]}{' (dynamic)' if spec.dynamic else ''} with the dynamo exporter")
-    body = _export_body(model, spec)
+    body = _read_frame_as_float(_export_body(model, spec))
     say(f"[2/4] simplifying ({len(body.graph.node)} nodes)")
     if simplify:
         body = _simplify(body, say)

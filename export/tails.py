@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from runtime.reweight_argmax import log_weights
+
 PLUGIN_OP = "ReweightArgmax"
 PLUGIN_DOMAIN = "dannet"
 PLUGIN_VERSION = "1"
@@ -37,7 +39,7 @@ def _logits_type(graph: onnx.GraphProto) -> int:
 
 def append_portable_tail(model: onnx.ModelProto, weights: np.ndarray, out_size: tuple[int, int],
                          align_corners: bool = True, mode: int = 0) -> onnx.ModelProto:
-    """logits -> [Cast fp32] -> Mul w (mode 0) / Add log w (mode 1) -> Resize -> ArgMax -> Cast uint8."""
+    """logits -> [Cast fp32] -> Mul w (mode 0) / Add log w (mode 1) -> Resize -> ArgMax -> Cast fp32 -> Cast uint8."""
     graph = model.graph
     nodes, x = [], LOGITS
     if _logits_type(graph) != TensorProto.FLOAT:
@@ -46,7 +48,7 @@ def append_portable_tail(model: onnx.ModelProto, weights: np.ndarray, out_size: 
         nodes.append(helper.make_node("Cast", [x], ["tail_logits_fp32"], to=TensorProto.FLOAT, name="tail_cast_fp32"))
         x = "tail_logits_fp32"
     w = np.asarray(weights, dtype=np.float32)
-    scale = np.log(w) if mode == 1 else w
+    scale = log_weights(w) if mode == 1 else w  # the plugin's log weights, bit for bit
     graph.initializer.extend([
         numpy_helper.from_array(scale.reshape(1, -1, 1, 1), "tail_weights"),
         numpy_helper.from_array(np.array(out_size, dtype=np.int64), "tail_out_size"),
@@ -62,7 +64,10 @@ def append_portable_tail(model: onnx.ModelProto, weights: np.ndarray, out_size: 
                          coordinate_transformation_mode="align_corners" if align_corners else "pytorch_half_pixel",
                          name="tail_resize"),
         helper.make_node("ArgMax", ["tail_upsampled"], ["tail_argmax"], axis=1, keepdims=0, name="tail_argmax"),
-        helper.make_node("Cast", ["tail_argmax"], [LABELS], to=TensorProto.UINT8, name="tail_cast_uint8"),
+        # TensorRT converts to uint8 only from fp32/fp16 (DataType::kUINT8, NvInferRuntimeBase.h), never from
+        # the int64 ArgMax gives: through fp32, exact for labels < 2^24
+        helper.make_node("Cast", ["tail_argmax"], ["tail_labels_fp32"], to=TensorProto.FLOAT, name="tail_cast_labels"),
+        helper.make_node("Cast", ["tail_labels_fp32"], [LABELS], to=TensorProto.UINT8, name="tail_cast_uint8"),
     ]
     graph.node.extend(nodes)
     _replace_output(graph, LOGITS, helper.make_tensor_value_info(

@@ -10,11 +10,12 @@ import ctypes
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from .classes import CLASS_NAMES, PALETTE
+from .reweight_argmax import unpack4
 
 
 class BackendError(RuntimeError):
@@ -87,32 +88,80 @@ class OnnxRuntimeBackend:
         return self.session.run(None, {"frame": np.ascontiguousarray(frames, dtype=np.uint8)})[0]
 
 
+def labels_from_engine(values: np.ndarray, width: int) -> np.ndarray:
+    """uint8 N x H x W labels (a new array) from an engine's ``labels`` tensor, typed and shaped as the engine
+    says: uint8 labels (portable tail), int32 labels (plugin tail; all < 256), or int32 with ceil(W/4) columns
+    holding four uint8 labels each, little-endian (plugin tail, pack4)."""
+    if values.dtype == np.uint8 and values.shape[-1] == width:
+        return values.copy()
+    if values.dtype == np.int32 and values.shape[-1] == width:
+        return values.astype(np.uint8)
+    if values.dtype == np.int32 and values.shape[-1] == (width + 3) // 4:
+        return unpack4(values, width).copy()
+    raise BackendError(f"the engine's labels are {values.dtype} with {values.shape[-1]} columns: not labels "
+                       f"{width} wide (uint8, int32 or pack4); rebuild it with dannet-export engine")
+
+
+class _Staging:
+    """A device buffer and a pinned host buffer for one tensor, grown to the largest size asked for.
+
+    One pair per tensor, not one per input shape: a dynamic-shape engine fed many frame sizes would pile up
+    allocations."""
+
+    def __init__(self, cudart, check: Callable) -> None:
+        self.cudart, self.check = cudart, check
+        self.device = self.host = self.capacity = 0
+
+    def reserve(self, nbytes: int) -> None:
+        if nbytes <= self.capacity:
+            return
+        if self.capacity:
+            self.check("cudaFree", self.cudart.cudaFree(self.device))
+            self.check("cudaFreeHost", self.cudart.cudaFreeHost(self.host))
+            self.capacity = 0
+        self.device = self.check("cudaMalloc", self.cudart.cudaMalloc(nbytes))
+        self.host = self.check("cudaMallocHost", self.cudart.cudaMallocHost(nbytes))
+        self.capacity = nbytes
+
+    def host_bytes(self, nbytes: int) -> np.ndarray:
+        """The first ``nbytes`` of the pinned buffer, as a uint8 array over it (no copy)."""
+        return np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(self.host))
+
+
 class TensorRTBackend:
-    """A TensorRT engine run through cuda-python: device buffers, pinned host buffers, one stream,
-    ``set_tensor_address`` + ``execute_async_v3``. The engine's sidecar is checked before loading."""
+    """A TensorRT engine run through cuda-python: ``set_input_shape``, ``set_tensor_address`` and
+    ``execute_async_v3`` on one stream, pinned host buffers. The engine's sidecar is checked before loading.
+
+    The engine decides how its labels are read (``labels_from_engine``): their type, and their shape for the
+    frames at hand, come from TensorRT; only the label map's width, which a pack4 engine does not show, comes
+    from the sidecar. With dynamic shapes, any frame size within the engine's profile runs."""
 
     name = "tensorrt"
+    INPUT, OUTPUT = "frame", "labels"
 
     def __init__(self, path: str | Path, plugin_lib: str | None = None) -> None:
-        from .engine_sidecar import EngineError, Sidecar, current_machine, import_tensorrt, sidecar_path
+        from .engine_sidecar import (EngineError, Sidecar, current_machine, import_cuda_runtime, import_tensorrt,
+                                     sidecar_path)
 
         path = Path(path)
         if not path.is_file():
             raise BackendError(f"{path}: no such engine file")
         try:
             trt = import_tensorrt()
-            from cuda.bindings import runtime as cudart
+            self.cudart = import_cuda_runtime()
             sidecar_file = sidecar_path(path)
             if not sidecar_file.is_file():
                 raise BackendError(f"{path}: no sidecar {sidecar_file.name}; rebuild it with dannet-export engine")
             sidecar, machine = Sidecar.read(sidecar_file), current_machine()
-        except (EngineError, ImportError) as e:
-            raise BackendError(str(e) if isinstance(e, EngineError) else "the tensorrt backend needs cuda-python: "
-                               "pip install cuda-python") from None
+        except EngineError as e:
+            raise BackendError(str(e)) from None
         if (sidecar.tensorrt_version, sidecar.gpu_name, sidecar.compute_capability) != \
                 (machine.tensorrt_version, machine.gpu_name, machine.compute_capability):
             raise BackendError(f"{path}: built for {sidecar.gpu_name} with TensorRT {sidecar.tensorrt_version}, this "
                                f"is {machine.gpu_name} with {machine.tensorrt_version}; rebuild it here")
+        if sidecar.output_size is None:
+            raise BackendError(f"{path}: its sidecar does not record the label map size; rebuild it with "
+                               "dannet-export engine")
         if sidecar.plugin_version:
             from .plugin_library import PluginLibraryError, load_plugin_library
 
@@ -120,57 +169,83 @@ class TensorRTBackend:
                 load_plugin_library(plugin_lib)
             except PluginLibraryError as e:
                 raise BackendError(str(e)) from None
-        self.cudart, logger = cudart, trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(logger).deserialize_cuda_engine(path.read_bytes())
+        # the runtime (and its logger) must outlive the engines it deserialises
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
-            raise BackendError(f"{path}: TensorRT could not deserialise the engine")
+            raise BackendError(f"{path}: TensorRT could not deserialise the engine (see its log above)")
+        self.label_dtype = self._check_tensors(trt, path)
         self.context = self.engine.create_execution_context()
-        self.stream = self._check(cudart.cudaStreamCreate())
-        out = sidecar.outputs[0]
-        height, width = out["shape"][1], out["shape"][2]
-        self.packed = "int32" in out["dtype"].lower() and sidecar.plugin_version is not None
-        inp = sidecar.inputs[0]["shape"]
-        self.info = ModelInfo(tuple(inp[1:3]) if min(inp) > 0 else None, (height, width), tuple(sidecar.class_names),
-                              weights_std=sidecar.weights_std)
-        self.buffers: dict[tuple, tuple] = {}
+        if self.context is None:
+            raise BackendError(f"{path}: TensorRT could not create an execution context (see its log above)")
+        self.stream = self._cuda("cudaStreamCreate", self.cudart.cudaStreamCreate())
+        frame_shape = tuple(self.engine.get_tensor_shape(self.INPUT))
+        self.info = ModelInfo(None if min(frame_shape[1:3]) < 0 else frame_shape[1:3], tuple(sidecar.output_size),
+                              tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std)
+        self.staging = {name: _Staging(self.cudart, self._cuda) for name in (self.INPUT, self.OUTPUT)}
+        self.input_shape: tuple[int, ...] | None = None  # the shape last set on the context
 
-    def _check(self, result):
-        err, *value = result if isinstance(result, tuple) else (result,)
+    def _check_tensors(self, trt, path: Path) -> np.dtype:
+        """The engine's I/O is a uint8 ``frame`` input and a ``labels`` output; returns the labels' type."""
+        engine = self.engine
+        names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+        if names != {self.INPUT, self.OUTPUT} or engine.get_tensor_mode(self.INPUT) != trt.TensorIOMode.INPUT:
+            raise BackendError(f"{path}: expected the tensors frame (input) and labels (output), the engine has "
+                               f"{', '.join(sorted(names))}; not a dannet-export engine")
+        if engine.get_tensor_dtype(self.INPUT) != trt.DataType.UINT8:
+            raise BackendError(f"{path}: its frame input is not uint8; not a dannet-export engine")
+        label_types = {trt.DataType.UINT8: np.dtype(np.uint8), trt.DataType.INT32: np.dtype(np.int32)}
+        dtype = label_types.get(engine.get_tensor_dtype(self.OUTPUT))
+        if dtype is None:
+            raise BackendError(f"{path}: its labels are neither uint8 nor int32; not a dannet-export engine")
+        return dtype
+
+    def _cuda(self, what: str, result: tuple):
+        """The value of a cuda-python call's ``(error, value)`` (None for ``(error,)``); errors are BackendErrors."""
+        from .engine_sidecar import cuda_error_name
+
+        err, *value = result
         if int(err) != 0:
-            raise BackendError(f"CUDA error {err}")
+            raise BackendError(f"{what} failed: {cuda_error_name(err)}")
         return value[0] if value else None
 
-    def _buffers(self, frames_shape: tuple[int, ...]) -> tuple:
-        """Device and pinned host buffers for this input shape (allocated once per shape)."""
-        if frames_shape not in self.buffers:
-            self.context.set_input_shape("frame", frames_shape)
-            out_shape = tuple(self.context.get_tensor_shape("labels"))
-            in_bytes, out_bytes = int(np.prod(frames_shape)), int(np.prod(out_shape)) * 4
-            d_in, d_out = self._check(self.cudart.cudaMalloc(in_bytes)), self._check(self.cudart.cudaMalloc(out_bytes))
-            h_in = self._check(self.cudart.cudaMallocHost(in_bytes))
-            h_out = self._check(self.cudart.cudaMallocHost(out_bytes))
-            host_in = np.ctypeslib.as_array((ctypes.c_uint8 * in_bytes).from_address(h_in)).reshape(frames_shape)
-            host_out = np.ctypeslib.as_array((ctypes.c_uint8 * out_bytes).from_address(h_out))
-            self.buffers[frames_shape] = (d_in, d_out, host_in, host_out, out_shape)
-        return self.buffers[frames_shape]
+    def _set_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Tell the context the frames' shape whenever it changes (its output shape and our sizes follow it)."""
+        if shape == self.input_shape:
+            return
+        self.input_shape = None
+        if not self.context.set_input_shape(self.INPUT, shape):
+            accepted = "x".join(str(d) for d in self.engine.get_tensor_shape(self.INPUT))
+            if self.info.input_size is None:
+                low, _, high = self.engine.get_tensor_profile_shape(self.INPUT, 0)
+                accepted = f"{'x'.join(str(d) for d in low)} to {'x'.join(str(d) for d in high)}"
+            raise BackendError(f"frames of shape {'x'.join(str(d) for d in shape)}: the engine takes {accepted}")
+        self.input_shape = shape
 
     def infer(self, frames: np.ndarray) -> np.ndarray:
-        d_in, d_out, host_in, host_out, out_shape = self._buffers(frames.shape)
-        kind = self.cudart.cudaMemcpyKind
-        host_in[...] = frames
-        self._check(self.cudart.cudaMemcpyAsync(d_in, host_in.ctypes.data, host_in.nbytes,
-                                                kind.cudaMemcpyHostToDevice, self.stream))
-        self.context.set_tensor_address("frame", d_in)
-        self.context.set_tensor_address("labels", d_out)
-        if not self.context.execute_async_v3(self.stream):
-            raise BackendError("TensorRT execution failed")
-        self._check(self.cudart.cudaMemcpyAsync(host_out.ctypes.data, d_out, host_out.nbytes,
-                                                kind.cudaMemcpyDeviceToHost, self.stream))
-        self._check(self.cudart.cudaStreamSynchronize(self.stream))
-        labels = host_out.view(np.int32).reshape(out_shape)
-        if out_shape[-1] != self.info.output_size[1]:  # pack4: four uint8 labels per int32, a view
-            return labels.view(np.uint8)[..., : self.info.output_size[1]]
-        return labels.view(np.uint8)[..., ::4]  # int32 labels < 256: their low bytes, a strided view
+        frames = np.ascontiguousarray(frames, dtype=np.uint8)
+        if frames.ndim != 4 or frames.shape[3] != 3:
+            raise BackendError(f"frames must be N x H x W x 3 uint8 RGB, got shape {frames.shape}")
+        self._set_input_shape(frames.shape)
+        labels_shape = tuple(self.context.get_tensor_shape(self.OUTPUT))
+        sizes = {self.INPUT: frames.nbytes, self.OUTPUT: int(np.prod(labels_shape)) * self.label_dtype.itemsize}
+        for name, staging in self.staging.items():  # shapes first, then the addresses of buffers that fit them
+            staging.reserve(sizes[name])
+            if not self.context.set_tensor_address(name, staging.device):
+                raise BackendError(f"TensorRT refused the address of {name} (see its log above)")
+        frame_in, labels_out = self.staging[self.INPUT], self.staging[self.OUTPUT]
+        frame_in.host_bytes(frames.nbytes)[:] = frames.reshape(-1)
+        kind, stream = self.cudart.cudaMemcpyKind, self.stream
+        self._cuda("cudaMemcpyAsync", self.cudart.cudaMemcpyAsync(
+            frame_in.device, frame_in.host, frames.nbytes, kind.cudaMemcpyHostToDevice, stream))
+        if not self.context.execute_async_v3(int(stream)):
+            raise BackendError("TensorRT could not run the engine (see its log above)")
+        self._cuda("cudaMemcpyAsync", self.cudart.cudaMemcpyAsync(
+            labels_out.host, labels_out.device, sizes[self.OUTPUT], kind.cudaMemcpyDeviceToHost, stream))
+        self._cuda("cudaStreamSynchronize", self.cudart.cudaStreamSynchronize(stream))
+        values = labels_out.host_bytes(sizes[self.OUTPUT]).view(self.label_dtype).reshape(labels_shape)
+        return labels_from_engine(values, self.info.output_size[1])
 
 
 #: the file inside a .pt2 archive that holds the ``dannet.*`` metadata

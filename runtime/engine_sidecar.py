@@ -45,6 +45,9 @@ class Sidecar:
     inputs: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
     plugin_version: str | None = None
+    #: H, W of the label map (the graph's ``dannet.output`` size): pack4 engines output ceil(W/4) int32 columns,
+    #: so the runtime cannot read W from the engine
+    output_size: list[int] | None = None
     class_names: list[str] = field(default_factory=list)
     weights_std: float | None = None
     dla_core: int | None = None
@@ -85,6 +88,8 @@ def engine_problems(engine: str | Path, onnx_path: str | Path, machine: Machine)
     problems = []
     if sidecar.onnx_sha256 != sha256_of(onnx_path):
         problems.append(f"built from another ONNX file ({sidecar.onnx_sha256[:12]}...)")
+    if sidecar.output_size is None:
+        problems.append("its sidecar does not record the label map size (made by an older dannet-export)")
     if sidecar.tensorrt_version != machine.tensorrt_version:
         problems.append(f"built with TensorRT {sidecar.tensorrt_version}, this is {machine.tensorrt_version}")
     if (sidecar.gpu_name, sidecar.compute_capability) != (machine.gpu_name, machine.compute_capability):
@@ -102,20 +107,47 @@ def import_tensorrt():
     return trt
 
 
-def current_machine() -> Machine:
-    """TensorRT version and the GPU of this machine (needs TensorRT and a CUDA device)."""
-    trt = import_tensorrt()
+def import_cuda_runtime():
+    """cuda-python's runtime API (``cuda.bindings.runtime``: cuda-python 12.6.1 and later, 13.x)."""
     try:
-        from cuda.bindings import driver
+        from cuda.bindings import runtime
     except ImportError:
-        raise EngineError("building engines needs cuda-python: pip install cuda-python") from None
-    err, = driver.cuInit(0)
-    err2, count = driver.cuDeviceGetCount()
-    if int(err) or int(err2) or count == 0:
-        raise EngineError("no CUDA GPU found: TensorRT engines are built on the GPU that will run them")
-    _, dev = driver.cuDeviceGet(0)
-    _, name = driver.cuDeviceGetName(64, dev)
-    attr = driver.CUdevice_attribute
-    _, major = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
-    _, minor = driver.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
-    return Machine(trt.__version__, name.split(b"\0")[0].decode(), f"{major}{minor}")
+        raise EngineError("TensorRT engines need cuda-python: pip install 'dannet-edge[trt]' (cuda-python 12: "
+                          "JetPack 6 and every CUDA 12/13 driver), or [trt-cu13] on CUDA 13 drivers") from None
+    return runtime
+
+
+def cuda_error_name(err) -> str:
+    """``cudaErrorInsufficientDriver`` rather than ``35``."""
+    return getattr(err, "name", str(err))
+
+
+def no_gpu(why: str) -> EngineError:
+    return EngineError(f"no usable CUDA driver/GPU: {why}, use --backend onnxruntime")
+
+
+def _query(call, *args):
+    """One CUDA runtime query's value; a missing driver or GPU becomes an EngineError.
+
+    The runtime API reports a missing driver as an error code (``cudaErrorInsufficientDriver``); cuda-python's
+    loader raises a RuntimeError instead where it looks for libcuda and finds none (its driver API does, 13.x).
+    """
+    try:
+        err, value = call(*args)
+    except RuntimeError as e:
+        raise no_gpu(str(e).splitlines()[0][:200]) from None
+    if int(err) != 0:
+        raise no_gpu(cuda_error_name(err))
+    return value
+
+
+def current_machine() -> Machine:
+    """TensorRT version and the GPU of this machine (needs TensorRT, a CUDA driver and a GPU)."""
+    trt = import_tensorrt()
+    cudart = import_cuda_runtime()
+    if _query(cudart.cudaGetDeviceCount) == 0:
+        raise no_gpu("no CUDA device")
+    properties = _query(cudart.cudaGetDeviceProperties, 0)
+    name = properties.name
+    name = name.split(b"\0")[0].decode() if isinstance(name, bytes) else name
+    return Machine(trt.__version__, name.strip(), f"{properties.major}{properties.minor}")

@@ -2,7 +2,8 @@
 
 The kernel source is ``plugins/reweightArgmax/reweightArgmaxKernel.cuh``, the same file the
 TensorRT plugin compiles, so tests on a GPU without TensorRT check the code that ships. Needs
-``pip install cuda-python nvidia-cuda-nvrtc`` (and a GPU to run; compiling needs none).
+``pip install 'dannet-edge[kernel]'`` (CUDA 12; ``[kernel-cu13]`` on CUDA 13 drivers), and a GPU to run;
+compiling needs none.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def _bindings():
         from cuda.bindings import driver, nvrtc
     except ImportError:
         raise ImportError("the CUDA kernel path needs cuda-python and NVRTC: "
-                          "pip install cuda-python nvidia-cuda-nvrtc") from None
+                          "pip install 'dannet-edge[kernel]' (or [kernel-cu13] on CUDA 13 drivers)") from None
     return driver, nvrtc
 
 

@@ -19,12 +19,13 @@ API: dict[str, frozenset[str]] = {
     "tensorrt": frozenset({
         "__version__", "Logger", "Runtime", "Builder", "OnnxParser", "get_plugin_registry",
         "NetworkDefinitionCreationFlag", "MemoryPoolType", "DeviceType", "BuilderFlag", "TensorRTPhase",
-        "PluginField", "PluginFieldCollection", "PluginFieldType", "float32",
+        "PluginField", "PluginFieldCollection", "PluginFieldType", "float32", "DataType", "TensorIOMode",
     }),
     # trt.Logger(trt.Logger.WARNING): the severity enum's members are also class attributes of Logger
     "Logger": frozenset({"WARNING"}),
     "Runtime": frozenset({"deserialize_cuda_engine"}),
-    "ICudaEngine": frozenset({"create_execution_context"}),
+    "ICudaEngine": frozenset({"create_execution_context", "num_io_tensors", "get_tensor_name", "get_tensor_mode",
+                              "get_tensor_dtype", "get_tensor_shape", "get_tensor_profile_shape"}),
     "IExecutionContext": frozenset({"set_input_shape", "get_tensor_shape", "set_tensor_address",
                                     "execute_async_v3"}),
     "Builder": frozenset({"create_network", "create_builder_config", "create_optimization_profile",
@@ -47,6 +48,8 @@ API: dict[str, frozenset[str]] = {
     "BuilderFlag": frozenset({"GPU_FALLBACK"}),
     "TensorRTPhase": frozenset({"BUILD"}),
     "PluginFieldType": frozenset({"FLOAT32", "INT32"}),
+    "DataType": frozenset({"UINT8", "INT32"}),
+    "TensorIOMode": frozenset({"INPUT", "OUTPUT"}),
 }
 
 KEYWORDS: dict[str, frozenset[str]] = {

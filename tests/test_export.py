@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+from tensorrt_standin import onnx_problems
 
 from export import ExportSpec, read_metadata, to_onnx
 from export.engine import EngineError, Machine, Sidecar, decide, engine_problems, parse_shape, sidecar_path
@@ -87,6 +88,7 @@ def test_portable_graph_matches_the_pytorch_reference_at_1080p(portable: Path, c
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 540, 960, 3]
     assert {n.op_type for n in model.graph.node} >= {"Resize", "ArgMax", "MatMul"}
     assert not any(n.op_type in ("Gather", "GatherND") for n in model.graph.node)  # PSP pooling as matrices
+    assert not onnx_problems(model)  # TensorRT 10.3's ONNX parser takes all of it (tests/tensorrt_standin.py)
     for frame in night_frames:
         labels = run_onnx(portable, frame)
         assert labels.shape == (1080, 1920) and labels.dtype == np.uint8
@@ -145,6 +147,7 @@ def test_fp16_graph_structure_and_run(checkpoint: Path, night_frames: list[np.nd
     assert conv_weights and all(dict(floats)[w] == TensorProto.FLOAT16 for w in conv_weights if w in dict(floats))
     cast_fp32 = [n for n in model.graph.node if n.op_type == "Cast" and n.name == "tail_cast_fp32"]
     assert len(cast_fp32) == 1
+    assert not onnx_problems(model)
     frame = np.asarray(Image.fromarray(night_frames[0]).resize((512, 256), Image.BILINEAR))
     try:
         labels = run_onnx(path, frame)
@@ -193,7 +196,7 @@ def test_engine_cache_decisions(portable: Path, tmp_path: Path) -> None:
     engine.write_bytes(b"engine")
     assert "no sidecar" in engine_problems(engine, portable, here)[0]
     Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
-            precision="fp16").write(sidecar_path(engine))
+            precision="fp16", output_size=[1080, 1920]).write(sidecar_path(engine))
     assert engine_problems(engine, portable, here) == [] and decide(engine, portable, here) == "reuse"
     assert decide(engine, portable, here, rebuild="always") == "build"
     other = Machine("11.1.0", "NVIDIA H100", "90")
@@ -202,6 +205,11 @@ def test_engine_cache_decisions(portable: Path, tmp_path: Path) -> None:
     assert decide(engine, portable, other) == "build"
     with pytest.raises(EngineError, match="refusing a foreign engine"):
         decide(engine, portable, other, rebuild="never")
+    Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
+            precision="fp16").write(sidecar_path(engine))  # from before sidecars recorded the label map size
+    assert engine_problems(engine, portable, here) == [
+        "its sidecar does not record the label map size (made by an older dannet-export)"]
+    assert decide(engine, portable, here) == "build"
     changed = tmp_path / "changed.onnx"
     changed.write_bytes(portable.read_bytes() + b"\0")
     assert "another ONNX file" in engine_problems(engine, changed, here)[0]

@@ -1,0 +1,347 @@
+"""The TensorRT path against TensorRT's contract, on CPU, through the strict stand-in (tests/tensorrt_standin.py).
+
+Every engine variant the exporter makes (portable and plugin tails, int32 and pack4 labels, static and dynamic
+shapes) is built by ``export.build_engine`` and run by ``TensorRTBackend``; the labels must be ONNX Runtime's.
+Also: input shapes that change on a dynamic engine, a second backend in one process, a machine without a CUDA
+driver, and every exported graph against what TensorRT 10.3's ONNX parser accepts.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+from tensorrt_standin import VERSION, ContractViolation, StandIn, onnx_problems
+
+from export import ExportSpec, build_engine, to_onnx
+from export.onnx_export import onnx_weights
+from export.tails import append_plugin_tail, append_portable_tail
+from runtime.backends import BackendError, TensorRTBackend, labels_from_engine
+from runtime.engine_sidecar import EngineError, Sidecar, current_machine, sidecar_path
+
+SPEC = dict(input_size=(64, 128), output_size=(96, 150))  # 150 columns: pack4 rows end in a half-used int32
+TAILS = ("portable", "int32", "pack4")  # the label formats: uint8, plugin int32, plugin pack4
+PROFILE = {"min": (1, 32, 64, 3), "opt": (1, 64, 128, 3), "max": (2, 96, 160, 3)}
+A, B = (1, 64, 128, 3), (2, 96, 160, 3)  # two frame shapes within PROFILE; B is the larger
+
+Variant = Callable[[str, bool, str], Path]
+
+
+def with_tail(exported: Path, out: Path, tail: str) -> Path:
+    """A plugin-tail export with the ``tail`` flavour instead, appended as ``to_onnx`` appends it: the body up to
+    ``logits`` is the same in every flavour (export/tails.py), so only the tail and the label format change."""
+    model = onnx.load(str(exported))
+    metadata = {p.key: p.value for p in model.metadata_props}
+    plugin = model.graph.node[-1]
+    assert plugin.op_type == "ReweightArgmax" and metadata["dannet.tail"] == "plugin"
+    model.graph.node.remove(plugin)
+    logits_type = TensorProto.FLOAT16 if metadata["dannet.precision"] == "fp16" else TensorProto.FLOAT
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info(plugin.input[0], logits_type, None))
+    weights, size = onnx_weights(metadata), tuple(json.loads(metadata["dannet.output"])["size"])
+    align_corners, mode = metadata["dannet.align_corners"] == "1", int(metadata["dannet.reweight"] == "probs")
+    if tail == "portable":
+        append_portable_tail(model, weights, size, align_corners, mode)
+        kept = [o for o in model.opset_import if o.domain != "dannet"]
+        del model.opset_import[:]
+        model.opset_import.extend(kept)
+    else:
+        append_plugin_tail(model, weights, size, align_corners, mode, pack4=tail == "pack4")
+    output = json.loads(metadata["dannet.output"])
+    output["format"] = "uint8" if tail == "portable" else tail
+    helper.set_model_props(model, {**metadata, "dannet.tail": "portable" if tail == "portable" else "plugin",
+                                   "dannet.output": json.dumps(output)})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory: pytest.TempPathFactory) -> Variant:
+    """``variant(precision, dynamic, tail)``: the tiny model exported so, on first use: ``to_onnx`` with the
+    plugin tail (int32), the other tails on the same body (one dynamo export per body: the slow step)."""
+    from train.checkpoint import save_checkpoint
+    from train.models import RelightNet, build_segmenter
+
+    root = tmp_path_factory.mktemp("variants")
+    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(1)
+    networks = {"segmenter": build_segmenter("pspnet", backbone="resnet18"), "light": RelightNet(channels=16)}
+    for module in networks["segmenter"].modules():  # varied BN statistics: labels that vary across the image
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(0.5 * torch.randn(module.num_features, generator=generator))
+            module.running_var.copy_(0.1 + torch.rand(module.num_features, generator=generator))
+    checkpoint = save_checkpoint(root / "tiny.pth", {k: v.eval() for k, v in networks.items()}, arch="pspnet",
+                                 config={"model": {"backbone": "resnet18", "light_channels": 16}})
+    exported: dict[tuple[str, bool, str], Path] = {}
+
+    def get(precision: str, dynamic: bool, tail: str) -> Path:
+        key, path = (precision, dynamic, tail), root / f"{precision}_{'dynamic' if dynamic else 'static'}_{tail}.onnx"
+        if key not in exported:
+            exported[key] = to_onnx(checkpoint, path, ExportSpec(**SPEC, precision=precision, dynamic=dynamic,
+                                                                 tail="plugin"), say=lambda s: None) \
+                if tail == "int32" else with_tail(get(precision, dynamic, "int32"), path, tail)
+        return exported[key]
+    return get
+
+
+@pytest.fixture(scope="module")
+def plugin_lib(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A file for the stand-in registry to "load" (any file registers the ReweightArgmax creator there)."""
+    path = tmp_path_factory.mktemp("plugins") / "libdannet_trt_plugins.so"
+    path.write_bytes(b"stand-in")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def engine(variant: Variant, plugin_lib: str) -> Callable[[bool, str], Path]:
+    """``engine(dynamic, tail)``: the fp32 variant built by ``export.build_engine`` (with the profile PROFILE
+    where dynamic), on first use, under the stand-in the calling test installed."""
+    built: dict[tuple[bool, str], Path] = {}
+
+    def get(dynamic: bool, tail: str) -> Path:
+        if (dynamic, tail) not in built:
+            onnx_path = variant("fp32", dynamic, tail)
+            built[dynamic, tail] = build_engine(onnx_path, onnx_path.with_suffix(".engine"), plugin_lib=plugin_lib,
+                                                shapes=PROFILE if dynamic else None, say=lambda s: None)
+        return built[dynamic, tail]
+    return get
+
+
+@pytest.fixture
+def standin(monkeypatch: pytest.MonkeyPatch) -> StandIn:
+    """A fresh stand-in "process" (TensorRT, CUDA), installed for this test; what TensorRT would have logged as
+    errors must be expected by the test (it empties ``standin.log``)."""
+    fresh = StandIn().install(monkeypatch)
+    yield fresh
+    assert not fresh.log, f"TensorRT would have logged errors: {fresh.log}"
+
+
+def frames_of(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def onnx_runtime(path: Path, frames: np.ndarray) -> np.ndarray:
+    return session(path).run(None, {"frame": frames})[0]
+
+
+# --- every engine variant through TensorRTBackend --------------------------------------------------------------
+
+Engine = Callable[[bool, str], Path]
+
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_every_engine_variant_gives_onnx_runtime_labels(variant: Variant, engine: Engine, standin: StandIn,
+                                                       plugin_lib: str, dynamic: bool) -> None:
+    frames = frames_of(B if dynamic else A, seed=1)
+    reference = onnx_runtime(variant("fp32", dynamic, "portable"), frames)
+    assert len(np.unique(reference)) >= 5  # varied labels: a misread layout cannot pass by chance
+    labels, agreement, sizes = {}, {}, {}
+    for tail in TAILS:
+        backend = TensorRTBackend(engine(dynamic, tail), plugin_lib)
+        labels[tail] = backend.infer(frames)
+        same_shape = labels[tail].dtype == np.uint8 and labels[tail].shape == reference.shape
+        agreement[tail] = float((labels[tail] == reference).mean()) if same_shape else labels[tail].shape
+        sizes[tail] = (backend.info.input_size, backend.info.output_size)
+    # portable: the same graph, run by the "engine"; plugin: the kernel's arithmetic vs ONNX Runtime's Resize
+    assert agreement["portable"] == 1 and agreement["int32"] >= 0.999 and agreement["pack4"] >= 0.999, agreement
+    np.testing.assert_array_equal(labels["int32"], labels["pack4"])  # the plugin, two label formats
+    assert set(sizes.values()) == {(None if dynamic else (64, 128), (96, 150))}, sizes
+
+
+def test_labels_are_read_in_each_format_the_engine_declares() -> None:
+    labels = np.random.default_rng(0).integers(0, 19, (2, 3, 7), dtype=np.uint8)
+    packed = np.zeros((2, 3, 2), np.uint32)  # pack4 by hand: label of column c in byte c % 4 of element c // 4
+    for column in range(7):
+        packed[..., column // 4] |= labels[..., column].astype(np.uint32) << np.uint32(8 * (column % 4))
+    for values in (labels, labels.astype(np.int32), packed.view(np.int32)):
+        decoded = labels_from_engine(values, 7)
+        np.testing.assert_array_equal(decoded, labels)
+        assert decoded.dtype == np.uint8 and not np.shares_memory(decoded, values)  # the host buffer is reused
+    with pytest.raises(BackendError, match="int32 with 5 columns: not labels 7 wide"):
+        labels_from_engine(np.zeros((1, 3, 5), np.int32), 7)
+
+
+def test_dynamic_engine_takes_shapes_a_then_b_then_a(variant: Variant, engine: Engine, standin: StandIn,
+                                                     plugin_lib: str) -> None:
+    """The context's input shape follows the frames, and one set of buffers grows to the largest."""
+    backend = TensorRTBackend(engine(True, "int32"), plugin_lib)
+    for seed, shape in enumerate((A, B, A, B)):
+        frames = frames_of(shape, seed)
+        reference = onnx_runtime(variant("fp32", True, "portable"), frames)
+        assert (backend.infer(frames) == reference).mean() >= 0.999, shape
+    assert len(standin.memory.live["device"]) == len(standin.memory.live["host"]) == 2  # frames and labels
+    with pytest.raises(BackendError, match=r"^frames of shape 3x64x128x3: the engine takes 1x32x64x3 to 2x96x160x3$"):
+        backend.infer(frames_of((3, 64, 128, 3), 0))
+    assert len(standin.log) == 1 and "outside" in standin.log.pop()  # TensorRT's own complaint
+    frames = frames_of(A, 5)
+    assert (backend.infer(frames) == onnx_runtime(variant("fp32", True, "portable"), frames)).mean() >= 0.999
+
+
+def test_static_engine_refuses_other_frame_sizes(engine: Engine, standin: StandIn) -> None:
+    backend = TensorRTBackend(engine(False, "portable"))
+    for shape, error in (((1, 96, 160, 3), "^frames of shape 1x96x160x3: the engine takes 1x64x128x3$"),
+                         ((1, 64, 128), "N x H x W x 3")):
+        with pytest.raises(BackendError, match=error):
+            backend.infer(np.zeros(shape, np.uint8))
+    assert len(standin.log) == 1 and "outside" in standin.log.pop()
+
+
+def test_a_second_backend_in_the_same_process_loads_the_plugin_once(engine: Engine, standin: StandIn,
+                                                                     plugin_lib: str) -> None:
+    path = engine(False, "int32")
+    frames = frames_of(A, 2)
+    first, second = TensorRTBackend(path, plugin_lib), TensorRTBackend(path, plugin_lib)
+    np.testing.assert_array_equal(first.infer(frames), second.infer(frames))
+    assert standin.library_loads == [str(Path(plugin_lib).resolve())]  # by build_engine or by the first backend
+
+
+def test_a_creator_registered_by_another_library_is_not_loaded_again(engine: Engine, standin: StandIn,
+                                                                      plugin_lib: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path = engine(False, "pack4")
+    process = StandIn().install(monkeypatch)  # a process where trtexec-like code registered the creator first
+    other = tmp_path / "libother_plugins.so"
+    other.write_bytes(b"stand-in")
+    assert process.registry.load_library(str(other)) is not None
+    TensorRTBackend(path, plugin_lib).infer(frames_of(A, 3))
+    assert process.library_loads == [str(other)] and not process.log
+
+
+# --- a machine with TensorRT but no usable CUDA driver ---------------------------------------------------------
+
+@pytest.mark.parametrize("driver", ["missing", "unloadable"])
+def test_no_cuda_driver_is_one_line(engine: Engine, standin: StandIn, driver: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    path = engine(False, "portable")
+    StandIn(driver=driver).install(monkeypatch)
+    for make in (lambda: TensorRTBackend(path), current_machine):
+        with pytest.raises((BackendError, EngineError)) as e:
+            make()
+        message = str(e.value)
+        assert message.startswith("no usable CUDA driver/GPU: ") and message.endswith(", use --backend onnxruntime")
+        assert "\n" not in message and ("cudaErrorInsufficientDriver" in message or driver == "unloadable")
+
+
+def test_no_cuda_driver_with_the_real_cuda_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What cuda-python itself does on this machine, with only TensorRT standing in."""
+    runtime = pytest.importorskip("cuda.bindings.runtime")
+    if int(runtime.cudaGetDeviceCount()[0]) == 0:
+        pytest.skip("this machine has a CUDA driver and a GPU")
+    StandIn().install(monkeypatch, cuda=False)
+    path = tmp_path / "m.engine"
+    path.write_bytes(b"engine")
+    Sidecar(onnx_sha256="0", tensorrt_version=VERSION, gpu_name="any", compute_capability="87",
+            precision="fp32", output_size=[96, 150]).write(sidecar_path(path))
+    with pytest.raises(BackendError, match=r"^no usable CUDA driver/GPU: cuda\w+, use --backend onnxruntime$"):
+        TensorRTBackend(path)
+
+
+# --- the engine's sidecar, and the stand-in's own strictness ----------------------------------------------------
+
+def test_an_engine_whose_sidecar_lacks_the_label_size_is_refused(engine: Engine, standin: StandIn, plugin_lib: str,
+                                                                  tmp_path: Path) -> None:
+    built = engine(False, "pack4")
+    path = tmp_path / built.name
+    path.write_bytes(built.read_bytes())
+    sidecar = Sidecar.read(sidecar_path(built))
+    assert sidecar.output_size == [96, 150]  # what build_engine records: a pack4 engine cannot show it
+    sidecar.output_size = None
+    sidecar.write(sidecar_path(path))
+    with pytest.raises(BackendError, match="does not record the label map size; rebuild it"):
+        TensorRTBackend(path, plugin_lib)
+
+
+def test_the_stand_in_catches_what_tensorrt_and_cuda_would_not_forgive(engine: Engine, standin: StandIn) -> None:
+    """The stand-in must fail misuse, or the backend tests above could not fail."""
+    import tensorrt as trt
+    from cuda.bindings import runtime as cudart
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    cuda_engine = runtime.deserialize_cuda_engine(engine(True, "portable").read_bytes())
+    context = cuda_engine.create_execution_context()
+    _, stream = cudart.cudaStreamCreate()
+    _, small = cudart.cudaMalloc(int(np.prod(A)))
+    _, labels = cudart.cudaMalloc(2 * 96 * 150)
+    assert context.set_input_shape("frame", B) and context.set_tensor_address("frame", small)
+    assert context.set_tensor_address("labels", labels)
+    with pytest.raises(ContractViolation, match="overrun"):  # a buffer sized for A while the context has B
+        context.execute_async_v3(int(stream))
+    assert not context.set_input_shape("frame", (4, 64, 128, 3))  # outside the profile: TensorRT says no
+    assert len(standin.log) == 1 and standin.log.pop()
+    assert context.set_input_shape("frame", A)
+    cudart.cudaFree(small)
+    with pytest.raises(ContractViolation, match="not in any live device allocation"):  # freed
+        context.execute_async_v3(int(stream))
+    with pytest.raises(ContractViolation, match="TensorRT takes an int"):
+        context.execute_async_v3(float(int(stream)))
+    with pytest.raises(ContractViolation, match="not in any live host allocation"):  # pageable memory
+        cudart.cudaMemcpyAsync(np.zeros(4, np.uint8).ctypes.data, labels, 4,
+                               cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream)
+    with pytest.raises(AttributeError, match="not in tests/tensorrt_api.py"):
+        cuda_engine.get_binding_shape(0)  # the bindings API, gone since TensorRT 10
+    assert runtime.deserialize_cuda_engine(b"not an engine") is None and standin.log.pop()
+    fresh = cuda_engine.create_execution_context()
+    assert fresh.set_input_shape("frame", A) and not fresh.execute_async_v3(int(stream))  # no addresses set
+    assert "no address for ['frame', 'labels']" in standin.log.pop()
+    kinds, (_, host), (_, device) = cudart.cudaMemcpyKind, cudart.cudaMallocHost(4), cudart.cudaMalloc(4)
+    pinned = np.ctypeslib.as_array((ctypes.c_uint8 * 4).from_address(host))
+    pinned[:] = 7
+    cudart.cudaMemcpyAsync(device, host, 4, kinds.cudaMemcpyHostToDevice, stream)
+    cudart.cudaStreamSynchronize(stream)
+    pinned[:] = 0
+    cudart.cudaMemcpyAsync(host, device, 4, kinds.cudaMemcpyDeviceToHost, stream)
+    assert (pinned == 0).all()  # queued, not done: a result read before synchronising is stale
+    cudart.cudaStreamSynchronize(stream)
+    assert (pinned == 7).all()
+
+
+# --- every exported graph against TensorRT 10.3's ONNX parser --------------------------------------------------
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_every_exported_graph_uses_only_what_tensorrt_parses(variant: Variant, precision: str, dynamic: bool) -> None:
+    for tail in TAILS:
+        model = onnx.load(str(variant(precision, dynamic, tail)), load_external_data=False)
+        problems = onnx_problems(model)
+        assert not problems, f"{precision} {'dynamic' if dynamic else 'static'} {tail}: " + \
+            "; ".join(str(p) for p in problems)
+
+
+def test_build_engine_reports_the_node_the_parser_refuses(variant: Variant, standin: StandIn, tmp_path: Path) -> None:
+    model = onnx.load(str(variant("fp32", False, "portable")))
+    labels_cast = next(n for n in model.graph.node if n.output[0] == "labels")
+    labels_cast.input[0] = "tail_argmax"  # the old tail: int64 straight to uint8
+    onnx.save(model, str(tmp_path / "old_tail.onnx"))
+    with pytest.raises(EngineError, match=r"parser failed at node 'tail_cast_uint8' \(Cast\): INT64 -> UINT8"):
+        build_engine(tmp_path / "old_tail.onnx", tmp_path / "old_tail.engine", say=lambda s: None)
+
+
+def test_the_parser_table_refuses_a_uint8_cast_from_int64_and_uint8_inside_the_network() -> None:
+    """The rules that caught the old portable tail (ArgMax -> Cast uint8) and the old body (Transpose of the
+    uint8 frame), on graphs made for the purpose."""
+    frame = helper.make_tensor_value_info("frame", TensorProto.UINT8, [1, 4, 4, 3])
+    labels = helper.make_tensor_value_info("labels", TensorProto.UINT8, [1, 4, 4])
+    nodes = [helper.make_node("Transpose", ["frame"], ["nchw"], perm=[0, 3, 1, 2], name="transpose"),
+             helper.make_node("Cast", ["nchw"], ["x"], to=TensorProto.FLOAT, name="to_float"),
+             helper.make_node("ArgMax", ["x"], ["idx"], axis=1, keepdims=0, name="argmax"),
+             helper.make_node("Cast", ["idx"], ["labels"], to=TensorProto.UINT8, name="to_uint8")]
+    model = helper.make_model(helper.make_graph(nodes, "old", [frame], [labels]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    found = onnx_problems(model)
+    assert {(p.node, p.op) for p in found} == {("transpose", "Transpose"), ("to_uint8", "Cast")}
+    problems = {p.node: p.reason for p in found}
+    assert "INT64 -> UINT8" in problems["to_uint8"] and "UINT8" in problems["transpose"]
