@@ -124,6 +124,34 @@ def test_train_transform_reproducible_per_seed(synth: Path) -> None:
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
+def normalised(image: Image.Image) -> torch.Tensor:
+    """ImageNet normalisation written out (independent of train.data.transforms.to_tensor)."""
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def test_training_images_are_resized_bicubic_and_scaled_sizes_rounded_down() -> None:
+    """As the reference's joint transforms: images bicubic, labels nearest, ``int(size * scale)``.
+    A 43x43 image at scale 0.5 becomes 21x21 (rounding would give 22 and a random crop); a crop
+    of 21 then takes it whole, and the pair's 21 -> 13 resize is bicubic too."""
+    g = np.random.default_rng(0)
+    image = Image.fromarray(g.integers(0, 256, (43, 43, 3), dtype=np.uint8))
+    label = g.integers(0, 19, (43, 43), dtype=np.uint8)
+    x, y = TrainTransform(crop=(21, 21), scale=(0.5, 0.5), flip=False)(image, label)
+    assert torch.allclose(x, normalised(image.resize((21, 21), Image.BICUBIC)), atol=1e-6)
+    assert torch.equal(y, torch.from_numpy(np.asarray(Image.fromarray(label).resize((21, 21), Image.NEAREST))).long())
+    night, day = PairTransform(crop=21, scale=(0.5, 0.5), resize_to=13, flip=False)(image, image.transpose(
+        Image.FLIP_TOP_BOTTOM))
+    assert torch.allclose(night, normalised(image.resize((21, 21), Image.BICUBIC).resize((13, 13), Image.BICUBIC)),
+                          atol=1e-6)
+    assert torch.allclose(day, normalised(image.transpose(Image.FLIP_TOP_BOTTOM).resize((21, 21), Image.BICUBIC)
+                                          .resize((13, 13), Image.BICUBIC)), atol=1e-6)
+    # evaluation resizes bilinear (torchvision's default Resize in the reference's evaluate.py)
+    x, _ = EvalTransform(size=(13, 13))(image, None)
+    assert torch.allclose(x, normalised(image.resize((13, 13), Image.BILINEAR)), atol=1e-6)
+
+
 def test_pair_gets_identical_scale_crop_flip(synth: Path, tmp_path: Path) -> None:
     """By construction: with every day image replaced by its night image, the two outputs must be equal."""
     root = tmp_path / "dz"

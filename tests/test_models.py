@@ -181,6 +181,22 @@ def test_relight_matches_functional_reference() -> None:
     with torch.no_grad():
         torch.testing.assert_close(model(x), relight_reference(sd, x), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(model.residual(x), model(x) - x, rtol=1e-5, atol=1e-6)
+        relit, residual = model(x, with_residual=True)
+        assert torch.equal(residual, model.residual(x)) and torch.equal(relit, x + residual)
+
+
+def test_trainable_parameters_equal_the_reference() -> None:
+    """The reference freezes the BatchNorm scales and shifts of its DeepLab's residual layers (not
+    the stem's): ResNet-101 has 3+4+23+3 Bottlenecks of 3 BNs over 6 x planes channels and one
+    downsample BN per layer over 4 x planes, planes 64/128/256/512, so 2 x 6 x (3x64 + 4x128 + 23x256
+    + 3x512) + 2 x 4 x (64 + 128 + 256 + 512) = 97,536 + 7,680 = 105,216 frozen values. PSPNet and
+    RefineNet train everything (their unused aux head is frozen by the training job, not the net)."""
+    deeplab = build_segmenter("deeplab")
+    frozen = {n: p.numel() for n, p in deeplab.named_parameters() if not p.requires_grad}
+    assert sum(frozen.values()) == 105_216
+    assert all(".bn" in n or ".downsample.1." in n for n in frozen) and "bn1.weight" not in frozen
+    for arch in ("pspnet", "refinenet"):
+        assert all(p.requires_grad for p in build_segmenter(arch, backbone="resnet18").parameters())
 
 
 def test_discriminator_matches_functional_reference() -> None:

@@ -3,6 +3,7 @@ signals, DDP, and the errors a user can make."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from train.models import build_segmenter
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(1)  # 2 shared cores: one thread per test process
     root = tmp_path_factory.mktemp("data")
     generate(root / "cityscapes", "cityscapes", 4, (64, 128), seed=0)
     generate(root / "darkzurich", "darkzurich", 4, (64, 128), seed=0)
@@ -111,8 +113,9 @@ def test_aux_head_frozen_unless_trained(data: Path) -> None:
 
 
 def run_until_checkpoint_then_signal(argv: list[str], out: Path, wait_for: Path, sig: int) -> int:
+    # one thread, as in this process: bitwise-equal weights need the same reduction order
     proc = subprocess.Popen([sys.executable, "-m", "train.cli", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 300
     while not wait_for.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -223,17 +226,88 @@ def test_user_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:
     assert "--resume given but no complete checkpoint" in capsys.readouterr().err
 
 
+def preset_differences(a: dict, b: dict, prefix: str = "") -> set[str]:
+    """Dotted keys whose values differ between two configs."""
+    keys = set()
+    for key, value in a.items():
+        if isinstance(value, dict):
+            keys |= preset_differences(value, b[key], f"{prefix}{key}.")
+        elif value != b[key]:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
 def test_config_presets_and_overrides() -> None:
     ref, paper = load_config("reference"), load_config("paper")
-    differing = {("optim", "lr_d"), ("loss", "light_source"), ("loss", "exposure_target"), ("loss", "pseudo_label"),
-                 ("loss", "static_probs"), ("loss", "static_class_weights"), ("eval", "reweight")}
-    found = {(s, k) for s in ref for k in ref[s] if isinstance(ref[s], dict) and ref[s][k] != paper[s][k]}
-    assert found == differing
+    assert preset_differences(ref, paper) == {
+        "data.target.resize_to", "optim.lr_d", "loss.light_source", "loss.exposure_target", "loss.exposure_norm",
+        "loss.pseudo_label", "loss.static_probs", "loss.static_class_weights", "loss.static_neighbourhood",
+        "eval.reweight"}
+    assert ref["run"]["amp"] == "none"  # the reference trains in fp32
     assert load_config("reference", ["optim.betas_d=[0.5, 0.9]"])["optim"]["betas_d"] == [0.5, 0.9]
     with pytest.raises(ConfigError, match="no such config"):
         load_config("nonexistent-preset")
     with pytest.raises(ConfigError, match="key.sub=value"):
         load_config("reference", ["novalue"])
+
+
+def test_paper_vs_code_table_names_every_preset_difference() -> None:
+    """train/README.md's table has a row, with its option, for every key the two presets set
+    differently (and names only options that exist)."""
+    table = (Path(__file__).parents[1] / "train" / "README.md").read_text().split("## Paper and reference code")[1]
+    options = set(re.findall(r"`((?:data|model|optim|loss|eval|run)\.[a-z_.]+)", table))
+    ref, paper = load_config("reference"), load_config("paper")
+    assert preset_differences(ref, paper) <= options
+    for option in options:
+        section = ref
+        for part in option.split("."):
+            assert part in section, f"train/README.md names {option}, which is not a config key"
+            section = section[part]
+
+
+def test_target_predictions_are_compared_at_the_configured_size(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pseudo label, the static loss and D_d/D_n see the target predictions upsampled to the
+    target crop (56 here, ``crop``: the reference code) or to the network input (48, ``input``);
+    the source's stay at the source crop (48)."""
+    from train import dannet
+
+    config = load_config("synthetic-cpu", overrides(data))
+    assert dannet.target_compare_size(config) == (56, 56)
+    config["loss"]["target_resolution"] = "input"
+    assert dannet.target_compare_size(config) == (48, 48)
+    config["data"]["target"]["resize_to"] = None
+    assert dannet.target_compare_size(config) == (56, 56)
+    config["loss"]["target_resolution"] = "both"
+    with pytest.raises(ValueError, match="target_resolution"):
+        dannet.target_compare_size(config)
+
+    seen: dict[str, list[tuple[int, ...]]] = {"pseudo": [], "static": [], "disc": []}
+    pseudo_label, static_loss = dannet.losses.pseudo_label, dannet.losses.static_loss
+    monkeypatch.setattr(dannet.losses, "pseudo_label", lambda d, n, *a: seen["pseudo"].append(
+        (*d.shape[-2:], *n.shape[-2:])) or pseudo_label(d, n, *a))
+    monkeypatch.setattr(dannet.losses, "static_loss", lambda n, p, *a: seen["static"].append(
+        (*n.shape[-2:], *p.shape[-2:])) or static_loss(n, p, *a))
+    t = task(data)  # reference behaviour: target_resolution crop
+    for d in (unwrap(t.disc_day), unwrap(t.disc_night)):
+        d.register_forward_pre_hook(lambda module, args: seen["disc"].append(tuple(args[0].shape[-2:])))
+    t.step(0)
+    assert seen["pseudo"] == [(56,) * 4] and seen["static"] == [(56,) * 4]
+    # generator: D_d(day), D_n(night); then discriminators: D_d(source), D_d(day), D_n(source), D_n(night)
+    assert seen["disc"] == [(56, 56)] * 2 + [(48, 48), (56, 56)] * 2
+
+
+def test_precision_drift_against_fp32(data: Path) -> None:
+    """``dannet-train precision``: a second fp32 run reproduces the first exactly (same weights,
+    batches and dropout masks), so what an autocast run shows is its own rounding; bf16 (CPU
+    autocast here) differs, but stays finite."""
+    from train.precision import drift, table
+
+    config = load_config("synthetic-cpu", overrides(data, **{"run.device": "cpu"}))
+    rows = drift(config, steps=1, amps=("none", "bf16"))
+    same, bf16 = rows
+    assert same["amp"] == "none" and all(v == 0 for k, v in same.items() if k not in ("amp", "step"))
+    assert bf16["amp"] == "bf16" and 0 < bf16["loss_total"] < 0.1 and 0 < bf16["grad_discriminators"] < float("inf")
+    assert table(rows).count("\n") == 3
 
 
 # --- metrics ------------------------------------------------------------------------------------------

@@ -63,6 +63,22 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return _train(args, "adapt")
 
 
+def cmd_precision(args: argparse.Namespace) -> None:
+    import json
+
+    from .config import load_config
+    from .precision import drift, table
+
+    config = load_config(args.config, args.set)
+    amps = tuple(args.amp or ("bf16", "fp16"))
+    print(f"autocast drift against fp32: {config['model']['arch']} ({config['model']['backbone']}), config "
+          f"{args.config}, {args.steps} steps, device {config['run']['device']}; relative differences")
+    rows = drift(config, args.steps, amps, args.init)
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     import json
 
@@ -171,6 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, dotted keys, YAML values (e.g. --set optim.iterations=1000)")
         p.set_defaults(func=cmd_pretrain if job == "pretrain" else cmd_adapt)
+
+    p = sub.add_parser(
+        "precision", help="measure how far bf16/fp16 autocast training drifts from fp32",
+        description="Run the first --steps DANNet adaptation steps in fp32 and with autocast (same seed, weights, "
+                    "batches and dropout masks) and print, per step, the relative difference of every loss term "
+                    "and of the gradients each optimiser applied. Uses the config's data and device.")
+    p.add_argument("--config", default="reference", help="preset name or YAML file (default: reference)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--init", action="append", default=[], metavar="CKPT",
+                   help="initial weights, as for adapt (repeatable); measure from a trained network")
+    p.add_argument("--steps", type=int, default=10, help="steps to compare (default 10)")
+    p.add_argument("--amp", action="append", choices=["bf16", "fp16"],
+                   help="autocast type to compare (repeatable; default both)")
+    p.add_argument("--json", help="also write the rows as JSON here")
+    p.set_defaults(func=cmd_precision)
 
     p = sub.add_parser("eval", help="mIoU and per-class IoU of a checkpoint on a night set",
                        description="Evaluate a checkpoint (ours, or released DANNet files) on a labelled dataset "

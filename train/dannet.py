@@ -8,6 +8,8 @@ discriminators are updated alternately.
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,24 @@ def _requires_grad(modules, flag: bool) -> None:
     for module in modules:
         for p in module.parameters():
             p.requires_grad_(flag)
+
+
+def _full_precision(x: torch.Tensor) -> torch.Tensor:
+    """Autocast's bf16/fp16 outputs as fp32 for the losses; fp32 (or fp64) stays as it is."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def target_compare_size(config: dict) -> tuple[int, int]:
+    """Where the target predictions are compared (pseudo label, static loss, D_d, D_n):
+    ``loss.target_resolution: crop`` upsamples them to the target crop (the reference code: 960,
+    although the network saw the crop resized to 512), ``input`` to the network input."""
+    t, mode = config["data"]["target"], config["loss"]["target_resolution"]
+    if mode == "crop":
+        return t["crop"], t["crop"]
+    if mode == "input":
+        size = t["resize_to"] or t["crop"]
+        return size, size
+    raise ValueError(f"loss.target_resolution must be 'crop' or 'input', got {mode!r}")
 
 
 class DANNetTask:
@@ -47,6 +67,7 @@ class DANNetTask:
         }
         self.precision = Precision(env, config["run"]["amp"])
         self.weights, self.test_weights = train_weights(config, env.device), test_weights(config, env.device)
+        self.target_size = target_compare_size(config)
         seed, workers, batch = config["run"]["seed"], config["data"]["workers"], o["batch_size"]
         self.source = stream(source_dataset(config), batch, seed, start, env, workers)
         self.target = stream(target_dataset(config), batch, seed + 1, start, env, workers)
@@ -60,10 +81,13 @@ class DANNetTask:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _segment(self, relit: torch.Tensor, with_aux: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (and aux logits, when trained) upsampled to the crop, as the losses compare them with it."""
+    def _segment(self, relit: torch.Tensor, size: tuple[int, int],
+                 with_aux: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (and aux logits, when trained) bilinearly upsampled to ``size``, where the losses
+        and the discriminators compare them."""
         def up(x: torch.Tensor | None) -> torch.Tensor | None:
-            return None if x is None else F.interpolate(x, size=relit.shape[-2:], mode="bilinear", align_corners=True)
+            return None if x is None else _full_precision(F.interpolate(x, size=size, mode="bilinear",
+                                                                        align_corners=True))
 
         if with_aux and self.config["loss"]["aux"] > 0:
             main, aux = self.segmenter(relit, with_aux=True)
@@ -71,7 +95,37 @@ class DANNetTask:
             main, aux = self.segmenter(relit), None
         return up(main), up(aux)
 
+    def _relight(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(R, r)``: the relit image and the residual, or ``(I, None)`` without a relighting net."""
+        return self.light(image, with_residual=True) if self.light is not None else (image, None)
+
+    def _light_loss(self, relit: torch.Tensor, image: torch.Tensor, residual: torch.Tensor | None,
+                    exposure: torch.Tensor) -> torch.Tensor:
+        """L_light of one relit image (TV, SSIM, exposure against E of the night batch); 0 without
+        a relighting net."""
+        if residual is None:
+            return image.new_zeros(())
+        c = self.config["loss"]
+        return losses.light_loss(_full_precision(relit), image, _full_precision(residual), exposure,
+                                 c["exposure_target"], c["exposure_norm"], c["tv"], c["exposure"], c["ssim"],
+                                 c["exposure_patch"])
+
+    @contextlib.contextmanager
+    def _local_gradients(self) -> Iterator[None]:
+        """Backward passes inside accumulate the generator's gradients on this process only; the
+        next one outside averages the sum across processes (DDP), once per step."""
+        with contextlib.ExitStack() as stack:
+            if self.env.distributed:
+                for net in (self.segmenter, self.light):
+                    if net is not None:
+                        stack.enter_context(net.no_sync())
+            yield
+
     def step(self, iteration: int) -> dict[str, float]:
+        """One iteration. The generator's loss is back-propagated image by image (day, night,
+        source) as the reference does: only one image's graph is alive at a time, and its gradients
+        accumulate in the reference's order. BatchNorm's running statistics and dropout's random
+        stream depend on that order too."""
         cfg, o = self.config["loss"], self.config["optim"]
         set_lr(self.optimizers["generator"], poly_lr(o["lr"], iteration, o["iterations"], o["power"]))
         set_lr(self.optimizers["discriminators"], poly_lr(o["lr_d"], iteration, o["iterations"], o["power"]))
@@ -79,57 +133,65 @@ class DANNetTask:
         image_s, label_s = self._to_device(source["image"]), self._to_device(source["label"])
         day, night = self._to_device(target["day"]), self._to_device(target["night"])
         disc_day, disc_night = unwrap(self.disc_day), unwrap(self.disc_night)
+        exposure = losses.exposure_target(night, cfg["exposure_target"])
+        src, tgt = cfg["source_label"], cfg["target_label"]
 
-        # 1. generator step: relight, segment, and score all three images; D fixed
+        # 1. generator step, D fixed: every image is relit, segmented and scored
         _requires_grad([self.disc_day, self.disc_night], False)
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+
+        # target day: light loss, adversarial loss against D_d
+        with self._local_gradients(), self.precision.autocast():
+            relit_d, r_d = self._relight(day)
+            loss_light_d = self._light_loss(relit_d, day, r_d, exposure)
+            pred_d, _ = self._segment(relit_d, self.target_size)
+            loss_adv_d = losses.least_squares(disc_day(F.softmax(pred_d, dim=1)), src)
+            loss_day = cfg["adv"] * loss_adv_d + cfg["light"] * loss_light_d
+            self.precision.backward(loss_day)
+        pred_d = pred_d.detach()
+
+        # target night: light loss, adversarial loss against D_n, static loss on the pair's
+        # static classes (eq. 8-9)
+        with self._local_gradients(), self.precision.autocast():
+            relit_n, r_n = self._relight(night)
+            loss_light_n = self._light_loss(relit_n, night, r_n, exposure)
+            pred_n, _ = self._segment(relit_n, self.target_size)
+            pseudo = losses.pseudo_label(pred_d, pred_n, self.weights, cfg["pseudo_label"])
+            loss_adv_n = losses.least_squares(disc_night(F.softmax(pred_n, dim=1)), src)
+            loss_static = losses.static_loss(pred_n, pseudo, self.weights if cfg["static_class_weights"] else None,
+                                             cfg["focal_gamma"], cfg["static_probs"], cfg["static_neighbourhood"])
+            loss_night = cfg["adv"] * loss_adv_n + cfg["static"] * loss_static + cfg["light"] * loss_light_n
+            self.precision.backward(loss_night)
+        pred_n = pred_n.detach()
+
+        # source: light loss, class-weighted cross entropy against the labels
         with self.precision.autocast():
-            relight = self.light if self.light is not None else (lambda x: x)
-            relit_s, relit_d, relit_n = relight(image_s), relight(day), relight(night)
-            pred_s, aux_s = self._segment(relit_s, with_aux=True)
-            pred_d, _ = self._segment(relit_d)
-            pred_n, _ = self._segment(relit_n)
-            pred_s, pred_d, pred_n = pred_s.float(), pred_d.float(), pred_n.float()
-
-            # light loss (TV, exposure, SSIM) on every relit image; E from the night batch
-            loss_light_s = loss_light_t = image_s.new_zeros(())
-            if self.light is not None:
-                exposure = losses.exposure_target(night, cfg["exposure_target"])
-                light_loss = lambda relit, image: losses.light_loss(  # noqa: E731
-                    relit.float(), image, exposure, cfg["exposure_target"], cfg["tv"], cfg["exposure"], cfg["ssim"],
-                    cfg["exposure_patch"])
-                loss_light_s = light_loss(relit_s, image_s)
-                loss_light_t = light_loss(relit_d, day) + light_loss(relit_n, night)
-
-            # segmentation loss on the labelled source image (class-weighted cross entropy)
+            relit_s, r_s = self._relight(image_s)
+            loss_light_s = self._light_loss(relit_s, image_s, r_s, exposure)
+            pred_s, aux_s = self._segment(relit_s, tuple(image_s.shape[-2:]), with_aux=True)
             loss_seg = losses.segmentation_loss(pred_s, label_s, self.weights)
             if aux_s is not None:
-                loss_seg = loss_seg + cfg["aux"] * losses.segmentation_loss(aux_s.float(), label_s, self.weights)
-
-            # static loss: the day prediction's static classes supervise the night prediction (eq. 8-9)
-            pseudo = losses.pseudo_label(pred_d, pred_n, self.weights, cfg["pseudo_label"])
-            loss_static = losses.static_loss(pred_n, pseudo, self.weights if cfg["static_class_weights"] else None,
-                                             cfg["focal_gamma"], cfg["static_probs"])
-
-            # adversarial loss: target predictions should look like source predictions to D_d and D_n
-            loss_adv = losses.generator_adversarial_loss(disc_day(F.softmax(pred_d, dim=1)),
-                                                         disc_night(F.softmax(pred_n, dim=1)), cfg["source_label"])
-
-            loss_g = (cfg["light_source"] * loss_light_s + cfg["light"] * loss_light_t + cfg["seg"] * loss_seg
-                      + cfg["static"] * loss_static + cfg["adv"] * loss_adv)
-        self.precision.step(loss_g, self.optimizers["generator"])
+                loss_seg = loss_seg + cfg["aux"] * losses.segmentation_loss(aux_s, label_s, self.weights)
+            loss_source = cfg["seg"] * loss_seg + cfg["light_source"] * loss_light_s
+            self.precision.backward(loss_source)
+        pred_s = pred_s.detach()
+        self.precision.step(self.optimizers["generator"])
 
         # 2. discriminator step: source vs target day (D_d), source vs target night (D_n)
         _requires_grad([self.disc_day, self.disc_night], True)
+        self.optimizers["discriminators"].zero_grad(set_to_none=True)
         with self.precision.autocast():
-            p_s, p_d, p_n = (F.softmax(p.detach(), dim=1) for p in (pred_s, pred_d, pred_n))
-            src, tgt = cfg["source_label"], cfg["target_label"]
+            p_s, p_d, p_n = (F.softmax(p, dim=1) for p in (pred_s, pred_d, pred_n))
             loss_d = (losses.discriminator_loss(self.disc_day(p_s), self.disc_day(p_d), src, tgt)
                       + losses.discriminator_loss(self.disc_night(p_s), self.disc_night(p_n), src, tgt))
-        self.precision.step(loss_d, self.optimizers["discriminators"])
+            self.precision.backward(loss_d)
+        self.precision.step(self.optimizers["discriminators"])
         self.precision.scaler.update()
 
-        values = {"loss_total": loss_g, "loss_seg": loss_seg, "loss_static": loss_static, "loss_adv": loss_adv,
-                  "loss_light_source": loss_light_s, "loss_light_target": loss_light_t, "loss_d": loss_d}
+        values = {"loss_total": loss_day + loss_night + loss_source, "loss_seg": loss_seg,
+                  "loss_static": loss_static, "loss_adv": loss_adv_d + loss_adv_n,
+                  "loss_light_source": loss_light_s, "loss_light_target": loss_light_d + loss_light_n,
+                  "loss_d": loss_d}
         values = {k: float(v.detach()) for k, v in values.items()}
         values["lr"] = self.optimizers["generator"].param_groups[0]["lr"]
         return values

@@ -377,22 +377,26 @@ def prepare_out_dir(out: Path, config: dict, resume: bool, env: Env) -> int:
 # --- mixed precision and resume ------------------------------------------------------------------------
 
 class Precision:
-    """CUDA autocast (bf16 or fp16, with a gradient scaler for fp16); plain fp32 on CPU."""
+    """Arithmetic of the training step: fp32 (``none``, as the reference trains) or autocast to
+    bf16 / fp16 (with a gradient scaler for fp16) on the run's device, CUDA or CPU."""
 
     def __init__(self, env: Env, amp: str) -> None:
         if amp not in ("bf16", "fp16", "none"):
             raise TrainingError(f"run.amp must be bf16, fp16 or none, got {amp!r}")
-        self.enabled = env.device.type == "cuda" and amp != "none"
+        self.enabled = amp != "none"
         self.dtype = torch.bfloat16 if amp == "bf16" else torch.float16
         self.device_type = env.device.type
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and amp == "fp16")
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=amp == "fp16")
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        optimizer.zero_grad(set_to_none=True)
+    def backward(self, loss: torch.Tensor) -> None:
+        """Add the gradients of ``loss`` (scaled for fp16) to the parameters' ``.grad``."""
         self.scaler.scale(loss).backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Apply the accumulated gradients (unscaled; skipped if fp16 produced Inf/NaN)."""
         self.scaler.step(optimizer)
 
 

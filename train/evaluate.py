@@ -1,9 +1,13 @@
 """Test-time inference of DANNet and mIoU evaluation on a labelled night set.
 
-Inference follows the reference: relight ``R = I + r``, segment, re-weight with the test-time class
-weights (std 0.16), bilinear upsampling with ``align_corners=True`` to the label resolution, argmax.
-``reweight="logits"`` multiplies the logits (reference code); ``"probs"`` multiplies the softmax
-probabilities (paper), computed as ``argmax(z + log w)``, which is the same argmax.
+Inference follows the reference: relight ``R = I + r``, segment, re-weight the logits ``z`` with the
+test-time class weights ``w`` (std 0.16), upsample bilinearly (``align_corners=True``) to the label
+resolution, argmax. ``reweight="logits"`` scores ``w * z`` (reference code). ``reweight="probs"``
+(paper: multiply the probabilities) scores ``z + log w``: per pixel its argmax is that of
+``w * softmax(z)``, as log is increasing and softmax's normaliser is shared by all classes. Bilinear
+interpolation is linear with weights summing to 1, so upsampling ``z + log w`` gives
+``up(z) + log w``: the labels are ``argmax w * softmax(up(z))``, the probabilities of the upsampled
+logits, which near class boundaries differ from upsampled probabilities.
 """
 from __future__ import annotations
 
@@ -48,7 +52,9 @@ def load_networks(checkpoint: str, light: str | None = None, arch: str | None = 
 
 def reweight_upsample_argmax(logits: torch.Tensor, weights: torch.Tensor, size: tuple[int, int],
                              reweight: str = "logits", align_corners: bool = True) -> torch.Tensor:
-    """Labels (N x H x W, int64) from low-resolution logits: the deployment tail in PyTorch."""
+    """Labels (N x H x W, int64) from low-resolution logits: scores ``w * z`` (``logits``) or
+    ``z + log w`` (``probs``), bilinearly upsampled to ``size``, argmax (see the module docstring).
+    The deployment tail in PyTorch."""
     w = weights.to(logits.device, logits.dtype).view(1, -1, 1, 1)
     if reweight == "logits":
         scores = logits * w

@@ -1,9 +1,11 @@
 """DANNet's losses (paper section 3.4), each a plain function of tensors.
 
-Names of the paper: ``I`` input image, ``R = I + r`` relit image, ``P`` segmentation prediction
-(logits, upsampled to the crop), ``F_td`` pseudo label from the target-day prediction, ``w`` class
-weights (eq. 1-2). Where the paper and the reference code differ, the function takes the choice as
-an argument named like its config option (see ``train/configs/reference.yaml``).
+Names of the paper: ``I`` input image, ``r`` the relighting residual, ``R = I + r`` relit image,
+``P`` segmentation prediction (logits, bilinearly upsampled to the size the losses compare them at:
+the source crop, and for the target images ``loss.target_resolution``), ``F_td`` pseudo label from
+the target-day prediction, ``w`` class weights (eq. 1-2). Where the paper and the reference code
+differ, the function takes the choice as an argument named like its config option (see
+``train/configs/reference.yaml``).
 """
 from __future__ import annotations
 
@@ -26,9 +28,16 @@ def tv_loss(r: torch.Tensor) -> torch.Tensor:
     return 2 * (dy + dx) / n
 
 
-def exposure_loss(relit: torch.Tensor, target: torch.Tensor | float, patch: int = 32) -> torch.Tensor:
-    """Mean squared distance of each ``patch`` x ``patch`` average of the channel mean to ``target``."""
-    return (F.avg_pool2d(relit.mean(dim=1, keepdim=True), patch) - target).pow(2).mean()
+def exposure_loss(relit: torch.Tensor, target: torch.Tensor | float, patch: int = 32,
+                  norm: str = "l2") -> torch.Tensor:
+    """Mean distance of each ``patch`` x ``patch`` average of the channel mean to ``target``:
+    squared (``l2``, reference code) or absolute (``l1``, paper eq. 4)."""
+    diff = F.avg_pool2d(relit.mean(dim=1, keepdim=True), patch) - target
+    if norm == "l2":
+        return diff.pow(2).mean()
+    if norm == "l1":
+        return diff.abs().mean()
+    raise ValueError(f"loss.exposure_norm must be 'l2' or 'l1', got {norm!r}")
 
 
 def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -65,13 +74,17 @@ def exposure_target(night: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(f"loss.exposure_target must be 'normalized' or 'intensity', got {mode!r}")
 
 
-def light_loss(relit: torch.Tensor, image: torch.Tensor, target: torch.Tensor, exposure_mode: str = "normalized",
-               tv_weight: float = 10.0, exp_weight: float = 1.0, ssim_weight: float = 1.0,
-               patch: int = 32) -> torch.Tensor:
-    """``L_light = 10 L_tv(R - I) + L_exp(R, E) + L_ssim(R, I)``."""
+def light_loss(relit: torch.Tensor, image: torch.Tensor, residual: torch.Tensor, target: torch.Tensor,
+               exposure_mode: str = "normalized", exposure_norm: str = "l2", tv_weight: float = 10.0,
+               exp_weight: float = 1.0, ssim_weight: float = 1.0, patch: int = 32) -> torch.Tensor:
+    """``L_light = 10 L_tv(r) + L_ssim(R, I) + L_exp(R, E)`` for ``R = I + r``.
+
+    The TV term takes the residual ``r`` as the network produced it (not ``R - I``, which differs
+    from it by rounding).
+    """
     exposed = relit if exposure_mode == "normalized" else to_intensity(relit)
-    return (tv_weight * tv_loss(relit - image) + exp_weight * exposure_loss(exposed, target, patch)
-            + ssim_weight * ssim_loss(relit, image))
+    return (tv_weight * tv_loss(residual) + ssim_weight * ssim_loss(relit, image)
+            + exp_weight * exposure_loss(exposed, target, patch, exposure_norm))
 
 
 # --- segmentation loss ---------------------------------------------------------------------------
@@ -85,12 +98,14 @@ def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, weights: torch.
 
 def pseudo_label(day_logits: torch.Tensor, night_logits: torch.Tensor, weights: torch.Tensor,
                  mode: str = "reference_blend") -> torch.Tensor:
-    """F_td: the static-class pseudo label from the target-day prediction (dynamic classes -> 255).
+    """F_td: the static-class pseudo label of the target pair (pixels won by a dynamic class -> 255).
 
     ``paper``: argmax of the re-weighted day probabilities ``w * softmax(P_td)``.
-    ``reference_blend`` (the released code): on the static channels, the day and night logits are
-    blended 0.8/0.2 where the day logit exceeds 0.4 and 0.2/0.8 elsewhere (dynamic channels keep
-    the day logits), then multiplied by w before the argmax.
+    ``reference_blend`` (the released code): a 19-channel score whose static channels blend the
+    day and night logits, ``0.8 P_td + 0.2 P_tn`` where the day logit exceeds 0.4 and
+    ``0.2 P_td + 0.8 P_tn`` elsewhere, and whose dynamic channels are the NIGHT logits ``P_tn``;
+    the score is multiplied by w before the argmax. A pixel where the night prediction's dynamic
+    class wins (a car at night on a road seen by day) is therefore ignored.
     """
     day_logits, night_logits = day_logits.detach(), night_logits.detach()
     w = weights.view(1, -1, 1, 1)
@@ -100,7 +115,7 @@ def pseudo_label(day_logits: torch.Tensor, night_logits: torch.Tensor, weights: 
         day_static, night_static = day_logits[:, :NUM_STATIC], night_logits[:, :NUM_STATIC]
         alpha = torch.where(day_static > 0.4, 0.8, 0.2)
         blended = alpha * day_static + (1 - alpha) * night_static
-        score = torch.cat([blended, day_logits[:, NUM_STATIC:]], dim=1) * w
+        score = torch.cat([blended, night_logits[:, NUM_STATIC:]], dim=1) * w
     else:
         raise ValueError(f"loss.pseudo_label must be 'reference_blend' or 'paper', got {mode!r}")
     label = score.argmax(dim=1)
@@ -118,26 +133,58 @@ def static_probabilities(night_logits: torch.Tensor, mode: str = "static_softmax
     raise ValueError(f"loss.static_probs must be 'static_softmax' or 'full_softmax', got {mode!r}")
 
 
-def static_loss(night_logits: torch.Tensor, pseudo: torch.Tensor, weights: torch.Tensor | None = None,
-                gamma: float = 1.0, probs_mode: str = "static_softmax", eps: float = 1e-7) -> torch.Tensor:
-    """Focal loss on the static classes with the 3x3 neighbourhood of eq. 9.
+#: The released StaticLoss means to give each pixel its eight neighbours' pseudo labels, but its
+#: eight "neighbour" maps are one tensor (``a, b, c, d = t, t, t, t``) into which it writes eight
+#: shifts in place, in this order. (dy, dx): pixel (i, j) takes the label of (i + dy, j + dx) where
+#: that lies inside the map and keeps its own elsewhere.
+RELEASED_LABEL_SHIFTS = ((1, 0), (-1, 0), (0, -1), (0, 1), (1, -1), (-1, -1), (-1, 1), (1, 1))
 
-    At pixel i the probability of the pseudo class is ``p_i = max_{j in 3x3(i)} P_tn(F_td(j), i)``: a
-    neighbour's pseudo label counts, which tolerates the coarse misalignment of day/night pairs.
-    Pixels whose own pseudo label is ignored (dynamic or 255) do not contribute; ``weights`` (the
-    reference code's choice) multiplies the static probabilities by w before the max and the log.
-    Loss: mean over supervised pixels of ``-(1 - p)^gamma log p``.
+
+def released_static_labels(pseudo: torch.Tensor) -> torch.Tensor:
+    """The label map the released StaticLoss ends up using: ``RELEASED_LABEL_SHIFTS`` applied in
+    turn, each reading its source before writing (as NumPy would, and as CUDA kernels mostly did;
+    PyTorch leaves in-place copies between overlapping slices undefined and now refuses them).
+    Away from the borders the shifts undo each other; the first and last rows and the last two
+    columns end up with other pixels' labels."""
+    t = pseudo.clone()
+    h, w = t.shape[-2:]
+    for dy, dx in RELEASED_LABEL_SHIFTS:
+        dst = (slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx)))
+        src = (slice(max(0, dy), h - max(0, -dy)), slice(max(0, dx), w - max(0, -dx)))
+        t[(..., *dst)] = t[(..., *src)].clone()
+    return t
+
+
+def static_loss(night_logits: torch.Tensor, pseudo: torch.Tensor, weights: torch.Tensor | None = None,
+                gamma: float = 1.0, probs_mode: str = "static_softmax", neighbourhood: str = "3x3",
+                eps: float = 1e-7) -> torch.Tensor:
+    """Focal loss of the night prediction on the static pseudo labels (eq. 8-9).
+
+    ``neighbourhood="3x3"`` (paper eq. 9): at pixel i the probability of the pseudo class is
+    ``p_i = max_{j in 3x3(i)} P_tn(F_td(j), i)``: a neighbour's pseudo label counts, which tolerates
+    the coarse misalignment of day/night pairs; neighbours outside the map or ignored count as none.
+    ``"reference_aliased"`` (what the released code computes, see ``released_static_labels``):
+    the neighbourhood collapses to the pixel itself, on labels shifted at the borders.
+    Pixels whose own (for ``reference_aliased``: shifted) label is ignored do not contribute.
+    ``weights`` (the reference code's choice) multiplies the static probabilities by w before the
+    max; ``p`` is clamped to ``[eps, 1 - eps]`` (with w > 1 the product can exceed 1). Loss: mean
+    over supervised pixels of ``-(1 - p)^gamma log p``.
     """
     probs = static_probabilities(night_logits, probs_mode)
     if weights is not None:
         probs = probs * weights[:NUM_STATIC].view(1, -1, 1, 1)
+    if neighbourhood == "reference_aliased":
+        pseudo, offsets = released_static_labels(pseudo), [(1, 1)]
+    elif neighbourhood == "3x3":
+        offsets = [(dy, dx) for dy in range(3) for dx in range(3)]
+    else:
+        raise ValueError(f"loss.static_neighbourhood must be '3x3' or 'reference_aliased', got {neighbourhood!r}")
     valid = pseudo != IGNORE_INDEX
     onehot = F.one_hot(torch.where(valid, pseudo, NUM_STATIC), NUM_STATIC + 1)[..., :NUM_STATIC]
     onehot = F.pad(onehot.permute(0, 3, 1, 2).to(probs.dtype), (1, 1, 1, 1))  # neighbours outside count as none
     h, w = pseudo.shape[-2:]
-    p = torch.stack([(onehot[:, :, dy:dy + h, dx:dx + w] * probs).sum(dim=1)
-                     for dy in range(3) for dx in range(3)]).amax(dim=0)
-    p = p[valid].clamp_min(eps)
+    p = torch.stack([(onehot[:, :, dy:dy + h, dx:dx + w] * probs).sum(dim=1) for dy, dx in offsets]).amax(dim=0)
+    p = p[valid].clamp(eps, 1 - eps)
     if p.numel() == 0:
         return night_logits.sum() * 0.0
     return (-(1 - p).pow(gamma) * p.log()).mean()
@@ -145,12 +192,13 @@ def static_loss(night_logits: torch.Tensor, pseudo: torch.Tensor, weights: torch
 
 # --- adversarial losses (least squares) -----------------------------------------------------------
 
-def generator_adversarial_loss(d_day: torch.Tensor, d_night: torch.Tensor, source_label: float) -> torch.Tensor:
-    """``(D_d(P_td) - r)^2 + (D_n(P_tn) - r)^2``: make target predictions look like source ones."""
-    return (d_day - source_label).pow(2).mean() + (d_night - source_label).pow(2).mean()
+def least_squares(d_out: torch.Tensor, label: float) -> torch.Tensor:
+    """``mean (D(P) - label)^2``. The generator's adversarial loss is ``(D_d(P_td) - r)^2 +
+    (D_n(P_tn) - r)^2`` with r the source label: target predictions should look like source ones."""
+    return (d_out - label).pow(2).mean()
 
 
 def discriminator_loss(d_source: torch.Tensor, d_target: torch.Tensor, source_label: float,
                        target_label: float) -> torch.Tensor:
     """``0.5 (D(P_s) - r)^2 + 0.5 (D(P_t) - f)^2``."""
-    return 0.5 * (d_source - source_label).pow(2).mean() + 0.5 * (d_target - target_label).pow(2).mean()
+    return 0.5 * least_squares(d_source, source_label) + 0.5 * least_squares(d_target, target_label)

@@ -47,7 +47,9 @@ class PretrainTask:
             loss = losses.segmentation_loss(up(main), label, self.weights)
             if aux is not None:
                 loss = loss + self.aux * losses.segmentation_loss(up(aux), label, self.weights)
-        self.precision.step(loss, self.optimizers["segmenter"])
+        self.optimizers["segmenter"].zero_grad(set_to_none=True)
+        self.precision.backward(loss)
+        self.precision.step(self.optimizers["segmenter"])
         self.precision.scaler.update()
         return {"loss_seg": float(loss.detach()), "lr": self.optimizers["segmenter"].param_groups[0]["lr"]}
 

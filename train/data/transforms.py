@@ -1,9 +1,12 @@
 """The DANNet data transforms: random scale, crop and flip for training, resize for evaluation.
 
-Images travel as PIL images until ``to_tensor`` (resizing with PIL's bilinear filter, as the
-reference code does, which also antialiases downscaling); labels as uint8 numpy arrays, resized with
-nearest neighbour and padded with the ignore index. Randomness comes from torch's generator, which
-DataLoader seeds differently in every worker, so runs are reproducible per seed.
+Images travel as PIL images until ``to_tensor``; labels as uint8 numpy arrays, resized with nearest
+neighbour and padded with the ignore index. Training images are resized with PIL's bicubic filter
+and evaluation images with its bilinear one, as the reference code does (its joint transforms for
+training, torchvision's default ``Resize`` for evaluation); PIL's filters antialias downscaling.
+Training scales round sizes down, like the reference's ``int(size * scale)``. Randomness comes from
+torch's generator, which DataLoader seeds differently in every worker, so runs are reproducible per
+seed (the reference draws from Python's ``random``: same distributions, other draws).
 """
 from __future__ import annotations
 
@@ -36,9 +39,10 @@ def _randint(n: int) -> int:
     return int(torch.randint(0, n, ()).item()) if n > 0 else 0
 
 
-def _resize(image: Image.Image, label: np.ndarray | None, size_hw: tuple[int, int]):
+def _resize(image: Image.Image, label: np.ndarray | None, size_hw: tuple[int, int],
+            image_filter: int = Image.BICUBIC):
     h, w = size_hw
-    image = image.resize((w, h), Image.BILINEAR)
+    image = image.resize((w, h), image_filter)
     if label is not None:
         label = np.asarray(Image.fromarray(label).resize((w, h), Image.NEAREST))
     return image, label
@@ -70,7 +74,7 @@ class TrainTransform:
     def __call__(self, image: Image.Image, label: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         w, h = image.size
         s = _uniform(*self.scale)
-        image, label = _resize(image, label, (max(1, round(h * s)), max(1, round(w * s))))
+        image, label = _resize(image, label, (max(1, int(h * s)), max(1, int(w * s))))
         w, h = image.size
         top, left = _randint(h - self.crop[0] + 1), _randint(w - self.crop[1] + 1)
         image, label = _pad_crop(image, label, self.crop, top, left)
@@ -93,7 +97,7 @@ class PairTransform:
     def __call__(self, night: Image.Image, day: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         w, h = night.size
         s = _uniform(*self.scale)
-        size = (max(1, round(h * s)), max(1, round(w * s)))
+        size = (max(1, int(h * s)), max(1, int(w * s)))
         top, left = _randint(size[0] - self.crop + 1), _randint(size[1] - self.crop + 1)
         flip = self.flip and torch.rand(()).item() < 0.5
         out = []
@@ -122,7 +126,7 @@ class EvalTransform:
         w, h = image.size
         size = self.size or (max(1, round(h * self.scale)), max(1, round(w * self.scale)))
         if size != (h, w):
-            image, _ = _resize(image, None, size)
+            image, _ = _resize(image, None, size, Image.BILINEAR)
         return to_tensor(image), None if label is None else torch.from_numpy(label.copy()).long()
 
 

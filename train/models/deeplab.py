@@ -7,6 +7,10 @@ dilated by 2/4, and an ASPP classifier on both layer3 (``layer5``, auxiliary) an
 The reference ASPP returns from inside its summation loop after adding the second branch, so only
 the dilation-6 and dilation-12 convolutions contribute; the released weights were trained that way.
 ``aspp_branches=2`` (default) reproduces it; ``aspp_branches=4`` uses all four for new training.
+
+The BatchNorm scales and shifts of the residual layers (every Bottleneck's and downsample's BN, not
+the stem's ``bn1``) are frozen (``requires_grad=False``) as in the reference code, which keeps
+Caffe's DeepLab convention; in training mode their batch statistics are still used and tracked.
 """
 from __future__ import annotations
 
@@ -51,6 +55,10 @@ class DeepLabV2(ResNet):
         c3, c4 = self.channels[2], self.channels[3]
         self.layer5 = ASPPClassifier(c3, num_classes, active_branches=aspp_branches)
         self.layer6 = ASPPClassifier(c4, num_classes, active_branches=aspp_branches)
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for module in layer.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, with_aux: bool = False):
         """Main logits; ``(main, aux)`` with ``with_aux`` (see PSPNet.forward)."""

@@ -100,7 +100,7 @@ class RefineNet(ResNet):
     def forward(self, x: torch.Tensor, with_aux: bool = False):
         """Logits at stride 4; ``(logits, None)`` with ``with_aux`` (RefineNet has no aux head)."""
         l1, l2, l3, l4 = self.forward_features(x)
-        l3, l4 = self.dropout(l3), self.dropout(l4)
+        l4, l3 = self.dropout(l4), self.dropout(l3)  # in the reference's order: same masks from one RNG stream
         x = F.relu(self.adapt_stage1_b(self.p_ims1d2_outl1_dimred(l4)))
         x = self.mflow_conv_g1_b3_joint_varout_dimred(self._refine(1, x))
         x = self.mflow_conv_g2_b3_joint_varout_dimred(self._refine(2, self._fuse(2, l3, x)))

@@ -47,5 +47,8 @@ class RelightNet(nn.Module):
         """The predicted brightening residual ``r`` (same shape as ``x``; H and W divisible by 4)."""
         return self.model(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.model(x)
+    def forward(self, x: torch.Tensor, with_residual: bool = False):
+        """``x + r``; ``(x + r, r)`` with ``with_residual`` (the light loss takes both; a flag
+        rather than a second method because DDP only routes ``forward``)."""
+        r = self.model(x)
+        return (x + r, r) if with_residual else x + r
