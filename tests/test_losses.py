@@ -20,6 +20,29 @@ def test_tv_loss_by_loops() -> None:
     expected = 2 * (dy / (3 * 5) + dx / (4 * 4)) / 2
     assert losses.tv_loss(r).item() == pytest.approx(expected, rel=1e-12)
     assert losses.tv_loss(torch.ones(1, 3, 8, 8)).item() == 0.0
+    # paper, eq. 3: the same squared differences over the number of pixels N = B * H * W
+    assert losses.tv_loss(r, "paper").item() == pytest.approx((dy + dx) / (2 * 4 * 5), rel=1e-12)
+    with pytest.raises(ValueError, match="tv_norm"):
+        losses.tv_loss(r, "l1")
+
+
+def test_segmentation_loss_normalisations_by_loops() -> None:
+    """reference: sum w nll / sum w over labelled pixels; paper (eq. 7): sum w nll / (N |C|)."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 19, 3, 4, dtype=torch.float64)
+    label = torch.randint(0, 19, (2, 3, 4))
+    label[0, 0, :2] = IGNORE_INDEX
+    w = torch.from_numpy(class_weights(0.05)).double()
+    z, y = logits.numpy(), label.numpy()
+    terms = [(float(w[y[n, i, j]]), -(z[n, y[n, i, j], i, j] - math.log(np.exp(z[n, :, i, j]).sum())))
+             for n in range(2) for i in range(3) for j in range(4) if y[n, i, j] != IGNORE_INDEX]
+    weighted = sum(wk * nll for wk, nll in terms)
+    assert losses.segmentation_loss(logits, label, w).item() == pytest.approx(
+        weighted / sum(wk for wk, _ in terms), rel=1e-12)
+    assert losses.segmentation_loss(logits, label, w, "paper").item() == pytest.approx(
+        weighted / (len(terms) * 19), rel=1e-12)
+    with pytest.raises(ValueError, match="seg_norm"):
+        losses.segmentation_loss(logits, label, w, "mean")
 
 
 def test_exposure_loss_by_patches() -> None:

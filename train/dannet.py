@@ -108,7 +108,7 @@ class DANNetTask:
         c = self.config["loss"]
         return losses.light_loss(_full_precision(relit), image, _full_precision(residual), exposure,
                                  c["exposure_target"], c["exposure_norm"], c["tv"], c["exposure"], c["ssim"],
-                                 c["exposure_patch"])
+                                 c["exposure_patch"], c["tv_norm"])
 
     @contextlib.contextmanager
     def _local_gradients(self) -> Iterator[None]:
@@ -169,9 +169,10 @@ class DANNetTask:
             relit_s, r_s = self._relight(image_s)
             loss_light_s = self._light_loss(relit_s, image_s, r_s, exposure)
             pred_s, aux_s = self._segment(relit_s, tuple(image_s.shape[-2:]), with_aux=True)
-            loss_seg = losses.segmentation_loss(pred_s, label_s, self.weights)
+            loss_seg = losses.segmentation_loss(pred_s, label_s, self.weights, cfg["seg_norm"])
             if aux_s is not None:
-                loss_seg = loss_seg + cfg["aux"] * losses.segmentation_loss(aux_s, label_s, self.weights)
+                loss_seg = loss_seg + cfg["aux"] * losses.segmentation_loss(aux_s, label_s, self.weights,
+                                                                            cfg["seg_norm"])
             loss_source = cfg["seg"] * loss_seg + cfg["light_source"] * loss_light_s
             self.precision.backward(loss_source)
         pred_s = pred_s.detach()

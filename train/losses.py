@@ -19,13 +19,21 @@ NUM_STATIC = len(STATIC_CLASSES)
 
 # --- light loss: L_light = 10 L_tv + L_exp + L_ssim ---------------------------------------------
 
-def tv_loss(r: torch.Tensor) -> torch.Tensor:
-    """Total variation of the residual r: mean squared differences of vertical and horizontal
-    neighbours, ``2 * (sum dy^2 / count_y + sum dx^2 / count_x) / batch``."""
+def tv_loss(r: torch.Tensor, norm: str = "reference") -> torch.Tensor:
+    """Total variation of the residual r, channels summed.
+
+    ``reference`` (released code): mean squared differences of vertical and horizontal neighbours,
+    ``2 * (sum dy^2 / count_y + sum dx^2 / count_x) / batch``. ``paper`` (eq. 3): the sum of squared
+    differences divided by the number of pixels N = batch * H * W. The two differ by a factor that
+    depends only on the image size."""
     n, _, h, w = r.shape
-    dy = (r[:, :, 1:, :] - r[:, :, :-1, :]).pow(2).sum() / ((h - 1) * w)
-    dx = (r[:, :, :, 1:] - r[:, :, :, :-1]).pow(2).sum() / (h * (w - 1))
-    return 2 * (dy + dx) / n
+    dy = (r[:, :, 1:, :] - r[:, :, :-1, :]).pow(2).sum()
+    dx = (r[:, :, :, 1:] - r[:, :, :, :-1]).pow(2).sum()
+    if norm == "reference":
+        return 2 * (dy / ((h - 1) * w) + dx / (h * (w - 1))) / n
+    if norm == "paper":
+        return (dy + dx) / (n * h * w)
+    raise ValueError(f"loss.tv_norm must be 'reference' or 'paper', got {norm!r}")
 
 
 def exposure_loss(relit: torch.Tensor, target: torch.Tensor | float, patch: int = 32,
@@ -76,22 +84,32 @@ def exposure_target(night: torch.Tensor, mode: str) -> torch.Tensor:
 
 def light_loss(relit: torch.Tensor, image: torch.Tensor, residual: torch.Tensor, target: torch.Tensor,
                exposure_mode: str = "normalized", exposure_norm: str = "l2", tv_weight: float = 10.0,
-               exp_weight: float = 1.0, ssim_weight: float = 1.0, patch: int = 32) -> torch.Tensor:
+               exp_weight: float = 1.0, ssim_weight: float = 1.0, patch: int = 32,
+               tv_norm: str = "reference") -> torch.Tensor:
     """``L_light = 10 L_tv(r) + L_ssim(R, I) + L_exp(R, E)`` for ``R = I + r``.
 
     The TV term takes the residual ``r`` as the network produced it (not ``R - I``, which differs
     from it by rounding).
     """
     exposed = relit if exposure_mode == "normalized" else to_intensity(relit)
-    return (tv_weight * tv_loss(residual) + ssim_weight * ssim_loss(relit, image)
+    return (tv_weight * tv_loss(residual, tv_norm) + ssim_weight * ssim_loss(relit, image)
             + exp_weight * exposure_loss(exposed, target, patch, exposure_norm))
 
 
 # --- segmentation loss ---------------------------------------------------------------------------
 
-def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Class-weighted cross entropy (weights w with std 0.05), ignoring 255."""
-    return F.cross_entropy(logits, label, weight=weights, ignore_index=IGNORE_INDEX)
+def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, weights: torch.Tensor,
+                      norm: str = "reference") -> torch.Tensor:
+    """Class-weighted cross entropy (weights w with std 0.05), ignoring 255.
+
+    ``reference`` (released code): PyTorch's weighted mean, ``sum_i w_yi nll_i / sum_i w_yi``.
+    ``paper`` (eq. 7): ``sum_i w_yi nll_i / (N |C|)`` with N the labelled pixels and |C| the classes."""
+    if norm == "reference":
+        return F.cross_entropy(logits, label, weight=weights, ignore_index=IGNORE_INDEX)
+    if norm == "paper":
+        total = F.cross_entropy(logits, label, weight=weights, ignore_index=IGNORE_INDEX, reduction="sum")
+        return total / ((label != IGNORE_INDEX).sum().clamp_min(1) * logits.shape[1])
+    raise ValueError(f"loss.seg_norm must be 'reference' or 'paper', got {norm!r}")
 
 
 # --- static loss (eq. 8-9) -------------------------------------------------------------------------
