@@ -241,7 +241,8 @@ def test_config_presets_and_overrides() -> None:
     ref, paper = load_config("reference"), load_config("paper")
     assert preset_differences(ref, paper) == {
         "data.target.resize_to", "optim.lr_d", "loss.light_source", "loss.exposure_target", "loss.exposure_norm",
-        "loss.tv_norm", "loss.seg_norm", "loss.pseudo_label", "loss.static_probs", "loss.static_class_weights", "loss.static_neighbourhood",
+        "loss.tv_norm", "loss.seg_norm", "loss.pseudo_label", "loss.static_probs", "loss.static_class_weights",
+        "loss.static_neighbourhood",
         "eval.reweight"}
     assert ref["run"]["amp"] == "none"  # the reference trains in fp32
     assert load_config("reference", ["optim.betas_d=[0.5, 0.9]"])["optim"]["betas_d"] == [0.5, 0.9]
