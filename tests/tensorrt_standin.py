@@ -204,6 +204,11 @@ def _constant_input(index: int, what: str) -> Callable[[_Node], list[str]]:
     return rule
 
 
+def _clip_rule(n: _Node) -> list[str]:
+    return [f"{bound} must be an initializer" for index, bound in ((1, "min"), (2, "max"))
+            if n.given(index) and not n.constant(index)]
+
+
 def _squeeze_rule(n: _Node) -> list[str]:
     if n.given(1):
         return _constant_input(1, "axes must be an initializer")(n)
@@ -240,6 +245,7 @@ ONNX_OPS: dict[tuple[str, str], tuple[set[int], tuple[int, ...] | None, Callable
     ("", "And"): ({TensorProto.BOOL}, None, None),
     ("", "ArgMax"): (FLOATS | INTS, (0,), None),
     ("", "Cast"): (ANY | {TensorProto.UINT8}, (0,), _cast_rule),
+    ("", "Clip"): (FLOATS | INTS, (0,), _clip_rule),
     ("", "Concat"): (ANY, None, None),
     ("", "Constant"): (set(), (), _constant_rule),
     ("", "Conv"): (FLOATS, None, None),

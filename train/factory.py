@@ -11,6 +11,7 @@ from runtime.classes import NUM_CLASSES, class_weights
 from .checkpoint import CheckpointError, load_checkpoint, load_weights
 from .data import DarkZurichPairs, EvalTransform, PairTransform, SegmentationDataset, TrainTransform, build_dataset
 from .data import cityscapes_samples
+from .imagenet import initialise_from_imagenet, is_imagenet_init
 from .models import Discriminator, RelightNet, build_segmenter
 
 #: roles of our checkpoints; released files provide ``segmenter`` or ``light``
@@ -30,11 +31,15 @@ def build_networks(config: dict, with_light: bool = True, with_discriminators: b
 
 def initialise(nets: dict[str, nn.Module], paths: list[str], arch: str) -> list[str]:
     """Load ``--init`` files (ours or released) into the matching networks; returns what was loaded.
+    ``imagenet:PATH`` (or ``imagenet``) fills the segmenter's trunk with ImageNet weights (train/imagenet.py).
 
     A file for another architecture, or with no network this job uses, is an error naming the file.
     """
     loaded = []
     for path in paths:
+        if is_imagenet_init(path):
+            loaded.append(f"segmenter trunk <- {initialise_from_imagenet(nets['segmenter'], path)}")
+            continue
         ckpt = load_checkpoint(path)
         if ckpt.arch is not None and ckpt.arch != arch:
             raise CheckpointError(f"{path}: weights for {ckpt.arch}, but model.arch is {arch}")

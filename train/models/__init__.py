@@ -1,23 +1,29 @@
 """DANNet's networks: segmentation nets (PSPNet, DeepLab-v2, RefineNet), relighting net, discriminator.
 
-Module names follow the reference implementation so the released checkpoints load unchanged.
+Module names follow the reference implementation so the released checkpoints load unchanged. Besides
+the reference's ResNets, PSPNet and DeepLab-v2 take an EfficientNet-Lite0 trunk (an edge backbone).
 """
 from __future__ import annotations
 
 from torch import nn
 
-from .deeplab import DeepLabV2
+from .deeplab import DeepLabV2, DeepLabV2Lite
 from .discriminator import Discriminator
-from .pspnet import PSPNet
+from .efficientnet import EfficientNetLite
+from .pspnet import PSPNet, PSPNetLite
 from .refinenet import RefineNet
 from .relight import RelightNet
-from .resnet import BACKBONES
+from .resnet import BACKBONES as RESNETS
 
-#: segmentation architecture -> (class, output stride of its logits)
-SEGMENTERS: dict[str, tuple[type[nn.Module], int]] = {
-    "pspnet": (PSPNet, 8),
-    "deeplab": (DeepLabV2, 8),
-    "refinenet": (RefineNet, 4),
+#: backbone name -> trunk family
+BACKBONES: dict[str, str] = {**{name: "resnet" for name in RESNETS}, "efficientnet_lite0": "efficientnet"}
+
+#: segmentation architecture -> (class per trunk family, output stride of its logits). RefineNet refines
+#: layer1..layer4 at strides 4..32 with ResNet's channel widths: it has no EfficientNet variant.
+SEGMENTERS: dict[str, tuple[dict[str, type[nn.Module]], int]] = {
+    "pspnet": ({"resnet": PSPNet, "efficientnet": PSPNetLite}, 8),
+    "deeplab": ({"resnet": DeepLabV2, "efficientnet": DeepLabV2Lite}, 8),
+    "refinenet": ({"resnet": RefineNet}, 4),
 }
 
 
@@ -32,12 +38,17 @@ def build_segmenter(arch: str, num_classes: int = 19, backbone: str = "resnet101
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(SEGMENTERS)}")
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
-    return SEGMENTERS[arch][0](num_classes=num_classes, backbone=backbone, **kwargs)
+    classes = SEGMENTERS[arch][0]
+    family = BACKBONES[backbone]
+    if family not in classes:
+        fitting = sorted(name for name, f in BACKBONES.items() if f in classes)
+        raise ValueError(f"backbone {backbone!r} does not fit {arch}; expected one of {fitting}")
+    return classes[family](num_classes=num_classes, backbone=backbone, **kwargs)
 
 
 def output_stride(arch: str) -> int:
     return SEGMENTERS[arch][1]
 
 
-__all__ = ["build_segmenter", "output_stride", "SEGMENTERS", "BACKBONES", "PSPNet", "DeepLabV2",
-           "RefineNet", "RelightNet", "Discriminator"]
+__all__ = ["build_segmenter", "output_stride", "SEGMENTERS", "BACKBONES", "PSPNet", "PSPNetLite", "DeepLabV2",
+           "DeepLabV2Lite", "EfficientNetLite", "RefineNet", "RelightNet", "Discriminator"]

@@ -3,6 +3,7 @@
 Module names match the DANNet reference code: the PSP module is ``head.0``, the classifier
 ``head.1`` and the auxiliary layer3 head ``dsn``. The PSP stages have no BN, and neither the PSP
 bottleneck nor ``dsn`` has a ReLU after its BN (the reference replaced InPlaceABN by plain BN).
+The same heads sit on an EfficientNet-Lite0 trunk in :class:`PSPNetLite` (dilated to stride 8 too).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .efficientnet import EfficientNetLite
 from .resnet import ResNet
 
 
@@ -34,14 +36,14 @@ class PSPModule(nn.Module):
         return self.bottleneck(torch.cat([*priors, x], dim=1))
 
 
-class PSPNet(ResNet):
-    """PSPNet; ``forward`` gives the main logits at stride 8, ``forward_with_aux`` adds the layer3 head."""
+class PSPHeads:
+    """The PSP head on layer4 and the auxiliary head ``dsn`` on layer3, for a trunk that has
+    ``forward_features`` and ``channels`` (mixed in before the trunk class)."""
 
     #: the auxiliary head trained by ``loss.aux`` (frozen when its weight is 0)
     aux_head: str | None = "dsn"
 
-    def __init__(self, num_classes: int = 19, backbone: str = "resnet101") -> None:
-        super().__init__(backbone, stem="deep", dilations=(2, 4), ceil_mode=True)
+    def build_heads(self, num_classes: int) -> None:
         c3, c4 = self.channels[2], self.channels[3]
         self.head = nn.Sequential(PSPModule(c4, 512), nn.Conv2d(512, num_classes, 1))
         self.dsn = nn.Sequential(
@@ -50,7 +52,6 @@ class PSPNet(ResNet):
             nn.Dropout2d(0.1),
             nn.Conv2d(512, num_classes, 1),
         )
-        self.init_weights()
 
     def forward(self, x: torch.Tensor, with_aux: bool = False):
         """Main logits; ``(main, aux)`` with ``with_aux`` (a flag so that DDP, which only routes
@@ -61,3 +62,22 @@ class PSPNet(ResNet):
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward(x, with_aux=True)
+
+
+class PSPNet(PSPHeads, ResNet):
+    """PSPNet; ``forward`` gives the main logits at stride 8, ``forward_with_aux`` adds the layer3 head."""
+
+    def __init__(self, num_classes: int = 19, backbone: str = "resnet101") -> None:
+        super().__init__(backbone, stem="deep", dilations=(2, 4), ceil_mode=True)
+        self.build_heads(num_classes)
+        self.init_weights()
+
+
+class PSPNetLite(PSPHeads, EfficientNetLite):
+    """PSPNet on EfficientNet-Lite0 (layer3/layer4 dilated by 2/4): logits at stride 8 like :class:`PSPNet`."""
+
+    def __init__(self, num_classes: int = 19, backbone: str = "efficientnet_lite0") -> None:
+        del backbone  # the only EfficientNet trunk; accepted so that every segmenter shares one signature
+        super().__init__(dilations=(2, 4))
+        self.build_heads(num_classes)
+        self.init_weights()
