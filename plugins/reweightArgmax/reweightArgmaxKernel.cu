@@ -28,11 +28,9 @@ int launchReweightArgmax(void const* logits, bool fp16, void* labels, LabelForma
     dim3 const block(kBlockX, kBlockY);
     dim3 const grid((params.outWidth + kBlockX * kPixelsPerThread - 1) / (kBlockX * kPixelsPerThread),
         (params.outHeight + kBlockY - 1) / kBlockY, params.batch);
-    // cudaLaunchKernel takes the address of each argument
-    void const* input = logits;
-    void* output = labels;
-    ReweightArgmaxParams argument = params;
-    void* args[] = {&input, &output, &argument};
+    // cudaLaunchKernel takes the address of each argument and copies the arguments before it
+    // returns; it never writes through these pointers.
+    void* args[] = {&logits, &labels, const_cast<ReweightArgmaxParams*>(&params)};
     return static_cast<int>(cudaLaunchKernel(kKernels[fp16 ? 1 : 0][format], grid, block, args, 0, stream));
 }
 

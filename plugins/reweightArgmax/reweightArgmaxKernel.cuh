@@ -9,7 +9,7 @@
  *    reweightArgmaxReference.h, shares it);
  *  - a host C++ compiler with DANNET_CUDA_EMULATION defined (the tests' CPU emulation of CUDA,
  *    plugins/tests/cudaEmulation, first on the include path): the kernels and their launcher compile
- *    as they are and run on the CPU. Only the fp16 load needs another spelling there.
+ *    as they are and run on the CPU. Only the fp16 conversion (inline PTX) is spelt differently there.
  *
  * Semantics (DESIGN.md section 3): for output pixel (n, y, x), interpolate every class's logit
  * exactly as PyTorch's bilinear upsampling does (align_corners 0/1), score it (mode 0: z * w,
@@ -24,12 +24,14 @@
 
 #if defined(__CUDACC__)
 #define DANNET_HD __host__ __device__ __forceinline__
-#else
-// On the host every translation unit keeps its own copy (internal linkage): two builds of this
-// arithmetic with different compiler flags or sources, linked into one program, cannot be merged
-// by the linker into one silently (e.g. the emulated kernel test links a kernel built from a
-// mutated copy of this file with the reference built from this one).
+#elif defined(DANNET_CUDA_EMULATION)
+// The emulated kernel's arithmetic differs from the host reference's (mulRn below) and is linked
+// into one program with it, sometimes built from a mutated copy of this file (the mutation test):
+// internal linkage keeps the two apart, where the linker would silently keep one of two inline
+// definitions of one name. Only the emulated kernel translation unit sees these as static.
 #define DANNET_HD static inline
+#else
+#define DANNET_HD inline
 #endif
 
 namespace dannet
@@ -80,8 +82,10 @@ DANNET_HD float addRn(float a, float b)
 #else
 // Host compilers may contract a * b + c into a fused multiply-add wherever the target has one
 // (GCC's default outside strict ISO mode is -ffp-contract=fast; x86 has FMA with -mfma or
-// -march=native, ARM64 always) and may keep excess precision (x87). Storing through a volatile
-// rounds every result to float on its own, whatever the flags.
+// -march=native, ARM64 always) and may keep excess precision (x87, -fexcess-precision=fast).
+// Storing through a volatile rounds every result to float on its own, whatever the contraction
+// and excess-precision flags say. Flags that change the arithmetic itself (-ffast-math: flush of
+// subnormals to zero, reassociation) are beyond its reach: the reference is not built with them.
 DANNET_HD float mulRn(float a, float b)
 {
     float volatile product = a * b;
@@ -149,30 +153,6 @@ DANNET_HD float score(float value, float weight, int additive)
 
 #if defined(__CUDACC__) || defined(DANNET_CUDA_EMULATION)
 
-#if !defined(__CUDA_ARCH__)
-//! fp16 bits -> float, exactly (every half is a float): the host's spelling of cvt.f32.f16.
-DANNET_HD float halfBitsToFloat(unsigned short bits)
-{
-    unsigned int const exponent = (bits >> 10) & 0x1Fu;
-    unsigned int const mantissa = bits & 0x3FFu;
-    float magnitude;
-    if (exponent == 0x1Fu)
-    {
-        magnitude = mantissa == 0 ? __builtin_inff() : __builtin_nanf("");
-    }
-    else if (exponent == 0)
-    {
-        magnitude = static_cast<float>(mantissa) * 0x1p-24f; // subnormal: mantissa * 2^-24
-    }
-    else
-    {
-        // (1024 + mantissa) * 2^(exponent - 25): both factors and the product are exact in float
-        magnitude = static_cast<float>(1024u + mantissa) * (static_cast<float>(1u << exponent) * 0x1p-25f);
-    }
-    return (bits & 0x8000u) != 0 ? -magnitude : magnitude;
-}
-#endif
-
 __device__ __forceinline__ float toFloat(float v)
 {
     return v;
@@ -181,12 +161,12 @@ __device__ __forceinline__ float toFloat(float v)
 //! fp16 travels as its 16-bit pattern so that no fp16 header is needed (NVRTC compiles this alone).
 __device__ __forceinline__ float toFloat(unsigned short bits)
 {
-#if defined(__CUDA_ARCH__)
+#if defined(DANNET_CUDA_EMULATION)
+    return cudaEmulation::halfBitsToFloat(bits); // the emulation's cvt.f32.f16: inline PTX cannot run there
+#else
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits));
     return f;
-#else
-    return halfBitsToFloat(bits);
 #endif
 }
 

@@ -2,6 +2,7 @@
 // with exact and near ties among the classes.
 // Exits 77 (skipped) on a machine without a usable GPU.
 #include "reweightArgmaxReference.h"
+#include "testSupport.h"
 
 #include <cuda_fp16.h>
 #include <cuda_runtime_api.h>
@@ -15,16 +16,8 @@
 
 namespace
 {
-int failures = 0;
-
-template <typename T>
-T* toDevice(std::vector<T> const& host)
-{
-    T* device = nullptr;
-    cudaMalloc(reinterpret_cast<void**>(&device), host.size() * sizeof(T));
-    cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
-    return device;
-}
+using testSupport::check;
+using testSupport::DeviceBuffer;
 
 //! With 4 classes or more: class 1 leads by 2, class 2 is an exact copy of it (an exact tie: class 1
 //! must win) and class 3 a copy nudged by at most 1 ulp per logit, fp32 and fp16 alike, with class
@@ -86,22 +79,21 @@ void runCase(int n, int c, int h, int w, int oh, int ow, bool alignCorners, int 
     {
         rounded[i] = __half2float(halves[i]);
     }
+    DeviceBuffer<__half> const deviceHalves(halves);
+    DeviceBuffer<float> const deviceFloats(logits);
     for (int fp16 = 0; fp16 < 2; ++fp16)
     {
         std::vector<uint8_t> const expected = dannet::reweightArgmaxReference(fp16 ? rounded.data() : logits.data(), p);
-        void* input = fp16 ? static_cast<void*>(toDevice(halves)) : static_cast<void*>(toDevice(logits));
+        void const* const input = fp16 ? static_cast<void const*>(deviceHalves.data()) : deviceFloats.data();
         size_t const pixels = expected.size();
         size_t const packed = static_cast<size_t>(n) * oh * ((ow + 3) / 4);
         for (int format = 0; format < 3; ++format)
         {
             size_t const bytes = format == dannet::kLabelsInt32 ? pixels * 4 : format == dannet::kLabelsPacked4 ? packed * 4 : pixels;
-            void* output = nullptr;
-            cudaMalloc(&output, bytes);
+            DeviceBuffer<uint8_t> const output(bytes);
             int const status = dannet::launchReweightArgmax(
-                input, fp16 == 1, output, static_cast<dannet::LabelFormat>(format), p, nullptr);
-            std::vector<uint8_t> raw(bytes);
-            cudaMemcpy(raw.data(), output, bytes, cudaMemcpyDeviceToHost);
-            cudaFree(output);
+                input, fp16 == 1, output.data(), static_cast<dannet::LabelFormat>(format), p, nullptr);
+            std::vector<uint8_t> const raw = output.download();
             std::vector<uint8_t> got(pixels);
             for (size_t i = 0; i < pixels; ++i)
             {
@@ -120,14 +112,11 @@ void runCase(int n, int c, int h, int w, int oh, int ow, bool alignCorners, int 
                     got[i] = raw[i];
                 }
             }
-            if (status != 0 || got != expected)
-            {
-                std::printf("FAILED: %dx%dx%dx%d -> %dx%d align %d mode %d fp16 %d format %d\n", n, c, h, w, oh, ow,
-                    alignCorners, mode, fp16, format);
-                ++failures;
-            }
+            char what[128];
+            std::snprintf(what, sizeof(what), "%dx%dx%dx%d -> %dx%d align %d mode %d fp16 %d format %d", n, c, h, w, oh,
+                ow, alignCorners, mode, fp16, format);
+            check(status == 0 && got == expected, what);
         }
-        cudaFree(input);
     }
 }
 } // namespace
@@ -151,6 +140,7 @@ int main()
             runCase(3, 5, 1, 1, 3, 4, ac == 1, mode, seed++);           // 1x1 input
         }
     }
+    int const failures = testSupport::failedChecks();
     std::printf("%s\n", failures == 0 ? "reweightArgmax kernel: all cases bit-exact" : "FAILURES");
     return failures == 0 ? 0 : 1;
 }

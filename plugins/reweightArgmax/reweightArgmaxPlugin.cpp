@@ -35,17 +35,41 @@ ILogger* currentLogger() noexcept
     }
 }
 
-void logError(std::string const& message) noexcept
+//! Where an error line goes: the calling engine's logger, or stderr without one. Never throws.
+void emitError(char const* line) noexcept
 {
-    std::string const line = std::string(kPLUGIN_NAMESPACE) + "::" + kREWEIGHT_ARGMAX_NAME + ": " + message;
     if (ILogger* const logger = currentLogger())
     {
-        logger->log(ILogger::Severity::kERROR, line.c_str());
+        logger->log(ILogger::Severity::kERROR, line);
     }
     else
     {
-        std::fprintf(stderr, "%s\n", line.c_str());
+        std::fprintf(stderr, "%s\n", line);
     }
+}
+
+//! Logs "dannet::ReweightArgmax: " followed by what ``compose`` returns. Every plugin method is
+//! noexcept and composing a message allocates: a failure to compose it (std::bad_alloc) is caught
+//! here, in this one place, and logged as a fixed line, where it would otherwise terminate the
+//! process inside TensorRT.
+template <typename Compose>
+void logError(Compose const& compose) noexcept
+{
+    try
+    {
+        std::string const message = compose();
+        emitError((std::string(kPLUGIN_NAMESPACE) + "::" + kREWEIGHT_ARGMAX_NAME + ": " + message).c_str());
+    }
+    catch (...)
+    {
+        emitError("dannet::ReweightArgmax: an error occurred, and no memory was left to describe it");
+    }
+}
+
+//! logError for a message that needs no composing.
+void logError(char const* message) noexcept
+{
+    logError([message] { return std::string(message); });
 }
 
 std::string channelMismatch(size_t weights, int64_t channels)
@@ -147,7 +171,7 @@ IPluginV3* ReweightArgmaxPlugin::clone() noexcept
     }
     catch (std::exception const& e)
     {
-        logError(std::string("clone failed: ") + e.what());
+        logError([&e] { return std::string("clone failed: ") + e.what(); });
         return nullptr;
     }
 }
@@ -197,7 +221,7 @@ int32_t ReweightArgmaxPlugin::getOutputShapes(DimsExprs const* inputs, int32_t n
     if (channels->isConstant()
         && channels->getConstantValue() != static_cast<int64_t>(mAttributes.weights.size()))
     {
-        logError(channelMismatch(mAttributes.weights.size(), channels->getConstantValue()));
+        logError([&] { return channelMismatch(mAttributes.weights.size(), channels->getConstantValue()); });
         return -1;
     }
     int32_t const width = mAttributes.pack4 ? (mAttributes.outWidth + 3) / 4 : mAttributes.outWidth;
@@ -238,7 +262,7 @@ int32_t ReweightArgmaxPlugin::configurePlugin(DynamicPluginTensorDesc const* in,
     int64_t const channels = in[0].desc.dims.d[1];
     if (channels >= 0 && channels != static_cast<int64_t>(mAttributes.weights.size()))
     {
-        logError(channelMismatch(mAttributes.weights.size(), channels));
+        logError([&] { return channelMismatch(mAttributes.weights.size(), channels); });
         return -1;
     }
     return 0;
@@ -254,7 +278,7 @@ bool ReweightArgmaxPlugin::makeKernelParams(Dims const& input, ReweightArgmaxPar
             mAttributes.weights.data(), mAttributes.alignCorners != 0, mAttributes.mode, p);
     if (!valid)
     {
-        logError("logits must be N x " + std::to_string(mAttributes.weights.size()) + " x H x W");
+        logError([this] { return "logits must be N x " + std::to_string(mAttributes.weights.size()) + " x H x W"; });
     }
     return valid;
 }
@@ -277,7 +301,7 @@ int32_t ReweightArgmaxPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginT
         mAttributes.pack4 ? kLabelsPacked4 : kLabelsInt32, mParams, stream);
     if (status != 0)
     {
-        logError("kernel launch failed with CUDA error " + std::to_string(status));
+        logError([status] { return "kernel launch failed with CUDA error " + std::to_string(status); });
         return -1;
     }
     return 0;
@@ -347,11 +371,14 @@ IPluginV3* ReweightArgmaxPluginCreator::createPlugin(
             std::string const field = f.name;
             if (field == "plugin_version" || field == "plugin_namespace")
             {
-                continue; // ONNX node attributes that select the creator; not ours to interpret
+                // The ONNX node's attributes that select the creator. TensorRT's ONNX parser passes
+                // only the fields getFieldNames() lists, but a caller that forwards every attribute
+                // of the node passes these too: they are not the op's to interpret.
+                continue;
             }
             if (f.data == nullptr || f.length < 1)
             {
-                logError("attribute '" + field + "' has no value");
+                logError([&field] { return "attribute '" + field + "' has no value"; });
                 return nullptr;
             }
             if (field == kWEIGHTS)
@@ -374,12 +401,12 @@ IPluginV3* ReweightArgmaxPluginCreator::createPlugin(
                                                    : nullptr;
             if (target == nullptr)
             {
-                logError("unknown attribute '" + field + "'");
+                logError([&field] { return "unknown attribute '" + field + "'"; });
                 return nullptr;
             }
             if (f.type != PluginFieldType::kINT32 || f.length != 1)
             {
-                logError("attribute '" + field + "' must be one INT");
+                logError([&field] { return "attribute '" + field + "' must be one INT"; });
                 return nullptr;
             }
             *target = *static_cast<int32_t const*>(f.data);
@@ -387,14 +414,14 @@ IPluginV3* ReweightArgmaxPluginCreator::createPlugin(
         std::string const problem = seenWeights ? validateAttributes(a) : "attribute 'weights' is missing";
         if (!problem.empty())
         {
-            logError(problem);
+            logError(problem.c_str());
             return nullptr;
         }
         return new ReweightArgmaxPlugin(std::move(a));
     }
     catch (std::exception const& e)
     {
-        logError(std::string("createPlugin failed: ") + e.what());
+        logError([&e] { return std::string("createPlugin failed: ") + e.what(); });
         return nullptr;
     }
 }

@@ -1,6 +1,10 @@
-// ctest: the host reference against an independent double-precision bilinear formula, and the
-// cases whose answer is known by hand (ties, 1x1 inputs, identity size, pack4 byte order).
+// ctest: the host reference against an independent double-precision bilinear formula, the cases
+// whose answer is known by hand (ties, 1x1 inputs, identity size, pack4 byte order), what
+// makeReweightArgmaxParams refuses, and one definition of the kernel header's host helpers across
+// translation units.
 #include "reweightArgmaxReference.h"
+#include "reweightArgmaxReferenceTestOtherUnit.h"
+#include "testSupport.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,16 +14,7 @@
 
 namespace
 {
-int failures = 0;
-
-void check(bool ok, char const* what)
-{
-    if (!ok)
-    {
-        std::printf("FAILED: %s\n", what);
-        ++failures;
-    }
-}
+using testSupport::check;
 
 //! Textbook bilinear interpolation in double, written independently of the kernel's helpers.
 double sampleDouble(std::vector<float> const& plane, int h, int w, double sy, double sx)
@@ -99,6 +94,10 @@ void randomCase(int c, int h, int w, int oh, int ow, bool alignCorners, int mode
 
 int main()
 {
+    HostHelpers const elsewhere = hostHelpersOfAnotherUnit();
+    check(elsewhere.mulRn == &dannet::mulRn && elsewhere.sourceScale == &dannet::sourceScale
+            && elsewhere.lerpAt == &dannet::lerpAt && elsewhere.bilinear == &dannet::bilinear,
+        "the kernel header's host helpers are one definition program-wide (inline, not static)");
     for (int mode = 0; mode < 2; ++mode)
     {
         for (int ac = 0; ac < 2; ++ac)
@@ -166,6 +165,7 @@ int main()
         check(dannet::makeReweightArgmaxParams(1, 3, 3, 4, 5, 6, weights, true, 0, p) && p.weights[1] == -1.0f,
             "mode 0 takes any weight as it is");
     }
+    int const failures = testSupport::failedChecks();
     std::printf("%s\n", failures == 0 ? "reweightArgmax host reference: all checks passed" : "FAILURES");
     return failures == 0 ? 0 : 1;
 }

@@ -1,7 +1,8 @@
 # The ReweightArgmax kernels and launcher (reweightArgmaxKernel.cu/.cuh), compiled unchanged by the
 # host C++ compiler against the CPU emulation of CUDA (cudaEmulation/) and run under
 # AddressSanitizer + UndefinedBehaviorSanitizer against the host reference (emulatedKernelTest.cpp);
-# and the evidence that this test notices broken kernels (emulatedKernelMutants.cmake).
+# the evidence that this test notices broken kernels (emulatedKernelMutants.cmake); and the
+# emulation's own check that every barrier is uniform (cudaEmulationTest.cpp).
 #
 # For other tests (e.g. a plugin test host) this file provides:
 #   dannet_cuda_emulation                 INTERFACE: cudaEmulation/ first on the include path, the
@@ -28,6 +29,12 @@ target_compile_options(dannet_cuda_emulation INTERFACE ${DANNET_SANITIZERS})
 target_link_options(dannet_cuda_emulation INTERFACE ${DANNET_SANITIZERS})
 target_link_libraries(dannet_cuda_emulation INTERFACE Threads::Threads)
 
+# The emulation's own rules: a barrier that not every live thread reaches aborts.
+add_executable(cudaEmulationTest ${CMAKE_CURRENT_SOURCE_DIR}/cudaEmulationTest.cpp)
+target_link_libraries(cudaEmulationTest PRIVATE dannet_cuda_emulation)
+add_test(NAME reweightArgmax.cudaEmulation COMMAND cudaEmulationTest)
+set_tests_properties(reweightArgmax.cudaEmulation PROPERTIES TIMEOUT 60)
+
 # In this directory (source properties are per directory: plugins/ still gives the .cu to nvcc)
 # the .cu is C++ for the host compiler, and CUDA code for the emulation: DANNET_CUDA_EMULATION
 # makes the .cuh include the emulation's cuda_runtime.h, as nvcc includes CUDA's implicitly.
@@ -49,10 +56,10 @@ set_tests_properties(reweightArgmax.emulatedKernel PROPERTIES TIMEOUT 120)
 # Mutants of a copy of the kernel sources, each compiled with the flags above and linked with the
 # test's object: each must make the test fail.
 # (-O0: a mutant compiles in half the time and most fail in their first launch.)
-string(REPLACE ";" "|" MUTANT_FLAGS "${DANNET_SANITIZERS};-std=c++17;-O0;-DDANNET_CUDA_EMULATION;-I${DANNET_EMULATION_DIR}")
+string(REPLACE ";" "|" MUTANT_FLAGS "${DANNET_SANITIZERS};-std=c++17;-O0;-DDANNET_CUDA_EMULATION")
 add_test(NAME reweightArgmax.emulatedKernelMutants
   COMMAND ${CMAKE_COMMAND} -DCXX=${CMAKE_CXX_COMPILER} -DFLAGS=${MUTANT_FLAGS} -DSANITIZERS=${DANNET_HAVE_SANITIZERS}
-    -DTEST_OBJECT=$<TARGET_OBJECTS:emulatedKernelTestObject> -DKERNEL_DIR=${RA}
+    -DTEST_OBJECT=$<TARGET_OBJECTS:emulatedKernelTestObject> -DKERNEL_DIR=${RA} -DEMULATION_DIR=${DANNET_EMULATION_DIR}
     -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/mutants -P ${CMAKE_CURRENT_SOURCE_DIR}/emulatedKernelMutants.cmake)
 set_tests_properties(reweightArgmax.emulatedKernelMutants PROPERTIES TIMEOUT 180)
 message(STATUS "DANNet Edge: building the ReweightArgmax kernel on the CPU emulation of CUDA (sanitizers: ${DANNET_HAVE_SANITIZERS})")

@@ -1,12 +1,15 @@
-# The emulated kernel test has teeth: each mutant below is a copy of the kernel sources with one
-# deliberate bug; compiled against the CPU emulation and linked with the test's own object, it must
-# make the test fail (with the given message where a particular checker must catch it).
+# The emulated kernel test has teeth: each mutant below is a copy of the kernel sources and of the
+# CUDA emulation with one deliberate bug; compiled and linked with the test's own object, it must
+# make the test fail (with the given message where a particular checker must catch it). The kernel
+# mutants break the kernel; the emulator self-tests break the emulation, whose fp16 conversion the
+# test must not take on trust either (the test's expectations come from a decoder of its own).
 # Each mutation's original text must occur exactly once in its file, so that this script breaks
-# loudly, instead of testing nothing, when the kernel source changes under it.
+# loudly, instead of testing nothing, when a source changes under it.
 #
 # cmake -DCXX=<c++ compiler> -DFLAGS=<compile and link flags, |-separated> -DTEST_OBJECT=<test .o>
-#       -DKERNEL_DIR=<plugins/reweightArgmax> -DWORK_DIR=<scratch dir> [-DSANITIZERS=ON] -P this file
-foreach(required CXX FLAGS TEST_OBJECT KERNEL_DIR WORK_DIR)
+#       -DKERNEL_DIR=<plugins/reweightArgmax> -DEMULATION_DIR=<plugins/tests/cudaEmulation>
+#       -DWORK_DIR=<scratch dir> [-DSANITIZERS=ON] -P this file
+foreach(required CXX FLAGS TEST_OBJECT KERNEL_DIR EMULATION_DIR WORK_DIR)
   if(NOT DEFINED ${required})
     message(FATAL_ERROR "emulatedKernelMutants.cmake: -D${required}=... is required")
   endif()
@@ -14,13 +17,15 @@ endforeach()
 string(REPLACE "|" ";" FLAGS "${FLAGS}")
 set(CUH reweightArgmaxKernel.cuh)
 set(CU reweightArgmaxKernel.cu)
+set(EMULATION cudaEmulation/cuda_runtime.h)
 
-# mutant(NAME FILE ORIGINAL REPLACEMENT EXPECTED): EXPECTED is a regex the failing test's output must match
+# mutant(NAME FILE ORIGINAL REPLACEMENT EXPECTED): FILE is ${CUH}, ${CU} or a file of the emulation
+# (cudaEmulation/...); EXPECTED is a regex the failing test's output must match
 function(mutant name file original replacement expected)
   set(dir ${WORK_DIR}/${name})
   file(REMOVE_RECURSE ${dir})
   file(MAKE_DIRECTORY ${dir})
-  file(COPY ${KERNEL_DIR}/${CUH} ${KERNEL_DIR}/${CU} DESTINATION ${dir})
+  file(COPY ${KERNEL_DIR}/${CUH} ${KERNEL_DIR}/${CU} ${EMULATION_DIR} DESTINATION ${dir})
   file(READ ${dir}/${file} source)
   string(REPLACE "${original}" "" without "${source}")
   string(LENGTH "${source}" before)
@@ -35,7 +40,7 @@ function(mutant name file original replacement expected)
   string(REPLACE "${original}" "${replacement}" source "${source}")
   file(WRITE ${dir}/${file} "${source}")
 
-  execute_process(COMMAND ${CXX} ${FLAGS} -xc++ -c ${dir}/${CU} -o ${dir}/kernel.o
+  execute_process(COMMAND ${CXX} ${FLAGS} -I${dir}/cudaEmulation -xc++ -c ${dir}/${CU} -o ${dir}/kernel.o
     RESULT_VARIABLE compiled ERROR_VARIABLE log)
   if(NOT compiled EQUAL 0)
     message(SEND_ERROR "mutant '${name}' does not compile (fix the mutation, not the kernel):\n${log}")
@@ -67,6 +72,7 @@ else()
   set(UBSAN "FAILED|Segmentation|Abort")
 endif()
 
+# --- kernel mutants -----------------------------------------------------------------------------
 mutant(tileOneColumnShort ${CUH}
   "int const tileW = c1 - c0 + 1;"
   "int const tileW = c1 - c0;"
@@ -83,6 +89,11 @@ mutant(noBarrierAfterStaging ${CUH}
   "        __syncthreads();\n"
   ""
   "FAILED")
+# threads past the output's edge leave before the barrier the others wait at (undefined on a GPU)
+mutant(returnBeforeBarrier ${CUH}
+  "    if (staged)\n    {\n        int const threads"
+  "    if (y >= p.outHeight || x >= p.outWidth)\n    {\n        return;\n    }\n    if (staged)\n    {\n        int const threads"
+  "non-uniform __syncthreads")
 mutant(fusedMultiplyAdd ${CUH}
   "float const top = addRn(mulRn(lx.l0, v00), mulRn(lx.l1, v01));"
   "float const top = __fmaf_rn(lx.l0, v00, mulRn(lx.l1, v01));"
@@ -90,10 +101,6 @@ mutant(fusedMultiplyAdd ${CUH}
 mutant(tiesToTheHigherClass ${CUH}
   "if (s > best[k]) // strict"
   "if (s >= best[k]) // strict"
-  "FAILED")
-mutant(halfSubnormalScale ${CUH}
-  "static_cast<float>(mantissa) * 0x1p-24f;"
-  "static_cast<float>(mantissa) * 0x1p-25f;"
   "FAILED")
 mutant(pack4ByteOrder ${CUH}
   "word |= static_cast<unsigned int>(label[k]) << (8 * k);"
@@ -123,3 +130,10 @@ mutant(launcherSwapsTypes ${CU}
   "kKernels[fp16 ? 1 : 0][format]"
   "kKernels[fp16 ? 0 : 1][format]"
   "FAILED|not inside any cudaMalloc allocation")
+
+# --- emulator self-tests --------------------------------------------------------------------------
+# the emulation's fp16 conversion, wrong for subnormals: the kernel runs as written, on wrong values
+mutant(emulatorHalfSubnormalScale ${EMULATION}
+  "static_cast<float>(mantissa) * 0x1p-24f;"
+  "static_cast<float>(mantissa) * 0x1p-25f;"
+  "FAILED")

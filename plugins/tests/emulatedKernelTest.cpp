@@ -1,10 +1,11 @@
 // ctest (CPU): the ReweightArgmax kernels and their launcher, compiled unchanged against the CPU
 // emulation of CUDA (cudaEmulation/: one thread at a time in reverse order, bounds-checked loads,
-// sanitizers on the stores), against the host reference, bit for bit. Every shape runs both modes,
-// both align_corners (but the largest), fp32 and fp16 logits and the three label formats. fp16
-// expectations come from the test's own half decoder. --stop-at-first-failure (for the mutation
-// test) exits at the first failure.
+// uniform barriers enforced, sanitizers on the stores), against the host reference, bit for bit.
+// Every shape runs both modes, both align_corners (but the largest), fp32 and fp16 logits and the
+// three label formats. fp16 expectations come from the tests' own half decoder (testSupport.h).
+// --stop-at-first-failure (for the mutation test) exits at the first failure.
 #include "reweightArgmaxReference.h"
+#include "testSupport.h"
 
 #include <cuda_runtime.h>
 
@@ -18,22 +19,8 @@
 
 namespace
 {
-int failures = 0;
-bool stopAtFirstFailure = false;
-
-void check(bool ok, std::string const& what)
-{
-    if (!ok)
-    {
-        std::printf("FAILED: %s\n", what.c_str());
-        std::fflush(stdout);
-        ++failures;
-        if (stopAtFirstFailure)
-        {
-            std::exit(1);
-        }
-    }
-}
+using testSupport::check;
+using testSupport::DeviceBuffer;
 
 //! float -> fp16 bits, rounding to nearest (ties away from zero: any rounding makes valid inputs).
 uint16_t encodeHalf(float value)
@@ -53,27 +40,6 @@ uint16_t encodeHalf(float value)
     long const mantissa = std::lround(std::ldexp(fraction, 11)) - 1024;
     // mantissa 1024 (rounded up to the next power of two) carries into the exponent, as it should
     return sign | static_cast<uint16_t>(((exponent + 14) << 10) + mantissa);
-}
-
-//! fp16 bits -> float, written independently of the kernel's conversion.
-float decodeHalf(uint16_t bits)
-{
-    int const exponent = (bits >> 10) & 0x1F;
-    int const mantissa = bits & 0x3FF;
-    float magnitude = 0.0f;
-    if (exponent == 0x1F)
-    {
-        magnitude = mantissa == 0 ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
-    }
-    else if (exponent == 0)
-    {
-        magnitude = std::ldexp(static_cast<float>(mantissa), -24);
-    }
-    else
-    {
-        magnitude = std::ldexp(static_cast<float>(mantissa | 0x400), exponent - 25);
-    }
-    return (bits & 0x8000) != 0 ? -magnitude : magnitude;
 }
 
 struct Shape
@@ -158,18 +124,9 @@ Inputs makeInputs(Shape const& s, unsigned seed)
     in.decoded.resize(in.halves.size());
     for (size_t i = 0; i < in.halves.size(); ++i)
     {
-        in.decoded[i] = decodeHalf(in.halves[i]);
+        in.decoded[i] = testSupport::decodeHalf(in.halves[i]);
     }
     return in;
-}
-
-template <typename T>
-void* toDevice(std::vector<T> const& host)
-{
-    void* device = nullptr;
-    cudaMalloc(&device, host.size() * sizeof(T));
-    cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
-    return device;
 }
 
 //! Empty when the labels read back from the device (``raw``) are ``expected``; else the first difference.
@@ -210,9 +167,11 @@ void runShape(Shape const& s, unsigned seed)
     Inputs const in = makeInputs(s, seed);
     size_t const pixels = static_cast<size_t>(s.batch) * s.outHeight * s.outWidth;
     size_t const words = static_cast<size_t>(s.batch) * s.outHeight * ((s.outWidth + 3) / 4);
+    DeviceBuffer<float> const floats(in.logits);
+    DeviceBuffer<uint16_t> const halves(in.halves);
     for (int fp16 = 0; fp16 < 2; ++fp16)
     {
-        void* const input = fp16 ? toDevice(in.halves) : toDevice(in.logits);
+        void const* const input = fp16 ? static_cast<void const*>(halves.data()) : floats.data();
         for (int mode = 0; mode < 2; ++mode)
         {
             for (int alignCorners = s.alignCornersOnly ? 1 : 0; alignCorners < 2; ++alignCorners)
@@ -226,16 +185,12 @@ void runShape(Shape const& s, unsigned seed)
                     size_t const bytes = format == dannet::kLabelsInt32 ? pixels * 4
                         : format == dannet::kLabelsPacked4             ? words * 4
                                                                        : pixels;
-                    void* output = nullptr;
-                    cudaMalloc(&output, bytes);
+                    DeviceBuffer<uint8_t> const output(bytes);
                     int const status = dannet::launchReweightArgmax(
-                        input, fp16 == 1, output, static_cast<dannet::LabelFormat>(format), p, nullptr);
-                    std::vector<uint8_t> raw(bytes);
-                    cudaMemcpy(raw.data(), output, bytes, cudaMemcpyDeviceToHost);
-                    cudaFree(output);
+                        input, fp16 == 1, output.data(), static_cast<dannet::LabelFormat>(format), p, nullptr);
                     std::string const mismatch = status != cudaSuccess
                         ? "launch failed: " + std::string(cudaGetErrorName(static_cast<cudaError_t>(status)))
-                        : compareLabels(raw, expected, static_cast<dannet::LabelFormat>(format), s);
+                        : compareLabels(output.download(), expected, static_cast<dannet::LabelFormat>(format), s);
                     check(mismatch.empty(),
                         std::string(s.name) + " " + std::to_string(s.batch) + "x" + std::to_string(s.channels) + "x"
                             + std::to_string(s.inHeight) + "x" + std::to_string(s.inWidth) + " -> "
@@ -245,7 +200,6 @@ void runShape(Shape const& s, unsigned seed)
                 }
             }
         }
-        cudaFree(input);
     }
 }
 
@@ -283,7 +237,7 @@ void checkErrors()
 
 int main(int argc, char** argv)
 {
-    stopAtFirstFailure = argc > 1 && std::strcmp(argv[1], "--stop-at-first-failure") == 0;
+    testSupport::checkCounter().stopAtFirstFailure = argc > 1 && std::strcmp(argv[1], "--stop-at-first-failure") == 0;
     // One block is 128 x 8 output pixels (32 x 8 threads of 4 pixels each).
     Shape const shapes[] = {
         {"exact and near ties, ragged blocks, batch 2", 2, 6, 9, 13, 37, 50, 3, false},
@@ -304,6 +258,7 @@ int main(int argc, char** argv)
     {
         runShape(s, seed++);
     }
+    int const failures = testSupport::failedChecks();
     std::printf("%s\n", failures == 0 ? "reweightArgmax emulated kernel: all cases bit-exact" : "FAILURES");
     return failures == 0 ? 0 : 1;
 }

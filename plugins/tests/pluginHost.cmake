@@ -1,6 +1,7 @@
 # The TensorRT plugin library driven through TensorRT's IPluginV3 lifecycle by a test host that
-# plays TensorRT (pluginHostTest.cpp), the plugin's kernel executed by the CPU emulation of CUDA
-# (cudaEmulation/, from emulatedKernel.cmake). Needs no GPU, no CUDA toolkit and no TensorRT.
+# plays TensorRT (pluginHostMain.cpp and the pluginHost*Test.cpp it runs), the plugin's kernel
+# executed by the CPU emulation of CUDA (cudaEmulation/, from emulatedKernel.cmake). Needs no GPU,
+# no CUDA toolkit and no TensorRT.
 # Uses from emulatedKernel.cmake (included first): the dannet_cuda_emulation target and, in this
 # directory, the .cu's source properties that make it emulated C++ (LANGUAGE CXX, -xc++,
 # DANNET_CUDA_EMULATION).
@@ -11,23 +12,20 @@
 #     ~/.cache/trt-headers/*/include that exist; -DDANNET_TRT_HEADERS= for none):
 #     ctest reweightArgmax.pluginHost.trt<major.minor.patch>.
 # Each compiles the plugin sources with -Wall -Wextra -Werror against its headers, so a stand-in
-# signature that disagrees with the real headers fails to compile (`override`).
+# signature that disagrees with the real headers fails to compile (`override`), and with the
+# shipped library's options (DANNET_PLUGIN_LIBRARY_OPTIONS, ../CMakeLists.txt), so that what the
+# host observes (dlclose unloads the library) holds for what ships. The host executable exports its
+# symbols (ENABLE_EXPORTS), so the modules' references to the emulation's device-memory registry
+# bind to the executable's: one per process.
 
 set(PLUGIN_HOST_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(PLUGIN_HOST_WARNINGS -Wall -Wextra -Werror)
-# Objects built without STB_GNU_UNIQUE symbols (GCC's binding for inline functions' statics): glibc
-# never unloads a module that defines one, and the host checks that dlclose really unloads the
-# plugin library. The host executable exports its symbols (ENABLE_EXPORTS), so the modules'
-# references to the emulation's device-memory registry bind to the executable's: one per process.
-include(CheckCXXCompilerFlag)
-check_cxx_compiler_flag(-fno-gnu-unique DANNET_HAVE_NO_GNU_UNIQUE)
-set(PLUGIN_HOST_OBJECT_FLAGS $<$<BOOL:${DANNET_HAVE_NO_GNU_UNIQUE}>:-fno-gnu-unique>)
 
 # The kernel and its launcher, emulated, position-independent for the modules (header-set independent).
 add_library(pluginHostKernel OBJECT ${RA}/reweightArgmaxKernel.cu)
 set_target_properties(pluginHostKernel PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(pluginHostKernel PRIVATE ${RA})
-target_compile_options(pluginHostKernel PRIVATE ${PLUGIN_HOST_OBJECT_FLAGS})
+target_compile_options(pluginHostKernel PRIVATE ${DANNET_PLUGIN_LIBRARY_OPTIONS})
 target_link_libraries(pluginHostKernel PUBLIC dannet_cuda_emulation)
 
 # The header sets: tag;include directory pairs.
@@ -80,7 +78,7 @@ function(dannet_add_plugin_host tag include)
     set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
     target_include_directories(${target} ${system} PRIVATE ${headers})
     target_include_directories(${target} PRIVATE ${RA} ${PLUGIN_HOST_DIR}/..)
-    target_compile_options(${target} PRIVATE ${PLUGIN_HOST_WARNINGS} ${PLUGIN_HOST_OBJECT_FLAGS})
+    target_compile_options(${target} PRIVATE ${PLUGIN_HOST_WARNINGS} ${DANNET_PLUGIN_LIBRARY_OPTIONS})
     target_link_libraries(${target} PRIVATE dannet_cuda_emulation)
   endforeach()
   foreach(target pluginHostDynamic_${id} pluginHostStatic_${id})
@@ -88,12 +86,14 @@ function(dannet_add_plugin_host tag include)
     target_link_libraries(${target} PRIVATE pluginHostPlugin_${id} pluginHostKernel)
   endforeach()
 
-  add_executable(pluginHost_${id} ${PLUGIN_HOST_DIR}/pluginHostTest.cpp ${PLUGIN_HOST_DIR}/pluginHostLoadingTest.cpp
-    ${PLUGIN_HOST_DIR}/pluginHostDriver.cpp ${PLUGIN_HOST_DIR}/pluginHost.cpp)
+  add_executable(pluginHost_${id} ${PLUGIN_HOST_DIR}/pluginHostMain.cpp ${PLUGIN_HOST_DIR}/pluginHostLoadingTest.cpp
+    ${PLUGIN_HOST_DIR}/pluginHostCreationTest.cpp ${PLUGIN_HOST_DIR}/pluginHostBuildTest.cpp
+    ${PLUGIN_HOST_DIR}/pluginHostRuntimeTest.cpp ${PLUGIN_HOST_DIR}/pluginHostDriver.cpp
+    ${PLUGIN_HOST_DIR}/pluginHost.cpp ${PLUGIN_HOST_DIR}/pluginHostMemory.cpp)
   set_target_properties(pluginHost_${id} PROPERTIES ENABLE_EXPORTS ON)
   target_include_directories(pluginHost_${id} ${system} PRIVATE ${headers})
   target_include_directories(pluginHost_${id} PRIVATE ${RA} ${PLUGIN_HOST_DIR})
-  target_compile_options(pluginHost_${id} PRIVATE ${PLUGIN_HOST_WARNINGS} ${PLUGIN_HOST_OBJECT_FLAGS})
+  target_compile_options(pluginHost_${id} PRIVATE ${PLUGIN_HOST_WARNINGS})
   target_link_libraries(pluginHost_${id} PRIVATE dannet_cuda_emulation ${CMAKE_DL_LIBS})
   add_dependencies(pluginHost_${id} pluginHostDynamic_${id} pluginHostStatic_${id})
 
@@ -104,7 +104,19 @@ function(dannet_add_plugin_host tag include)
   message(STATUS "DANNet Edge: plugin test host reweightArgmax.pluginHost.${tag} (${include})")
 endfunction()
 
+set(_real10_3 "")
 while(PLUGIN_HOST_SETS)
   list(POP_FRONT PLUGIN_HOST_SETS tag include)
   dannet_add_plugin_host(${tag} ${include})
+  if(tag MATCHES "^trt10\\.3\\.")
+    list(APPEND _real10_3 ${include})
+  endif()
 endwhile()
+
+# The stand-in declares TensorRT 10.3's API, nothing newer (checked against real 10.3 headers too, if any).
+string(REPLACE ";" "|" _real10_3 "${_real10_3}")
+add_test(NAME reweightArgmax.tensorrtStandinApi
+  COMMAND ${CMAKE_COMMAND} -DCXX=${CMAKE_CXX_COMPILER} -DEMULATION_DIR=${DANNET_EMULATION_DIR}
+    -DSTANDIN_DIR=${PLUGIN_HOST_DIR}/tensorrtStandin -DREAL_10_3_DIRS=${_real10_3}
+    -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/tensorrtStandinApi -P ${PLUGIN_HOST_DIR}/tensorrtStandinApi.cmake)
+set_tests_properties(reweightArgmax.tensorrtStandinApi PROPERTIES TIMEOUT 60)

@@ -37,6 +37,7 @@ std::string orEmpty(char const* text)
 
 void CapturingLogger::log(Severity severity, AsciiChar const* message) noexcept
 {
+    OutOfMemory const memoryForTheApplication(false);
     std::lock_guard<std::mutex> lock(mMutex);
     mMessages.emplace_back(severity, orEmpty(message));
 }
@@ -222,15 +223,19 @@ IDimensionExpr const* HostExprBuilder::Impl::declareSizeTensor(
 
 // --- plugin registry -----------------------------------------------------------------------------
 
+bool isInterface(IVersionedInterface const* object, char const* kind)
+{
+    if (object == nullptr)
+    {
+        return false;
+    }
+    InterfaceInfo const info = object->getInterfaceInfo();
+    return info.kind != nullptr && std::strcmp(info.kind, kind) == 0 && info.major == 1;
+}
+
 IPluginCreatorV3One* asCreatorV3One(IPluginCreatorInterface* creator)
 {
-    if (creator == nullptr)
-    {
-        return nullptr;
-    }
-    InterfaceInfo const info = creator->getInterfaceInfo();
-    bool const v3One = info.kind != nullptr && std::strcmp(info.kind, "PLUGIN CREATOR_V3ONE") == 0 && info.major == 1;
-    return v3One ? static_cast<IPluginCreatorV3One*>(creator) : nullptr;
+    return isInterface(creator, "PLUGIN CREATOR_V3ONE") ? static_cast<IPluginCreatorV3One*>(creator) : nullptr;
 }
 
 void HostPluginRegistry::setErrorRecorder(IErrorRecorder* const recorder) noexcept
@@ -331,10 +336,8 @@ IPluginRegistry::PluginLibraryHandle HostPluginRegistry::loadLibrary(AsciiChar c
         logRegistryError("cannot load " + orEmpty(pluginPath) + ": " + orEmpty(dlerror()));
         return nullptr;
     }
-    using GetCreators = IPluginCreatorInterface* const* (*) (int32_t&);
-    using SetLoggerFinder = void (*)(ILoggerFinder*);
-    auto const getCreators = reinterpret_cast<GetCreators>(dlsym(handle, "getCreators"));
-    auto const setLoggerFinder = reinterpret_cast<SetLoggerFinder>(dlsym(handle, "setLoggerFinder"));
+    auto const getCreators = reinterpret_cast<GetCreatorsFunction>(dlsym(handle, "getCreators"));
+    auto const setLoggerFinder = reinterpret_cast<SetLoggerFinderFunction>(dlsym(handle, "setLoggerFinder"));
     if (getCreators == nullptr || setLoggerFinder == nullptr)
     {
         logRegistryError(orEmpty(pluginPath) + " does not export getCreators and setLoggerFinder");

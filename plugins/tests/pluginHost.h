@@ -22,6 +22,21 @@ namespace host
 
 using Severity = nvinfer1::ILogger::Severity;
 
+//! For its lifetime, operator new on this thread throws std::bad_alloc (pluginHostMemory.cpp): memory
+//! runs out while TensorRT calls the plugin. `OutOfMemory(false)` gives memory back for its own
+//! lifetime (the application's logger, which is not under test, allocates).
+class OutOfMemory
+{
+public:
+    explicit OutOfMemory(bool outOfMemory = true);
+    ~OutOfMemory();
+    OutOfMemory(OutOfMemory const&) = delete;
+    OutOfMemory& operator=(OutOfMemory const&) = delete;
+
+private:
+    bool mPrevious;
+};
+
 //! An application's logger that keeps every message (thread-safe, as TensorRT requires).
 class CapturingLogger final : public nvinfer1::ILogger
 {
@@ -237,8 +252,15 @@ private:
 HostPluginRegistry& registry();
 HostLoggerFinder& loggerFinder();
 
-//! The V3One creator behind `creator`, or nullptr if it is another kind (checked through
-//! getInterfaceInfo, as TensorRT does before casting).
+//! Whether `object` says (getInterfaceInfo) it implements version 1 of the interface `kind`: what
+//! TensorRT checks before it casts a creator or a plugin capability to that interface.
+bool isInterface(nvinfer1::IVersionedInterface const* object, char const* kind);
+
+//! The V3One creator behind `creator`, or nullptr if it is another kind.
 nvinfer1::IPluginCreatorV3One* asCreatorV3One(nvinfer1::IPluginCreatorInterface* creator);
+
+//! A plugin library's entry points, as TensorRT's loader looks them up (samples/trtexec/README.md).
+using GetCreatorsFunction = nvinfer1::IPluginCreatorInterface* const* (*) (int32_t&);
+using SetLoggerFinderFunction = void (*)(nvinfer1::ILoggerFinder*);
 
 } // namespace host

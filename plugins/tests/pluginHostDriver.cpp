@@ -1,7 +1,6 @@
 // What the plugin test host does to the plugin library as TensorRT would (see pluginHostDriver.h).
 #include "pluginHostDriver.h"
 
-#include <cstdio>
 #include <cstring>
 
 using namespace nvinfer1;
@@ -10,7 +9,7 @@ namespace host
 {
 namespace
 {
-int gFailedChecks = 0;
+using testSupport::DeviceBuffer;
 
 //! Logits in their storage type on the device.
 class DeviceLogits
@@ -44,30 +43,7 @@ bool sameFile(std::string const& reported, std::string const& libraryPath)
     return !reported.empty() && reported == libraryPath;
 }
 
-bool isInterface(IPluginCapability const* capability, char const* kind)
-{
-    if (capability == nullptr)
-    {
-        return false;
-    }
-    InterfaceInfo const info = capability->getInterfaceInfo();
-    return info.kind != nullptr && std::strcmp(info.kind, kind) == 0 && info.major == 1;
-}
 } // namespace
-
-void check(bool ok, std::string const& what)
-{
-    if (!ok)
-    {
-        ++gFailedChecks;
-        std::printf("    FAILED: %s\n", what.c_str());
-    }
-}
-
-int failedChecks()
-{
-    return gFailedChecks;
-}
 
 bool Library::isLoaded(std::string const& path)
 {
@@ -82,8 +58,8 @@ bool Library::isLoaded(std::string const& path)
 DynamicBuild::DynamicBuild(std::string const& path)
     : mLibrary(path)
 {
-    auto const getCreators = mLibrary.symbol<GetCreators>("getCreators");
-    auto const setLoggerFinder = mLibrary.symbol<SetLoggerFinder>("setLoggerFinder");
+    auto const getCreators = mLibrary.symbol<GetCreatorsFunction>("getCreators");
+    auto const setLoggerFinder = mLibrary.symbol<SetLoggerFinderFunction>("setLoggerFinder");
     if (getCreators == nullptr || setLoggerFinder == nullptr)
     {
         throw std::runtime_error(path + " does not export getCreators and setLoggerFinder");
@@ -149,7 +125,7 @@ bool sameAttributes(PluginFieldCollection const& fc, Attributes const& a)
 PluginPtr create(IPluginCreatorV3One& creator, Attributes const& a, TensorRTPhase phase)
 {
     Fields fields;
-    addOnnxAttributes(fields, a);
+    addParserFields(fields, *creator.getFieldNames(), a);
     return PluginPtr(creator.createPlugin("reweight_argmax", fields.collection(), phase));
 }
 

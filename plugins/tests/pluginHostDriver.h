@@ -1,14 +1,17 @@
 /*
  * What the plugin test host does to the plugin library as TensorRT would: open it, create plugins
  * from fields, look at their capabilities, hand them tensor descriptors, run them on the (emulated)
- * device; and the tests' bookkeeping. The tests themselves: pluginHostTest.cpp (the plugin's
- * lifecycle) and pluginHostLoadingTest.cpp (loading, logging and registration).
+ * device; and the tests' bookkeeping. The tests themselves, by stage: pluginHostLoadingTest.cpp
+ * (loading, logging, registration), pluginHostCreationTest.cpp (creator and createPlugin),
+ * pluginHostBuildTest.cpp (what the builder asks), pluginHostRuntimeTest.cpp (configure, enqueue,
+ * clone, contexts, serialisation); pluginHostMain.cpp runs them.
  */
 #pragma once
 
 #include "pluginHost.h"
 #include "pluginHostFields.h"
 #include "pluginHostTensors.h"
+#include "testSupport.h"
 
 #include <dlfcn.h>
 
@@ -24,9 +27,7 @@ namespace host
 
 // --- bookkeeping -------------------------------------------------------------------------------------
 
-//! Records and prints a failed check; the test fails if any did.
-void check(bool ok, std::string const& what);
-int failedChecks();
+using testSupport::check;
 
 //! The two builds of the plugin library under test.
 struct Paths
@@ -41,8 +42,10 @@ struct NamedTest
     void (*run)(Paths const&);
 };
 
-std::vector<NamedTest> loadingTests();   //!< pluginHostLoadingTest.cpp
-std::vector<NamedTest> lifecycleTests(); //!< pluginHostTest.cpp
+std::vector<NamedTest> loadingTests();  //!< pluginHostLoadingTest.cpp
+std::vector<NamedTest> creationTests(); //!< pluginHostCreationTest.cpp
+std::vector<NamedTest> buildTests();    //!< pluginHostBuildTest.cpp
+std::vector<NamedTest> runtimeTests();  //!< pluginHostRuntimeTest.cpp
 
 constexpr char const* kNAME = "ReweightArgmax";
 constexpr char const* kVERSION = "1";
@@ -81,11 +84,6 @@ public:
         }
     }
 
-    void* handle() const
-    {
-        return mHandle;
-    }
-
     template <typename Function>
     Function symbol(char const* name) const
     {
@@ -99,9 +97,6 @@ private:
     std::string mPath;
     void* mHandle;
 };
-
-using GetCreators = nvinfer1::IPluginCreatorInterface* const* (*) (int32_t&);
-using SetLoggerFinder = void (*)(nvinfer1::ILoggerFinder*);
 
 //! The getCreators build as TensorRT's loader uses it: entry points found, logger finder given.
 class DynamicBuild
@@ -145,10 +140,10 @@ struct Capabilities
 //! The capability interfaces, cast only after their InterfaceInfo says what they are (as TensorRT does).
 Capabilities capabilitiesOf(nvinfer1::IPluginV3& plugin);
 
-//! createPlugin from the fields the ONNX parser makes for a node with these attributes.
+//! createPlugin from the fields TensorRT's ONNX parser makes for a node with these attributes.
 PluginPtr create(nvinfer1::IPluginCreatorV3One& creator, Attributes const& a, nvinfer1::TensorRTPhase phase);
 
-//! Whether `fc` holds exactly these attributes, as the creator's fields (the ONNX node's order).
+//! Whether `fc` holds exactly these attributes, as the plugin's fields (in getFieldNames() order).
 bool sameAttributes(nvinfer1::PluginFieldCollection const& fc, Attributes const& a);
 
 //! DANNet-like attributes: 19 classes, weights about 1.

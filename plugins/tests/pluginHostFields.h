@@ -1,7 +1,8 @@
 /*
- * Plugin attributes as TensorRT hands them to a creator: built the way the ONNX parser builds them
- * from a node's attributes, and copied the way an engine keeps getFieldsToSerialize() (by value:
- * when the engine is deserialised the plugin that produced them is long gone).
+ * Plugin attributes as a creator receives them: built the way TensorRT's ONNX parser builds them
+ * from a node's attributes, or the way other producers may (every attribute of the node forwarded),
+ * and copied the way an engine keeps getFieldsToSerialize() (by value: when the engine is
+ * deserialised the plugin that produced them is long gone).
  */
 #pragma once
 
@@ -9,6 +10,8 @@
 #include "pluginHostTensors.h"
 
 #include <list>
+#include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -77,27 +80,42 @@ private:
     nvinfer1::PluginFieldCollection mCollection{};
 };
 
-//! The fields the ONNX parser passes for a ReweightArgmax node with these attributes (except the
-//! one named `omitted`): the creator's field names in getFieldNames() order, then the node's
-//! plugin_version and plugin_namespace strings.
-inline void addOnnxAttributes(Fields& fields, Attributes const& a, std::string const& omitted = "")
+//! The fields TensorRT's ONNX parser passes for a ReweightArgmax node with these attributes (but the
+//! `omitted` ones, which the node lacks), as onnx-tensorrt's plugin importer builds them: for each
+//! name that the creator's getFieldNames() lists, in that order, the node's attribute of that name
+//! if it has one, typed after its ONNX type (FLOATS: kFLOAT32; INT: kINT32, narrowed from int64).
+//! Nothing else: the node's plugin_version and plugin_namespace select the creator and are not passed.
+inline void addParserFields(Fields& fields, nvinfer1::PluginFieldCollection const& fieldNames, Attributes const& a,
+    std::set<std::string> const& omitted = {})
 {
-    auto const ints = [&](char const* name, int32_t value) {
-        if (omitted != name)
-        {
-            fields.ints(name, {value});
-        }
-    };
-    if (omitted != "weights")
+    std::map<std::string, int32_t> const ints{{"out_height", a.outHeight}, {"out_width", a.outWidth},
+        {"align_corners", a.alignCorners}, {"pack4", a.pack4}, {"mode", a.mode}};
+    for (int32_t i = 0; i < fieldNames.nbFields; ++i)
     {
-        fields.floats("weights", a.weights);
+        std::string const name = fieldNames.fields[i].name;
+        if (omitted.count(name) != 0)
+        {
+            continue;
+        }
+        if (name == "weights")
+        {
+            fields.floats(name, a.weights);
+        }
+        else if (ints.count(name) != 0)
+        {
+            fields.ints(name, {ints.at(name)});
+        }
     }
-    ints("out_height", a.outHeight);
-    ints("out_width", a.outWidth);
-    ints("align_corners", a.alignCorners);
-    ints("pack4", a.pack4);
-    ints("mode", a.mode);
-    fields.text("plugin_version", "1").text("plugin_namespace", "dannet");
+}
+
+//! What other producers may pass (TensorRT's parser does not): every attribute of the ONNX node
+//! forwarded, in the node's order (onnx.helper.make_node sorts them by name, as the exporter's node
+//! has them), its plugin_namespace and plugin_version strings (kCHAR) included.
+inline void addForwardedNodeAttributes(Fields& fields, Attributes const& a)
+{
+    fields.ints("align_corners", {a.alignCorners}).ints("mode", {a.mode}).ints("out_height", {a.outHeight});
+    fields.ints("out_width", {a.outWidth}).ints("pack4", {a.pack4});
+    fields.text("plugin_namespace", "dannet").text("plugin_version", "1").floats("weights", a.weights);
 }
 
 //! A by-value copy of a collection, as an engine stores one; throws on a field type it cannot size.

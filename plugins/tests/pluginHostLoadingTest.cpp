@@ -1,8 +1,11 @@
 /*
  * The plugin library loaded, logging and registered as TensorRT and applications do it: the logger
- * finder asked per message and per calling thread, the entry points and TensorRT's loadLibrary, dlopen
- * twice / dlclose / dlopen, the self-registering build with getPluginRegistry()/getLogger() from the
- * host, and both builds in one process. Run by pluginHostTest.cpp's main.
+ * finder asked per message and per calling thread, errors reported when memory has run out, the
+ * entry points and TensorRT's loadLibrary, a library unloaded and loaded again, the self-registering
+ * build with getPluginRegistry()/getLogger() from the host, and both builds in one process. The
+ * checks are of the plugin library; where one looks at the dynamic loader or at the registry (the
+ * host's stand-in for TensorRT's), it says which behaviour of theirs the plugin relies on. Run by
+ * pluginHostMain.cpp.
  */
 #include "pluginHostDriver.h"
 
@@ -49,7 +52,7 @@ void throwingLoggerFinder(Paths const& paths)
         }
     } finder;
     DynamicBuild build(paths.dynamicBuild);
-    build.library().symbol<SetLoggerFinder>("setLoggerFinder")(&finder);
+    build.library().symbol<SetLoggerFinderFunction>("setLoggerFinder")(&finder);
     Attributes bad = dannetAttributes(8, 8, 1, 0, 0);
     bad.outWidth = 0;
     check(create(build.creator(), bad, TensorRTPhase::kBUILD) == nullptr, "out_width 0 is refused");
@@ -81,6 +84,56 @@ void loggerPerCallingThread(Paths const& paths)
     check(errorsB.size() == 50 && !anyContains(errorsB, "'mode'"), "thread B's engine got its 50 errors only");
 }
 
+//! Memory runs out while the plugin reports an error: its methods are noexcept, so composing the
+//! message (which allocates) must not throw out of them. The call fails as it would have, and the
+//! engine's logger still hears of it.
+void outOfMemoryWhileReporting(Paths const& paths)
+{
+    DynamicBuild const build(paths.dynamicBuild);
+    Attributes const a = dannetAttributes(8, 8, 1, 0, 0);
+    PluginPtr const plugin = create(build.creator(), a, TensorRTPhase::kBUILD);
+    Capabilities const caps = plugin != nullptr ? capabilitiesOf(*plugin) : Capabilities{};
+    if (caps.build == nullptr)
+    {
+        check(false, "build capability");
+        return;
+    }
+    Fields fields;
+    Attributes bad = a;
+    bad.mode = 4;
+    addParserFields(fields, *build.creator().getFieldNames(), bad);
+    DynamicPluginTensorDesc const sevenChannels = buildTensor(dims({-1, 7, -1, -1}), DataType::kFLOAT);
+    DynamicPluginTensorDesc const out = buildTensor(dims({-1, 8, 8}), DataType::kINT32);
+    DataType const twoInputs[2] = {DataType::kFLOAT, DataType::kFLOAT};
+    DataType outputType = DataType::kBOOL;
+
+    struct Case
+    {
+        char const* what;
+        std::function<bool()> fails; //!< true when the call reports failure
+    };
+    IPluginCreatorV3One& creator = build.creator();
+    std::vector<Case> const cases = {
+        {"createPlugin with mode 4",
+            [&] { return PluginPtr(creator.createPlugin("bad", fields.collection(), TensorRTPhase::kBUILD)) == nullptr; }},
+        {"clone", [&] { return PluginPtr(plugin->clone()) == nullptr; }},
+        {"configurePlugin with 7 channels",
+            [&] { return caps.build->configurePlugin(&sevenChannels, 1, &out, 1) != 0; }},
+        {"getOutputDataTypes of two inputs",
+            [&] { return caps.build->getOutputDataTypes(&outputType, 1, twoInputs, 2) != 0; }},
+    };
+    for (Case const& c : cases)
+    {
+        bool failed = false;
+        std::vector<std::string> const errors = errorsOf([&] {
+            OutOfMemory const outOfMemory;
+            failed = c.fails();
+        });
+        check(failed && errors.size() == 1, std::string(c.what) + " out of memory: fails, one error logged");
+        check(anyContains(errors, "dannet::ReweightArgmax"), std::string(c.what) + ": the error names the plugin");
+    }
+}
+
 void libraryEntryPoints(Paths const& paths)
 {
     int32_t const registered = registry().size();
@@ -91,32 +144,25 @@ void libraryEntryPoints(Paths const& paths)
     check(std::strcmp(creator.getPluginVersion(), kVERSION) == 0, "creator version 1");
     check(std::strcmp(creator.getPluginNamespace(), kNAMESPACE) == 0, "creator namespace dannet");
 
-    // trt.get_plugin_registry().load_library(): found by name, version and namespace afterwards
+    // trt.get_plugin_registry().load_library(): then found by name, version and namespace
     IPluginRegistry::PluginLibraryHandle const handle = registry().loadLibrary(paths.dynamicBuild.c_str());
     check(handle != nullptr, "IPluginRegistry::loadLibrary accepts the library");
     IPluginCreatorInterface* const found = registry().getCreator(kNAME, kVERSION, kNAMESPACE);
-    check(found != nullptr && asCreatorV3One(found) == &creator, "getCreator(ReweightArgmax, 1, dannet)");
-    check(registry().getCreator(kNAME, "2", kNAMESPACE) == nullptr, "no version 2");
-    check(registry().getCreator(kNAME, kVERSION, "") == nullptr, "not in the empty namespace");
-    check(registry().loadLibrary(paths.dynamicBuild.c_str()) == nullptr,
-        "loading it a second time through the registry is refused (its creator is registered)");
+    check(found != nullptr && asCreatorV3One(found) == &creator, "getCreator(ReweightArgmax, 1, dannet) finds it");
     if (handle != nullptr)
     {
         registry().deregisterLibrary(handle);
     }
-    check(registry().size() == registered, "deregisterLibrary removes its creator");
 }
 
-//! dlopen twice (one mapping), dlclose both, dlopen again: a fresh library that works.
+//! Opened twice (a second load_library or ctypes.CDLL of the path) and closed twice, the library is
+//! unmapped: no STB_GNU_UNIQUE symbol keeps it (DANNET_PLUGIN_LIBRARY_OPTIONS, ../CMakeLists.txt).
+//! Opened again it starts afresh: it creates plugins that run, and logs through the finder it is given.
 void loadingTwice(Paths const& paths)
 {
     auto first = std::make_unique<DynamicBuild>(paths.dynamicBuild);
     auto second = std::make_unique<DynamicBuild>(paths.dynamicBuild);
-    check(first->library().handle() == second->library().handle(), "the second dlopen returns the same library");
-    check(&first->creator() == &second->creator(), "and the same creator");
     second.reset();
-    check(create(first->creator(), dannetAttributes(8, 8, 1, 0, 0), TensorRTPhase::kBUILD) != nullptr,
-        "one dlclose of two leaves the library usable");
     first.reset();
     check(!Library::isLoaded(paths.dynamicBuild), "after the last dlclose the library is unmapped");
 
@@ -146,10 +192,6 @@ void staticRegistration(Paths const& paths)
     IPluginCreatorV3One* creator = registeredCreatorIn(paths.staticBuild);
     check(creator != nullptr && registry().size() == registered + 1,
         "loading it registers its ReweightArgmax/1/dannet creator");
-    {
-        Library const twice(paths.staticBuild);
-        check(registry().size() == registered + 1, "a second dlopen registers nothing more");
-    }
     Attributes bad = dannetAttributes(8, 8, 1, 0, 0);
     bad.alignCorners = 3;
     if (creator != nullptr)
@@ -166,9 +208,8 @@ void staticRegistration(Paths const& paths)
 
     library.reset();
     check(!Library::isLoaded(paths.staticBuild), "after dlclose the library is unmapped");
-    check(registry().getCreator(kNAME, kVERSION, kNAMESPACE) == nullptr,
+    check(registry().getCreator(kNAME, kVERSION, kNAMESPACE) == nullptr && registry().size() == registered,
         "after dlclose the registry holds no creator of the unloaded library");
-    check(registry().size() == registered, "the registry is as it was");
 
     library = std::make_unique<Library>(paths.staticBuild); // loaded again: registered again
     creator = registeredCreatorIn(paths.staticBuild);
@@ -186,24 +227,20 @@ void staticRegistration(Paths const& paths)
     }
 }
 
-//! Both builds in one process: whichever registers second is refused, nothing crashes, and
-//! unloading the refused one leaves the other's registration alone.
+//! Both builds in one process, the getCreators one registered first: the self-registering one's
+//! registration is refused, and unloading it must not take the other's creator out of the registry.
 void bothBuildsInOneProcess(Paths const& paths)
 {
     int32_t const registered = registry().size();
     CapturingLogger logger;
     setGlobalLogger(&logger);
+    IPluginRegistry::PluginLibraryHandle const handle = registry().loadLibrary(paths.dynamicBuild.c_str());
+    check(handle != nullptr, "loadLibrary of the getCreators build");
     {
         Library const selfRegistering(paths.staticBuild);
-        check(registry().loadLibrary(paths.dynamicBuild.c_str()) == nullptr,
-            "with the self-registering build loaded, loadLibrary of the other build is refused");
-        check(registeredCreatorIn(paths.staticBuild) != nullptr, "the first registration stands");
-    }
-    IPluginRegistry::PluginLibraryHandle const handle = registry().loadLibrary(paths.dynamicBuild.c_str());
-    check(handle != nullptr, "once it is unloaded, loadLibrary succeeds");
-    {
-        Library const selfRegistering(paths.staticBuild); // its registration is refused
-        check(registry().size() == registered + 1, "the self-registering build loaded second adds nothing");
+        // The registry refuses a second ReweightArgmax/1/dannet (as TensorRT's does): the plugin's
+        // unload relies on having been told so.
+        check(registry().size() == registered + 1, "the self-registering build loaded second is refused");
     }
     IPluginCreatorV3One* const creator = registeredCreatorIn(paths.dynamicBuild);
     check(creator != nullptr, "unloading the refused build leaves the registered creator in place");
@@ -227,6 +264,7 @@ std::vector<NamedTest> loadingTests()
         {"logger follows the finder", loggerFollowsTheFinder},
         {"logger finder that throws", throwingLoggerFinder},
         {"logger per calling thread", loggerPerCallingThread},
+        {"out of memory while reporting an error", outOfMemoryWhileReporting},
         {"library entry points", libraryEntryPoints},
         {"loading twice", loadingTwice},
         {"static registration", staticRegistration},

@@ -1,19 +1,14 @@
 /*
- * Tensors for the plugin test host: logits (fp32 or fp16 bits), "device" buffers (the CUDA
- * emulation's cudaMalloc/cudaMemcpy, exactly sized so that AddressSanitizer sees any overrun), and
- * the labels the host reference (reweightArgmaxReference.h) expects for them.
+ * Tensors for the plugin test host: logits (fp32 or fp16 bits), the op's attributes, and the labels
+ * the host reference (reweightArgmaxReference.h) expects for them.
  */
 #pragma once
 
 #include "reweightArgmaxReference.h"
+#include "testSupport.h"
 
-#include <cuda_runtime_api.h>
-
-#include <cmath>
 #include <cstdint>
 #include <random>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
 namespace host
@@ -41,23 +36,6 @@ struct Logits
     std::vector<uint16_t> halves; //!< the fp16 input's bits (fp16 only)
 };
 
-//! IEEE binary16 -> float, from the definition (sign, 5-bit exponent biased by 15, 10-bit fraction).
-inline float decodeHalf(uint16_t bits)
-{
-    int const exponent = (bits >> 10) & 0x1f;
-    int const fraction = bits & 0x3ff;
-    float const sign = (bits & 0x8000) != 0 ? -1.0f : 1.0f;
-    if (exponent == 0)
-    {
-        return sign * std::ldexp(static_cast<float>(fraction), -24); // subnormal: fraction * 2^-14 / 2^10
-    }
-    if (exponent == 0x1f)
-    {
-        return fraction == 0 ? sign * INFINITY : NAN;
-    }
-    return sign * std::ldexp(static_cast<float>(0x400 | fraction), exponent - 25);
-}
-
 //! Random logits: fp32 multiples of 1/8 in [-5, 5] (many exact ties after interpolation), or fp16
 //! values of magnitude about 2^-4 .. 2^2 with random fraction bits, some of them subnormal or zero.
 inline Logits randomLogits(Shape const& shape, bool fp16, uint32_t seed)
@@ -83,7 +61,7 @@ inline Logits randomLogits(Shape const& shape, bool fp16, uint32_t seed)
         uint16_t const sign = (k & 1) != 0 ? 0x8000 : 0;
         uint16_t const biased = k == 0 ? 0 : static_cast<uint16_t>(exponent(random)); // k == 0: subnormal or zero
         logits.halves[i] = static_cast<uint16_t>(sign | (biased << 10) | fraction(random));
-        logits.values[i] = decodeHalf(logits.halves[i]);
+        logits.values[i] = testSupport::decodeHalf(logits.halves[i]);
     }
     return logits;
 }
@@ -117,58 +95,5 @@ inline std::vector<uint32_t> expectedOutput(Attributes const& a, Shape const& sh
     }
     return std::vector<uint32_t>(labels.begin(), labels.end());
 }
-
-//! An exactly sized buffer in the (emulated) device memory.
-template <typename T>
-class DeviceBuffer
-{
-public:
-    explicit DeviceBuffer(size_t count)
-        : mCount(count)
-    {
-        void* memory = nullptr;
-        if (cudaMalloc(&memory, count * sizeof(T)) != cudaSuccess)
-        {
-            throw std::runtime_error("cudaMalloc of " + std::to_string(count * sizeof(T)) + " bytes failed");
-        }
-        mData = static_cast<T*>(memory);
-    }
-
-    explicit DeviceBuffer(std::vector<T> const& values)
-        : DeviceBuffer(values.size())
-    {
-        if (cudaMemcpy(mData, values.data(), mCount * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess)
-        {
-            throw std::runtime_error("cudaMemcpy to the device failed");
-        }
-    }
-
-    ~DeviceBuffer()
-    {
-        cudaFree(mData);
-    }
-
-    DeviceBuffer(DeviceBuffer const&) = delete;
-    DeviceBuffer& operator=(DeviceBuffer const&) = delete;
-
-    T* data() const
-    {
-        return mData;
-    }
-
-    std::vector<T> download() const
-    {
-        std::vector<T> values(mCount);
-        if (cudaMemcpy(values.data(), mData, mCount * sizeof(T), cudaMemcpyDeviceToHost) != cudaSuccess)
-        {
-            throw std::runtime_error("cudaMemcpy from the device failed");
-        }
-        return values;
-    }
-
-private:
-    size_t mCount;
-    T* mData{nullptr};
-};
 
 } // namespace host

@@ -6,6 +6,14 @@
  * thread that reads shared memory before a barrier reads what its lower-numbered peers have not
  * written yet. A barrier opens when every thread that has not exited has reached it; then the
  * threads run again, in reverse order. Blocks run in reverse order too (the last block first).
+ *
+ * On a GPU a __syncthreads() that not every live thread of the block reaches is undefined
+ * behaviour (CUDA Programming Guide: only in conditional code that evaluates identically across the
+ * block). The emulation refuses it instead of guessing what some GPU would do: when a barrier would
+ * open, every thread that ran since the last one must wait at the same barrier, the same call of
+ * __syncthreads() in the source reached as the same n-th of its own (each thread counts its
+ * barriers); a thread that exited while others wait, or threads waiting at different barriers,
+ * abort the program with both threads named.
  */
 #pragma once
 
@@ -14,6 +22,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -22,8 +31,6 @@
 //! CUDA's built-in variables: per emulated thread.
 inline thread_local uint3 threadIdx;
 inline thread_local uint3 blockIdx;
-inline thread_local dim3 blockDim;
-inline thread_local dim3 gridDim;
 
 namespace cudaEmulation
 {
@@ -55,6 +62,21 @@ private:
     bool mGiven{false};
 };
 
+//! Which barrier a thread waits at: its `count`-th __syncthreads() of the block, and which call of
+//! __syncthreads() in the source (`site`: unique per call in a translation unit; file:line name it).
+struct Barrier
+{
+    unsigned int count;
+    int site;
+    char const* file;
+    int line;
+
+    bool operator==(Barrier const& other) const
+    {
+        return count == other.count && site == other.site && std::strcmp(file, other.file) == 0;
+    }
+};
+
 class BlockScheduler;
 
 //! The scheduler and thread index of the emulated thread running on this std::thread.
@@ -82,7 +104,6 @@ public:
     //! caller at a time.
     void run(dim3 grid, dim3 block, std::function<void()> const& kernel)
     {
-        mGrid = grid;
         mBlock = block;
         mThreads = block.x * block.y * block.z;
         mKernel = &kernel;
@@ -97,14 +118,18 @@ public:
             mBlockIdx = uint3{static_cast<unsigned int>(b % grid.x), static_cast<unsigned int>(b / grid.x % grid.y),
                 static_cast<unsigned int>(b / grid.x / grid.y)};
             mExited.assign(mThreads, false);
+            mWaitsAt.assign(mThreads, Barrier{0, 0, "", 0});
             startRound();
             mBlockDone.take();
         }
     }
 
-    //! __syncthreads() of the running thread: let the others run, continue when the barrier opens.
-    void syncThreads(unsigned int thread)
+    //! __syncthreads() of the running thread at ``site`` (whose count is set here): let the others
+    //! run, continue when the barrier opens.
+    void syncThreads(unsigned int thread, Barrier site)
     {
+        site.count = mWaitsAt[thread].count + 1;
+        mWaitsAt[thread] = site;
         handOver();
         mBatons[thread].take();
     }
@@ -133,14 +158,17 @@ private:
             {
                 return;
             }
-            threadIdx = uint3{thread % mBlock.x, thread / mBlock.x % mBlock.y, thread / mBlock.x / mBlock.y};
+            threadIdx = threadIndex(thread);
             blockIdx = mBlockIdx;
-            blockDim = mBlock;
-            gridDim = mGrid;
             (*mKernel)();
             mExited[thread] = true;
             handOver();
         }
+    }
+
+    uint3 threadIndex(unsigned int thread) const
+    {
+        return uint3{thread % mBlock.x, thread / mBlock.x % mBlock.y, thread / mBlock.x / mBlock.y};
     }
 
     //! The running thread stops (at a barrier or at its exit): the next one of this round runs,
@@ -152,7 +180,41 @@ private:
             mBatons[mRound[mNext++]].give();
             return;
         }
+        checkBarrierIsUniform();
         startRound();
+    }
+
+    //! At the end of a round, the threads that ran in it have all exited or all wait at one barrier.
+    void checkBarrierIsUniform() const
+    {
+        unsigned int const first = mRound.front();
+        for (unsigned int const thread : mRound)
+        {
+            bool const sameBarrier = mExited[thread] || mWaitsAt[thread] == mWaitsAt[first];
+            if (mExited[thread] != mExited[first] || !sameBarrier)
+            {
+                std::fprintf(stderr,
+                    "cudaEmulation: non-uniform __syncthreads() in block %u,%u,%u (undefined behaviour on a GPU):\n",
+                    mBlockIdx.x, mBlockIdx.y, mBlockIdx.z);
+                describe(first);
+                describe(thread);
+                std::abort();
+            }
+        }
+    }
+
+    //! Where ``thread`` stopped, on stderr.
+    void describe(unsigned int thread) const
+    {
+        uint3 const t = threadIndex(thread);
+        if (mExited[thread])
+        {
+            std::fprintf(stderr, "  thread %u,%u,%u exited\n", t.x, t.y, t.z);
+            return;
+        }
+        Barrier const& b = mWaitsAt[thread];
+        std::fprintf(
+            stderr, "  thread %u,%u,%u waits at its __syncthreads() #%u (%s:%d)\n", t.x, t.y, t.z, b.count, b.file, b.line);
     }
 
     //! Runs the threads that have not exited, one at a time, the highest index first.
@@ -176,12 +238,12 @@ private:
     }
 
     // Touched only by whoever holds a baton: one thread at a time, ordered by the batons' mutexes.
-    dim3 mGrid;
     dim3 mBlock;
     unsigned int mThreads{0};
     std::function<void()> const* mKernel{nullptr};
     uint3 mBlockIdx{};
     std::vector<bool> mExited;
+    std::vector<Barrier> mWaitsAt; //!< per thread: the barrier it waits at (or last passed)
     std::vector<unsigned int> mRound;
     size_t mNext{0};
     bool mShutdown{false};
@@ -196,15 +258,20 @@ inline BlockScheduler& blockScheduler()
     return scheduler;
 }
 
-} // namespace cudaEmulation
-
-inline void __syncthreads()
+//! __syncthreads() of the emulated thread running on this std::thread, called at ``site``.
+inline void syncThreads(Barrier const& site)
 {
-    cudaEmulation::CurrentThread const& current = cudaEmulation::currentThread();
+    CurrentThread const& current = currentThread();
     if (current.scheduler == nullptr)
     {
-        std::fprintf(stderr, "cudaEmulation: __syncthreads() called outside a kernel\n");
+        std::fprintf(stderr, "cudaEmulation: __syncthreads() called outside a kernel (%s:%d)\n", site.file, site.line);
         std::abort();
     }
-    current.scheduler->syncThreads(current.index);
+    current.scheduler->syncThreads(current.index, site);
 }
+
+} // namespace cudaEmulation
+
+//! A macro, so that every call of __syncthreads() in the source is a barrier of its own (__COUNTER__
+//! numbers them): threads of one block must all reach the same one.
+#define __syncthreads() ::cudaEmulation::syncThreads(::cudaEmulation::Barrier{0, __COUNTER__, __FILE__, __LINE__})

@@ -1,20 +1,26 @@
 /*
  * CPU stand-in for what nvcc makes available to every .cu file (CUDA's cuda_runtime.h): the kernel
- * language, as far as the ReweightArgmax kernels use it, on top of the runtime API of
+ * language, as far as the ReweightArgmax kernels and the tests use it, on top of the runtime API of
  * cuda_runtime_api.h. With it the host C++ compiler compiles kernel sources unchanged and runs them:
- *   qualifiers   __global__, __device__, __host__ (nothing), __forceinline__ (inline),
- *                __launch_bounds__ (ignored), __shared__ (one static array, shared by the threads
- *                of the block that runs: blocks run one at a time, launches one at a time)
- *   built-ins    threadIdx, blockIdx, blockDim, gridDim, __syncthreads() (blockScheduler.h)
+ *   qualifiers   __global__, __device__ (nothing), __forceinline__ (inline), __launch_bounds__
+ *                (ignored), __shared__ (one static array, shared by the threads of the block that
+ *                runs: blocks run one at a time, launches one at a time)
+ *   built-ins    threadIdx, blockIdx, __syncthreads() (blockScheduler.h: a barrier that not every
+ *                live thread of the block reaches aborts, as it is undefined on a GPU)
  *   intrinsics   __ldg (bounds-checked against the cudaMalloc allocations: a load outside them
- *                prints the address and the thread and aborts), min/max, __fmul_rn, __fadd_rn,
- *                __fmaf_rn (each rounded on its own, never contracted into a fused multiply-add)
+ *                prints the address and the thread and aborts), min, __fmul_rn, __fadd_rn (each
+ *                rounded on its own, never contracted into a fused multiply-add), __fmaf_rn (for
+ *                the mutation test's fused kernel)
+ *   fp16         cudaEmulation::halfBitsToFloat: what the kernel's inline PTX cvt.f32.f16 computes
+ *                (the kernel names it where the emulation compiles it: asm cannot run here)
  *   launch       cudaLaunchKernel(kernel, grid, block, args, sharedMem, stream), CUDA's C++ form:
  *                checks the configuration as CUDA does (cudaErrorInvalidConfiguration for an
  *                empty grid or a block of more than 1024 threads), copies the arguments and runs
  *                the grid before it returns (blockScheduler.h: the schedule that exposes races).
  * Global stores are plain stores: build with AddressSanitizer (exactly sized allocations) and
  * UndefinedBehaviorSanitizer (alignment of int4 and other vector stores) to check them.
+ * Shared memory is not poisoned between blocks: `__shared__` is a prefix of a declaration whose
+ * name the emulation never sees, so it cannot reach the array without a change to the kernel.
  */
 #pragma once
 
@@ -32,7 +38,6 @@
 
 #define __global__
 #define __device__
-#define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
@@ -57,21 +62,6 @@ inline int min(int a, int b)
     return a < b ? a : b;
 }
 
-inline int max(int a, int b)
-{
-    return a > b ? a : b;
-}
-
-inline unsigned int min(unsigned int a, unsigned int b)
-{
-    return a < b ? a : b;
-}
-
-inline unsigned int max(unsigned int a, unsigned int b)
-{
-    return a > b ? a : b;
-}
-
 // The volatile forces each result to be rounded to float on its own, whatever -ffp-contract says.
 inline float __fmul_rn(float a, float b)
 {
@@ -92,6 +82,29 @@ inline float __fmaf_rn(float a, float b, float c)
 
 namespace cudaEmulation
 {
+
+//! fp16 bits -> float, exactly (every half is a float): the emulation's cvt.f32.f16. The tests
+//! compute what the kernel must output with a decoder of their own (testSupport.h).
+inline float halfBitsToFloat(unsigned short bits)
+{
+    unsigned int const exponent = (bits >> 10) & 0x1Fu;
+    unsigned int const mantissa = bits & 0x3FFu;
+    float magnitude;
+    if (exponent == 0x1Fu)
+    {
+        magnitude = mantissa == 0 ? __builtin_inff() : __builtin_nanf("");
+    }
+    else if (exponent == 0)
+    {
+        magnitude = static_cast<float>(mantissa) * 0x1p-24f; // subnormal: mantissa * 2^-24
+    }
+    else
+    {
+        // (1024 + mantissa) * 2^(exponent - 25): both factors and the product are exact in float
+        magnitude = static_cast<float>(1024u + mantissa) * (static_cast<float>(1u << exponent) * 0x1p-25f);
+    }
+    return (bits & 0x8000u) != 0 ? -magnitude : magnitude;
+}
 
 //! CUDA's limits (every GPU since compute capability 3.0).
 inline bool validLaunch(dim3 grid, dim3 block)

@@ -3,24 +3,26 @@
  * Put plugins/tests/cudaEmulation FIRST on the include path and `#include <cuda_runtime_api.h>`
  * (TensorRT's NvInferRuntimeBase.h does) finds this file instead of CUDA's. Header-only.
  *
- * Stable API (same names, signatures and error values as CUDA's; code that compiles against it
- * compiles against the real header):
- *   types      cudaError_t (enum cudaError), cudaMemcpyKind, cudaStream_t (CUstream_st*),
- *              cudaEvent_t (CUevent_st*), dim3, uint3, int4 (16-byte aligned) + make_int4
- *   memory     cudaMalloc, cudaFree, cudaMemcpy, cudaMemcpyAsync, cudaMemset, cudaMemsetAsync
- *   streams    cudaStreamCreate, cudaStreamDestroy, cudaStreamSynchronize, cudaDeviceSynchronize
- *   errors     cudaGetLastError, cudaPeekAtLastError, cudaGetErrorName, cudaGetErrorString
- *   device     cudaGetDeviceCount (1)
+ * It declares what the ReweightArgmax launcher, the tests and TensorRT's headers use, with CUDA's
+ * names, signatures and error values (code that compiles against it compiles against the real
+ * header), and nothing more: a test that starts using more of CUDA fails to compile here instead
+ * of running against an emulation nobody checked.
+ *   types      cudaError_t (enum cudaError), cudaMemcpyKind (host to device, device to host),
+ *              cudaStream_t (CUstream_st*), cudaEvent_t (only named: TensorRT's headers declare
+ *              methods that take one), dim3, uint3, int4 (16-byte aligned) + make_int4
+ *   memory     cudaMalloc, cudaFree, cudaMemcpy
+ *   streams    cudaStreamCreate, cudaStreamDestroy, cudaStreamSynchronize
+ *   errors     cudaGetLastError, cudaGetErrorName
  * Kernels are written and launched through cuda_runtime.h (beside this file), which a .cu file
  * compiled by the host compiler includes where nvcc would include CUDA's implicitly.
  *
  * Semantics:
  *  - "device" memory is host memory: cudaMalloc makes an exactly sized, 256-byte aligned heap block
  *    (so AddressSanitizer reports a store one byte past it), filled with 0xCD as a stand-in for the
- *    garbage a fresh GPU allocation holds, and records it; kernels' __ldg loads and cudaMemcpy/
- *    cudaMemset check their device ranges against those records;
- *  - everything is synchronous: a launch has finished when cudaLaunchKernel returns, so stream and
- *    device synchronisation only report success; streams are opaque handles;
+ *    garbage a fresh GPU allocation holds, and records it; kernels' __ldg loads and cudaMemcpy
+ *    check their device ranges against those records;
+ *  - everything is synchronous: a launch has finished when cudaLaunchKernel returns, so stream
+ *    synchronisation only reports success; streams are opaque handles;
  *  - errors are returned and also kept per host thread for cudaGetLastError, as CUDA does.
  */
 #pragma once
@@ -47,18 +49,15 @@ typedef enum cudaError cudaError_t;
 
 enum cudaMemcpyKind
 {
-    cudaMemcpyHostToHost = 0,
     cudaMemcpyHostToDevice = 1,
-    cudaMemcpyDeviceToHost = 2,
-    cudaMemcpyDeviceToDevice = 3,
-    cudaMemcpyDefault = 4
+    cudaMemcpyDeviceToHost = 2
 };
 
 struct CUstream_st
 {
 };
 typedef struct CUstream_st* cudaStream_t;
-struct CUevent_st;
+struct CUevent_st; // TensorRT's headers name cudaEvent_t in declarations; nothing here makes one
 typedef struct CUevent_st* cudaEvent_t;
 
 struct uint3
@@ -171,23 +170,6 @@ inline cudaError_t report(cudaError_t error)
     return error;
 }
 
-//! Whether a copy of ``bytes`` between ``dst`` and ``src`` fits the allocations ``kind`` names.
-inline bool copyFits(void* dst, void const* src, size_t bytes, cudaMemcpyKind kind)
-{
-    DeviceMemory const& memory = deviceMemory();
-    bool const dstOnDevice = memory.contains(dst, bytes);
-    bool const srcOnDevice = memory.contains(src, bytes);
-    switch (kind)
-    {
-    case cudaMemcpyHostToHost: return true;
-    case cudaMemcpyHostToDevice: return dstOnDevice;
-    case cudaMemcpyDeviceToHost: return srcOnDevice;
-    case cudaMemcpyDeviceToDevice: return dstOnDevice && srcOnDevice;
-    case cudaMemcpyDefault: return true; // unified addressing: either side may be either
-    }
-    return false;
-}
-
 } // namespace cudaEmulation
 
 inline cudaError_t cudaGetLastError()
@@ -195,11 +177,6 @@ inline cudaError_t cudaGetLastError()
     cudaError_t const error = cudaEmulation::lastError();
     cudaEmulation::lastError() = cudaSuccess;
     return error;
-}
-
-inline cudaError_t cudaPeekAtLastError()
-{
-    return cudaEmulation::lastError();
 }
 
 inline char const* cudaGetErrorName(cudaError_t error)
@@ -216,21 +193,6 @@ inline char const* cudaGetErrorName(cudaError_t error)
     case cudaErrorNotSupported: return "cudaErrorNotSupported";
     }
     return "unrecognized error code";
-}
-
-inline char const* cudaGetErrorString(cudaError_t error)
-{
-    return cudaGetErrorName(error);
-}
-
-inline cudaError_t cudaGetDeviceCount(int* count)
-{
-    if (count == nullptr)
-    {
-        return cudaEmulation::report(cudaErrorInvalidValue);
-    }
-    *count = 1;
-    return cudaSuccess;
 }
 
 inline cudaError_t cudaMalloc(void** devPtr, size_t size)
@@ -254,7 +216,7 @@ inline cudaError_t cudaFree(void* devPtr)
 
 inline cudaError_t cudaMemcpy(void* dst, void const* src, size_t count, cudaMemcpyKind kind)
 {
-    if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault)
+    if (kind != cudaMemcpyHostToDevice && kind != cudaMemcpyDeviceToHost)
     {
         return cudaEmulation::report(cudaErrorInvalidMemcpyDirection);
     }
@@ -262,37 +224,13 @@ inline cudaError_t cudaMemcpy(void* dst, void const* src, size_t count, cudaMemc
     {
         return cudaSuccess;
     }
-    if (dst == nullptr || src == nullptr || !cudaEmulation::copyFits(dst, src, count, kind))
+    void const* const device = kind == cudaMemcpyHostToDevice ? dst : src;
+    if (dst == nullptr || src == nullptr || !cudaEmulation::deviceMemory().contains(device, count))
     {
         return cudaEmulation::report(cudaErrorInvalidValue);
     }
     std::memmove(dst, src, count);
     return cudaSuccess;
-}
-
-inline cudaError_t cudaMemcpyAsync(
-    void* dst, void const* src, size_t count, cudaMemcpyKind kind, cudaStream_t /*stream*/ = nullptr)
-{
-    return cudaMemcpy(dst, src, count, kind);
-}
-
-inline cudaError_t cudaMemset(void* devPtr, int value, size_t count)
-{
-    if (count == 0)
-    {
-        return cudaSuccess;
-    }
-    if (!cudaEmulation::deviceMemory().contains(devPtr, count))
-    {
-        return cudaEmulation::report(cudaErrorInvalidValue);
-    }
-    std::memset(devPtr, value, count);
-    return cudaSuccess;
-}
-
-inline cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t /*stream*/ = nullptr)
-{
-    return cudaMemset(devPtr, value, count);
 }
 
 inline cudaError_t cudaStreamCreate(cudaStream_t* stream)
@@ -320,7 +258,3 @@ inline cudaError_t cudaStreamSynchronize(cudaStream_t /*stream*/)
     return cudaSuccess; // launches and copies complete before they return
 }
 
-inline cudaError_t cudaDeviceSynchronize()
-{
-    return cudaSuccess;
-}

@@ -6,7 +6,7 @@
  */
 #pragma once
 
-#include "NvInferRuntimeBase.h"
+#include "NvInferRuntimeCommon.h"
 
 namespace nvinfer1
 {

@@ -1,7 +1,7 @@
 /*
  * TensorRT stand-in (tests only; see NvInferVersion.h): what a V3 plugin library sees of TensorRT's
  * runtime API. Written for this project from TensorRT's documented API (names, signatures, enum
- * values, layouts and the order of virtual functions as documented for TensorRT 11); it is the
+ * values, layouts and the order of virtual functions as TensorRT 10.3 declares them); it is the
  * subset the ReweightArgmax plugin and its test host use, nothing more. Real TensorRT headers take
  * precedence: the host is built against them too wherever they exist, and the plugin's `override`s
  * fail to compile if this file and the real headers disagree on a signature.
@@ -9,7 +9,6 @@
 #pragma once
 
 #include "NvInferImpl.h"
-#include "NvInferPluginBase.h"
 #include "NvInferRuntimeCommon.h"
 
 namespace nvinfer1
@@ -27,38 +26,6 @@ protected:
     INoCopy& operator=(INoCopy&& other) = delete;
 };
 
-enum class TensorFormat : int32_t
-{
-    kLINEAR = 0,
-    kCHW2 = 1,
-    kHWC8 = 2,
-    kCHW4 = 3,
-    kCHW16 = 4,
-    kCHW32 = 5,
-    kDHWC8 = 6,
-    kCDHW32 = 7,
-    kHWC = 8,
-    kDLA_LINEAR = 9,
-    kDLA_HWC4 = 10,
-    kHWC16 = 11,
-    kDHWC = 12
-};
-
-template <>
-struct impl::EnumMaxImpl<TensorFormat>
-{
-    static constexpr int32_t kVALUE = 13;
-};
-
-//! A tensor as a plugin sees it at run time (and, with -1 extents, while the engine is built).
-struct PluginTensorDesc
-{
-    Dims dims;
-    DataType type;
-    TensorFormat format;
-    float scale; //!< only meaningful for kINT8
-};
-
 //! Binary operations on dimension expressions.
 enum class DimensionOperation : int32_t
 {
@@ -73,11 +40,12 @@ enum class DimensionOperation : int32_t
     kCEIL_DIV = 8
 };
 
+//! (10.3 specialises EnumMax itself here, where other enums specialise impl::EnumMaxImpl.)
 template <>
-struct impl::EnumMaxImpl<DimensionOperation>
+constexpr inline int32_t EnumMax<DimensionOperation>() noexcept
 {
-    static constexpr int32_t kVALUE = 9;
-};
+    return 9;
+}
 
 //! An integer expression over input extents (constant when known at build time). Not virtual:
 //! every call forwards to mImpl, which libnvinfer (here: the test host) provides.
@@ -97,7 +65,7 @@ public:
 
 protected:
     apiv::VDimensionExpr* mImpl;
-    virtual ~IDimensionExpr() noexcept = 0;
+    virtual ~IDimensionExpr() noexcept = default;
 
 public:
     bool isSizeTensor() const noexcept
@@ -105,8 +73,6 @@ public:
         return mImpl->isSizeTensor();
     }
 };
-
-inline IDimensionExpr::~IDimensionExpr() noexcept = default;
 
 //! Makes the expressions a plugin returns from getOutputShapes (they live until that call returns).
 class IExprBuilder : public INoCopy
@@ -125,7 +91,7 @@ public:
 
 protected:
     apiv::VExprBuilder* mImpl;
-    virtual ~IExprBuilder() noexcept = 0;
+    virtual ~IExprBuilder() noexcept = default;
 
 public:
     IDimensionExpr const* declareSizeTensor(int32_t outputIndex, IDimensionExpr const& opt, IDimensionExpr const& upper)
@@ -133,8 +99,6 @@ public:
         return mImpl->declareSizeTensor(outputIndex, opt, upper);
     }
 };
-
-inline IExprBuilder::~IExprBuilder() noexcept = default;
 
 class DimsExprs
 {
@@ -159,7 +123,7 @@ class IPluginResourceContext
 public:
     virtual IGpuAllocator* getGpuAllocator() const noexcept = 0;
     virtual IErrorRecorder* getErrorRecorder() const noexcept = 0;
-    virtual ~IPluginResourceContext() noexcept = 0;
+    virtual ~IPluginResourceContext() noexcept = default;
 
 protected:
     IPluginResourceContext() = default;
@@ -169,10 +133,28 @@ protected:
     IPluginResourceContext& operator=(IPluginResourceContext&&) & = default;
 };
 
-inline IPluginResourceContext::~IPluginResourceContext() noexcept = default;
-
 namespace v_1_0
 {
+
+//! Base of the capability interfaces (core, build, runtime) that IPluginV3 hands out.
+class IPluginCapability : public IVersionedInterface
+{
+};
+
+class IPluginV3 : public IVersionedInterface
+{
+public:
+    InterfaceInfo getInterfaceInfo() const noexcept override
+    {
+        return InterfaceInfo{"PLUGIN", 1, 0};
+    }
+
+    //! The object implementing `type` (nullptr if the plugin has no such capability).
+    virtual IPluginCapability* getCapabilityInterface(PluginCapabilityType type) noexcept = 0;
+
+    //! A fully initialised copy, independent of this object; nullptr on failure.
+    virtual IPluginV3* clone() noexcept = 0;
+};
 
 class IPluginV3OneCore : public IPluginCapability
 {
@@ -271,52 +253,6 @@ public:
     virtual PluginFieldCollection const* getFieldsToSerialize() noexcept = 0;
 };
 
-//! Application-implemented logging interface; must be thread-safe.
-class ILogger : public IVersionedInterface
-{
-public:
-    InterfaceInfo getInterfaceInfo() const noexcept override
-    {
-        return {"ILogger", 1, 0};
-    }
-
-    enum class Severity : int32_t
-    {
-        kINTERNAL_ERROR = 0,
-        kERROR = 1,
-        kWARNING = 2,
-        kINFO = 3,
-        kVERBOSE = 4,
-    };
-
-    virtual void log(Severity severity, AsciiChar const* msg) noexcept = 0;
-
-    ILogger() = default;
-    ~ILogger() override = default;
-
-protected:
-    ILogger(ILogger const&) = default;
-    ILogger(ILogger&&) = default;
-    ILogger& operator=(ILogger const&) & = default;
-    ILogger& operator=(ILogger&&) & = default;
-};
-
-//! Given to a plugin library through setLoggerFinder. findLogger() returns the logger of the engine
-//! or execution context that called the current plugin method, and must be called from that thread.
-class ILoggerFinder : public IVersionedInterface
-{
-public:
-    InterfaceInfo getInterfaceInfo() const noexcept override
-    {
-        return {"ILoggerFinder", 1, 0};
-    }
-
-    virtual ILogger* findLogger() = 0;
-
-protected:
-    ~ILoggerFinder() override = default;
-};
-
 class IPluginCreatorV3One : public IPluginCreatorInterface
 {
 public:
@@ -345,11 +281,24 @@ protected:
 
 } // namespace v_1_0
 
+using IPluginCapability = v_1_0::IPluginCapability;
+using IPluginV3 = v_1_0::IPluginV3;
 using IPluginV3OneCore = v_1_0::IPluginV3OneCore;
 using IPluginV3OneBuild = v_1_0::IPluginV3OneBuild;
 using IPluginV3OneRuntime = v_1_0::IPluginV3OneRuntime;
-using ILoggerFinder = v_1_0::ILoggerFinder;
 using IPluginCreatorV3One = v_1_0::IPluginCreatorV3One;
+
+//! Given to a plugin library through setLoggerFinder. findLogger() returns the logger of the engine
+//! or execution context that called the current plugin method, and must be called from that thread.
+//! (A plain interface in 10.3, a versioned one in TensorRT 11.)
+class ILoggerFinder
+{
+public:
+    virtual ILogger* findLogger() = 0;
+
+protected:
+    virtual ~ILoggerFinder() = default;
+};
 
 } // namespace nvinfer1
 

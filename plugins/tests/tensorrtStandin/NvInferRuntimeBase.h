@@ -1,6 +1,6 @@
 /*
- * TensorRT stand-in (tests only; see NvInferVersion.h): basic types shared by every interface.
- * Names, enum values and layouts follow TensorRT's documented API; real headers take precedence.
+ * TensorRT stand-in (tests only; see NvInferVersion.h): basic types shared by every interface, as
+ * TensorRT 10.3 declares them. Real headers take precedence.
  */
 #pragma once
 
@@ -12,6 +12,9 @@
 
 //! Symbols that libnvinfer exports (default visibility; the test host defines them).
 #define TENSORRTAPI __attribute__((visibility("default")))
+
+//! TensorRT's mark of an API kept for compatibility only: using it is a warning (an error with -Werror).
+#define TRT_DEPRECATED [[deprecated]]
 
 //! One integer per version, comparable in preprocessor conditions.
 #define NV_TENSORRT_VERSION_INT(major, minor, patch) ((major) *10000L + (minor) *100L + (patch) *1L)
@@ -26,12 +29,12 @@ using AsciiChar = char_t;
 namespace v_1_0
 {
 class IErrorRecorder;
-class ILogger;
 class IGpuAllocator;
+class IPluginResource;
 } // namespace v_1_0
 using IErrorRecorder = v_1_0::IErrorRecorder;
-using ILogger = v_1_0::ILogger;
 using IGpuAllocator = v_1_0::IGpuAllocator;
+using IPluginResource = v_1_0::IPluginResource;
 
 namespace impl
 {
@@ -47,6 +50,7 @@ constexpr int32_t EnumMax() noexcept
     return impl::EnumMaxImpl<T>::kVALUE;
 }
 
+//! TensorRT 10.3's types (kFP4 and later came with newer versions).
 enum class DataType : int32_t
 {
     kFLOAT = 0,
@@ -59,14 +63,12 @@ enum class DataType : int32_t
     kBF16 = 7,
     kINT64 = 8,
     kINT4 = 9,
-    kFP4 = 10,
-    kE8M0 = 11,
 };
 
 template <>
 struct impl::EnumMaxImpl<DataType>
 {
-    static constexpr int32_t kVALUE = 12;
+    static constexpr int32_t kVALUE = 10;
 };
 
 //! A tensor shape: nbDims extents (-1 for a dimension only known at run time).
@@ -79,6 +81,29 @@ public:
 };
 
 using Dims = Dims64;
+
+enum class TensorFormat : int32_t
+{
+    kLINEAR = 0,
+    kCHW2 = 1,
+    kHWC8 = 2,
+    kCHW4 = 3,
+    kCHW16 = 4,
+    kCHW32 = 5,
+    kDHWC8 = 6,
+    kCDHW32 = 7,
+    kHWC = 8,
+    kDLA_LINEAR = 9,
+    kDLA_HWC4 = 10,
+    kHWC16 = 11,
+    kDHWC = 12
+};
+
+template <>
+struct impl::EnumMaxImpl<TensorFormat>
+{
+    static constexpr int32_t kVALUE = 13;
+};
 
 //! Which interface (and which version of it) an object implements: TensorRT reads this before it
 //! casts a base pointer to the interface it names.
@@ -104,7 +129,7 @@ struct impl::EnumMaxImpl<APILanguage>
     static constexpr int32_t kVALUE = 2;
 };
 
-//! Base of the interfaces that carry an InterfaceInfo (plugins, creators, loggers in TensorRT 11).
+//! Base of the interfaces that carry an InterfaceInfo (plugins, their capabilities and creators).
 class IVersionedInterface
 {
 public:
@@ -123,6 +148,32 @@ protected:
     IVersionedInterface(IVersionedInterface&&) = default;
     IVersionedInterface& operator=(IVersionedInterface const&) & = default;
     IVersionedInterface& operator=(IVersionedInterface&&) & = default;
+};
+
+//! Application-implemented logging interface; must be thread-safe. (TensorRT 11 made it a versioned
+//! interface; in 10.3 it is a plain one.)
+class ILogger
+{
+public:
+    enum class Severity : int32_t
+    {
+        kINTERNAL_ERROR = 0,
+        kERROR = 1,
+        kWARNING = 2,
+        kINFO = 3,
+        kVERBOSE = 4,
+    };
+
+    virtual void log(Severity severity, AsciiChar const* msg) noexcept = 0;
+
+    ILogger() = default;
+    virtual ~ILogger() = default;
+
+protected:
+    ILogger(ILogger const&) = default;
+    ILogger(ILogger&&) = default;
+    ILogger& operator=(ILogger const&) & = default;
+    ILogger& operator=(ILogger&&) & = default;
 };
 
 } // namespace nvinfer1

@@ -1,11 +1,13 @@
 /*
- * TensorRT stand-in (tests only; see NvInferVersion.h): the plugin registry, as TensorRT 11 declares
- * it (libnvinfer implements it; the test host plays libnvinfer). Virtual functions in the documented
- * order. Real headers take precedence.
+ * TensorRT stand-in (tests only; see NvInferVersion.h): the plugin registry, as TensorRT 10.3
+ * declares it (libnvinfer implements it; the test host plays libnvinfer): its virtual functions in
+ * 10.3's order, the deprecated IPluginCreator (V2) ones included, getAllCreatorsRecursive (10.10)
+ * not. Real headers take precedence.
  */
 #pragma once
 
-#include "NvInferPluginBase.h"
+#include "NvInferRuntimeBase.h"
+#include "NvInferRuntimePlugin.h"
 
 namespace nvinfer1
 {
@@ -15,6 +17,12 @@ class IPluginRegistry
 public:
     using PluginLibraryHandle = void*;
 
+    TRT_DEPRECATED virtual bool registerCreator(
+        IPluginCreator& creator, AsciiChar const* const pluginNamespace) noexcept = 0;
+    TRT_DEPRECATED virtual IPluginCreator* const* getPluginCreatorList(int32_t* const numCreators) const noexcept = 0;
+    TRT_DEPRECATED virtual IPluginCreator* getPluginCreator(AsciiChar const* const pluginName,
+        AsciiChar const* const pluginVersion, AsciiChar const* const pluginNamespace = "") noexcept = 0;
+
     IPluginRegistry() = default;
     IPluginRegistry(IPluginRegistry const&) = delete;
     IPluginRegistry(IPluginRegistry&&) = delete;
@@ -22,11 +30,12 @@ public:
     IPluginRegistry& operator=(IPluginRegistry&&) & = delete;
 
 protected:
-    virtual ~IPluginRegistry() noexcept = 0;
+    virtual ~IPluginRegistry() noexcept = default;
 
 public:
     virtual void setErrorRecorder(IErrorRecorder* const recorder) noexcept = 0;
     virtual IErrorRecorder* getErrorRecorder() const noexcept = 0;
+    TRT_DEPRECATED virtual bool deregisterCreator(IPluginCreator const& creator) noexcept = 0;
     virtual bool isParentSearchEnabled() const = 0;
     virtual void setParentSearchEnabled(bool const enabled) = 0;
     //! Loads a library that exports getCreators (and setLoggerFinder) and registers its creators;
@@ -41,9 +50,6 @@ public:
     virtual bool deregisterCreator(IPluginCreatorInterface const& creator) noexcept = 0;
     virtual IPluginResource* acquirePluginResource(AsciiChar const* key, IPluginResource* resource) noexcept = 0;
     virtual int32_t releasePluginResource(AsciiChar const* key) noexcept = 0;
-    virtual IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const numCreators) noexcept = 0;
 };
-
-inline IPluginRegistry::~IPluginRegistry() noexcept = default;
 
 } // namespace nvinfer1

@@ -1,7 +1,7 @@
 /*
- * TensorRT stand-in (tests only; see NvInferVersion.h): plugin attributes (fields), phases, and the
- * IPluginV3 root interface. Names, enum values and layouts follow TensorRT's documented API; real
- * headers take precedence.
+ * TensorRT stand-in (tests only; see NvInferVersion.h): what plugins and their creators exchange,
+ * as TensorRT 10.3 declares it: tensor descriptions, attributes (fields), phases, and the root of
+ * every creator. Real headers take precedence.
  */
 #pragma once
 
@@ -10,6 +10,16 @@
 namespace nvinfer1
 {
 
+//! A tensor as a plugin sees it at run time (and, with -1 extents, while the engine is built).
+struct PluginTensorDesc
+{
+    Dims dims;
+    DataType type;
+    TensorFormat format;
+    float scale; //!< only meaningful for kINT8
+};
+
+//! TensorRT 10.3's field types (kFP4 came with a newer version).
 enum class PluginFieldType : int32_t
 {
     kFLOAT16 = 0,
@@ -25,7 +35,6 @@ enum class PluginFieldType : int32_t
     kINT64 = 10,
     kFP8 = 11,
     kINT4 = 12,
-    kFP4 = 13,
 };
 
 //! One attribute: `length` values of `type` at `data` (borrowed, not owned).
@@ -49,15 +58,8 @@ public:
 
 struct PluginFieldCollection
 {
-    int32_t nbFields{};
-    PluginField const* fields{};
-};
-
-//! Whether a plugin is created to build an engine or to run a deserialised one.
-enum class TensorRTPhase : int32_t
-{
-    kBUILD = 0,
-    kRUNTIME = 1
+    int32_t nbFields;
+    PluginField const* fields;
 };
 
 enum class PluginCapabilityType : int32_t
@@ -67,15 +69,15 @@ enum class PluginCapabilityType : int32_t
     kRUNTIME = 2
 };
 
-namespace v_1_0
+//! Whether a plugin is created to build an engine or to run a deserialised one.
+enum class TensorRTPhase : int32_t
 {
-
-//! Base of the capability interfaces (core, build, runtime) that IPluginV3 hands out.
-class IPluginCapability : public IVersionedInterface
-{
+    kBUILD = 0,
+    kRUNTIME = 1
 };
 
-class IPluginResource;
+namespace v_1_0
+{
 
 //! Base of every plugin creator generation; TensorRT tells them apart by getInterfaceInfo().
 class IPluginCreatorInterface : public IVersionedInterface
@@ -91,26 +93,12 @@ protected:
     IPluginCreatorInterface& operator=(IPluginCreatorInterface&&) & = default;
 };
 
-class IPluginV3 : public IVersionedInterface
-{
-public:
-    InterfaceInfo getInterfaceInfo() const noexcept override
-    {
-        return InterfaceInfo{"PLUGIN", 1, 0};
-    }
-
-    //! The object implementing `type` (nullptr if the plugin has no such capability).
-    virtual IPluginCapability* getCapabilityInterface(PluginCapabilityType type) noexcept = 0;
-
-    //! A fully initialised copy, independent of this object; nullptr on failure.
-    virtual IPluginV3* clone() noexcept = 0;
-};
+//! The deprecated creator of IPluginV2 plugins: only named here, by the registry's V2 methods.
+class IPluginCreator;
 
 } // namespace v_1_0
 
-using IPluginCapability = v_1_0::IPluginCapability;
-using IPluginResource = v_1_0::IPluginResource;
 using IPluginCreatorInterface = v_1_0::IPluginCreatorInterface;
-using IPluginV3 = v_1_0::IPluginV3;
+using IPluginCreator = v_1_0::IPluginCreator;
 
 } // namespace nvinfer1

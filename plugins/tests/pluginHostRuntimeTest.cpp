@@ -1,0 +1,209 @@
+/*
+ * The plugin configured, run and copied as TensorRT's builder and execution contexts do it:
+ * configurePlugin with -1 then concrete dimensions, onShapeChange with the shapes A, B, A and
+ * enqueue of its real kernel (executed by the CPU emulation of CUDA) against the host reference,
+ * bit for bit; clone and attachToContext independent of the destroyed original and of each other;
+ * getFieldsToSerialize -> createPlugin(kRUNTIME) with identical labels. Run by pluginHostMain.cpp.
+ */
+#include "pluginHostDriver.h"
+
+using namespace nvinfer1;
+
+namespace host
+{
+namespace
+{
+
+//! The build phase as TensorRT goes through it, then the context: shapes A, B, A, labels checked.
+void configureAndEnqueue(Paths const& paths)
+{
+    DynamicBuild const build(paths.dynamicBuild);
+    struct Case
+    {
+        bool fp16;
+        Attributes attributes;
+    };
+    std::vector<Case> const cases = {
+        {false, dannetAttributes(20, 61, 1, 0, 0)},
+        {true, dannetAttributes(20, 61, 0, 0, 1)},
+        {false, dannetAttributes(12, 130, 1, 1, 1)},
+        {true, dannetAttributes(12, 130, 0, 1, 0)},
+    };
+    uint32_t seed = 1;
+    for (Case const& c : cases)
+    {
+        Attributes const& a = c.attributes;
+        DataType const type = c.fp16 ? DataType::kHALF : DataType::kFLOAT;
+        PluginPtr const plugin = create(build.creator(), a, TensorRTPhase::kBUILD);
+        Capabilities const caps = plugin != nullptr ? capabilitiesOf(*plugin) : Capabilities{};
+        if (caps.build == nullptr || caps.runtime == nullptr)
+        {
+            check(false, "createPlugin with build and runtime capabilities");
+            continue;
+        }
+        // building: dynamic batch and size, then the shapes of an optimisation profile
+        DynamicPluginTensorDesc const dynamicIn = buildTensor(
+            dims({-1, 19, -1, -1}), type, dims({1, 19, 1, 1}), dims({4, 19, 64, 200}), dims({2, 19, 9, 17}));
+        int64_t const h = a.outHeight;
+        int64_t const w = a.outputWidth();
+        DynamicPluginTensorDesc const dynamicOut
+            = buildTensor(dims({-1, h, w}), DataType::kINT32, dims({1, h, w}), dims({4, h, w}), dims({2, h, w}));
+        check(caps.build->configurePlugin(&dynamicIn, 1, &dynamicOut, 1) == 0, "configurePlugin with -1 dimensions");
+        DynamicPluginTensorDesc const concreteIn = buildTensor(dims({2, 19, 9, 17}), type);
+        DynamicPluginTensorDesc const concreteOut = buildTensor(dims({2, h, w}), DataType::kINT32);
+        check(caps.build->configurePlugin(&concreteIn, 1, &concreteOut, 1) == 0,
+            "configurePlugin with concrete dimensions");
+        DynamicPluginTensorDesc const wrongChannels = buildTensor(dims({-1, 7, -1, -1}), type);
+        int32_t status = 0;
+        std::vector<std::string> const errors
+            = errorsOf([&] { status = caps.build->configurePlugin(&wrongChannels, 1, &concreteOut, 1); });
+        check(status != 0 && anyContains(errors, "'weights'"), "configurePlugin refuses 7 channels with an error");
+        DynamicPluginTensorDesc const threeD = buildTensor(dims({-1, 19, -1}), type);
+        check(!errorsOf([&] { status = caps.build->configurePlugin(&threeD, 1, &concreteOut, 1); }).empty()
+                && status != 0,
+            "configurePlugin refuses 3-D logits with an error");
+
+        // running: the input shape changes between calls
+        for (Shape const& shape : {kShapeA, kShapeB, kShapeA})
+        {
+            checkRun(*caps.runtime, a, shape, c.fp16, seed++);
+        }
+        RunDescs const wrong = runDescs(a, Shape{1, 7, 9, 17}, c.fp16);
+        check(!errorsOf([&] { status = caps.runtime->onShapeChange(&wrong.in, 1, &wrong.out, 1); }).empty()
+                && status != 0,
+            "onShapeChange refuses 7 channels with an error");
+    }
+}
+
+//! A clone lives on its own: the original destroyed, the clone still runs.
+void cloneIsIndependent(Paths const& paths)
+{
+    DynamicBuild const build(paths.dynamicBuild);
+    Attributes const a = dannetAttributes(20, 61, 1, 0, 1);
+    PluginPtr original = create(build.creator(), a, TensorRTPhase::kBUILD);
+    IPluginV3OneRuntime* const runtime = original != nullptr ? capabilitiesOf(*original).runtime : nullptr;
+    if (runtime == nullptr)
+    {
+        check(false, "runtime capability");
+        return;
+    }
+    checkRun(*runtime, a, kShapeA, false, 11); // the original has seen shape A
+    PluginPtr const clone(original->clone());
+    check(clone != nullptr && clone != original, "clone gives a new object");
+    original.reset();
+    if (clone == nullptr)
+    {
+        return;
+    }
+    Capabilities const c = capabilitiesOf(*clone);
+    check(c.core != nullptr && c.build != nullptr && c.runtime != nullptr, "the clone has all three capabilities");
+    if (c.runtime == nullptr)
+    {
+        return;
+    }
+    // the clone carries the shape it was cloned with: enqueue straight away
+    Logits const logits = randomLogits(kShapeA, false, 12);
+    std::optional<std::vector<uint32_t>> const labels = enqueue(*c.runtime, a, kShapeA, logits);
+    check(labels && *labels == expectedOutput(a, kShapeA, logits),
+        "the clone enqueues with the shape the original was configured for");
+    checkRun(*c.runtime, a, kShapeB, false, 13);
+    // TensorRT may serialise a clone: its fields must be its own, not the destroyed original's
+    Fields fields;
+    copyFields(fields, *c.runtime->getFieldsToSerialize());
+    check(sameAttributes(*fields.collection(), a), "the clone serialises the original's attributes");
+}
+
+//! attachToContext gives each execution context a plugin of its own.
+void attachToContext(Paths const& paths)
+{
+    DynamicBuild const build(paths.dynamicBuild);
+    Attributes const a = dannetAttributes(12, 130, 0, 1, 1);
+    PluginPtr deserialised = create(build.creator(), a, TensorRTPhase::kRUNTIME);
+    IPluginV3OneRuntime* const runtime = deserialised != nullptr ? capabilitiesOf(*deserialised).runtime : nullptr;
+    if (runtime == nullptr)
+    {
+        check(false, "runtime capability in kRUNTIME");
+        return;
+    }
+    HostResourceContext context;
+    PluginPtr const first(runtime->attachToContext(&context));
+    PluginPtr const second(runtime->attachToContext(&context));
+    check(first != nullptr && second != nullptr && first != deserialised && first != second,
+        "attachToContext returns a new plugin per context");
+    deserialised.reset();
+    Capabilities const one = first != nullptr ? capabilitiesOf(*first) : Capabilities{};
+    Capabilities const two = second != nullptr ? capabilitiesOf(*second) : Capabilities{};
+    if (one.core == nullptr || one.runtime == nullptr || two.runtime == nullptr)
+    {
+        check(false, "attached plugins have the core and runtime capabilities");
+        return;
+    }
+    // two contexts with different shapes, interleaved: neither may see the other's
+    Logits const logitsA = randomLogits(kShapeA, true, 21);
+    Logits const logitsB = randomLogits(kShapeB, true, 22);
+    std::optional<std::vector<uint32_t>> const beforeA = run(*one.runtime, a, kShapeA, logitsA);
+    std::optional<std::vector<uint32_t>> const b = run(*two.runtime, a, kShapeB, logitsB);
+    // context one enqueues again without a shape change: it must still hold shape A
+    std::optional<std::vector<uint32_t>> const againA = enqueue(*one.runtime, a, kShapeA, logitsA);
+    std::vector<uint32_t> const expectedA = expectedOutput(a, kShapeA, logitsA);
+    check(beforeA && *beforeA == expectedA, "context one: labels == host reference");
+    check(b && *b == expectedOutput(a, kShapeB, logitsB), "context two: labels == host reference");
+    check(againA && *againA == expectedA, "context one is unaffected by context two's shape change");
+}
+
+//! getFieldsToSerialize -> (engine bytes) -> createPlugin(kRUNTIME): the same labels, with the
+//! original plugin long destroyed.
+void serialisationRoundTrip(Paths const& paths)
+{
+    DynamicBuild const build(paths.dynamicBuild);
+    for (Attributes const& a : {dannetAttributes(20, 61, 1, 0, 1), dannetAttributes(12, 130, 0, 1, 0)})
+    {
+        PluginPtr original = create(build.creator(), a, TensorRTPhase::kBUILD);
+        IPluginV3OneRuntime* const runtime = original != nullptr ? capabilitiesOf(*original).runtime : nullptr;
+        if (runtime == nullptr)
+        {
+            check(false, "runtime capability");
+            continue;
+        }
+        Logits const logits = randomLogits(kShapeA, false, 31);
+        std::optional<std::vector<uint32_t>> const before = run(*runtime, a, kShapeA, logits);
+        Fields engine;
+        copyFields(engine, *runtime->getFieldsToSerialize());
+        check(sameAttributes(*engine.collection(), a), "the serialised fields are the attributes");
+        original.reset();
+
+        PluginPtr const restored(
+            build.creator().createPlugin("reweight_argmax", engine.collection(), TensorRTPhase::kRUNTIME));
+        check(restored != nullptr, "createPlugin(kRUNTIME) from the serialised fields");
+        if (restored == nullptr)
+        {
+            continue;
+        }
+        HostResourceContext context;
+        PluginPtr const attached(capabilitiesOf(*restored).runtime->attachToContext(&context));
+        IPluginV3OneRuntime* const restoredRuntime = attached != nullptr ? capabilitiesOf(*attached).runtime : nullptr;
+        if (restoredRuntime == nullptr)
+        {
+            check(false, "the restored plugin attaches to a context");
+            continue;
+        }
+        std::optional<std::vector<uint32_t>> const after = run(*restoredRuntime, a, kShapeA, logits);
+        check(before && after && *before == *after && *after == expectedOutput(a, kShapeA, logits),
+            "the restored plugin's labels are identical (" + describe(a, kShapeA, false) + ")");
+        checkRun(*restoredRuntime, a, kShapeB, true, 32);
+    }
+}
+
+} // namespace
+
+std::vector<NamedTest> runtimeTests()
+{
+    return {
+        {"configure and enqueue (shapes A, B, A)", configureAndEnqueue},
+        {"clone is independent", cloneIsIndependent},
+        {"attachToContext", attachToContext},
+        {"serialisation round trip", serialisationRoundTrip},
+    };
+}
+
+} // namespace host
