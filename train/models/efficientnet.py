@@ -37,6 +37,8 @@ from torch import nn
 
 from runtime.classes import IMAGENET_MEAN, IMAGENET_STD
 
+from .resnet import he_init
+
 #: the Lite ImageNet weights' input: (pixel - LITE_PIXEL_MEAN) / LITE_PIXEL_STD, pixel in 0..255 (TensorFlow's
 #: EfficientNet-Lite preprocessing; the stem BatchNorm's running means agree, see tests/test_backbones.py)
 LITE_PIXEL_MEAN, LITE_PIXEL_STD = 127.0, 128.0
@@ -155,11 +157,4 @@ class EfficientNetLite(nn.Module):
 
     def init_weights(self) -> None:
         """He initialisation (fan-out) for convs, unit BN: the starting point without ImageNet weights."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init(self)
