@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from runtime.classes import IGNORE_INDEX, TRAIN_ID_TO_LABEL_ID
+from runtime.errors import DannetError
 
 
 def _to_label_ids(train_ids: np.ndarray) -> np.ndarray:
@@ -26,7 +27,7 @@ def cityscapes_miou(predictions: list[np.ndarray], labels: list[np.ndarray]) -> 
     try:
         from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs
     except ImportError:
-        raise SystemExit("the Cityscapes cross-check needs cityscapesscripts: pip install cityscapesscripts") from None
+        raise DannetError("--check-cityscapesscripts needs cityscapesscripts: pip install cityscapesscripts") from None
     with tempfile.TemporaryDirectory() as tmp:
         pred_files, gt_files = [], []
         for i, (pred, label) in enumerate(zip(predictions, labels)):

@@ -1,12 +1,16 @@
 """``dannet-bench``: latency and mIoU of DANNet Edge against the reference implementation.
 
-Each subcommand lives in its own module with its own argument parser (``dannet-bench NAME --help``).
+Each subcommand lives in its own module with its own argument parser (``dannet-bench NAME --help``);
+all of them report errors through ``runtime.errors`` (one line, documented exit codes).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from runtime.atomic import check_writable
+from runtime.errors import EXIT_USAGE, Parser, add_debug_flag, command_line, debug_requested, run_command
 
 #: subcommand -> (module in this package, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,12 +24,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def command_parser(name: str, doc: str | None) -> Parser:
+    """The argument parser of subcommand ``name``, with the one-line errors and ``--debug`` every command has."""
+    parser = Parser(prog=f"dannet-bench {name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_flag(parser)
+    return parser
+
+
+def check_outputs(args: argparse.Namespace, flags: tuple[str, ...] = ("json", "plot")) -> None:
+    """Files the command will write, checked before the work (a read-only folder found after minutes of it
+    is minutes lost)."""
+    for flag in flags:
+        if getattr(args, flag, None):
+            check_writable(getattr(args, flag), f"--{flag.replace('_', '-')}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dannet-bench",
         description="Measure per-stage latency, throughput and mIoU per backend and dataset, "
                     "side by side with the DANNet reference inference loop.",
-        epilog="dannet-bench COMMAND --help explains each command.",
+        epilog="dannet-bench COMMAND --help explains each command. Exit codes: 0 done, 2 bad flag, model or "
+               "checkpoint, 3 bad dataset file, 4 output not writable, 70 internal error (--debug for the "
+               "traceback), 130/143 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
@@ -34,15 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    program = argv is None
+    argv = command_line(argv)
     if argv[:1] and argv[0] in COMMANDS:
-        importlib.import_module(f"benchmarks.{COMMANDS[argv[0]][0]}").main(argv[1:])
-        return 0
+        def command() -> None:
+            importlib.import_module(f"benchmarks.{COMMANDS[argv[0]][0]}").main(argv[1:])
+
+        return run_command(f"dannet-bench {argv[0]}", command, debug_requested(argv), program)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_USAGE
     return 0
 
 

@@ -5,11 +5,12 @@ NumPy argmax) and (b) our runtime path: the exported graph (frame -> labels, tai
 ``runtime.backends`` (ONNX Runtime for ``.onnx``, TensorRT for ``.engine``).
 Prints per-path latency and the speed-up, checks that the labels agree, and writes a JSON table and
 a bar chart. Frames are generated night street scenes at the output resolution, resized to the
-network input (as the reference resizes 1920x1080 frames to 960x540).
+network input (as the reference resizes 1080x1920 frames to 540x960). The graph must have been
+exported from --checkpoint (its metadata records the checkpoint's sha256): agreement with another
+network's labels would measure nothing.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -17,6 +18,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from runtime.arguments import integer, size_hw
+from runtime.atomic import atomic_write
+from runtime.errors import DannetError
+
+from .cli import check_outputs, command_parser
 
 
 def night_frames(count: int, size: tuple[int, int], out_size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
@@ -38,43 +45,76 @@ def stats(seconds: list[float]) -> dict[str, float]:
             "max_ms": float(ms.max())}
 
 
+def check_provenance(model: str, recorded: str | None, checkpoint: str) -> None:
+    """The model must have been exported from ``checkpoint`` (the sha256 its metadata or sidecar records)."""
+    from runtime.engine_sidecar import sha256_of
+
+    if not Path(checkpoint).is_file():
+        raise DannetError(f"--checkpoint {checkpoint}: no such file")
+    if recorded is None:
+        raise DannetError(f"{model}: does not record the checkpoint it was exported from; re-export it with "
+                          "dannet-export (engines: rebuild them from the new graph)")
+    actual = sha256_of(checkpoint)
+    if actual != recorded:
+        raise DannetError(f"--checkpoint {checkpoint} (sha256 {actual[:12]}...) is not the checkpoint {model} was "
+                          f"exported from (sha256 {recorded[:12]}...); expected that checkpoint, or a graph exported "
+                          "from this one")
+
+
+def size_flag(flag: str, given: tuple[int, int] | None, model_size: tuple[int, int] | None,
+              model: str) -> tuple[int, int]:
+    """A size flag checked against the model's: a static model takes one size, and a graph run at another
+    would fail in the backend halfway through (or, for the label map, compare different grids)."""
+    if given is None:
+        if model_size is None:
+            raise DannetError(f"{flag}: {model} takes any frame size; give the one to compare at (HxW)")
+        return tuple(model_size)
+    if model_size is not None and tuple(given) != tuple(model_size):
+        raise DannetError(f"{flag} {given[0]}x{given[1]}: {model} was exported for {model_size[0]}x{model_size[1]} "
+                          "(HxW); expected that size, or leave the flag out")
+    return given
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from runtime.backends import BackendError, open_backend
+    from runtime.backends import open_backend
     from runtime.cli import add_model_arguments
     from runtime.classes import class_weights
-    from train.cli import size_hw
     from train.evaluate import load_networks
 
     from .reference_loop import reference_labels
 
-    parser = argparse.ArgumentParser(prog="dannet-bench compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("compare", __doc__)
     add_model_arguments(parser, help="the exported model to compare with the reference loop")
     parser.add_argument("--checkpoint", required=True, help="the checkpoint the graph was exported from")
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--arch", help="architecture when the file does not say")
     parser.add_argument("--backbone", help="backbone when the file does not say")
-    parser.add_argument("--input-size", type=size_hw, required=True, help="network input HxW")
-    parser.add_argument("--output-size", type=size_hw, required=True, help="label map HxW")
-    parser.add_argument("--frames", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for both paths (0: library default)")
+    parser.add_argument("--input-size", type=size_hw, metavar="HxW",
+                        help="network input, height first (default: the model's; required for dynamic models)")
+    parser.add_argument("--output-size", type=size_hw, metavar="HxW",
+                        help="label map, height first (default and only choice: the model's)")
+    parser.add_argument("--frames", type=integer(1), default=10, help="timed frames, >= 1 (default 10)")
+    parser.add_argument("--warmup", type=integer(0), default=2, help="untimed frames first, >= 0 (default 2)")
+    parser.add_argument("--threads", type=integer(0, 1024), default=0,
+                        help="CPU threads for both paths (0: library default)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a bar chart (PNG) here")
     args = parser.parse_args(argv)
+    check_outputs(args)
 
     if args.threads:
         torch.set_num_threads(args.threads)
     options = {"threads": args.threads} if args.threads and args.model.endswith(".onnx") else {}
-    try:
-        backend = open_backend(args.model, args.backend, **options)
-    except BackendError as e:
-        raise SystemExit(f"dannet-bench compare: {e}") from None
-    if backend.info.weights_std is None:  # the reference loop must apply the same class weights
-        raise SystemExit(f"dannet-bench compare: {args.model}: does not record its class weights std; re-export it")
-    weights = class_weights(backend.info.weights_std)
+    backend = open_backend(args.model, args.backend, **options)
+    info = backend.info
+    if info.weights_std is None:  # the reference loop must apply the same class weights
+        raise DannetError(f"{args.model}: does not record its class weights std; re-export it with dannet-export")
+    check_provenance(args.model, info.checkpoint_sha256, args.checkpoint)
+    args.input_size = size_flag("--input-size", args.input_size, info.input_size, args.model)
+    args.output_size = size_flag("--output-size", args.output_size, info.output_size, args.model)
+    weights = class_weights(info.weights_std)
     segmenter, relight, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
     frames = night_frames(args.frames + args.warmup, args.input_size, args.output_size)
     reference_stages: dict[str, list[float]] = {}
@@ -111,8 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"speed-up {result['speedup_p50']:.2f}x; identical labels {100 * result['identical_pixels']:.3f}%; "
           "reference stages p50: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result["reference_stages_p50_ms"].items()))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps(result, indent=1))
     if args.plot:
         plot(result, Path(args.plot))
 

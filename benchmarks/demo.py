@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from runtime.atomic import atomic_write
+
 OUT = Path("demo-output")
 SIZE = (128, 256)
 CLIP_SCENES, CLIP_FRAMES_PER_SCENE, CLIP_RATE = 4, 25, 10
@@ -99,7 +101,7 @@ def main() -> None:
                "run": {k: run[k] for k in ("captured", "written", "dropped", "elapsed_s", "fps_out")},
                "latency_ms": {stage: {k: v for k, v in s.items() if k != "count"} for stage, s in run["stages"].items()},
                "backend": "onnxruntime (CPU)", "input_size": list(SIZE)}
-    (OUT / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write(OUT / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"\n== summary ({OUT / 'summary.json'})")
     print(f"   mIoU on generated night val: {summary['miou_night_val']:.1f}% ({len(seconds)} images)")
     print(f"   dannet-run: {run['written']} frames at {run['fps_out']:.1f} frames/s end to end, {run['dropped']} dropped")

@@ -8,11 +8,15 @@ labels written once) divided by each path's time, next to the device's theoretic
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
+
+from runtime.arguments import integer
+from runtime.atomic import atomic_write
+from runtime.errors import DannetError
+
+from .cli import check_outputs, command_parser
 
 #: (classes, logits h, w) -> (labels H, W): DANNet at 1080p, its 540p input size, a 720p camera
 DEFAULT_CASES = [((19, 68, 120), (1080, 1920)), ((19, 68, 121), (540, 960)), ((19, 45, 80), (720, 1280))]
@@ -40,7 +44,7 @@ def run(cases, batch: int, iters: int, warmup: int) -> list[dict]:
     from runtime.reweight_argmax_cuda import CudaReweightArgmax, make_params
 
     if not torch.cuda.is_available():
-        raise SystemExit("dannet-bench kernel: needs a CUDA GPU (torch.cuda.is_available() is False)")
+        raise DannetError("needs a CUDA GPU (torch.cuda.is_available() is False)")
     torch.cuda.init()
     kernel = CudaReweightArgmax(torch.cuda.current_device())
     weights = class_weights(0.16)
@@ -83,15 +87,13 @@ def run(cases, batch: int, iters: int, warmup: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="dannet-bench kernel", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--iters", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
+    parser = command_parser("kernel", __doc__)
+    parser.add_argument("--batch", type=integer(1, 64), default=1, help="frames per launch, in [1, 64] (default 1)")
+    parser.add_argument("--iters", type=integer(1), default=200, help="timed launches, >= 1 (default 200)")
+    parser.add_argument("--warmup", type=integer(0), default=20, help="untimed launches first, >= 0 (default 20)")
     parser.add_argument("--json", help="write the device and the rows here")
     args = parser.parse_args(argv)
-    if args.batch < 1 or args.iters < 1 or args.warmup < 0:
-        raise SystemExit("dannet-bench kernel: --batch and --iters must be >= 1, --warmup >= 0")
+    check_outputs(args, ("json",))
     rows = run(DEFAULT_CASES, args.batch, args.iters, args.warmup)
     import torch
 
@@ -105,9 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{r['case']:<30} {r['pytorch_ms']:>10.3f} {r['kernel_ms']:>10.3f} {r['speedup']:>8.1f}x "
               f"{r['kernel_gbs']:>12.1f} {peak:>8} {100 * r['agree']:>11.4f}%")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(), "bandwidth_gbs": bandwidth,
-                                               "batch": args.batch, "iters": args.iters, "rows": rows}, indent=1))
+        atomic_write(args.json, json.dumps({"device": torch.cuda.get_device_name(), "bandwidth_gbs": bandwidth,
+                                            "batch": args.batch, "iters": args.iters, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

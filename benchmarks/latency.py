@@ -8,7 +8,6 @@ TensorRT backend synchronises its stream inside ``infer``, so the inference stag
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -16,6 +15,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from runtime.arguments import integer, size_hw
+from runtime.atomic import atomic_write
+from runtime.errors import DannetError
+
+from .cli import check_outputs, command_parser
 
 STAGES = ("preprocess", "inference", "postprocess", "overlay")
 
@@ -41,29 +46,28 @@ def device_name(backend) -> str:
 def main(argv: list[str] | None = None) -> None:
     from runtime.cli import add_model_arguments
     from runtime.segmenter import Segmenter
-    from train.cli import size_hw
 
     from .compare import night_frames
 
-    parser = argparse.ArgumentParser(prog="dannet-bench latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("latency", __doc__)
     add_model_arguments(parser, help="the model to time")
-    parser.add_argument("--input-size", type=size_hw, help="camera frame HxW (default: the model's input size)")
-    parser.add_argument("--output-size", type=size_hw, help="display HxW for labels/overlay (default: the model's)")
-    parser.add_argument("--iters", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: default)")
+    parser.add_argument("--input-size", type=size_hw, metavar="HxW",
+                        help="camera frame, height first (default: the model's input size)")
+    parser.add_argument("--output-size", type=size_hw, metavar="HxW",
+                        help="display size for labels/overlay, height first (default: the model's)")
+    parser.add_argument("--iters", type=integer(1), default=50, help="timed frames, >= 1 (default 50)")
+    parser.add_argument("--warmup", type=integer(0), default=5, help="untimed frames first, >= 0 (default 5)")
+    parser.add_argument("--threads", type=integer(0, 1024), default=0, help="ONNX Runtime CPU threads (0: default)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a chart (PNG) here")
     args = parser.parse_args(argv)
-    if args.iters < 1 or args.warmup < 0:
-        raise SystemExit("dannet-bench latency: --iters must be >= 1 and --warmup >= 0")
+    check_outputs(args)
 
     options = {"threads": args.threads} if args.threads and not str(args.model).endswith(".engine") else {}
     seg = Segmenter(args.model, args.backend, **options)
     frame_size = args.input_size or seg.info.input_size
     if frame_size is None:
-        raise SystemExit("dannet-bench latency: the model has dynamic input sizes: give --input-size")
+        raise DannetError(f"--input-size: {args.model} takes frames of any size; give the camera's frame size")
     display = args.output_size or tuple(seg.info.output_size)
     frames = night_frames(min(args.iters + args.warmup, 8), frame_size, frame_size)
     times = {stage: [] for stage in STAGES}
@@ -110,8 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"throughput {result['throughput_fps']:.2f} frames/s (1 / median end-to-end); end-to-end is "
           f"{result['overhead_vs_inference']:.3f}x the bare inference (the baseline, same run)")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps(result, indent=1))
     if args.plot:
         plot(result, Path(args.plot))
 

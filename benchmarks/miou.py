@@ -5,17 +5,23 @@ network input, labels out at the graph's output size; labels of another size are
 ground truth's, nearest neighbour). The confusion matrix and per-class IoU come from
 ``train.metrics`` (the project's one mIoU). With ``--compare-model``, a second model/backend runs on
 the same images: the mIoU delta and the share of identical pixels (e.g. TensorRT FP16 vs ONNX
-Runtime FP32).
+Runtime FP32); the output says whether the two were exported from the same checkpoint (if not, identical
+pixels compare two networks, not two backends). A damaged image or a label of another size than its
+image stops the run at that file, named (exit 3).
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from runtime.arguments import integer
+from runtime.atomic import atomic_save_image, atomic_write, check_folder_writable
+
+from .cli import check_outputs, command_parser
 
 
 def predict(seg, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -30,11 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     from runtime.overlay import mask
     from runtime.segmenter import Segmenter
     from train.data import DATASETS, dataset_samples
-    from train.data.datasets import load_label
+    from train.data.datasets import load_image, load_label
     from train.metrics import ConfusionMeter
 
-    parser = argparse.ArgumentParser(prog="dannet-bench miou", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("miou", __doc__)
     add_model_arguments(parser, help="the model to evaluate")
     parser.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "darkzurich-test"])
     parser.add_argument("--root", required=True, help="dataset root folder")
@@ -44,9 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save-predictions", help="write labelTrainIds and colour PNGs here")
     parser.add_argument("--check-cityscapesscripts", action="store_true",
                         help="also score the predictions with the official Cityscapes evaluation and compare")
-    parser.add_argument("--max-images", type=int)
+    parser.add_argument("--max-images", type=integer(1), help="evaluate the first N images only")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    check_outputs(args, ("json",))
+    if args.save_predictions:
+        check_folder_writable(args.save_predictions, "--save-predictions")
 
     samples = dataset_samples(args.dataset, args.root, args.split)[: args.max_images]
     models = [("model", Segmenter(args.model, args.backend))]
@@ -57,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     kept: list[tuple[np.ndarray, np.ndarray]] = []
     out = Path(args.save_predictions) if args.save_predictions else None
     for sample in tqdm(samples, desc="miou", unit="img"):
-        frame = np.asarray(Image.open(sample.image).convert("RGB"))
-        label = load_label(sample)
+        image = load_image(sample.image)
+        frame, label = np.asarray(image), load_label(sample, image.size)
         preds = {name: predict(seg, frame, label.shape) for name, seg in models}
         for name, pred in preds.items():
             meters[name].update(pred, label)
@@ -69,9 +77,8 @@ def main(argv: list[str] | None = None) -> None:
             total += label.size
         if out is not None:
             stem = out / sample.name
-            stem.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(preds["model"]).save(f"{stem}_labelTrainIds.png")
-            Image.fromarray(mask(preds["model"], models[0][1].info.palette)).save(f"{stem}_color.png")
+            atomic_save_image(f"{stem}_labelTrainIds.png", preds["model"])
+            atomic_save_image(f"{stem}_color.png", mask(preds["model"], models[0][1].info.palette))
     print(f"{args.dataset}: {len(samples)} images, {args.model} ({models[0][1].backend.name})")
     print(meters["model"].table())
     result = {"dataset": args.dataset, "images": len(samples), "model": args.model,
@@ -86,13 +93,19 @@ def main(argv: list[str] | None = None) -> None:
               f"({'agrees' if abs(official - meters['model'].miou) < 1e-6 else 'DIFFERS'})")
     if len(models) == 2:
         delta = meters["compare"].miou - meters["model"].miou
+        origins = [seg.info.checkpoint_sha256 for _, seg in models]
+        same_checkpoint = None if None in origins else origins[0] == origins[1]
         result.update(compare_model=args.compare_model, compare_backend=models[1][1].backend.name,
-                      compare_miou=meters["compare"].miou, delta_miou=delta, identical_pixels=same / total)
+                      compare_miou=meters["compare"].miou, delta_miou=delta, identical_pixels=same / total,
+                      same_checkpoint=same_checkpoint)
         print(f"{args.compare_model} ({models[1][1].backend.name}): mIoU {100 * meters['compare'].miou:.2f} "
               f"({100 * delta:+.2f} points), identical pixels {100 * same / total:.3f}%")
+        if not same_checkpoint:
+            print("note: the two models were " + ("exported from different checkpoints" if same_checkpoint is False
+                                                  else "not both recorded with the checkpoint they came from") +
+                  ": identical pixels compares two networks, not two backends of one")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

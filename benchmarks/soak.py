@@ -18,6 +18,9 @@ import threading
 import time
 from pathlib import Path
 
+from runtime.arguments import size_hw
+from runtime.atomic import atomic_write
+
 #: figures are taken once this many frames have been captured (allocators and ORT arenas settle)
 WARMUP_FRAMES = 200
 
@@ -50,11 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="portable ONNX graph (default: a small untrained one, 64x128)")
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=60.0, help="test:// frames per second (default 60)")
-    parser.add_argument("--size", default="160x96", help="test:// frame WxH (default 160x96)")
+    parser.add_argument("--size", type=size_hw, default=(96, 160), metavar="HxW",
+                        help="test:// frame size, height first (default 96x160)")
     parser.add_argument("--output", default="null://", help="output URI (default null://)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
-    width, height = (int(v) for v in args.size.split("x"))
+    height, width = args.size
 
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else small_model(Path(tmp), (64, 128))
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_growth_start_to_end": round(end / start - 1, 4),
         "fps_out": summary["fps_out"], "throughput_vs_inference_only": round(summary["fps_out"] * inference_s, 3),
         "stages_ms": {stage: {k: v for k, v in s.items() if k != "count"} for stage, s in summary["stages"].items()},
-        "source": f"test:// {width}x{height} at {args.rate:g} fps", "output": args.output,
+        "source": f"test:// {height}x{width} (HxW) at {args.rate:g} fps", "output": args.output,
         "model": str(args.model or "untrained PSPNet-ResNet18 + relighting, 64x128"),
         "backend": segmenter.backend.name, "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
         "date": time.strftime("%Y-%m-%d"),
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"throughput: {summary['fps_out']:.1f} frames/s out = {result['throughput_vs_inference_only']:.2f}x "
           f"bare inference (1 / mean inference time, same run)")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write(args.json, json.dumps(result, indent=2) + "\n")
     return 0
 
 

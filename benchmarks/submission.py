@@ -6,11 +6,11 @@ invalid-region prediction that the uncertainty-aware UIoU metric scores), ``conf
 65535 x the max softmax probability), all at the image's full resolution (1920x1080), named like the
 test image. Runs from the checkpoint with PyTorch because confidence needs the class scores, which
 the deployment graphs (labels out) do not have. Scores are DANNet's test-time ones: logits re-weighted
-(std 0.16), upsampled with align_corners=True, softmax.
+(std 0.16), upsampled with align_corners=True, softmax. The zip is written atomically: an existing one
+is replaced only by a complete new one.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import zipfile
 from pathlib import Path
@@ -20,6 +20,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
+
+from runtime.arguments import number
+from runtime.atomic import atomic_file
+from runtime.classes import MAX_WEIGHTS_STD
+
+from .cli import check_outputs, command_parser
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -33,18 +39,20 @@ def main(argv: list[str] | None = None) -> None:
     from train.data import EvalTransform, SegmentationDataset, darkzurich_samples
     from train.evaluate import load_networks
 
-    parser = argparse.ArgumentParser(prog="dannet-bench submission", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("submission", __doc__)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--root", required=True, help="Dark Zurich root (rgb_anon/test/night/...)")
     parser.add_argument("--out", required=True, help="submission .zip")
-    parser.add_argument("--weights-std", type=float, default=0.16)
-    parser.add_argument("--scale", type=float, default=0.5, help="network input = image size x scale")
-    parser.add_argument("--invalid-threshold", type=float, default=0.5,
-                        help="confidence below which labelTrainIds_invalid marks a pixel invalid (255)")
+    parser.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=0.16,
+                        help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (default 0.16)")
+    parser.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
+                        help="network input = image size x scale, in (0, 4] (default 0.5)")
+    parser.add_argument("--invalid-threshold", type=number(0, 1), default=0.5,
+                        help="confidence in [0, 1] below which labelTrainIds_invalid marks a pixel invalid (255)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    check_outputs(args, ("out",))
 
     segmenter, light, _, _ = load_networks(args.checkpoint, args.light)
     segmenter.to(args.device)
@@ -53,10 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     samples = darkzurich_samples(Path(args.root), "test")
     dataset = SegmentationDataset(samples, EvalTransform(scale=args.scale))
     weights = torch.from_numpy(class_weights(args.weights_std)).to(args.device).view(1, -1, 1, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(args.out, "w", zipfile.ZIP_DEFLATED) as archive, torch.no_grad():
+    with atomic_file(args.out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive, torch.no_grad():
         for sample, i in zip(samples, tqdm(range(len(dataset)), desc="submission", unit="img")):
-            width, height = Image.open(sample.image).size
+            with Image.open(sample.image) as image:
+                width, height = image.size
             x = dataset[i]["image"][None].to(args.device)
             logits = segmenter(light(x) if light is not None else x) * weights
             probs = torch.softmax(F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True), 1)

@@ -8,10 +8,27 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import math
 
 import torch
 from tqdm import tqdm
+
+from runtime.arguments import integer, number
+from runtime.atomic import atomic_write
+from runtime.classes import MAX_WEIGHTS_STD
+
+from .cli import check_outputs, command_parser
+
+
+def stds_list(text: str) -> list[float]:
+    """``--stds``: comma-separated stds in [0, MAX_WEIGHTS_STD]."""
+    try:
+        stds = [float(v) for v in text.split(",")]
+    except ValueError:
+        stds = [math.nan]
+    if not all(math.isfinite(s) and 0 <= s <= MAX_WEIGHTS_STD for s in stds):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers in [0, {MAX_WEIGHTS_STD}], got {text!r}")
+    return stds
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,26 +37,22 @@ def main(argv: list[str] | None = None) -> None:
     from train.evaluate import load_networks, reweight_upsample_argmax
     from train.metrics import ConfusionMeter
 
-    parser = argparse.ArgumentParser(prog="dannet-bench sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = command_parser("sweep", __doc__)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "darkzurich-test"])
     parser.add_argument("--root", required=True)
-    parser.add_argument("--scale", type=float, default=0.5, help="network input = image size x scale")
-    parser.add_argument("--stds", default="0,0.02,0.05,0.08,0.12,0.16,0.2,0.25,0.3",
-                        help="comma-separated stds; 0 = no re-weighting")
+    parser.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
+                        help="network input = image size x scale, in (0, 4] (default 0.5)")
+    parser.add_argument("--stds", type=stds_list, default=stds_list("0,0.02,0.05,0.08,0.12,0.16,0.2,0.25,0.3"),
+                        help=f"comma-separated stds in [0, {MAX_WEIGHTS_STD}]; 0 = no re-weighting")
     parser.add_argument("--reweight", default="logits", choices=["logits", "probs"])
-    parser.add_argument("--max-images", type=int)
-    parser.add_argument("--json")
-    parser.add_argument("--plot")
+    parser.add_argument("--max-images", type=integer(1), help="evaluate the first N images only")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--plot", help="write a chart (PNG) here")
     args = parser.parse_args(argv)
-    try:
-        stds = [float(v) for v in args.stds.split(",")]
-    except ValueError:
-        raise SystemExit(f"dannet-bench sweep: --stds {args.stds!r}: expected comma-separated numbers") from None
-    if any(s < 0 for s in stds):
-        raise SystemExit("dannet-bench sweep: --stds must not be negative")
+    check_outputs(args)
+    stds = args.stds
 
     segmenter, light, arch, backbone = load_networks(args.checkpoint, args.light)
     dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
@@ -66,8 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"checkpoint": args.checkpoint, "dataset": args.dataset, "images": n, "reweight": args.reweight,
               "miou": {str(s): v for s, v in results.items()}, "best_std": best}
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps(result, indent=1))
     if args.plot:
         from .plotting import pyplot, save
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.cli import size_hw
+from runtime.arguments import size_hw
 from train.data.synth import LAYOUTS, _save_png, generate, images_written
 
 

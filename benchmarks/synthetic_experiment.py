@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runtime.atomic import atomic_write
 from runtime.classes import class_weights
 from train.cli import main as train_main
 from train.data import EvalTransform, build_dataset
@@ -83,8 +84,8 @@ def main() -> None:
     for name, value in results.items():
         print(f"| {name} | {value:.2f} |")
     print("training minutes: " + ", ".join(f"{k} {v:.1f}" for k, v in minutes.items() if v))
-    (out / "results.json").write_text(json.dumps({"miou": results, "minutes": minutes, "args": vars(args),
-                                                  "torch": torch.__version__, "numpy": np.__version__}, indent=1))
+    atomic_write(out / "results.json", json.dumps({"miou": results, "minutes": minutes, "args": vars(args),
+                                                   "torch": torch.__version__, "numpy": np.__version__}, indent=1))
 
 
 if __name__ == "__main__":

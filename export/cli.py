@@ -5,7 +5,9 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from train.cli import size_hw
+from runtime.arguments import integer, number, size_hw
+from runtime.classes import MAX_WEIGHTS_STD
+from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
 if TYPE_CHECKING:
     from .onnx_export import ExportSpec
@@ -43,17 +45,21 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
                    help="architecture when the file does not say (released files are recognised from their keys)")
     p.add_argument("--backbone", help="backbone when the file does not say (default resnet101)")
-    p.add_argument("--input-size", type=size_hw, default=(540, 960), help="network input HxW (default 540x960)")
-    p.add_argument("--output-size", type=size_hw, default=(1080, 1920), help="label map HxW (default 1080x1920)")
+    p.add_argument("--input-size", type=size_hw, default=(540, 960), metavar="HxW",
+                   help="network input, height first (default 540x960)")
+    p.add_argument("--output-size", type=size_hw, default=(1080, 1920), metavar="HxW",
+                   help="label map, height first (default 1080x1920)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="fp16: an FP16-typed graph for strongly typed TensorRT builds (tail in fp32)")
-    p.add_argument("--weights-std", type=float, default=0.16, help="test-time class weights std (default 0.16)")
+    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=0.16,
+                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (0: no re-weighting; default 0.16)")
     p.add_argument("--reweight", choices=["logits", "probs"], default="logits",
                    help="multiply logits (reference code, default) or probabilities (paper)")
     p.add_argument("--half-pixel", action="store_true", help="upsample with align_corners=False (default: True, "
                                                              "as DANNet was evaluated)")
     p.add_argument("--dynamic", action="store_true",
                    help="dynamic batch and H/W (multiples of 4); TensorRT then needs min/opt/max shapes")
+    add_debug_flag(p)
 
 
 def spec_of(args: argparse.Namespace, tail: str = "portable", pack4: bool = False) -> "ExportSpec":
@@ -65,10 +71,12 @@ def spec_of(args: argparse.Namespace, tail: str = "portable", pack4: bool = Fals
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dannet-export",
         description="Export a trained DANNet (relighting + segmentation + reweight/upsample/argmax tail) "
                     "to one ONNX graph from camera frame to labels, and build a TensorRT FP16 engine from it.",
+        epilog="Exit codes: 0 done, 2 bad flag, checkpoint or graph, 4 output not writable (an existing file is "
+               "never left half written), 70 internal error (--debug for the traceback), 130/143 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("onnx", help="one ONNX graph: uint8 NHWC RGB frame in, labels out",
@@ -101,31 +109,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, help="graph from dannet-export onnx")
     p.add_argument("--out", required=True, help="output .engine file (sidecar: OUT.json)")
     p.add_argument("--plugin-lib", help="libdannet_trt_plugins.so (default: $DANNET_PLUGIN_LIB or build/plugins/)")
-    p.add_argument("--workspace-gb", type=float, help="builder workspace limit in GiB")
+    p.add_argument("--workspace-gb", type=number(0, 1024, low_open=True), help="builder workspace limit in GiB")
     p.add_argument("--timing-cache", help="timing cache file to reuse and update")
-    p.add_argument("--dla-core", type=int, help="build for this DLA core (Jetson), with GPU fallback")
+    p.add_argument("--dla-core", type=integer(0, 7), help="build for this DLA core (Jetson), with GPU fallback")
     p.add_argument("--min-shape", help="dynamic graphs: smallest frame NxHxWx3")
     p.add_argument("--opt-shape", help="dynamic graphs: frame size to optimise for")
     p.add_argument("--max-shape", help="dynamic graphs: largest frame")
     p.add_argument("--rebuild", choices=["auto", "always", "never"], default="auto")
+    add_debug_flag(p)
     p.set_defaults(func=cmd_engine)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.checkpoint import CheckpointError
-
-    from .engine import EngineError
-
+    program = argv is None
+    argv = command_line(argv)
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except (EngineError, CheckpointError, ValueError, FileNotFoundError) as e:
-        print(f"dannet-export {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_command(f"dannet-export {args.command}", lambda: args.func(args), debug_requested(argv), program)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from runtime.engine_sidecar import (EngineError, Machine, Sidecar, atomic_write, current_machine, engine_problems,
-                                   import_tensorrt, sha256_of, sidecar_path)
+from runtime.atomic import atomic_write, atomic_write_all, check_writable
+from runtime.engine_sidecar import (EngineError, Machine, Sidecar, current_machine, engine_problems, import_tensorrt,
+                                   sha256_of, sidecar_path)
 
 from .onnx_export import read_metadata
 from .tails import PLUGIN_OP, PLUGIN_VERSION
@@ -66,6 +67,10 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         raise EngineError(f"--onnx {onnx_path}: no such file")
     if workspace_gb is not None and workspace_gb <= 0:
         raise EngineError(f"--workspace-gb must be positive, got {workspace_gb}")
+    check_writable(out, "--out")  # before minutes of building, not after them
+    check_writable(sidecar_path(out), "--out (its sidecar)")
+    if timing_cache:
+        check_writable(timing_cache, "--timing-cache")
     metadata = read_metadata(onnx_path)
     if "dannet.output" not in metadata:
         raise EngineError(f"--onnx {onnx_path}: not a dannet-export graph (no dannet.* metadata)")
@@ -121,18 +126,21 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
-    atomic_write(out, bytes(serialized))
     if cache is not None:
-        atomic_write(Path(timing_cache), bytes(cache.serialize()))
+        atomic_write(timing_cache, bytes(cache.serialize()))
     io = [{"name": network.get_input(i).name, "shape": list(network.get_input(i).shape),
            "dtype": str(network.get_input(i).dtype)} for i in range(network.num_inputs)]
     outputs = [{"name": network.get_output(i).name, "shape": list(network.get_output(i).shape),
                 "dtype": str(network.get_output(i).dtype)} for i in range(network.num_outputs)]
-    Sidecar(onnx_sha256=sha256_of(onnx_path), tensorrt_version=machine.tensorrt_version, gpu_name=machine.gpu_name,
-            compute_capability=machine.compute_capability, precision=metadata.get("dannet.precision", "fp32"),
-            inputs=io, outputs=outputs, plugin_version=plugin_version,
-            output_size=output_size, class_names=json.loads(metadata.get("dannet.class_names", "[]")),
-            weights_std=float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None,
-            dla_core=dla_core, created=time.strftime("%Y-%m-%dT%H:%M:%S")).write(sidecar_path(out))
+    sidecar = Sidecar(
+        onnx_sha256=sha256_of(onnx_path), tensorrt_version=machine.tensorrt_version, gpu_name=machine.gpu_name,
+        compute_capability=machine.compute_capability, precision=metadata.get("dannet.precision", "fp32"),
+        inputs=io, outputs=outputs, plugin_version=plugin_version,
+        output_size=output_size, class_names=json.loads(metadata.get("dannet.class_names", "[]")),
+        weights_std=float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None,
+        checkpoint_sha256=metadata.get("dannet.checkpoint_sha256") or None,
+        dla_core=dla_core, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    # together: an engine is never left beside the sidecar of another one
+    atomic_write_all({out: bytes(serialized), sidecar_path(out): sidecar.to_json()})
     say(f"wrote {out} and {sidecar_path(out).name} in {time.perf_counter() - started:.0f} s")
     return out

@@ -19,8 +19,10 @@ import numpy as np
 import onnx
 import torch
 
+from runtime.atomic import atomic_write, check_writable
 from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE, class_weights
 from runtime.engine_sidecar import sha256_of
+from runtime.errors import DannetError, one_line
 from train.evaluate import load_networks
 
 from .graph import DeploymentModel, replace_adaptive_pooling
@@ -32,7 +34,7 @@ OPSET = 18
 SIZE_MULTIPLE = 4
 
 
-class ExportError(ValueError):
+class ExportError(DannetError, ValueError):
     """Bad export arguments; the message names the flag and what was expected."""
 
 
@@ -162,6 +164,7 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
             say: Callable[[str], None] = print) -> Path:
     """Export a checkpoint (ours, or a released segmentation file + ``light``) to ``out``; returns ``out``."""
     started = time.perf_counter()
+    check_writable(out, "--out")  # before the work, not after it
     model, arch, backbone = deployment_model(checkpoint, spec, light, arch, backbone)
     relight = model.relight
     say(f"[1/4] exporting {arch} ({backbone}{' + relighting' if relight is not None else ''}, {spec.precision}) "
@@ -183,9 +186,7 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
     graph.producer_name, graph.producer_version = "dannet-edge", TOOL_VERSION.split()[-1]
     say("[4/4] checking and saving")
     onnx.checker.check_model(graph)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(graph, out)
+    out = atomic_write(out, graph.SerializeToString())  # an existing model is replaced whole or not at all
     say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {len(graph.graph.node)} nodes, "
         f"{time.perf_counter() - started:.0f} s)")
     return out
@@ -193,7 +194,13 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The ``dannet.*`` metadata of an exported graph (without loading its weights)."""
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no such file") from None
+    except Exception as e:  # protobuf's DecodeError and others: whatever is not an ONNX file
+        raise ExportError(f"{path}: not an ONNX graph ({one_line(str(e))[:200]}); expected a dannet-export "
+                          ".onnx file") from None
     return {p.key: p.value for p in model.metadata_props}
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from runtime.atomic import atomic_file, check_writable
 from runtime.backends import PT2_METADATA
 from runtime.classes import class_weights
 from train.evaluate import reweight_upsample_argmax
@@ -42,6 +43,7 @@ def to_torch_program(checkpoint: str | Path, out: str | Path, spec: ExportSpec =
     if spec.tail != "portable":
         raise ExportError("--tail plugin is for TensorRT; a PyTorch program carries the tail in PyTorch")
     started = time.perf_counter()
+    check_writable(out, "--out")  # before the work, not after it
     body, arch, backbone = deployment_model(checkpoint, spec, light, arch, backbone)
     say(f"[1/2] torch.export of {arch} ({backbone}{' + relighting' if body.relight is not None else ''}, "
         f"{spec.precision}) at {spec.input_size[0]}x{spec.input_size[1]}")
@@ -52,8 +54,8 @@ def to_torch_program(checkpoint: str | Path, out: str | Path, spec: ExportSpec =
         program = torch.export.export(FrameToLabels(body, spec).eval(), (frame,), dynamic_shapes=shapes)
     metadata = deployment_metadata(spec, "uint8", arch, backbone, body.relight is not None, checkpoint, light)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     say("[2/2] saving")
-    torch.export.save(program, str(out), extra_files={PT2_METADATA: json.dumps(metadata)})
+    with atomic_file(out) as f:  # an existing program is replaced whole or not at all
+        torch.export.save(program, f, extra_files={PT2_METADATA: json.dumps(metadata)})
     say(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - started:.0f} s)")
     return out

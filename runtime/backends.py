@@ -15,10 +15,11 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .classes import CLASS_NAMES, PALETTE
+from .errors import EXIT_FAILED, DannetError
 from .reweight_argmax import unpack4
 
 
-class BackendError(RuntimeError):
+class BackendError(DannetError, RuntimeError):
     """A model/backend that cannot be used; one line naming the file and what to do."""
 
 
@@ -29,6 +30,7 @@ class ModelInfo:
     class_names: tuple[str, ...] = CLASS_NAMES
     palette: np.ndarray = field(default_factory=lambda: PALETTE)
     weights_std: float | None = None  # test-time class weights the tail applies (None: not recorded)
+    checkpoint_sha256: str | None = None  # the checkpoint the model was exported from (None: not recorded)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], where: str) -> "ModelInfo":
@@ -39,7 +41,8 @@ class ModelInfo:
         names = tuple(json.loads(metadata.get("dannet.class_names", json.dumps(CLASS_NAMES))))
         palette = np.asarray(json.loads(metadata.get("dannet.palette", json.dumps(PALETTE.tolist()))), np.uint8)
         std = float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None
-        return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std)
+        return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std,
+                   metadata.get("dannet.checkpoint_sha256") or None)
 
 
 class Backend(Protocol):
@@ -182,7 +185,8 @@ class TensorRTBackend:
         self.stream = self._cuda("cudaStreamCreate", self.cudart.cudaStreamCreate())
         frame_shape = tuple(self.engine.get_tensor_shape(self.INPUT))
         self.info = ModelInfo(None if min(frame_shape[1:3]) < 0 else frame_shape[1:3], tuple(sidecar.output_size),
-                              tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std)
+                              tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std,
+                              checkpoint_sha256=sidecar.checkpoint_sha256)
         self.staging = {name: _Staging(self.cudart, self._cuda) for name in (self.INPUT, self.OUTPUT)}
         self.input_shape: tuple[int, ...] | None = None  # the shape last set on the context
 
@@ -207,7 +211,7 @@ class TensorRTBackend:
 
         err, *value = result
         if int(err) != 0:
-            raise BackendError(f"{what} failed: {cuda_error_name(err)}")
+            raise BackendError(f"{what} failed: {cuda_error_name(err)}", EXIT_FAILED)
         return value[0] if value else None
 
     def _set_input_shape(self, shape: tuple[int, ...]) -> None:
@@ -233,14 +237,14 @@ class TensorRTBackend:
         for name, staging in self.staging.items():  # shapes first, then the addresses of buffers that fit them
             staging.reserve(sizes[name])
             if not self.context.set_tensor_address(name, staging.device):
-                raise BackendError(f"TensorRT refused the address of {name} (see its log above)")
+                raise BackendError(f"TensorRT refused the address of {name} (see its log above)", EXIT_FAILED)
         frame_in, labels_out = self.staging[self.INPUT], self.staging[self.OUTPUT]
         frame_in.host_bytes(frames.nbytes)[:] = frames.reshape(-1)
         kind, stream = self.cudart.cudaMemcpyKind, self.stream
         self._cuda("cudaMemcpyAsync", self.cudart.cudaMemcpyAsync(
             frame_in.device, frame_in.host, frames.nbytes, kind.cudaMemcpyHostToDevice, stream))
         if not self.context.execute_async_v3(int(stream)):
-            raise BackendError("TensorRT could not run the engine (see its log above)")
+            raise BackendError("TensorRT could not run the engine (see its log above)", EXIT_FAILED)
         self._cuda("cudaMemcpyAsync", self.cudart.cudaMemcpyAsync(
             labels_out.host, labels_out.device, sizes[self.OUTPUT], kind.cudaMemcpyDeviceToHost, stream))
         self._cuda("cudaStreamSynchronize", self.cudart.cudaStreamSynchronize(stream))

@@ -57,6 +57,12 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
+#: the largest test-time std the command lines accept: with the Cityscapes proportions the rarest-to-
+#: commonest spread reaches road's weight 0 at std 0.52, and a weight <= 0 turns re-weighting upside down
+#: (and has no log, which the ``probs`` mode takes)
+MAX_WEIGHTS_STD = 0.5
+
+
 def class_weights(std: float, avg: float = 1.0, proportions: np.ndarray | None = None) -> np.ndarray:
     """DANNet's re-weighting of rare classes (paper eq. 1-2).
 

@@ -5,20 +5,11 @@ import argparse
 import os
 import sys
 
-from .backends import BACKENDS, BackendError
-from .gst import MediaError
+from .arguments import integer, landscape_size_hw, number
+from .atomic import check_writable
+from .backends import BACKENDS
+from .errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 from .sources import CaptureOptions
-
-
-def size_wxh(text: str) -> tuple[int, int]:
-    """``WxH`` (as cameras are specified) -> (H, W)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive size, got {text!r}")
-    return h, w
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, prefix: str = "", required: bool = True,
@@ -32,7 +23,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, prefix: str = "", requi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dannet-run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run DANNet on a camera, stream, video or image folder and show, save or stream the "
@@ -41,47 +32,44 @@ def build_parser() -> argparse.ArgumentParser:
                "          file://clip.mp4 or a path: video, image, image folder, glob ('frames/*.png'),\n"
                "          test:// or test://ball (GStreamer test pattern, live)\n"
                "outputs:  display://0, file://out.mp4 (.mkv .avi .mov), an image folder out/ or pattern\n"
-               "          out/%%05d.png, rtsp://@:8554/NAME (served here), null://\n"
+               "          out/%05d.png, rtsp://@:8554/NAME (served here), null://\n"
                "Live inputs drop the oldest frame when inference falls behind; files keep every frame.\n"
-               "Ctrl-C stops cleanly: queued frames go through and the output file is finished (exit 0).\n\n"
+               "Ctrl-C stops cleanly: queued frames go through and the output file is finished (exit 0).\n"
+               "Exit codes: 0 done or stopped, 1 failed while running (input lost for good), 2 bad flag, URI or\n"
+               "model, 4 output not writable (e.g. disk full), 130/143 SIGINT/SIGTERM while starting.\n\n"
                "example:  dannet-run --model dannet.onnx --input v4l2:///dev/video0 --output display://0")
     add_model_arguments(parser)
     parser.add_argument("--input", required=True, metavar="URI", help="where frames come from (see below)")
     parser.add_argument("--output", default="null://", metavar="URI", help="where pictures go (default null://)")
     parser.add_argument("--visualize", choices=["overlay", "mask", "both"], default="overlay",
                         help="palette over the frame, the palette alone, or both side by side")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
+    parser.add_argument("--alpha", type=number(0, 1), default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
     parser.add_argument("--legend", action="store_true", help="add a panel naming the classes in view")
     parser.add_argument("--stats-json", metavar="FILE", help="write the periodic reports and the summary as JSON lines")
-    parser.add_argument("--stats-interval", type=float, default=5.0, metavar="S",
+    parser.add_argument("--stats-interval", type=number(0), default=5.0, metavar="S",
                         help="seconds between reports (0: summary only; default 5)")
+    add_debug_flag(parser)
     capture = parser.add_argument_group("input options")
-    capture.add_argument("--input-size", type=size_wxh, metavar="WxH", help="frame size the input delivers "
-                         "(cameras: the mode to ask for; files and images: scaled)")
-    capture.add_argument("--input-rate", type=float, metavar="FPS", help="frame rate the input delivers")
-    capture.add_argument("--frames", type=int, default=0, help="stop after N frames (default: until the end)")
-    capture.add_argument("--loop", type=int, default=0, help="files and images: play N more times (-1: for ever)")
-    capture.add_argument("--reconnect", type=int, default=5, metavar="N",
+    capture.add_argument("--input-size", type=landscape_size_hw, metavar="HxW", help="frame size the input delivers, "
+                         "height first like every size here, e.g. 720x1280 (cameras: the mode to ask for; files "
+                         "and images: scaled)")
+    capture.add_argument("--input-rate", type=number(0, 1000, low_open=True), metavar="FPS",
+                         help="frame rate the input delivers, in (0, 1000]")
+    capture.add_argument("--frames", type=integer(0), default=0, metavar="N",
+                         help="stop after N frames (default 0: until the end)")
+    capture.add_argument("--loop", type=integer(-1), default=0, metavar="N",
+                         help="files and images: play N more times (-1: for ever)")
+    capture.add_argument("--reconnect", type=integer(0), default=5, metavar="N",
                          help="live inputs: reconnect attempts after a loss, waiting 1, 2, 4 ... s "
                               "(0: stop cleanly instead; default 5)")
-    capture.add_argument("--queue-size", type=int, default=2, help="frames waiting between stages (default 2)")
+    capture.add_argument("--queue-size", type=integer(1, 1000), default=2, metavar="N",
+                         help="frames waiting between stages, in [1, 1000] (default 2)")
     output = parser.add_argument_group("output options")
     output.add_argument("--codec", choices=["h264", "h265", "mjpeg"], default="h264",
                         help="video files and RTSP (default h264; the hardware encoder where there is one)")
-    output.add_argument("--bitrate", type=int, default=4000, metavar="KBPS", help="kbit/s (default 4000)")
+    output.add_argument("--bitrate", type=integer(1, 1_000_000), default=4000, metavar="KBPS",
+                        help="kbit/s, in [1, 1000000] (default 4000)")
     return parser
-
-
-def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if not 0.0 <= args.alpha <= 1.0:
-        parser.error(f"--alpha: expected a value in [0, 1], got {args.alpha}")
-    for flag, value, low in (("--frames", args.frames, 0), ("--loop", args.loop, -1), ("--reconnect", args.reconnect, 0),
-                             ("--queue-size", args.queue_size, 1), ("--bitrate", args.bitrate, 1),
-                             ("--stats-interval", args.stats_interval, 0)):
-        if value < low:
-            parser.error(f"{flag}: expected at least {low}, got {value}")
-    if args.input_rate is not None and args.input_rate <= 0:
-        parser.error(f"--input-rate: expected frames per second > 0, got {args.input_rate}")
 
 
 def say(line: str) -> None:
@@ -93,24 +81,24 @@ def say(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check(parser, args)
+    program = argv is None  # while the model loads, a signal exits 130/143; then the pipeline takes them over
+    argv = command_line(argv)
+    args = build_parser().parse_args(argv)
+    return run_command("dannet-run", lambda: run_pipeline(args, program), debug_requested(argv), program)
+
+
+def run_pipeline(args: argparse.Namespace, program: bool) -> None:
     from .pipeline import run
 
-    try:
-        run(args.model, args.input, args.output, backend=args.backend,
-            capture=CaptureOptions(args.input_size, args.input_rate), codec=args.codec, bitrate_kbps=args.bitrate,
-            visualize=args.visualize, alpha=args.alpha, legend=args.legend, queue_size=args.queue_size, max_frames=args.frames,
-            loop=args.loop, reconnect=args.reconnect, stats_interval_s=args.stats_interval, stats_json=args.stats_json,
-            say=say)
-    except (MediaError, BackendError) as e:
-        print(f"dannet-run: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:  # --stats-json or an image output that cannot be written
-        print(f"dannet-run: {e.filename}: {e.strerror}" if e.filename else f"dannet-run: {e}", file=sys.stderr)
-        return 1
-    return 0
+    if args.stats_json:
+        check_writable(args.stats_json, "--stats-json")
+    # as the program, the pipeline's signal handlers stay to the end: a late second Ctrl-C or SIGTERM cannot
+    # change the exit status the run ended with
+    run(args.model, args.input, args.output, backend=args.backend,
+        capture=CaptureOptions(args.input_size, args.input_rate), codec=args.codec, bitrate_kbps=args.bitrate,
+        visualize=args.visualize, alpha=args.alpha, legend=args.legend, queue_size=args.queue_size,
+        max_frames=args.frames, loop=args.loop, reconnect=args.reconnect, stats_interval_s=args.stats_interval,
+        stats_json=args.stats_json, say=say, keep_signal_handlers=program)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from .atomic import atomic_write
+from .errors import DannetError
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -22,7 +24,7 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-class EngineError(RuntimeError):
+class EngineError(DannetError, RuntimeError):
     """An engine that cannot be built or used; one line saying why and what to do."""
 
 
@@ -50,11 +52,16 @@ class Sidecar:
     output_size: list[int] | None = None
     class_names: list[str] = field(default_factory=list)
     weights_std: float | None = None
+    #: the graph's ``dannet.checkpoint_sha256``: which checkpoint the engine computes (dannet-bench compare)
+    checkpoint_sha256: str | None = None
     dla_core: int | None = None
     created: str = ""
 
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1).encode()
+
     def write(self, path: Path) -> None:
-        atomic_write(path, json.dumps(asdict(self), indent=1).encode())
+        atomic_write(path, self.to_json())
 
     @classmethod
     def read(cls, path: Path) -> "Sidecar":
@@ -66,14 +73,6 @@ class Sidecar:
 
 def sidecar_path(engine: str | Path) -> Path:
     return Path(f"{engine}.json")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def engine_problems(engine: str | Path, onnx_path: str | Path, machine: Machine) -> list[str]:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from .errors import DannetError
+
 INSTALL_HINT = ("apt install gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
                 "gstreamer1.0-plugins-ugly gstreamer1.0-libav gir1.2-gst-plugins-base-1.0 and "
                 "pip install 'pygobject<3.51' (or scripts/setup.sh)")
 
 
-class MediaError(RuntimeError):
+class MediaError(DannetError, RuntimeError):
     """A source or output that cannot be used; one line naming the URI and what was expected."""
 
 
@@ -59,14 +61,29 @@ def first_line(text: str) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else "unknown error"
 
 
+def pop_error(pipeline: Any, timeout_s: float = 0.0) -> Any | None:
+    """The first error message on the pipeline's bus, waiting up to ``timeout_s`` for one (None: none came)."""
+    Gst = gst()
+    return pipeline.get_bus().timed_pop_filtered(int(timeout_s * Gst.SECOND), Gst.MessageType.ERROR)
+
+
 def bus_error(pipeline: Any) -> str | None:
     """The first error waiting on the pipeline's bus (None if there is none); never blocks."""
-    Gst = gst()
-    message = pipeline.get_bus().pop_filtered(Gst.MessageType.ERROR)
-    if message is None:
-        return None
+    message = pop_error(pipeline)
+    return None if message is None else describe_message(message)
+
+
+def describe_message(message: Any) -> str:
     err, debug = message.parse_error()
     return describe_error(err.message, debug or "")
+
+
+def is_write_error(message: Any) -> bool:
+    """Whether an error message says a file could not be written (full disk, I/O error, no permission)."""
+    err, _ = message.parse_error()
+    codes = gst().ResourceError
+    return any(err.matches(codes.quark(), code) for code in
+               (codes.NO_SPACE_LEFT, codes.WRITE, codes.OPEN_WRITE, codes.OPEN_READ_WRITE, codes.CLOSE, codes.SYNC))
 
 
 def describe_error(message: str, debug: str) -> str:
@@ -76,16 +93,3 @@ def describe_error(message: str, debug: str) -> str:
         caps = next((part.strip() for part in debug.split("\n") if "video/" in part), "")
         return f"no GStreamer decoder for this codec{f' ({caps[:120]})' if caps else ''}: install gstreamer1.0-libav"
     return first_line(message)
-
-
-def wait_for_eos(pipeline: Any, timeout_s: float) -> str | None:
-    """Block until end of stream (None) or an error (its text); a timeout counts as an error."""
-    Gst = gst()
-    message = pipeline.get_bus().timed_pop_filtered(int(timeout_s * Gst.SECOND),
-                                                    Gst.MessageType.EOS | Gst.MessageType.ERROR)
-    if message is None:
-        return f"no end of stream within {timeout_s:.0f} s"
-    if message.type == Gst.MessageType.ERROR:
-        err, debug = message.parse_error()
-        return describe_error(err.message, debug or "")
-    return None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable
 
+from .errors import EXIT_FAILED
 from .gst import MediaError
 from .overlay import legend, visualize
 from .segmenter import Segmenter
@@ -109,6 +110,7 @@ class Pipeline:
         self.inferred = FrameQueue(options.queue_size, drop_oldest=False)
         self.stopping = threading.Event()
         self.errors: list[BaseException] = []
+        self.signals: list[int] = []  # the first two SIGINT/SIGTERM received (later ones change nothing)
 
     # -- stages -------------------------------------------------------------------------------------------
     def _capture(self) -> None:
@@ -157,7 +159,7 @@ class Pipeline:
                 self.say(f"warning: {reason}; stopping (--reconnect 0)")
                 return None
             if attempt >= options.reconnect:
-                raise MediaError(f"{reason}; gave up after {attempt} reconnect attempts")
+                raise MediaError(f"{reason}; gave up after {attempt} reconnect attempts", EXIT_FAILED)
             delay = min(options.reconnect_delay_s * 2 ** attempt, MAX_BACKOFF_S)
             self.say(f"warning: {reason}; reconnecting in {delay:.1f} s ({attempt + 1}/{options.reconnect})")
             if self.stopping.wait(delay):
@@ -227,7 +229,7 @@ class Pipeline:
     def _finish_output(self) -> None:
         try:
             self.sink.close()
-        except MediaError as e:
+        except Exception as e:  # reported by run() like a stage's error (a full disk while finishing the file)
             self.errors.append(e)
 
     # -- control -----------------------------------------------------------------------------------------
@@ -241,56 +243,82 @@ class Pipeline:
         self.captured.abort()
         self.inferred.abort()
 
-    def run(self) -> dict:
-        journal = JsonLines(self.options.stats_json)
+    def run(self, keep_signal_handlers: bool = False) -> dict:
+        """Run to the end and return the summary. SIGINT/SIGTERM stop it cleanly (see
+        ``_install_signal_handlers``); with ``keep_signal_handlers`` its handlers stay installed after it
+        returns, so a late signal cannot end the process with another status than the run's (dannet-run)."""
         handlers = self._install_signal_handlers()
-        threads = [threading.Thread(target=self._stage(work, then), name=name, daemon=True) for name, work, then in (
-            ("capture", self._capture, self.captured.close), ("inference", self._infer, self.inferred.close),
-            ("output", self._output, self._finish_output))]
         try:
+            journal = JsonLines(self.options.stats_json)
+            threads = [threading.Thread(target=self._stage(work, then), name=name, daemon=True)
+                       for name, work, then in (("capture", self._capture, self.captured.close),
+                                                ("inference", self._infer, self.inferred.close),
+                                                ("output", self._output, self._finish_output))]
             for thread in threads:
                 thread.start()
-            next_report = time.perf_counter() + self.options.stats_interval_s
-            while any(thread.is_alive() for thread in threads):
-                threads[-1].join(timeout=0.1)
-                if self.options.stats_interval_s and time.perf_counter() >= next_report:
-                    report = self.stats.window_report()
-                    self.say(format_report(report))
-                    journal.write(report)
-                    next_report += self.options.stats_interval_s
+            try:
+                self._supervise(threads, journal)
+            except BaseException:  # e.g. --stats-json on a full disk: stop, but still finish the output
+                self._abort()
+                for thread in threads:
+                    thread.join()
+                raise
+            finally:
+                self.source.close()
+            summary = self.stats.summary()
+            summary["queue_high_water"] = max(self.captured.high_water, self.inferred.high_water)
+            journal.write(summary)
+            journal.close()
+            self.say(format_summary(summary))
         finally:
-            self.source.close()
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-        summary = self.stats.summary()
-        summary["queue_high_water"] = max(self.captured.high_water, self.inferred.high_water)
-        journal.write(summary)
-        journal.close()
-        self.say(format_summary(summary))
+            if not keep_signal_handlers:
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
         if self.errors:
             raise self.errors[0]
         return summary
 
+    def _supervise(self, threads: list[threading.Thread], journal: JsonLines) -> None:
+        """Until every stage has ended: periodic reports, and the notice of a signal (printed here, not in
+        the handler: a print interrupted by a handler that prints fails as a reentrant call)."""
+        next_report = time.perf_counter() + self.options.stats_interval_s
+        noticed = 0
+        while any(thread.is_alive() for thread in threads):
+            threads[-1].join(timeout=0.1)
+            for index in range(noticed, len(self.signals)):
+                what = "stopping, finishing the output (again to hurry)" if index == 0 else \
+                    "skipping the queued frames, finishing the output"
+                self.say(f"\n{signal.Signals(self.signals[index]).name}: {what}")
+            noticed = len(self.signals)
+            if self.options.stats_interval_s and time.perf_counter() >= next_report:
+                report = self.stats.window_report()
+                self.say(format_report(report))
+                journal.write(report)
+                next_report += self.options.stats_interval_s
+
     def _install_signal_handlers(self) -> dict:
-        """SIGINT/SIGTERM: a clean stop; a second one: stop without draining (the output is still closed)."""
+        """SIGINT/SIGTERM: a clean stop; a second one: stop without draining (the output is still closed).
+        The handler only records and sets flags; after the run it does nothing that changes the outcome."""
         if threading.current_thread() is not threading.main_thread():
             return {}
 
         def handle(signum: int, _frame: Any) -> None:
-            if self.stopping.is_set():
+            if len(self.signals) < 2:
+                self.signals.append(signum)
+            if len(self.signals) > 1:
                 self._abort()
-            self.say(f"\n{signal.Signals(signum).name}: stopping, finishing the output (again to hurry)")
             self.stop()
 
         return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", capture: CaptureOptions = CaptureOptions(),
-        codec: str = "h264", bitrate_kbps: int = 4000, say: Callable[[str], None] = print, **options: Any) -> dict:
+        codec: str = "h264", bitrate_kbps: int = 4000, say: Callable[[str], None] = print,
+        keep_signal_handlers: bool = False, **options: Any) -> dict:
     """``dannet-run`` as a function: URIs and model checked first (one-line errors), then the pipeline."""
     spec, out = parse_input(input_uri), parse_output(output_uri)
     segmenter = Segmenter(model, backend)
     sink = open_sink(out, codec, bitrate_kbps)
     source = open_source(spec, capture)
     say(f"{spec.uri} -> {segmenter.backend.name} -> {out.uri}")
-    return Pipeline(segmenter, source, sink, PipelineOptions(**options), say).run()
+    return Pipeline(segmenter, source, sink, PipelineOptions(**options), say).run(keep_signal_handlers)

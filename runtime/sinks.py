@@ -1,6 +1,10 @@
 """Outputs: video files, a display window and an RTSP server through GStreamer (appsrc); images through
 Pillow; ``null://``. A sink opens on its first picture (the size is known then) and ``close()``
 finishes the stream: end of stream through the muxer, so a file stopped by Ctrl-C still plays.
+
+MP4 and MOV files are written in fragments of one second, each with its own index, so a file that
+could not be finished (a full disk, a crash) plays up to its last complete fragment; Matroska plays
+when cut anyway. An output that fails mid-stream stops the run with one line, never a hang.
 """
 from __future__ import annotations
 
@@ -11,9 +15,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image
 
-from .gst import MediaError, bus_error, gst, has_element, launch, quote, wait_for_eos
+from .atomic import atomic_save_image, check_folder_writable, check_writable
+from .errors import EXIT_FAILED, OutputError
+from .gst import MediaError, bus_error, describe_message, gst, has_element, is_write_error, launch, pop_error, quote
 from .sources import Frame, caps_rate
 from .uris import IMAGE_SUFFIXES, OutputSpec
 
@@ -33,9 +38,14 @@ ENCODERS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 PARSERS = {"h264": "h264parse", "h265": "h265parse"}
 PAYLOADERS = {"h264": "rtph264pay config-interval=1", "h265": "rtph265pay config-interval=1", "mjpeg": "rtpjpegpay"}
-#: container -> (muxer, codecs it holds)
-MUXERS = {".mp4": ("mp4mux", ("h264", "h265")), ".mov": ("qtmux", ("h264", "h265", "mjpeg")),
+#: container -> (muxer, codecs it holds); MP4/MOV fragmented (ms), so a file cut short still plays
+MUXERS = {".mp4": ("mp4mux fragment-duration=1000", ("h264", "h265")),
+          ".mov": ("qtmux fragment-duration=1000", ("h264", "h265", "mjpeg")),
           ".mkv": ("matroskamux", ("h264", "h265", "mjpeg")), ".avi": ("avimux", ("h264", "mjpeg"))}
+#: how long ``write`` waits for a full appsrc queue to drain between looks at the bus for errors
+ROOM_POLL_S = 0.01
+#: how long ``close`` waits for the muxer to finish the file
+EOS_TIMEOUT_S = 60.0
 
 
 class OutputClosed(Exception):
@@ -80,10 +90,13 @@ def _buffer(picture: np.ndarray, timestamp: float | None, rate: Fraction) -> Any
 
 
 class AppsrcSink:
-    """A GStreamer pipeline fed by an appsrc: a video file (``file://*.mp4|mkv|avi|mov``) or a window."""
+    """A GStreamer pipeline fed by an appsrc: a video file (``file://*.mp4|mkv|avi|mov``) or a window.
+
+    The appsrc does not block: ``write`` waits for room itself, looking at the bus meanwhile, because a
+    blocking push into a pipeline that has failed (a full disk stops its filesink) never returns."""
 
     def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000) -> None:
-        self.spec, self.pipeline = spec, None
+        self.spec, self.pipeline, self.failed = spec, None, False
         if spec.kind == "display":
             if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
                 raise MediaError(f"{spec.uri}: no display here (DISPLAY/WAYLAND_DISPLAY unset); "
@@ -96,6 +109,7 @@ class AppsrcSink:
             raise MediaError(f"{spec.uri}: {suffix} files cannot hold {codec}; use --codec {' or '.join(codecs)}")
         if not Path(spec.location).resolve().parent.is_dir():
             raise MediaError(f"{spec.uri}: folder {Path(spec.location).parent} does not exist")
+        check_writable(spec.location, "--output")
         self.tail = f"{{scale}}videoconvert ! {encoder(codec, bitrate_kbps, spec.uri)} ! {muxer} ! " \
                     f"filesink location={quote(spec.location)}"
 
@@ -105,34 +119,67 @@ class AppsrcSink:
         # 4:2:0 encoders need even sizes: odd pictures are stretched by one pixel
         even_w, even_h = width + width % 2, height + height % 2
         scale = f"videoscale ! video/x-raw,width={even_w},height={even_h} ! " if (even_w, even_h) != (width, height) else ""
-        self.pipeline = launch(f"appsrc name=pictures format=time block=true max-bytes={3 * 3 * width * height} "
+        self.max_bytes = 3 * 3 * width * height  # three pictures queued
+        self.pipeline = launch(f"appsrc name=pictures format=time block=false max-bytes={self.max_bytes} "
                                f"caps={_rgb_caps(width, height, rate)} ! {self.tail.format(scale=scale)}", self.spec.uri)
         self.appsrc = self.pipeline.get_by_name("pictures")
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             raise MediaError(f"{self.spec.uri}: {bus_error(self.pipeline) or 'cannot start'}")
 
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+        self._wait_for_room()
         if self.appsrc.emit("push-buffer", _buffer(picture, timestamp, self.rate)) != gst().FlowReturn.OK:
-            error = bus_error(self.pipeline) or "the output stopped"
-            if self.spec.kind == "display" and "closed" in error.lower():  # "Output window was closed"
-                self._shut_window()
-                raise OutputClosed(f"{self.spec.uri}: window closed")
-            raise MediaError(f"{self.spec.uri}: {error}")
+            message = pop_error(self.pipeline, ROOM_POLL_S)
+            self.failed = True
+            raise self._error(message) if message is not None else \
+                MediaError(f"{self.spec.uri}: the output stopped", EXIT_FAILED)
 
-    def _shut_window(self) -> None:
+    def _wait_for_room(self) -> None:
+        """Return once the queue has room for a picture; raise as soon as the pipeline reports an error."""
+        wait = 0.0
+        while True:
+            message = pop_error(self.pipeline, wait)
+            if message is not None:
+                raise self._error(message)
+            if self.appsrc.get_property("current-level-bytes") < self.max_bytes:
+                return
+            wait = ROOM_POLL_S
+
+    def _error(self, message) -> Exception:
+        """What an error on the bus means: a closed window ends the run like Ctrl-C; a file that cannot be
+        written is an I/O error; anything else stops the run. The pipeline can take no more either way."""
+        error = describe_message(message)
+        self.failed = True
+        if self.spec.kind == "display" and "closed" in error.lower():  # "Output window was closed"
+            self._stop()
+            return OutputClosed(f"{self.spec.uri}: window closed")
+        if is_write_error(message):
+            return OutputError(f"{self.spec.uri}: cannot write ({error}); the video written so far is kept and plays")
+        return MediaError(f"{self.spec.uri}: {error}", EXIT_FAILED)
+
+    def _stop(self) -> None:
         self.pipeline.set_state(gst().State.NULL)
         self.pipeline = None
 
     def close(self) -> None:
-        """End of stream, then wait for the muxer to write its index (an mp4 without one does not play)."""
+        """End of stream, then wait for the muxer to write its index (an mp4 without one does not play).
+        A pipeline that failed can take no end of stream: it is only stopped."""
         if self.pipeline is None:
             return
+        if self.failed:
+            self._stop()
+            return
+        Gst = gst()
         self.appsrc.emit("end-of-stream")
-        error = wait_for_eos(self.pipeline, timeout_s=60)
-        self.pipeline.set_state(gst().State.NULL)
-        self.pipeline = None
-        if error:
-            raise MediaError(f"{self.spec.uri}: {error}")
+        message = self.pipeline.get_bus().timed_pop_filtered(int(EOS_TIMEOUT_S * Gst.SECOND),
+                                                             Gst.MessageType.EOS | Gst.MessageType.ERROR)
+        error = None if message is None or message.type == Gst.MessageType.EOS else self._error(message)
+        if self.pipeline is not None:
+            self._stop()
+        if message is None:
+            raise MediaError(f"{self.spec.uri}: no end of stream within {EOS_TIMEOUT_S:.0f} s", EXIT_FAILED)
+        if error is not None and not isinstance(error, OutputClosed):
+            raise error
 
 
 class RtspSink:
@@ -205,6 +252,7 @@ class ImageSink:
         self.pattern = "%" in path
         self.folder = not self.pattern and Path(path).suffix.lower() not in IMAGE_SUFFIXES
         target = Path(path) if self.folder else Path(path).parent
+        check_folder_writable(target, "--output")
         target.mkdir(parents=True, exist_ok=True)
 
     def start(self, width: int, height: int, rate: Fraction) -> None:
@@ -220,7 +268,7 @@ class ImageSink:
                 raise MediaError(f"{self.spec.uri}: one image file cannot hold many frames; "
                                  "use a folder (out/) or a pattern (out/%05d.png)")
             path = Path(self.spec.location)
-        Image.fromarray(picture).save(path)
+        atomic_save_image(path, picture)  # an image already there is replaced whole or not at all
         self.written += 1
 
     def close(self) -> None:

@@ -14,8 +14,12 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from .gst import MediaError, bus_error, gst, has_element, launch, quote
+from .gst import MediaError, bus_error, describe_message, gst, has_element, launch, pop_error, quote
 from .uris import InputSpec
+
+
+#: how long a source that failed to start may take to post the error saying why
+START_ERROR_WAIT_S = 1.0
 
 
 class SourceLost(RuntimeError):
@@ -98,14 +102,12 @@ class GstSource:
         self.pipeline = launch(self.description, self.spec.uri)
         self.appsink = self.pipeline.get_by_name("frames")
         self.ended, self.last_offset = False, None
-        if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-            error = bus_error(self.pipeline) or "cannot start"
+        if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE or \
+                self.pipeline.get_state(int(timeout * Gst.SECOND))[0] == Gst.StateChangeReturn.FAILURE:
+            # the element that failed may post its error just after the state change gave up: wait for it
+            message = pop_error(self.pipeline, START_ERROR_WAIT_S)
             self.close()
-            raise MediaError(f"{self.spec.uri}: {error}")
-        if self.pipeline.get_state(int(timeout * Gst.SECOND))[0] == Gst.StateChangeReturn.FAILURE:
-            error = bus_error(self.pipeline) or "cannot start"
-            self.close()
-            raise MediaError(f"{self.spec.uri}: {error}")
+            raise MediaError(f"{self.spec.uri}: {describe_message(message) if message else 'cannot start'}")
 
     def read(self, timeout: float) -> Frame | None:
         Gst = gst()

@@ -20,9 +20,9 @@ def tiny(tiny_graphs: dict[str, Path]) -> tuple[Path, Path]:
 
 def test_compare_writes_json_and_plot(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     ckpt, onnx_path = tiny
-    bench_main(["compare", "--model", str(onnx_path), "--checkpoint", str(ckpt), "--input-size", "64x128",
-                "--output-size", "96x160", "--frames", "2", "--warmup", "1", "--json", str(tmp_path / "c.json"),
-                "--plot", str(tmp_path / "c.png")])
+    assert bench_main(["compare", "--model", str(onnx_path), "--checkpoint", str(ckpt), "--input-size", "64x128",
+                       "--output-size", "96x160", "--frames", "2", "--warmup", "1", "--json", str(tmp_path / "c.json"),
+                       "--plot", str(tmp_path / "c.png")]) == 0
     result = json.loads((tmp_path / "c.json").read_text())
     assert result["frames"] == 2 and result["reference"]["p50_ms"] > 0 and result["ours"]["p50_ms"] > 0
     assert result["speedup_p50"] == pytest.approx(result["reference"]["p50_ms"] / result["ours"]["p50_ms"], rel=1e-6)
@@ -31,22 +31,22 @@ def test_compare_writes_json_and_plot(tiny: tuple[Path, Path], tmp_path: Path) -
     assert Image.open(tmp_path / "c.png").size[0] > 400
 
 
-def test_compare_refuses_plugin_graphs(tiny_graphs: dict[str, Path]) -> None:
-    with pytest.raises(SystemExit, match="has the TensorRT plugin tail"):
-        bench_main(["compare", "--model", str(tiny_graphs["plugin"]), "--checkpoint", str(tiny_graphs["checkpoint"]),
-                    "--input-size", "64x128", "--output-size", "96x160"])
+def test_compare_refuses_plugin_graphs(tiny_graphs: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    assert bench_main(["compare", "--model", str(tiny_graphs["plugin"]), "--checkpoint",
+                       str(tiny_graphs["checkpoint"]), "--input-size", "64x128", "--output-size", "96x160"]) == 2
+    assert "has the TensorRT plugin tail" in capsys.readouterr().err
 
 
-def test_kernel_benchmark_says_it_needs_a_gpu() -> None:
+def test_kernel_benchmark_says_it_needs_a_gpu(capsys: pytest.CaptureFixture) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the benchmark would run")
-    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
-        bench_main(["kernel", "--iters", "1"])
+    assert bench_main(["kernel", "--iters", "1"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
 
 
 def test_latency_writes_json_and_plot(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
-    bench_main(["latency", "--model", str(tiny_graphs["portable"]), "--input-size", "128x256", "--iters", "3",
-                "--warmup", "1", "--json", str(tmp_path / "l.json"), "--plot", str(tmp_path / "l.png")])
+    assert bench_main(["latency", "--model", str(tiny_graphs["portable"]), "--input-size", "128x256", "--iters", "3",
+                       "--warmup", "1", "--json", str(tmp_path / "l.json"), "--plot", str(tmp_path / "l.png")]) == 0
     result = json.loads((tmp_path / "l.json").read_text())
     assert set(result["stages_ms"]) == {"preprocess", "inference", "postprocess", "overlay"}
     for stats in [*result["stages_ms"].values(), result["end_to_end_ms"]]:
@@ -62,12 +62,13 @@ def test_miou_through_the_runtime_with_a_second_model(tiny_graphs: dict[str, Pat
     from train.metrics import ConfusionMeter
 
     root = generate(tmp_path / "dz", "darkzurich", 4, (96, 160), seed=2)
-    bench_main(["miou", "--model", str(tiny_graphs["portable"]), "--dataset", "darkzurich-val", "--root", str(root),
-                "--compare-model", str(tiny_graphs["portable"]), "--save-predictions", str(tmp_path / "pred"),
-                "--check-cityscapesscripts", "--json", str(tmp_path / "m.json")])
+    assert bench_main(["miou", "--model", str(tiny_graphs["portable"]), "--dataset", "darkzurich-val", "--root",
+                       str(root), "--compare-model", str(tiny_graphs["portable"]), "--save-predictions",
+                       str(tmp_path / "pred"), "--check-cityscapesscripts", "--json", str(tmp_path / "m.json")]) == 0
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["images"] == 2 and len(result["iou"]) == 19
     assert result["delta_miou"] == 0 and result["identical_pixels"] == 1.0  # the same model twice
+    assert result["same_checkpoint"] is True
     assert result["cityscapesscripts_miou"] == pytest.approx(result["miou"], abs=1e-9)
     # recompute the mIoU from the saved predictions, independently of the command's bookkeeping
     meter = ConfusionMeter()
@@ -86,8 +87,9 @@ def test_std_sweep_agrees_with_the_evaluation_code(tiny_graphs: dict[str, Path],
 
     root = generate(tmp_path / "dz", "darkzurich", 4, (64, 128), seed=4)
     ckpt = str(tiny_graphs["checkpoint"])
-    bench_main(["sweep", "--checkpoint", ckpt, "--dataset", "darkzurich-val", "--root", str(root), "--scale", "1",
-                "--stds", "0,0.16", "--json", str(tmp_path / "s.json"), "--plot", str(tmp_path / "s.png")])
+    assert bench_main(["sweep", "--checkpoint", ckpt, "--dataset", "darkzurich-val", "--root", str(root), "--scale",
+                       "1", "--stds", "0,0.16", "--json", str(tmp_path / "s.json"), "--plot",
+                       str(tmp_path / "s.png")]) == 0
     result = json.loads((tmp_path / "s.json").read_text())
     seg, light, _, _ = load_networks(ckpt)
     dataset = build_dataset("darkzurich-val", root, transform=EvalTransform(scale=1.0))
@@ -123,8 +125,8 @@ def test_dark_zurich_submission_zip_layout_and_dtypes(tiny_graphs: dict[str, Pat
     from train.data.synth import generate
 
     root = generate(tmp_path / "dz", "darkzurich", 4, (64, 128), seed=5)
-    bench_main(["submission", "--checkpoint", str(tiny_graphs["checkpoint"]), "--root", str(root), "--scale", "1",
-                "--out", str(tmp_path / "sub.zip"), "--invalid-threshold", "0.3"])
+    assert bench_main(["submission", "--checkpoint", str(tiny_graphs["checkpoint"]), "--root", str(root), "--scale",
+                       "1", "--out", str(tmp_path / "sub.zip"), "--invalid-threshold", "0.3"]) == 0
     with zipfile.ZipFile(tmp_path / "sub.zip") as z:
         names = sorted(z.namelist())
         images = sorted(p.name for p in (root / "rgb_anon" / "test" / "night").rglob("*_rgb_anon.png"))

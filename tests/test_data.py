@@ -265,6 +265,6 @@ def test_cli_synth_and_preview(tmp_path: Path) -> None:
     assert grid.shape[0] == 2 * (192 + 4) and grid.shape[1] == 2 * 384  # 2 rows of image | label
     bad = subprocess.run([*run, "preview", "--dataset", "acdc-night", "--root", str(tmp_path / "nope")],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr
+    assert bad.returncode == 3 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr  # 3: dataset
     bad = subprocess.run([*run, "synth", "--out", str(tmp_path), "--size", "big"], capture_output=True, text=True)
     assert bad.returncode == 2 and "expected HxW" in bad.stderr

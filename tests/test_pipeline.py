@@ -101,7 +101,7 @@ def night_frames(folder: Path, count: int) -> list[np.ndarray]:
 
 def test_test_source_to_mp4_decodes_back_with_every_frame(model: Path, tmp_path: Path) -> None:
     out, stats = tmp_path / "out.mp4", tmp_path / "stats.jsonl"
-    result = dannet_run("--model", str(model), "--input", "test://ball", "--input-size", f"{FRAME_W}x{FRAME_H}",
+    result = dannet_run("--model", str(model), "--input", "test://ball", "--input-size", f"{FRAME_H}x{FRAME_W}",
                         "--frames", "12", "--queue-size", "16", "--output", f"file://{out}", "--visualize", "both",
                         "--stats-json", str(stats))
     assert result.returncode == 0, result.stderr
@@ -221,7 +221,7 @@ def test_frame_queue_policies() -> None:
 def test_signal_finishes_a_playable_file_and_exits_0(model: Path, tmp_path: Path, sig: int, suffix: str) -> None:
     out, stats = tmp_path / f"out.{suffix}", tmp_path / "stats.jsonl"
     process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
-                                "--input-size", f"{FRAME_W}x{FRAME_H}", "--output", str(out), "--stats-interval", "0.2",
+                                "--input-size", f"{FRAME_H}x{FRAME_W}", "--output", str(out), "--stats-interval", "0.2",
                                 "--stats-json", str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.time() + 90
@@ -250,7 +250,7 @@ def test_rtsp_output_serves_clients_and_rtsp_input_reconnects(model: Path, tmp_p
     """One dannet-run serves rtsp://; a second reads it, loses it (server killed), reconnects when it returns."""
     port = 18554 + os.getpid() % 1000
     serve = [sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://", "--input-size",
-             f"{FRAME_W}x{FRAME_H}", "--output", f"rtsp://@:{port}/cam", "--stats-interval", "0"]
+             f"{FRAME_H}x{FRAME_W}", "--output", f"rtsp://@:{port}/cam", "--stats-interval", "0"]
     stats = tmp_path / "client.jsonl"
     server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(4)
@@ -379,7 +379,7 @@ def test_display_output_on_a_virtual_screen(model: Path, tmp_path: Path) -> None
     try:
         time.sleep(1.5)
         stats = tmp_path / "stats.jsonl"
-        result = dannet_run("--model", str(model), "--input", "test://", "--input-size", f"{FRAME_W}x{FRAME_H}",
+        result = dannet_run("--model", str(model), "--input", "test://", "--input-size", f"{FRAME_H}x{FRAME_W}",
                             "--frames", "15", "--output", "display://0", "--stats-json", str(stats),
                             env={"DISPLAY": display, "WAYLAND_DISPLAY": ""})
     finally:
@@ -395,7 +395,7 @@ def test_lost_live_source_stops_cleanly_or_gives_up(model: Path, tmp_path: Path)
     attempt, then a one-line error (exit 1) with the output still finished."""
     port = 19554 + os.getpid() % 1000
     server = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
-                               "--input-size", f"{FRAME_W}x{FRAME_H}", "--output", f"rtsp://@:{port}/cam",
+                               "--input-size", f"{FRAME_H}x{FRAME_W}", "--output", f"rtsp://@:{port}/cam",
                                "--stats-interval", "0"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(4)
     clients = {n: subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input",

@@ -21,7 +21,7 @@ import torch
 from onnx import TensorProto, helper
 from tensorrt_standin import VERSION, ContractViolation, StandIn, onnx_problems
 
-from export import ExportSpec, build_engine, to_onnx
+from export import ExportSpec, build_engine, read_metadata, to_onnx
 from export.onnx_export import onnx_weights
 from export.tails import append_plugin_tail, append_portable_tail
 from runtime.backends import BackendError, TensorRTBackend, labels_from_engine
@@ -259,6 +259,10 @@ def test_an_engine_whose_sidecar_lacks_the_label_size_is_refused(engine: Engine,
     path.write_bytes(built.read_bytes())
     sidecar = Sidecar.read(sidecar_path(built))
     assert sidecar.output_size == [96, 150]  # what build_engine records: a pack4 engine cannot show it
+    # and the checkpoint the graph was exported from, which dannet-bench compare checks through ModelInfo
+    exported_from = read_metadata(built.with_suffix(".onnx"))["dannet.checkpoint_sha256"]
+    assert sidecar.checkpoint_sha256 == exported_from
+    assert TensorRTBackend(built, plugin_lib).info.checkpoint_sha256 == exported_from
     sidecar.output_size = None
     sidecar.write(sidecar_path(path))
     with pytest.raises(BackendError, match="does not record the label map size; rebuild it"):

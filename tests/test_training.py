@@ -207,8 +207,8 @@ def test_pretrain_then_adapt_then_eval(data: Path, tmp_path: Path, capsys) -> No
 
 
 def test_user_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:
-    def error(argv: list[str]) -> str:
-        assert train_main(argv) == 2
+    def error(argv: list[str], code: int = 2) -> str:
+        assert train_main(argv) == code
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1, lines
         return lines[0]
@@ -216,14 +216,14 @@ def test_user_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:
     assert "unknown config key 'loss.statik'" in error(["adapt", *cli_args(data), "--set", "loss.statik=1",
                                                           "--out", str(tmp_path / "a")])
     missing = error(["adapt", "--config", "synthetic-cpu", "--set", f"data.source.root={tmp_path / 'nowhere'}",
-                     "--out", str(tmp_path / "b")])
+                     "--out", str(tmp_path / "b")], code=3)  # 3: a dataset that cannot be used
     assert "nowhere" in missing and "not found" in missing
     deeplab = tmp_path / "dannet_deeplab.pth"
     torch.save(build_segmenter("deeplab", backbone="resnet18").state_dict(), deeplab)
     assert "weights for deeplab, but model.arch is pspnet" in error(
         ["adapt", *cli_args(data), "--init", str(deeplab), "--out", str(tmp_path / "c")])
-    assert train_main(["adapt", *cli_args(data), "--resume", "--out", str(tmp_path / "d")]) == 1
-    assert "--resume given but no complete checkpoint" in capsys.readouterr().err
+    assert "--resume given but no complete checkpoint" in error(
+        ["adapt", *cli_args(data), "--resume", "--out", str(tmp_path / "d")])
 
 
 def preset_differences(a: dict, b: dict, prefix: str = "") -> set[str]:

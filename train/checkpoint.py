@@ -6,13 +6,13 @@ one file holding every network of a run (by role: ``segmenter``, ``light``, ``di
 ``disc_night``), the optimisers, the iteration, the config and RNG state, and a format version.
 
 Loading always uses ``weights_only=True``: a checkpoint is data, never code. Every failure is a
-``CheckpointError`` whose message is one line naming the file and the problem.
+``CheckpointError`` whose message is one line naming the file and the problem. Writing is atomic
+(``runtime.atomic``): a failure while saving leaves the previous file as it was.
 """
 from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +21,18 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from runtime.atomic import atomic_file
+from runtime.errors import DannetError
+
 FORMAT_NAME = "dannet-edge"
 FORMAT_VERSION = 1
 #: how many key names an error message lists before summarising the rest
 _KEYS_SHOWN = 4
+#: how every file torch.save writes begins: a zip archive (torch >= 1.6), or a pickle (protocol >= 2)
+_TORCH_SIGNATURES = (b"PK\x03\x04", b"\x80")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(DannetError, RuntimeError):
     """A checkpoint that cannot be used; the message is one line naming the file and the reason."""
 
 
@@ -71,6 +76,12 @@ def detect_role(state_dict: Mapping[str, Any]) -> tuple[str, str | None]:
 def _torch_load(path: Path, map_location: str | torch.device) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(_TORCH_SIGNATURES):
+        # text, an image, an ONNX graph renamed .pth: torch.load would fail with a KeyError or IndexError
+        kind = "an empty file" if not head else f"a file starting with {head!r}"
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({kind}); expected a file written by torch.save")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -78,7 +89,7 @@ def _torch_load(path: Path, map_location: str | torch.device) -> Any:
         raise CheckpointError(
             f"{path}: refused: the file holds Python objects that would run code when unpickled "
             f"(only tensors and plain containers are loaded; weights_only=True): {first}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, IndexError) as e:
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
@@ -105,6 +116,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: a state dict of no known DANNet network (first keys: "
                               f"{', '.join(list(state_dict)[:_KEYS_SHOWN])})")
     return Checkpoint(path=path, models={role: state_dict}, arch=arch, released=True)
+
+
+def check_against_flags(ckpt: Checkpoint, arch: str | None = None, backbone: str | None = None) -> None:
+    """``--arch`` / ``--backbone`` that contradict what the file says about its network are an error naming
+    both: obeying the flag would misread the weights, ignoring it would hide the mistake. The file's word
+    is its recorded (or, for released files, recognised) architecture and the backbone in its config."""
+    recorded = {"--arch": ckpt.arch, "--backbone": ckpt.config.get("model", {}).get("backbone")}
+    for flag, given in (("--arch", arch), ("--backbone", backbone)):
+        if given is not None and recorded[flag] is not None and given != recorded[flag]:
+            raise CheckpointError(f"{ckpt.path}: holds a {recorded[flag]} network, but {flag} {given} was given; "
+                                  f"drop {flag} (the file says) or give a {given} checkpoint")
 
 
 def _summarise(keys: list[str]) -> str:
@@ -138,19 +160,9 @@ def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor], sour
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the target folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_file(path) as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def save_checkpoint(path: str | os.PathLike, models: Mapping[str, nn.Module | Mapping[str, torch.Tensor]], *,

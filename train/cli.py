@@ -5,19 +5,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError, load_checkpoint
+from runtime.arguments import integer, number, size_hw
+from runtime.atomic import atomic_write, check_writable
+from runtime.classes import MAX_WEIGHTS_STD
+from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
+
+from .checkpoint import load_checkpoint
 from .data import DATASETS
-
-
-def size_hw(text: str) -> tuple[int, int]:
-    """argparse type for ``HxW`` sizes (e.g. ``540x960``)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 256x512), got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive HxW, got {text!r}")
-    return h, w
 
 
 def _train(args: argparse.Namespace, job: str) -> int:
@@ -73,10 +67,12 @@ def cmd_precision(args: argparse.Namespace) -> None:
     amps = tuple(args.amp or ("bf16", "fp16"))
     print(f"autocast drift against fp32: {config['model']['arch']} ({config['model']['backbone']}), config "
           f"{args.config}, {args.steps} steps, device {config['run']['device']}; relative differences")
+    if args.json:
+        check_writable(args.json, "--json")
     rows = drift(config, args.steps, amps, args.init)
     print(table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        atomic_write(args.json, json.dumps(rows, indent=1))
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -90,6 +86,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .engine import select_device
     from .evaluate import evaluate, load_networks
 
+    if args.json:
+        check_writable(args.json, "--json")
     segmenter, light, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
     device = select_device(args.device)
     segmenter.to(device)
@@ -103,7 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     meter = evaluate(segmenter, light, dataset, weights, args.reweight, device, args.max_images)
     print(meter.table())
     if args.json:
-        Path(args.json).write_text(json.dumps({"miou": meter.miou, "iou": [None if v != v else v for v in meter.iou],
+        atomic_write(args.json, json.dumps({"miou": meter.miou, "iou": [None if v != v else v for v in meter.iou],
                                                "checkpoint": str(args.checkpoint), "dataset": args.dataset}, indent=1))
 
 
@@ -151,7 +149,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dannet-train",
         description="Train DANNet: datasets, Cityscapes pre-training, one-stage day->night adaptation, evaluation.",
     )
@@ -159,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a checkpoint (ours or a released DANNet .pth)",
                        description="Print what a checkpoint holds: format, architecture, networks, iteration.")
     p.add_argument("checkpoint", help="path to a .pth file")
+    add_debug_flag(p)
     p.set_defaults(func=cmd_info)
 
     from .config import PRESETS
@@ -176,16 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=f"presets: {', '.join(PRESETS)} (reference = the released code, the default; "
                                   "paper = the paper's text). Multi-GPU: torchrun --nproc-per-node N "
                                   f"-m train.cli {job} ... Exit codes: 0 done, 130/143 interrupted by "
-                                  "SIGINT/SIGTERM (checkpoint saved), 1 stopped (e.g. NaN loss), 2 bad input.")
+                                  "SIGINT/SIGTERM (checkpoint saved), 1 stopped (e.g. NaN loss), 2 bad flag, config "
+                                  "or checkpoint, 3 bad dataset file, 4 output not writable.")
         p.add_argument("--config", default=None,
                        help="preset name or YAML file (default: reference, or OUT/config.yaml with --resume)")
         p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, config.yaml")
         p.add_argument("--init", action="append", default=[], metavar="CKPT",
                        help="initial weights: our checkpoint or a released .pth (repeatable, e.g. segmentation "
-                            "+ relighting files)")
+                            "+ relighting files); imagenet:PATH fills the backbone from an ImageNet file "
+                            "(torchvision ResNet, DeepLab-v2 'Scale.' ResNet, EfficientNet-Lite0), plain "
+                            "imagenet takes the EfficientNet-Lite0 weights of the 'imagenet' extra")
         p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --out")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, dotted keys, YAML values (e.g. --set optim.iterations=1000)")
+        add_debug_flag(p)
         p.set_defaults(func=cmd_pretrain if job == "pretrain" else cmd_adapt)
 
     p = sub.add_parser(
@@ -197,10 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--init", action="append", default=[], metavar="CKPT",
                    help="initial weights, as for adapt (repeatable); measure from a trained network")
-    p.add_argument("--steps", type=int, default=10, help="steps to compare (default 10)")
+    p.add_argument("--steps", type=integer(1), default=10, help="steps to compare, >= 1 (default 10)")
     p.add_argument("--amp", action="append", choices=["bf16", "fp16"],
                    help="autocast type to compare (repeatable; default both)")
     p.add_argument("--json", help="also write the rows as JSON here")
+    add_debug_flag(p)
     p.set_defaults(func=cmd_precision)
 
     p = sub.add_parser("eval", help="mIoU and per-class IoU of a checkpoint on a night set",
@@ -211,16 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--light", help="relighting weights when the checkpoint has none (released *_light.pth)")
     p.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "darkzurich-test"])
     p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--arch", default="pspnet", choices=["pspnet", "deeplab", "refinenet"],
-                   help="architecture when the file does not say (released files are recognised)")
+    p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
+                   help="architecture when the file does not say (default pspnet; released files are recognised)")
     p.add_argument("--backbone", default=None, help="backbone when the file does not say (default resnet101)")
-    p.add_argument("--weights-std", type=float, default=0.16, help="test-time class weights std (default 0.16)")
+    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=0.16,
+                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (0: no re-weighting; default 0.16)")
     p.add_argument("--reweight", default="logits", choices=["logits", "probs"],
                    help="multiply logits (reference code, default) or probabilities (paper)")
-    p.add_argument("--scale", type=float, default=0.5, help="network input = image size x scale (default 0.5)")
-    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
+                   help="network input = image size x scale, in (0, 4] (default 0.5)")
+    p.add_argument("--max-images", type=integer(1), default=None, help="evaluate the first N images only")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", help="also write the results as JSON here")
+    add_debug_flag(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
@@ -233,10 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "and test sets get max(2, count/4). Deterministic per --seed.")
     p.add_argument("--out", required=True, help="output folder (one sub-folder per layout)")
     p.add_argument("--layout", default="all", choices=["cityscapes", "darkzurich", "nightdriving", "acdc", "all"])
-    p.add_argument("--count", type=int, default=40, help="training images per layout (default 40)")
-    p.add_argument("--size", type=size_hw, default=(256, 512), help="image size HxW (default 256x512)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=integer(1), default=40, help="training images per layout, >= 1 (default 40)")
+    p.add_argument("--size", type=size_hw, default=(256, 512), metavar="HxW",
+                   help="image size, height first (default 256x512)")
+    p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_debug_flag(p)
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser(
@@ -248,28 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, choices=[*DATASETS, "darkzurich-pairs", "cityscapes-train"])
     p.add_argument("--root", required=True, help="dataset root folder (as distributed, or a synth layout folder)")
     p.add_argument("--out", default="preview.png", help="output PNG (default preview.png)")
-    p.add_argument("--count", type=int, default=4, help="samples to show (default 4)")
+    p.add_argument("--count", type=integer(1, 64), default=4, help="samples to show, in [1, 64] (default 4)")
     p.add_argument("--pairs", help="pairs CSV for darkzurich-pairs (default ROOT/zurich_dn_pair_train.csv)")
-    p.add_argument("--crop", type=int, default=512, help="training crop size for the augmented previews (default 512)")
-    p.add_argument("--resize", type=int, default=None, help="resize pair crops to this size (reference: 512)")
+    p.add_argument("--crop", type=integer(8), default=512,
+                   help="training crop size for the augmented previews, >= 8 (default 512)")
+    p.add_argument("--resize", type=integer(8), default=None, help="resize pair crops to this size (reference: 512)")
+    add_debug_flag(p)
     p.set_defaults(func=cmd_preview)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .engine import TrainingError
-
+    program = argv is None
+    argv = command_line(argv)
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except TrainingError as e:
-        print(f"dannet-train {args.command}: {e}", file=sys.stderr)
-        return 1
-    except (CheckpointError, FileNotFoundError, ValueError) as e:  # DatasetError, ConfigError are ValueErrors
-        print(f"dannet-train {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(f"dannet-train {args.command}", lambda: args.func(args), debug_requested(argv), program)
 
 
 if __name__ == "__main__":

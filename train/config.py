@@ -2,22 +2,46 @@
 
 A config is a nested dict. ``reference.yaml`` defines every key and its default; other files name
 a ``base`` and override a subset. Any key not in the reference is an error naming the key, so a
-typo never silently becomes a default.
+typo never silently becomes a default; a number outside its range (``RANGES``) is an error too, so
+no zero or negative value reaches a division, a modulo or an index hours into a run.
 """
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from runtime.classes import MAX_WEIGHTS_STD
+from runtime.errors import DannetError
+
 PRESETS_DIR = Path(__file__).parent / "configs"
 PRESETS = tuple(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
 
 
-class ConfigError(ValueError):
+class ConfigError(DannetError, ValueError):
     """A config that cannot be used; the message names the file or key."""
+
+
+#: dotted key -> (low, high, low excluded) for every number a run divides by, counts with or indexes with;
+#: high None: no upper bound. Lists (crop, scale) have the range per element; null stays allowed where the
+#: reference default is null.
+RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "model.light_channels": (1, None, False), "model.aspp_branches": (1, 4, False),
+    "data.source.crop": (8, None, False), "data.source.scale": (0, 4, True),
+    "data.target.crop": (8, None, False), "data.target.scale": (0, 4, True), "data.target.resize_to": (8, None, False),
+    "data.val.scale": (0, 4, True), "data.val.max_images": (1, None, False), "data.workers": (0, 256, False),
+    "optim.iterations": (1, None, False), "optim.batch_size": (1, None, False), "optim.lr": (0, None, True),
+    "optim.momentum": (0, 1, False), "optim.weight_decay": (0, None, False), "optim.power": (0, None, False),
+    "optim.lr_d": (0, None, True), "optim.betas_d": (0, 1, False),
+    "loss.weights_std": (0, MAX_WEIGHTS_STD, False), "loss.exposure_patch": (1, None, False),
+    "loss.focal_gamma": (0, None, False), "eval.weights_std": (0, MAX_WEIGHTS_STD, False),
+    "pretrain.iterations": (1, None, False), "pretrain.lr": (0, None, True), "pretrain.aux": (0, None, False),
+    "run.seed": (0, None, False), "run.log_every": (1, None, False), "run.val_every": (0, None, False),
+    "run.checkpoint_every": (1, None, False), "run.keep_last": (1, None, False),
+}
 
 
 def _read(name_or_path: str) -> tuple[dict, str]:
@@ -47,8 +71,22 @@ def _merge(base: dict, override: dict, schema: dict, where: str, prefix: str = "
                 raise ConfigError(f"{where}: {dotted!r} must be a mapping")
             out[key] = _merge(out[key], value, schema[key], where, dotted + ".")
         else:
-            out[key] = _typed(value, schema[key], where, dotted)
+            out[key] = _in_range(_typed(value, schema[key], where, dotted), where, dotted)
     return out
+
+
+def _in_range(value: Any, where: str, key: str) -> Any:
+    if key not in RANGES or value is None:
+        return value
+    low, high, low_open = RANGES[key]
+    for number in value if isinstance(value, list) else [value]:
+        ok = isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number) and \
+            (number > low if low_open else number >= low) and (high is None or number <= high)
+        if not ok:
+            bounds = f"{'>' if low_open else '>='} {low}" if high is None else \
+                f"in {'(' if low_open else '['}{low}, {high}]"
+            raise ConfigError(f"{where}: {key!r} must be a number {bounds}, got {value!r}")
+    return value
 
 
 def _typed(value: Any, default: Any, where: str, key: str) -> Any:

@@ -27,12 +27,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from runtime.atomic import atomic_write
+from runtime.errors import EXIT_FAILED, EXIT_USAGE, DannetError
+
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import dump
 
 
-class TrainingError(RuntimeError):
-    """A run that cannot go on; the message is one line saying why and what was kept."""
+class TrainingError(DannetError, RuntimeError):
+    """A run that cannot go on; the message is one line saying why and what was kept. Exit 1 when the
+    run itself failed (a NaN loss); errors in what the run was given say so with ``EXIT_USAGE``."""
+
+    exit_code = EXIT_FAILED
 
 
 # --- device and distributed ---------------------------------------------------------------------
@@ -59,7 +65,7 @@ def select_device(preference: str, local_rank: int = 0) -> torch.device:
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(preference)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingError(f"run.device={preference!r} but no CUDA GPU is available (use auto or cpu)")
+        raise TrainingError(f"run.device={preference!r} but no CUDA GPU is available (use auto or cpu)", EXIT_USAGE)
     return device
 
 
@@ -364,13 +370,14 @@ def prepare_out_dir(out: Path, config: dict, resume: bool, env: Env) -> int:
     if resume:
         path = latest_checkpoint(out)
         if path is None:
-            raise TrainingError(f"{out}: --resume given but no complete checkpoint found there")
+            raise TrainingError(f"{out}: --resume given but no complete checkpoint found there", EXIT_USAGE)
         start = load_checkpoint(path).iteration
     elif (out / "checkpoints").is_dir() and any((out / "checkpoints").glob(CHECKPOINT_GLOB)):
-        raise TrainingError(f"{out}: already holds checkpoints of a run; use --resume to continue it or another --out")
+        raise TrainingError(f"{out}: already holds checkpoints of a run; use --resume to continue it or another --out",
+                            EXIT_USAGE)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump(config))
+        atomic_write(out / "config.yaml", dump(config))
     return start
 
 
@@ -382,7 +389,7 @@ class Precision:
 
     def __init__(self, env: Env, amp: str) -> None:
         if amp not in ("bf16", "fp16", "none"):
-            raise TrainingError(f"run.amp must be bf16, fp16 or none, got {amp!r}")
+            raise TrainingError(f"run.amp must be bf16, fp16 or none, got {amp!r}", EXIT_USAGE)
         self.enabled = amp != "none"
         self.dtype = torch.bfloat16 if amp == "bf16" else torch.float16
         self.device_type = env.device.type
@@ -414,11 +421,11 @@ def resume(task: Task, path: Path, env: Env, scaler: torch.amp.GradScaler | None
     ckpt = load_checkpoint(path, map_location=env.device)
     for role, module in task.models.items():
         if role not in ckpt.models:
-            raise TrainingError(f"{path}: has no {role!r} network to resume")
+            raise TrainingError(f"{path}: has no {role!r} network to resume", EXIT_USAGE)
         load_weights(unwrap(module), ckpt.models[role], path)
     for name, optimizer in task.optimizers.items():
         if name not in ckpt.optimizers:
-            raise TrainingError(f"{path}: has no {name!r} optimiser state to resume")
+            raise TrainingError(f"{path}: has no {name!r} optimiser state to resume", EXIT_USAGE)
         optimizer.load_state_dict(ckpt.optimizers[name])
     states = ckpt.extra.get("rng", [])
     if len(states) == env.world_size:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint, load_weights
+from .checkpoint import CheckpointError, check_against_flags, load_checkpoint, load_weights
 from .metrics import ConfusionMeter
 from .models import RelightNet, build_segmenter
 
@@ -29,8 +29,10 @@ def load_networks(checkpoint: str, light: str | None = None, arch: str | None = 
     ``checkpoint`` is ours (architecture, backbone and relighting net inside) or a released
     segmentation file (architecture recognised from its keys; ResNet-101 unless ``backbone`` says
     otherwise); ``light`` adds a relighting net from another file (released ``*_light.pth``).
+    ``arch``/``backbone`` that contradict the file are an error (``check_against_flags``).
     """
     ckpt = load_checkpoint(checkpoint)
+    check_against_flags(ckpt, arch, backbone)
     if "segmenter" not in ckpt.models:
         raise CheckpointError(f"{checkpoint}: holds no segmentation network ({', '.join(ckpt.models)})")
     model_cfg = ckpt.config.get("model", {})

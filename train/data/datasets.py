@@ -1,13 +1,16 @@
 """Datasets in the layouts they are distributed in: Cityscapes, Dark Zurich, Nighttime Driving, ACDC.
 
 Every dataset builds its index when constructed and checks it then — root, split, every image's
-label, every pair's two files, every file's image header — so a problem surfaces as one
-``DatasetError`` line naming the path and what was expected, before training starts, never deep
-inside a DataLoader worker.
+label, every pair's two files, every file's image header, every label's size and mode against its
+image — so a problem surfaces as one ``DatasetError`` line naming the path and what was expected,
+before training starts. Decoding every pixel up front would cost as much as an epoch, so pixel data
+is checked when it is read: a file whose compressed data is corrupt stops the run at that file,
+named, in one line (also from a DataLoader worker).
 """
 from __future__ import annotations
 
 import csv
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,10 +21,24 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from runtime.classes import label_ids_to_train_ids
+from runtime.errors import DataError
+
+#: what Pillow raises for a file it cannot decode: a bad header, truncated or corrupt compressed data
+_DECODE_ERRORS = (OSError, UnidentifiedImageError, SyntaxError, ValueError, zlib.error)
+#: label images: one 8-bit channel of class ids
+_LABEL_MODES = ("L", "P")
 
 
-class DatasetError(ValueError):
-    """A dataset that cannot be used; the message is one line naming the path and what was expected."""
+class DatasetError(DataError, ValueError):
+    """A dataset that cannot be used; the message is one line naming the path and what was expected (exit 3)."""
+
+    def __init__(self, message: str) -> None:
+        # A DataLoader worker's error comes back re-raised as DatasetError("Caught DatasetError in DataLoader
+        # worker process 0.\nOriginal Traceback ...\n...DatasetError: <message>"): keep the message only.
+        lines = message.strip().splitlines()
+        if len(lines) > 1 and lines[0].startswith("Caught DatasetError"):
+            message = lines[-1].split("DatasetError: ", 1)[-1]
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -39,12 +56,15 @@ def _need_dir(path: Path, what: str) -> Path:
     return path
 
 
-def _check_readable(path: Path) -> None:
+def _check_readable(path: Path) -> tuple[tuple[int, int], str]:
+    """The image's (width, height) and mode from its header, after checking its chunks (checksums)."""
     try:
         with Image.open(path) as im:
+            size, mode = im.size, im.mode
             im.verify()
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+    except _DECODE_ERRORS as e:
         raise DatasetError(f"{path}: unreadable image ({e})") from None
+    return size, mode
 
 
 def _validate(samples: list[Sample], where: Path, pattern: str) -> list[Sample]:
@@ -52,12 +72,37 @@ def _validate(samples: list[Sample], where: Path, pattern: str) -> list[Sample]:
         raise DatasetError(f"{where}: no images matching {pattern} (empty split?)")
     for s in samples:
         for path in (s.image, s.label, s.invalid):
-            if path is None:
-                continue
-            if not path.is_file():
+            if path is not None and not path.is_file():
                 raise DatasetError(f"{path}: not found (expected beside {s.image.name})")
-            _check_readable(path)
+        image_size, _ = _check_readable(s.image)
+        for path in (s.label, s.invalid):
+            if path is not None:
+                size, mode = _check_readable(path)
+                _check_same_size(path, size, s.image, image_size)
+                if mode not in _LABEL_MODES:
+                    raise DatasetError(f"{path}: label image of mode {mode}; expected one 8-bit channel of class "
+                                       f"ids (mode {' or '.join(_LABEL_MODES)}), e.g. *_labelTrainIds.png, not a "
+                                       "colour image")
     return samples
+
+
+def _check_same_size(path: Path, size: tuple[int, int], image: Path, image_size: tuple[int, int]) -> None:
+    """A label map (or invalid mask) must have its image's (W, H): otherwise every pixel is scored against
+    another pixel's class, silently. Checked in the index from the headers, and again after decoding (a file
+    may have changed since)."""
+    if size != image_size:
+        raise DatasetError(f"{path}: label is {size[1]}x{size[0]} (HxW) but its image {image} is "
+                           f"{image_size[1]}x{image_size[0]}; expected the same size")
+
+
+def _decoded(path: Path, mode: str | None = None) -> Image.Image:
+    """The fully decoded image (converted to ``mode``); a file that does not decode is named in one line."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert(mode) if mode else im.copy()
+    except _DECODE_ERRORS as e:
+        raise DatasetError(f"{path}: cannot decode the image ({e}); the file is damaged: replace it") from None
 
 
 def _sibling(image: Path, images_dir: Path, labels_dir: Path, image_suffix: str, label_suffix: str) -> Path:
@@ -131,14 +176,16 @@ def nightdriving_samples(root: Path) -> list[Sample]:
 
 
 def load_image(path: Path) -> Image.Image:
-    with Image.open(path) as im:
-        return im.convert("RGB")
+    return _decoded(path, "RGB")
 
 
-def load_label(sample: Sample) -> np.ndarray | None:
+def load_label(sample: Sample, image_size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The trainId label map of a sample (None if it has none), checked against ``image_size`` (W, H)."""
     if sample.label is None:
         return None
-    label = np.asarray(Image.open(sample.label), dtype=np.uint8)
+    label = np.asarray(_decoded(sample.label), dtype=np.uint8)
+    if image_size is not None:
+        _check_same_size(sample.label, label.shape[1::-1], sample.image, image_size)
     return label_ids_to_train_ids(label) if sample.label_ids else label
 
 
@@ -157,12 +204,16 @@ class SegmentationDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        image, label = self.transform(load_image(sample.image), load_label(sample))
+        image = load_image(sample.image)
+        size = image.size
+        image, label = self.transform(image, load_label(sample, size))
         item = {"image": image, "name": sample.name}
         if label is not None:
             item["label"] = label
         if sample.invalid is not None:
-            item["invalid"] = torch.from_numpy(np.asarray(Image.open(sample.invalid)) != 0)
+            invalid = np.asarray(_decoded(sample.invalid))
+            _check_same_size(sample.invalid, invalid.shape[1::-1], sample.image, size)
+            item["invalid"] = torch.from_numpy(invalid != 0)
         return item
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from runtime.atomic import atomic_save_image
 from runtime.classes import colorize
 
 from .transforms import denormalize
@@ -35,7 +36,4 @@ def preview_grid(items: list[dict], out: str | Path, height: int = 192) -> Path:
         rows.append(_row(tiles, height))
     width = max(r.shape[1] for r in rows)
     grid = np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows], axis=0)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out)
-    return out
+    return atomic_save_image(out, grid)

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import io
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
+from runtime.atomic import atomic_write
 from runtime.classes import IGNORE_INDEX, TRAIN_ID_TO_LABEL_ID
 
 from .render import Camera, render
@@ -118,8 +120,9 @@ def _darkzurich(root: Path, count: int, size: tuple[int, int], rng: np.random.Ge
         _save_png(night, root / "rgb_anon" / f"{night_stem}_rgb_anon.png")
         pairs.append((night_stem, day_stem))
         yield
-    with open(root / PAIRS_CSV, "w", newline="") as f:
-        csv.writer(f).writerows(pairs)
+    rows = io.StringIO(newline="")
+    csv.writer(rows).writerows(pairs)
+    atomic_write(root / PAIRS_CSV, rows.getvalue())  # the index a training run reads: never half written
     for i in range(max(2, count // 4)):
         image, label, invalid = _night_with_gt(rng, size)
         stem = _frame_stem("GOPR0356", i + 1)

@@ -1,0 +1,74 @@
+"""argparse types every command shares: sizes as ``HxW`` and numbers with a range, checked at parse time.
+
+Sizes are height first everywhere (``540x960``), as PyTorch and the rest of the project write them.
+Numbers are refused when they are outside their range or not finite (``nan``, ``inf``), so no option
+reaches a division or an index with a value that produces NaN or nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Callable
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        first, second = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW (height x width, e.g. 540x960), got {text!r}") from None
+    if first <= 0 or second <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive HxW (height x width, e.g. 540x960), got {text!r}")
+    return first, second
+
+
+def size_hw(text: str) -> tuple[int, int]:
+    """``HxW`` -> (H, W)."""
+    return _pair(text)
+
+
+def landscape_size_hw(text: str) -> tuple[int, int]:
+    """``HxW`` of a camera or video mode -> (H, W); taller than wide is refused with a hint.
+
+    ``dannet-run --input-size`` was once written width first (``1280x720``). Read as HxW, every such
+    landscape mode is taller than wide, and silently swapping it would hide which convention was meant,
+    so it is refused and the user writes it height first. (Portrait modes: ``CaptureOptions`` in Python.)
+    """
+    h, w = _pair(text)
+    if h > w:  # most likely WxH: a mode `h` wide and `w` high
+        raise argparse.ArgumentTypeError(f"{text} is taller than wide: sizes are HxW (height first), so a "
+                                         f"{h}-wide, {w}-high mode is {w}x{h}")
+    return h, w
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool) -> str:
+    if high is None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"in {'(' if low_open else '['}{low}, {high}]"
+
+
+def integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An int in [low, high] (no upper bound when ``high`` is None)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {_range_text(low, high, False)}, "
+                                             f"got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected an integer {_range_text(low, high, False)}, got {value}")
+        return value
+    return parse
+
+
+def number(low: float, high: float | None = None, *, low_open: bool = False) -> Callable[[str], float]:
+    """A finite float in [low, high], or (low, high] with ``low_open``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a number {_range_text(low, high, low_open)}, got {text!r}")
+        return value
+    return parse
