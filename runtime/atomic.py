@@ -99,9 +99,15 @@ def _rename(temporary: Path, path: Path) -> None:
 def atomic_file(path: str | os.PathLike) -> Iterator[IO[bytes]]:
     """A binary file object whose content replaces ``path`` only when the block ends without an error."""
     path = Path(path)
-    with _temporary_beside(path) as (f, temporary):
-        yield f
-    _rename(temporary, path)
+    temporary = None
+    try:
+        with _temporary_beside(path) as (f, temporary):
+            yield f
+        _rename(temporary, path)
+    except BaseException:  # a signal between the two steps must not leave the temporary behind either
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        raise
     _fsync_folder(path.parent)
 
 
@@ -130,8 +136,8 @@ def atomic_write_all(contents: Mapping[str | os.PathLike, bytes]) -> None:
     try:
         for path, data in contents.items():
             with _temporary_beside(Path(path)) as (f, temporary):
+                written.append((temporary, Path(path)))  # first: from here on the finally removes it
                 f.write(data)
-            written.append((temporary, Path(path)))
         for temporary, path in written:
             _rename(temporary, path)
     finally:  # the temporaries of files already complete when a later one failed

@@ -82,9 +82,24 @@ def raise_interrupted(signum: int, _frame: Any) -> NoReturn:
     raise Interrupted(signum)
 
 
+def _default_signals() -> None:
+    """Python's own SIGINT/SIGTERM behaviour, for forked children (DataLoader workers): they get the terminal's
+    Ctrl-C too, and torch's worker loop expects a KeyboardInterrupt, not our ``Interrupted``."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_children_reset = False
+
+
 def exit_on_signals() -> None:
     """From now on SIGINT and SIGTERM end the command with 130 / 143 and one line, not with a traceback
-    (SIGINT's KeyboardInterrupt) or the raw signal status (SIGTERM's default action)."""
+    (SIGINT's KeyboardInterrupt) or the raw signal status (SIGTERM's default action). Forked children go back
+    to Python's defaults (``_default_signals``)."""
+    global _children_reset
+    if not _children_reset:
+        os.register_at_fork(after_in_child=_default_signals)
+        _children_reset = True
     for sig in EXIT_SIGNALS:
         signal.signal(sig, raise_interrupted)
 

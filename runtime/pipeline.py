@@ -243,11 +243,14 @@ class Pipeline:
         self.captured.abort()
         self.inferred.abort()
 
-    def run(self, keep_signal_handlers: bool = False) -> dict:
+    def run(self, keep_signal_handlers: bool = False, announce: str | None = None) -> dict:
         """Run to the end and return the summary. SIGINT/SIGTERM stop it cleanly (see
         ``_install_signal_handlers``); with ``keep_signal_handlers`` its handlers stay installed after it
-        returns, so a late signal cannot end the process with another status than the run's (dannet-run)."""
+        returns, so a late signal cannot end the process with another status than the run's (dannet-run).
+        ``announce`` is said once those handlers are in place: from then on a signal is a clean stop."""
         handlers = self._install_signal_handlers()
+        if announce:
+            self.say(announce)
         try:
             journal = JsonLines(self.options.stats_json)
             threads = [threading.Thread(target=self._stage(work, then), name=name, daemon=True)
@@ -320,5 +323,5 @@ def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", c
     segmenter = Segmenter(model, backend)
     sink = open_sink(out, codec, bitrate_kbps)
     source = open_source(spec, capture)
-    say(f"{spec.uri} -> {segmenter.backend.name} -> {out.uri}")
-    return Pipeline(segmenter, source, sink, PipelineOptions(**options), say).run(keep_signal_handlers)
+    return Pipeline(segmenter, source, sink, PipelineOptions(**options), say).run(
+        keep_signal_handlers, announce=f"{spec.uri} -> {segmenter.backend.name} -> {out.uri}")

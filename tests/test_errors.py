@@ -388,7 +388,8 @@ def test_a_disk_filling_up_mid_stream_stops_the_run_and_keeps_a_playable_video(o
 
 
 def pipeline_running(command: list[str]) -> subprocess.Popen:
-    """``dannet-run`` started and past its start-up: its first line (input -> backend -> output) printed."""
+    """``dannet-run`` started and past its start-up: its first line (input -> backend -> output), printed once
+    the pipeline's signal handlers are installed."""
     process = subprocess.Popen([sys.executable, "-m", "runtime.cli", *command], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     watchdog = threading.Timer(90, process.kill)
@@ -396,7 +397,6 @@ def pipeline_running(command: list[str]) -> subprocess.Popen:
     line = process.stdout.readline()
     watchdog.cancel()
     assert " -> " in line, (line, process.stderr.read() if process.poll() is not None else "")
-    time.sleep(1)  # the line comes just before the pipeline installs its handlers
     return process
 
 
@@ -445,3 +445,23 @@ def test_the_old_width_first_size_is_refused_with_a_hint(onnx_model: Path, capsy
         (720, 1280)
     code, err = in_process(capsys, "dannet-bench", "latency", "--model", onnx_model, "--input-size", "wide")
     assert code == USAGE and "HxW" in the_error(err, "dannet-bench latency")
+
+
+def test_forked_children_get_pythons_own_signal_handling_back() -> None:
+    """A command owns SIGINT/SIGTERM (``exit_on_signals``), but its forked children, DataLoader workers, must
+    not: Ctrl-C reaches them too, and torch's worker loop catches only KeyboardInterrupt. With our handler a
+    worker died with a traceback, the main process got "worker exited unexpectedly" mid-step, and training
+    ended with exit 70 instead of saving its checkpoint and exiting 130."""
+    code = ("import os, signal\n"
+            "from runtime.errors import exit_on_signals, raise_interrupted\n"
+            "exit_on_signals()\n"
+            "assert signal.getsignal(signal.SIGINT) is raise_interrupted\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    ok = (signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+            "          and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)\n"
+            "    os._exit(0 if ok else 1)\n"
+            "_, status = os.waitpid(pid, 0)\n"
+            "raise SystemExit(os.waitstatus_to_exitcode(status))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
