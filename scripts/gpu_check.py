@@ -34,6 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere: the project's own packages
+from runtime.atomic import atomic_write  # noqa: E402  (after the path: the report is replaced, never half-written)
+
 TAIL_LINES = 40
 
 
@@ -174,7 +177,7 @@ def kernel_bench(python: str, out: Path) -> Step:
 
 
 def write_report(out: Path, machine: dict, steps: list[Step]) -> Path:
-    (out / "report.json").write_text(json.dumps({"machine": machine, "steps": [asdict(s) for s in steps]}, indent=1))
+    atomic_write(out / "report.json", json.dumps({"machine": machine, "steps": [asdict(s) for s in steps]}, indent=1))
     lines = ["# DANNet Edge GPU check", "", *(f"- {k}: {v}" for k, v in machine.items()), "",
              "| step | status | seconds | figures / reason |", "| --- | --- | --- | --- |"]
     for s in steps:
@@ -183,9 +186,7 @@ def write_report(out: Path, machine: dict, steps: list[Step]) -> Path:
     for s in steps:
         if s.output_tail:
             lines += ["", f"## {s.name}", "", f"`{s.command}`", "", "```", s.output_tail, "```"]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write(out / "report.md", "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

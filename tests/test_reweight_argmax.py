@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import itertools
-import math
 import platform
 import re
 from decimal import Decimal, localcontext
