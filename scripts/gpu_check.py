@@ -10,7 +10,10 @@ nothing GPU-side counts as working until it has run on a GPU. This script runs, 
    engine, engine build, TensorRT backend;
 3. where TensorRT is installed: a PSPNet-ResNet18 + relighting graph exported with both tails at
    540x960 -> 1080x1920 (fp16), an engine built from each, and ``dannet-bench latency`` on each;
-4. ``dannet-bench kernel``: the ReweightArgmax kernel vs PyTorch interpolate + mul + argmax.
+4. ``dannet-bench kernel``: the ReweightArgmax kernel vs PyTorch interpolate + mul + argmax;
+5. DANNet adaptation as the released code trains it (PSPNet-ResNet101, 512 source crops, 960 target
+   crops, batch 2) on generated 1080x1920 data: seconds per step in fp32 and bf16 autocast, and
+   ``dannet-train precision`` (autocast drift against fp32) at that size.
 
 Needs an NVIDIA GPU, CUDA (nvcc), this repository's Python dependencies (``make setup``, or any
 environment with them: ``make gpu-check PY=python3``) and, for step 3 and the tensorrt tests,
@@ -176,6 +179,53 @@ def kernel_bench(python: str, out: Path) -> Step:
     return step
 
 
+TRAIN_STEPS = 30  # per precision; the first 10 (cuDNN's algorithm search, allocator growth) are not timed
+
+
+def training_on_cuda(python: str, out: Path) -> list[Step]:
+    data, runs = out / "train-data", out / "train-runs"
+    steps = []
+    for layout in ("cityscapes", "darkzurich"):
+        synth = Step(f"generated {layout} data (1080x1920)")
+        run(synth, [python, "-m", "train.cli", "synth", "--out", str(data), "--layout", layout, "--count", "4",
+                    "--size", "1080x1920", "--quiet"], 900)
+        steps.append(synth)
+        if synth.status != "passed":
+            return steps
+    common = ["--config", "reference"]
+    for key, value in {"data.source.root": data / "cityscapes", "data.target.root": data / "darkzurich",
+                       "run.device": "cuda", "run.val_every": 0, "run.log_every": 1,
+                       "run.checkpoint_every": 10 * TRAIN_STEPS, "data.workers": 4}.items():
+        common += ["--set", f"{key}={value}"]
+    for amp in ("none", "bf16"):
+        train = Step(f"DANNet adaptation on CUDA, PSPNet-R101, amp {amp}")
+        folder = runs / amp
+        shutil.rmtree(folder, ignore_errors=True)
+        run(train, [python, "-m", "train.cli", "adapt", *common, "--set", f"optim.iterations={TRAIN_STEPS}",
+                    "--set", f"run.amp={amp}", "--out", str(folder)], 1800)
+        if train.status == "passed":
+            train.figures = step_seconds(folder / "metrics.jsonl")
+        steps.append(train)
+    drift = Step("dannet-train precision on CUDA, PSPNet-R101 (3 steps)")
+    result = out / "precision.json"
+    run(drift, [python, "-m", "train.cli", "precision", *common, "--steps", "3", "--json", str(result)], 1800)
+    if result.is_file():
+        drift.figures = {f"{row['amp']} step {row['step']}": {k: f"{v:.2g}" for k, v in row.items()
+                                                              if k.startswith(("loss_total", "grad_"))}
+                         for row in json.loads(result.read_text())}
+    return steps + [drift]
+
+
+def step_seconds(metrics: Path) -> dict:
+    """Median and spread of the seconds between logged iterations, after the first 10."""
+    times = [json.loads(line)["time"] for line in metrics.read_text().splitlines() if '"loss_total"' in line]
+    gaps = sorted(b - a for a, b in zip(times[10:], times[11:]))
+    if not gaps:
+        return {}
+    return {"step_s_p50": round(gaps[len(gaps) // 2], 4), "step_s_min": round(gaps[0], 4),
+            "step_s_max": round(gaps[-1], 4), "steps_timed": len(gaps)}
+
+
 def write_report(out: Path, machine: dict, steps: list[Step]) -> Path:
     atomic_write(out / "report.json", json.dumps({"machine": machine, "steps": [asdict(s) for s in steps]}, indent=1))
     lines = ["# DANNet Edge GPU check", "", *(f"- {k}: {v}" for k, v in machine.items()), "",
@@ -214,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[Step] = []
     for stage in (lambda: build_and_ctest(python, build_dir), lambda: [pytest_gpu(python, plugin_lib)],
                   lambda: engines_and_latency(python, out, plugin_lib, args.checkpoint),
-                  lambda: [kernel_bench(python, out)]):
+                  lambda: [kernel_bench(python, out)], lambda: training_on_cuda(python, out)):
         steps += stage()
         write_report(out, machine, steps)  # a report after every stage, in case the machine goes away
         print(f"[gpu-check] {steps[-1].name}: {steps[-1].status} {steps[-1].reason}", flush=True)

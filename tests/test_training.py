@@ -311,6 +311,84 @@ def test_precision_drift_against_fp32(data: Path) -> None:
     assert table(rows).count("\n") == 3
 
 
+# --- CUDA ---------------------------------------------------------------------------------------------
+
+def _cuda_or_skip() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+def _dropout_off(task) -> None:
+    """CPU and CUDA draw dropout masks from different generators; with p=0 both steps see the same net."""
+    for net in task.models.values():
+        for m in unwrap(net).modules():
+            if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+                m.p = 0.0
+
+
+@pytest.mark.gpu
+def test_cuda_steps_equal_cpu_steps(data: Path) -> None:
+    """The CUDA path (channels_last weights and batches, pinned memory, cuDNN) computes the same DANNet
+    steps as the CPU: every loss term of three steps and the trained weights after them agree to fp32
+    rounding (TF32 off, which would otherwise round every convolution to 10 bits of mantissa)."""
+    from train.dannet import DANNetTask
+
+    _cuda_or_skip()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        runs = {}
+        for device in ("cpu", "cuda"):
+            config = load_config("synthetic-cpu", overrides(data, **{"run.device": device, "run.channels_last": True}))
+            seed_everything(0)
+            task = DANNetTask(config, setup_env(device), [], 0)
+            _dropout_off(task)
+            losses = [task.step(i) for i in range(3)]
+            weights = torch.cat([p.detach().double().cpu().flatten() for net in task.models.values()
+                                 for p in net.parameters()])
+            runs[device] = losses, weights
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+    (cpu_losses, cpu_w), (gpu_losses, gpu_w) = runs["cpu"], runs["cuda"]
+    for cpu_step, gpu_step in zip(cpu_losses, gpu_losses):
+        assert set(cpu_step) == set(gpu_step)
+        for key, value in cpu_step.items():
+            assert gpu_step[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    assert ((gpu_w - cpu_w).norm() / cpu_w.norm()).item() < 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_pretrain_then_adapt_on_cuda_with_autocast(data: Path, tmp_path: Path, amp: str) -> None:
+    """The jobs a workstation runs: CUDA, autocast, DataLoader workers with pinned memory; the
+    checkpoints load on a CPU-only machine and hold finite weights."""
+    _cuda_or_skip()
+    extra = {"run.device": "cuda", "run.amp": amp, "data.workers": 2}
+    assert train_main(["pretrain", *cli_args(data, **extra), "--out", str(tmp_path / "pre")]) == 0
+    assert train_main(["adapt", *cli_args(data, **extra), "--init", str(tmp_path / "pre" / "final.pth"),
+                       "--out", str(tmp_path / "ada")]) == 0
+    records = [line for line in (tmp_path / "ada" / "metrics.jsonl").read_text().splitlines() if "loss_total" in line]
+    assert len(records) == 4 and "nan" not in " ".join(records).lower()
+    final = load_checkpoint(tmp_path / "ada" / "final.pth")  # map_location cpu
+    assert set(final.models) >= {"segmenter", "light", "disc_day", "disc_night"}
+    for state in final.models.values():
+        assert all(v.device.type == "cpu" and torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+@pytest.mark.gpu
+def test_autocast_drift_on_cuda_is_small(data: Path) -> None:
+    """bf16 and fp16 autocast on CUDA follow the fp32 run closely in the first steps (the figures
+    ``dannet-train precision`` prints; the CPU ones are in BENCHMARKS.md)."""
+    from train.precision import drift
+
+    _cuda_or_skip()
+    rows = drift(load_config("synthetic-cpu", overrides(data, **{"run.device": "cuda"})), steps=2)
+    assert [r["amp"] for r in rows] == ["bf16", "bf16", "fp16", "fp16"]
+    for row in rows:
+        assert 0 < row["loss_total"] < 0.1, row
+        assert all(0 < v < 1 for k, v in row.items() if k.startswith("grad_") and v == v), row
+
+
 # --- metrics ------------------------------------------------------------------------------------------
 
 def test_confusion_matrix_and_iou_by_hand() -> None:
