@@ -117,7 +117,7 @@ def kernel_test_skipped(ctest_output: str) -> bool:
 
 def pytest_gpu(python: str, plugin_lib: Path) -> Step:
     step = Step("pytest -m 'gpu or tensorrt'")
-    done = run(step, [python, "-m", "pytest", "-m", "gpu or tensorrt", "-rs", "-q", "-p", "no:cacheprovider"], 3600,
+    done = run(step, [python, "-m", "pytest", "-m", "gpu or tensorrt", "-rfEs", "-q", "-p", "no:cacheprovider"], 3600,
                env={"DANNET_PLUGIN_LIB": str(plugin_lib)} if plugin_lib.is_file() else None)
     if done is not None:
         summary = re.findall(r"(\d+) (passed|failed|skipped|deselected|error)", done.stdout)

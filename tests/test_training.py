@@ -313,6 +313,26 @@ def test_precision_drift_against_fp32(data: Path) -> None:
 
 # --- CUDA ---------------------------------------------------------------------------------------------
 
+def test_run_device_names_one_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain ``cuda`` becomes this process's GPU (torch.cuda.set_device refuses a device without an
+    index); a GPU that is not there and a misspelt device are one-line usage errors."""
+    from train.engine import TrainingError, select_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert select_device("cuda") == torch.device("cuda", 0)
+    assert select_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    assert select_device("auto", local_rank=1) == torch.device("cuda", 1)
+    assert select_device("cuda:1") == torch.device("cuda", 1) and select_device("cpu") == torch.device("cpu")
+    for wrong, words in (("cuda:2", "no GPU 2 here (2 visible)"), ("gpu", "expected auto, cpu, cuda or cuda:N")):
+        with pytest.raises(TrainingError, match=re.escape(words)):
+            select_device(wrong)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("auto") == torch.device("cpu")
+    with pytest.raises(TrainingError, match="no CUDA GPU is available"):
+        select_device("cuda")
+
+
 def _cuda_or_skip() -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
