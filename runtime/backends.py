@@ -279,7 +279,12 @@ class TorchBackend:
         except Exception as e:  # a zip of another kind, a truncated file, a program from another torch
             raise BackendError(f"{path}: not a dannet-export pt2 program ({str(e).splitlines()[0][:200]})") from None
         self.torch, self.device = torch, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.module = program.module().to(self.device)
+        if self.device.type != "cpu":
+            # traced on the CPU, the program names that device in its nodes (arange, tensor checks)
+            from torch.export.passes import move_to_device_pass
+
+            program = move_to_device_pass(program, self.device)
+        self.module = program.module()
         self.info = ModelInfo.from_metadata(metadata, str(path))
 
     def infer(self, frames: np.ndarray) -> np.ndarray:

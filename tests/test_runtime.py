@@ -141,6 +141,21 @@ def test_legend_names_the_classes_in_view_largest_first() -> None:
     assert (out[2 * LEGEND_ROW + 6, 40 + 8] == 32).all()  # nothing else listed
 
 
+def test_torch_backend_moves_the_whole_program_to_its_device(graphs: dict[str, Path], tmp_path: Path) -> None:
+    """A program traced on the CPU names that device in its nodes; on another device (here the
+    shape-only "meta" device, standing in for CUDA) every one of them must follow the weights."""
+    import torch
+
+    from export import ExportSpec, to_torch_program
+    from runtime.backends import TorchBackend
+
+    program = to_torch_program(graphs["checkpoint"], tmp_path / "tiny.pt2",
+                               ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
+    backend = TorchBackend(program, device="meta")
+    labels = backend.module(torch.zeros(2, 64, 128, 3, dtype=torch.uint8, device="meta"))
+    assert labels.device.type == "meta" and tuple(labels.shape) == (2, 96, 160) and labels.dtype == torch.uint8
+
+
 @pytest.mark.gpu
 def test_torch_backend_on_cuda_matches_cpu(graphs: dict[str, Path], tmp_path: Path) -> None:
     from export import ExportSpec, to_torch_program

@@ -13,7 +13,6 @@
 #include "pluginHostDriver.h"
 
 #include <cstdio>
-#include <dlfcn.h>
 #include <exception>
 
 namespace
@@ -49,15 +48,6 @@ int main(int argc, char** argv)
         std::fprintf(stderr,
             "pluginHost: expected --dynamic <libdannet_trt_plugins.so> --static <self-registering build>\n");
         return 2;
-    }
-    // The C++ runtime the plugin modules link stays loaded for the whole run, as it does inside
-    // TensorRT. Where this host does not hold it already (seen with a GCC 13 toolchain whose
-    // libstdc++ can unload), every dlopen/dlclose of a module would load it afresh and LeakSanitizer
-    // would report its emergency exception pool (72 KiB) once per cycle: a leak of the toolchain's
-    // runtime, not of the plugin, which the tests here must still see.
-    if (dlopen("libstdc++.so.6", RTLD_NOW | RTLD_NODELETE) == nullptr)
-    {
-        std::printf("note: libstdc++.so.6 not pinned (%s)\n", dlerror());
     }
 #if defined(DANNET_TENSORRT_STANDIN)
     std::printf("TensorRT headers: the stand-in (TensorRT %d.%d API)\n", NV_TENSORRT_MAJOR, NV_TENSORRT_MINOR);
