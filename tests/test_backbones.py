@@ -86,8 +86,21 @@ def test_lite0_segmenters_give_stride_8_logits() -> None:
         build_segmenter("refinenet", backbone="efficientnet_lite0")
 
 
+def test_lite0_pspnet_pools_the_320_channels_with_quarter_width_branches() -> None:
+    """The edge-sized head: pyramid pooling on layer4's 320 channels (no 1280-channel top conv), four
+    branches of 320 / 4 channels as in the PSPNet paper, so the bottleneck is a 640 -> 512 conv."""
+    model = build_segmenter("pspnet", backbone="efficientnet_lite0")
+    psp = model.head[0]
+    assert not hasattr(model, "top_conv") and model.channels[3] == 320
+    assert [tuple(stage[1].weight.shape) for stage in psp.stages] == [(80, 320, 1, 1)] * 4
+    assert tuple(psp.bottleneck[0].weight.shape) == (512, 640, 3, 3)
+    with torch.no_grad():  # layer4's output is what the head pools
+        l4 = model.forward_features(torch.randn(1, 3, 40, 40))[3]
+    assert l4.shape == (1, 320, 5, 5)
+
+
 def test_lite0_trunk_equals_the_functional_forward_of_the_imagenet_file(lite0_file: dict[str, torch.Tensor]) -> None:
-    model = build_segmenter("pspnet", backbone="efficientnet_lite0").eval()
+    model = build_segmenter("deeplab", backbone="efficientnet_lite0").eval()  # the whole trunk, top conv included
     load_imagenet(model, packaged_lite0_weights())
     rgb = torch.rand(1, 3, 61, 83, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -106,9 +119,12 @@ def test_every_lite0_file_tensor_is_loaded_and_none_left_random(arch: str, lite0
     summary = initialise_from_imagenet(model, "imagenet")
     after = model.state_dict()
     trunk = trunk_keys(model)
-    assert len(trunk) == len(lite0_file) - 2 and "294 trunk tensors" in summary  # all but _fc.weight, _fc.bias
-    file_values = sorted((tuple(v.shape), float(v.double().sum())) for k, v in lite0_file.items()
-                         if not k.startswith("_fc."))
+    # deeplab: all but the classifier (_fc.weight, _fc.bias); pspnet pools layer4's 320 channels, without the top conv
+    unused = ("_fc.",) if arch == "deeplab" else ("_fc.", "_conv_head.", "_bn1.")
+    expected = {k: v for k, v in lite0_file.items() if not k.startswith(unused)}
+    assert len(trunk) == len(expected) and f"{len(expected)} trunk tensors" in summary
+    assert (arch == "pspnet") == ("tensors of the top conv the model does not have" in summary)
+    file_values = sorted((tuple(v.shape), float(v.double().sum())) for v in expected.values())
     assert sorted((tuple(after[k].shape), float(after[k].double().sum())) for k in trunk) == file_values
     for key in trunk:
         if after[key].is_floating_point():
@@ -119,7 +135,8 @@ def test_every_lite0_file_tensor_is_loaded_and_none_left_random(arch: str, lite0
     torch.testing.assert_close(after["stem_conv.weight"], lite0_file["_conv_stem.weight"], rtol=0, atol=0)
     torch.testing.assert_close(after["layer3.5.depthwise_bn.running_var"], lite0_file["_blocks.10._bn1.running_var"],
                                rtol=0, atol=0)
-    torch.testing.assert_close(after["top_bn.bias"], lite0_file["_bn1.bias"], rtol=0, atol=0)
+    if arch == "deeplab":
+        torch.testing.assert_close(after["top_bn.bias"], lite0_file["_bn1.bias"], rtol=0, atol=0)
 
 
 def test_stem_statistics_say_the_weights_expect_minus_one_to_one(lite0_file: dict[str, torch.Tensor]) -> None:
@@ -323,8 +340,9 @@ def test_lite0_pspnet_exports_and_builds_like_the_others(tmp_path: Path, monkeyp
         graph = onnx.load(str(path))
         assert not onnx_problems(graph), [str(p) for p in onnx_problems(graph)]
         ops = [n.op_type for n in graph.graph.node]
-        # ReLU6 as Clip (1 stem + 15 expansions + 16 depthwise + 1 top); no swish, squeeze-excitation or Gather
-        assert ops.count("Clip") == 33
+        # ReLU6 as Clip (1 stem + 15 expansions + 16 depthwise; PSPNet has no top); no swish, squeeze-excitation
+        # or Gather
+        assert ops.count("Clip") == 32
         assert not set(ops) & {"Sigmoid", "HardSwish", "HardSigmoid", "GlobalAveragePool", "ReduceMean", "Gather",
                                "GatherND"}
 

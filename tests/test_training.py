@@ -2,6 +2,7 @@
 signals, DDP, and the errors a user can make."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -140,6 +141,39 @@ def test_resume_after_sigterm_gives_the_same_weights(data: Path, tmp_path: Path)
     for role in ("segmenter", "light", "disc_day", "disc_night"):
         for key, value in a.models[role].items():
             assert torch.equal(value, b.models[role][key]), f"{role}.{key}"
+
+
+def test_time_limit_stops_and_decays_the_learning_rate_over_the_minutes(data: Path, tmp_path: Path) -> None:
+    """``run.time_limit_min``: training stops once that much training time is spent, however many
+    iterations remain, keeps a final checkpoint there, and the poly schedule follows the time (the
+    learning rate falls towards 0 as the limit nears, not towards iteration 10,000's value)."""
+    out, limit_s = tmp_path / "timed", 4.0
+    assert train_main(["pretrain", *cli_args(data, **{"pretrain.iterations": 10_000, "run.checkpoint_every": 10_000,
+                                                      "run.time_limit_min": limit_s / 60}), "--out", str(out)]) == 0
+    final = load_checkpoint(out / "final.pth")
+    assert 1 < final.iteration < 10_000 and limit_s <= final.extra["trained_s"] < limit_s + 5
+    lrs = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[-1] < 0.35 * lrs[0]  # iteration-based decay would still be above 99% of the base rate
+    # resuming a run whose time is spent trains no further
+    assert train_main(["pretrain", "--resume", "--out", str(out)]) == 0
+    assert load_checkpoint(out / "final.pth").iteration == final.iteration
+
+
+def test_optimizer_choice_for_the_segmentation_and_relighting_nets(data: Path, tmp_path: Path, capsys) -> None:
+    """``optim.optimizer``: SGD with momentum (the released code's) or AdamW, in adaptation and in
+    pre-training; the discriminators keep Adam; anything else is a one-line usage error."""
+    from train.pretrain import PretrainTask
+
+    sgd, adamw = task(data), task(data, **{"optim.optimizer": "adamw", "optim.weight_decay": 0.01})
+    assert type(sgd.optimizers["generator"]) is torch.optim.SGD
+    assert type(adamw.optimizers["generator"]) is torch.optim.AdamW
+    assert adamw.optimizers["generator"].defaults["weight_decay"] == 0.01
+    assert type(adamw.optimizers["discriminators"]) is torch.optim.Adam
+    config = load_config("synthetic-cpu", overrides(data, **{"optim.optimizer": "adamw"}))
+    assert type(PretrainTask(config, setup_env("cpu"), [], 0).optimizers["segmenter"]) is torch.optim.AdamW
+    assert train_main(["adapt", *cli_args(data, **{"optim.optimizer": "adam"}), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "optim.optimizer must be sgd or adamw, got 'adam'" in err[0]
 
 
 def test_latest_checkpoint_skips_a_damaged_one(tmp_path: Path) -> None:

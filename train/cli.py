@@ -35,7 +35,7 @@ def _train(args: argparse.Namespace, job: str) -> int:
             from .dannet import DANNetTask as Task
             iterations = config["optim"]["iterations"]
         task = Task(config, env, [] if args.resume else args.init, start)
-        best = resume(task, latest_checkpoint(out), env) if args.resume else None
+        best, trained_s = resume(task, latest_checkpoint(out), env) if args.resume else (None, 0.0)
         if env.is_main:
             where = f"resuming at iteration {start}" if args.resume else "starting"
             print(f"{job}: {config['model']['arch']} ({config['model']['backbone']}) on {env.device}"
@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace, job: str) -> int:
                   f"config {config_source}, output {out}")
             for line in task.loaded:
                 print(f"  init {line}")
-        return run(task, config, out, env, start, iterations, best)
+        return run(task, config, out, env, start, iterations, best, trained_s)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

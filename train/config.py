@@ -41,6 +41,7 @@ RANGES: dict[str, tuple[float, float | None, bool]] = {
     "pretrain.iterations": (1, None, False), "pretrain.lr": (0, None, True), "pretrain.aux": (0, None, False),
     "run.seed": (0, None, False), "run.log_every": (1, None, False), "run.val_every": (0, None, False),
     "run.checkpoint_every": (1, None, False), "run.keep_last": (1, None, False),
+    "run.time_limit_min": (0, None, True),
 }
 
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from . import losses
 from .engine import Env, Precision, distribute, place, stream, unwrap
 from .evaluate import evaluate
-from .factory import (build_networks, freeze_unused_aux_head, poly_lr, set_lr, sgd, source_dataset,
-                      target_dataset, test_weights, train_weights, val_dataset)
+from .factory import (build_networks, freeze_unused_aux_head, generator_optimizer, poly_lr, set_lr,
+                      source_dataset, target_dataset, test_weights, train_weights, val_dataset)
 
 
 def _requires_grad(modules, flag: bool) -> None:
@@ -62,7 +62,7 @@ class DANNetTask:
         generator_params = [*self.segmenter.parameters(), *(self.light.parameters() if self.light is not None else [])]
         disc_params = [*self.disc_day.parameters(), *self.disc_night.parameters()]
         self.optimizers = {
-            "generator": sgd(generator_params, config, o["lr"]),
+            "generator": generator_optimizer(generator_params, config, o["lr"]),
             "discriminators": torch.optim.Adam(disc_params, lr=o["lr_d"], betas=tuple(o["betas_d"])),
         }
         self.precision = Precision(env, config["run"]["amp"])
@@ -121,14 +121,15 @@ class DANNetTask:
                         stack.enter_context(net.no_sync())
             yield
 
-    def step(self, iteration: int) -> dict[str, float]:
+    def step(self, iteration: int, done: float | None = None) -> dict[str, float]:
         """One iteration. The generator's loss is back-propagated image by image (day, night,
         source) as the reference does: only one image's graph is alive at a time, and its gradients
         accumulate in the reference's order. BatchNorm's running statistics and dropout's random
         stream depend on that order too."""
         cfg, o = self.config["loss"], self.config["optim"]
-        set_lr(self.optimizers["generator"], poly_lr(o["lr"], iteration, o["iterations"], o["power"]))
-        set_lr(self.optimizers["discriminators"], poly_lr(o["lr_d"], iteration, o["iterations"], o["power"]))
+        done = iteration / o["iterations"] if done is None else done
+        set_lr(self.optimizers["generator"], poly_lr(o["lr"], done, o["power"]))
+        set_lr(self.optimizers["discriminators"], poly_lr(o["lr_d"], done, o["power"]))
         source, target = next(self.source), next(self.target)
         image_s, label_s = self._to_device(source["image"]), self._to_device(source["label"])
         day, night = self._to_device(target["day"]), self._to_device(target["night"])

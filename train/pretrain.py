@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from . import losses
 from .engine import Env, Precision, distribute, place, stream, unwrap
 from .evaluate import evaluate
-from .factory import (build_networks, freeze_unused_aux_head, initialise, poly_lr, set_lr, sgd, source_dataset,
-                      test_weights, train_weights, val_dataset)
+from .factory import (build_networks, freeze_unused_aux_head, generator_optimizer, initialise, poly_lr, set_lr,
+                      source_dataset, test_weights, train_weights, val_dataset)
 
 
 class PretrainTask:
@@ -24,7 +24,7 @@ class PretrainTask:
         freeze_unused_aux_head(nets["segmenter"], self.aux)
         self.segmenter = distribute(place(nets["segmenter"], env, config["run"]["channels_last"]), env)
         self.models = {"segmenter": self.segmenter}
-        self.optimizers = {"segmenter": sgd(self.segmenter.parameters(), config, config["pretrain"]["lr"])}
+        self.optimizers = {"segmenter": generator_optimizer(self.segmenter.parameters(), config, config["pretrain"]["lr"])}
         self.precision = Precision(env, config["run"]["amp"])
         self.weights, self.test_weights = train_weights(config, env.device), test_weights(config, env.device)
         self.source = stream(source_dataset(config), config["optim"]["batch_size"], config["run"]["seed"], start,
@@ -33,9 +33,10 @@ class PretrainTask:
         validating = env.is_main and config["run"]["val_every"] > 0
         self.val = val_dataset(p["val_dataset"], p["val_root"], config) if validating else None
 
-    def step(self, iteration: int) -> dict[str, float]:
+    def step(self, iteration: int, done: float | None = None) -> dict[str, float]:
         p = self.config["pretrain"]
-        set_lr(self.optimizers["segmenter"], poly_lr(p["lr"], iteration, p["iterations"], self.config["optim"]["power"]))
+        done = iteration / p["iterations"] if done is None else done
+        set_lr(self.optimizers["segmenter"], poly_lr(p["lr"], done, self.config["optim"]["power"]))
         batch = next(self.source)
         image, label = batch["image"].to(self.env.device), batch["label"].to(self.env.device)
         with self.precision.autocast():

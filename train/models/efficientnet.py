@@ -17,7 +17,10 @@ layer3   5-10    3 x (6, 3, 80), 3 x (6, 5, 112)        16
 layer4   11-15   4 x (6, 5, 192), (6, 3, 320); top      32
 =======  ======  =====================================  ========
 
-``top_conv`` (1x1, 320 -> 1280) ends layer4. ``dilations`` replace the strides of layer3/layer4 as in
+``top_conv`` (1x1, 320 -> 1280) ends layer4 where a head wants ImageNet's 1280-channel features
+(DeepLab's ASPP, image classification); PSPNet's pyramid pooling starts from the 320 channels instead
+(``top=False``): at output stride 8 a 1280-channel input makes its 3x3 bottleneck conv the costliest
+layer of the network (3328 -> 512 channels, 15M weights). ``dilations`` replace the strides of layer3/layer4 as in
 :class:`.resnet.ResNet` (output stride 8 with ``(2, 4)``). Convolutions are padded symmetrically
 (``dilation * (k - 1) / 2``); TensorFlow's "SAME" padding, which the ImageNet weights were trained
 with, pads strided convolutions one pixel more at the bottom/right instead: a half-pixel shift that
@@ -120,13 +123,11 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0 trunk (stem + layer1..layer4 + top) that segmentation networks extend with heads,
-    with the interface of :class:`.resnet.ResNet`: ``forward_features``, ``channels``, ``init_weights``."""
+    """EfficientNet-Lite0 trunk (stem + layer1..layer4, + top unless ``top=False``) that segmentation
+    networks extend with heads, with the interface of :class:`.resnet.ResNet`: ``forward_features``,
+    ``channels``, ``init_weights``."""
 
-    #: the modules that hold the trunk's weights (what ImageNet initialisation fills)
-    trunk_modules = ("stem_conv", "stem_bn", "layer1", "layer2", "layer3", "layer4", "top_conv", "top_bn")
-
-    def __init__(self, dilations: tuple[int, int] = (1, 1)) -> None:
+    def __init__(self, dilations: tuple[int, int] = (1, 1), top: bool = True) -> None:
         super().__init__()
         self.input_scaling = InputScaling()
         self.stem_conv = _conv(3, STEM_CHANNELS, 3, stride=2)
@@ -141,10 +142,15 @@ class EfficientNetLite(nn.Module):
                 blocks.append(MBConv(channels, spec, stride, dilation))
                 channels = spec.channels
             self.add_module(f"layer{i}", nn.Sequential(*blocks))
-        self.top_conv = _conv(channels, TOP_CHANNELS, 1)
-        self.top_bn = nn.BatchNorm2d(TOP_CHANNELS, eps=BN_EPS)
-        #: channels of layer1..layer4 outputs, for the heads (layer4's includes the top conv)
-        self.channels = (*(specs[-1].channels for specs in LITE0_STAGES[:3]), TOP_CHANNELS)
+        self.top = top
+        if top:
+            self.top_conv = _conv(channels, TOP_CHANNELS, 1)
+            self.top_bn = nn.BatchNorm2d(TOP_CHANNELS, eps=BN_EPS)
+        #: the modules that hold the trunk's weights (what ImageNet initialisation fills)
+        self.trunk_modules = ("stem_conv", "stem_bn", "layer1", "layer2", "layer3", "layer4",
+                              *(("top_conv", "top_bn") if top else ()))
+        #: channels of layer1..layer4 outputs, for the heads (layer4's includes the top conv where there is one)
+        self.channels = (*(specs[-1].channels for specs in LITE0_STAGES[:3]), TOP_CHANNELS if top else channels)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Outputs of layer1..layer4 for an ImageNet-normalised input."""
@@ -152,7 +158,9 @@ class EfficientNetLite(nn.Module):
         l1 = self.layer1(x)
         l2 = self.layer2(l1)
         l3 = self.layer3(l2)
-        l4 = self.act(self.top_bn(self.top_conv(self.layer4(l3))))
+        l4 = self.layer4(l3)
+        if self.top:
+            l4 = self.act(self.top_bn(self.top_conv(l4)))
         return l1, l2, l3, l4
 
     def init_weights(self) -> None:

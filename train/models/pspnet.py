@@ -16,16 +16,21 @@ from .resnet import ResNet
 
 
 class PSPModule(nn.Module):
-    """Pyramid pooling: average-pool to each bin size, 1x1 conv, upsample, concatenate, 3x3 conv."""
+    """Pyramid pooling: average-pool to each bin size, 1x1 conv, upsample, concatenate, 3x3 conv.
 
-    def __init__(self, in_channels: int, out_channels: int = 512, bins: tuple[int, ...] = (1, 2, 3, 6)) -> None:
+    Each pooled branch has ``stage_channels`` (default ``out_channels``, 512, as the released DANNet
+    code on ResNet's 2048 channels; the PSPNet paper reduces each of its N branches to 1/N of the input)."""
+
+    def __init__(self, in_channels: int, out_channels: int = 512, bins: tuple[int, ...] = (1, 2, 3, 6),
+                 stage_channels: int | None = None) -> None:
         super().__init__()
+        stage_channels = stage_channels or out_channels
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), nn.Conv2d(in_channels, out_channels, 1, bias=False))
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), nn.Conv2d(in_channels, stage_channels, 1, bias=False))
             for b in bins
         )
         self.bottleneck = nn.Sequential(
-            nn.Conv2d(in_channels + len(bins) * out_channels, out_channels, 3, padding=1, bias=False),
+            nn.Conv2d(in_channels + len(bins) * stage_channels, out_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.Dropout2d(0.1),
         )
@@ -43,9 +48,9 @@ class PSPHeads:
     #: the auxiliary head trained by ``loss.aux`` (frozen when its weight is 0)
     aux_head: str | None = "dsn"
 
-    def build_heads(self, num_classes: int) -> None:
+    def build_heads(self, num_classes: int, stage_channels: int | None = None) -> None:
         c3, c4 = self.channels[2], self.channels[3]
-        self.head = nn.Sequential(PSPModule(c4, 512), nn.Conv2d(512, num_classes, 1))
+        self.head = nn.Sequential(PSPModule(c4, 512, stage_channels=stage_channels), nn.Conv2d(512, num_classes, 1))
         self.dsn = nn.Sequential(
             nn.Conv2d(c3, 512, 3, padding=1),
             nn.BatchNorm2d(512),
@@ -74,10 +79,13 @@ class PSPNet(PSPHeads, ResNet):
 
 
 class PSPNetLite(PSPHeads, EfficientNetLite):
-    """PSPNet on EfficientNet-Lite0 (layer3/layer4 dilated by 2/4): logits at stride 8 like :class:`PSPNet`."""
+    """PSPNet on EfficientNet-Lite0 (layer3/layer4 dilated by 2/4): logits at stride 8 like :class:`PSPNet`.
+
+    Sized for the edge: pyramid pooling on layer4's 320 channels (no 1280-channel top conv) with the
+    paper's 1/4-wide branches, so the bottleneck conv is 640 -> 512 (3M weights, not 15M)."""
 
     def __init__(self, num_classes: int = 19, backbone: str = "efficientnet_lite0") -> None:
         del backbone  # the only EfficientNet trunk; accepted so that every segmenter shares one signature
-        super().__init__(dilations=(2, 4))
-        self.build_heads(num_classes)
+        super().__init__(dilations=(2, 4), top=False)
+        self.build_heads(num_classes, stage_channels=self.channels[3] // 4)
         self.init_weights()
