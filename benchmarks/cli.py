@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submission": ("submission", "Dark Zurich test submission zip (labelTrainIds, labelTrainIds_invalid, "
                                  "uint16 confidence)"),
     "kernel": ("kernel_bench", "(GPU) the ReweightArgmax kernel vs PyTorch interpolate+mul+argmax: time, GB/s"),
+    "backbones": ("backbones", "PSPNet backbones for deployment: parameters, GFLOPs, ONNX Runtime CPU latency, "
+                               "night mIoU, ratios to a baseline"),
 }
 
 

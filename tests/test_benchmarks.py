@@ -141,3 +141,139 @@ def test_dark_zurich_submission_zip_layout_and_dtypes(tiny_graphs: dict[str, Pat
     clear = np.abs(confidence.astype(float) - 0.3 * 65535) > 1  # away from the threshold's rounding band
     low = confidence < 0.3 * 65535
     assert (invalid[low & clear] == 255).all() and (invalid[~low & clear] == labels[~low & clear]).all()
+
+
+def test_backbone_flop_count_agrees_with_a_hand_count() -> None:
+    from benchmarks.backbones import count_flops
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),      # 1x3x32x32 -> 1x8x16x16: 8*16*16 outputs x 3*3*3 MACs
+        torch.nn.ReLU(),                                    # elementwise: not counted
+        torch.nn.ConvTranspose2d(8, 4, 2, stride=2),        # 16*16 inputs x 8*4*2*2 MACs -> 1x4x32x32
+        torch.nn.BatchNorm2d(4),                            # elementwise: not counted
+        torch.nn.Linear(32, 10),                            # 4*32 rows x 32*10 MACs
+    ).eval().to("meta")
+    macs = 8 * 16 * 16 * 27 + 16 * 16 * 8 * 4 * 4 + 4 * 32 * 32 * 10
+    assert count_flops(net, torch.zeros(1, 3, 32, 32, device="meta")) == 2 * macs
+
+
+@pytest.fixture(scope="module")
+def night_val(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from train.data.synth import generate
+
+    return generate(tmp_path_factory.mktemp("night") / "dz", "darkzurich", 4, (64, 128), seed=6)
+
+
+def used_parameters(model: torch.nn.Module, size: tuple[int, int]) -> int:
+    """Parameters that get a gradient from an inference forward pass: an autograd count, independent of the
+    command's forward hooks (on the meta device: shapes only, no compute)."""
+    model = model.eval().to("meta")
+    params = list(model.parameters())
+    grads = torch.autograd.grad(model(torch.zeros(1, 3, *size, device="meta")).sum(), params, allow_unused=True)
+    return sum(p.numel() for p, g in zip(params, grads) if g is not None)
+
+
+def test_backbones_rows_parameters_miou_and_ratios(tiny_graphs: dict[str, Path], night_val: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    from runtime.classes import class_weights
+    from train.data import EvalTransform, build_dataset
+    from train.evaluate import evaluate, load_networks
+    from train.models import RelightNet, build_segmenter
+
+    ckpt = tiny_graphs["checkpoint"]  # PSPNet-ResNet18 with a 16-channel relighting net
+    assert bench_main(["backbones", "--input-size", "64x128", "--output-size", "32x64", "--iters", "1", "--warmup",
+                       "1", "--threads", "1", "--checkpoint", f"resnet18={ckpt}", "--night-root", str(night_val),
+                       "--json", str(tmp_path / "b.json")]) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
+    rows = {row["backbone"]: row for row in result["rows"]}
+    assert list(rows) == ["resnet18", "efficientnet_lite0", "resnet101"] and result["baseline"] == "resnet18"
+    assert result["output_size"] == [32, 64] and result["threads"] == 1
+
+    # parameters: counted independently, by autograd on networks built here and from the checkpoint's state dict
+    light = torch.load(ckpt, weights_only=True)["models"]["light"]
+    light_params = sum(v.numel() for k, v in light.items() if not k.endswith(("running_mean", "running_var",
+                                                                              "num_batches_tracked")))
+    assert rows["resnet18"]["params"]["relight"] == light_params == used_parameters(RelightNet(channels=16), (64, 64))
+    for name, row in rows.items():
+        assert row["params"]["segmenter"] == used_parameters(build_segmenter("pspnet", backbone=name), (64, 64))
+        relight = light_params if name == "resnet18" else used_parameters(RelightNet(), (64, 64))
+        assert row["params"]["relight"] == relight and row["params"]["total"] == row["params"]["segmenter"] + relight
+        assert row["gflops"]["total"] == pytest.approx(row["gflops"]["segmenter"] + row["gflops"]["relight"])
+    assert rows["resnet101"]["gflops"]["segmenter"] > rows["resnet18"]["gflops"]["segmenter"] > 0
+
+    # latency for the timed backbones only; mIoU for the checkpoint only, as the evaluation code scores it
+    assert rows["resnet18"]["latency_ms"]["median"] > 0 and rows["efficientnet_lite0"]["latency_ms"]["median"] > 0
+    assert rows["resnet101"]["latency_ms"] is None
+    seg, relight, _, _ = load_networks(str(ckpt))
+    dataset = build_dataset("synthetic", night_val, transform=EvalTransform(scale=1.0))
+    expected = evaluate(seg, relight, dataset, torch.from_numpy(class_weights(0.16)), progress=False).miou
+    assert rows["resnet18"]["miou"] == pytest.approx(expected)
+    assert rows["efficientnet_lite0"]["miou"] is None and rows["resnet101"]["miou"] is None
+
+    # ratios: each figure over the baseline's, None where either is missing
+    base = rows["resnet18"]
+    figures = {"params": lambda r: r["params"]["total"], "gflops": lambda r: r["gflops"]["total"],
+               "latency": lambda r: r["latency_ms"] and r["latency_ms"]["median"], "miou": lambda r: r["miou"]}
+    for row in rows.values():
+        for key, figure in figures.items():
+            if figure(row) is None:
+                assert row["ratios"][key] is None
+            else:
+                assert row["ratios"][key] == pytest.approx(figure(row) / figure(base))
+    out = capsys.readouterr().out
+    assert set(rows) <= {line.split()[0] for line in out.splitlines() if line.strip()}  # a table row each
+    assert "FLOPs = 2 x multiply-accumulates" in out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--backbones", "resnet18,vgg16", "--size-only", ""], "unknown backbone 'vgg16'"),
+    (["--baseline", "resnet50"], "--baseline resnet50: not one of --backbones"),
+    (["--size-only", "resnet50"], "--size-only resnet50: not one of --backbones"),
+    (["--checkpoint", "resnet18"], "expected BACKBONE=PATH"),
+    (["--checkpoint", "resnet18=r18.pth"], "--checkpoint and --night-root go together"),
+    (["--checkpoint", "efficientnet_lite0={ckpt}", "--night-root", "{night}"],
+     "holds a pspnet network on resnet18; expected a pspnet on efficientnet_lite0"),
+    (["--input-size", "66x130"], "divisible by 4"),
+])
+def test_backbones_bad_flags_are_one_line_errors(flags: list[str], message: str, tiny_graphs: dict[str, Path],
+                                                 night_val: Path, capsys: pytest.CaptureFixture) -> None:
+    flags = [f.format(ckpt=tiny_graphs["checkpoint"], night=night_val) for f in flags]
+    try:
+        code = bench_main(["backbones", *flags])
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("dannet-bench backbones: error:")
+
+
+def test_demo_trains_its_two_runs_side_by_side_for_the_same_minutes(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's fairness rests on this: DANNet and source-only each get the same training time (the
+    checkpoint's own clock), whatever their speed; and a demo-output/ from other settings is started over."""
+    from benchmarks import demo
+    from train.checkpoint import load_checkpoint
+    from train.data.synth import generate
+
+    monkeypatch.setattr(demo, "OUT", tmp_path / "demo-output")
+    data = tmp_path / "data"
+    generate(data / "cityscapes", "cityscapes", 4, (64, 128), seed=0)
+    generate(data / "darkzurich", "darkzurich", 4, (64, 128), seed=0)
+    small = ["--set", "model.backbone=resnet18", "--set", "data.source.crop=[48, 48]", "--set", "data.target.crop=56",
+             "--set", "data.target.resize_to=48", "--set", "data.workers=0"]
+    common = [*demo.training_args(data), *small]
+    demo.start_over_if_settings_changed()
+    minutes = 0.1
+    demo.train_side_by_side({"fast": ["pretrain", *common, "--set", "pretrain.iterations=100000"],
+                             "slow": ["adapt", *common, "--set", "optim.iterations=100000"]}, minutes)
+    fast, slow = (load_checkpoint(demo.OUT / name / "final.pth") for name in ("fast", "slow"))
+    for run in (fast, slow):
+        assert 60 * minutes <= run.extra["trained_s"] < 60 * minutes + 5
+    assert fast.iteration > slow.iteration > 0  # a DANNet step trains three images and two discriminators
+
+    (demo.OUT / "pretrain").mkdir()  # a run of the recorded settings survives; other settings remove it
+    demo.start_over_if_settings_changed()
+    assert (demo.OUT / "pretrain").is_dir()
+    monkeypatch.setattr(demo, "ADAPT_MIN", demo.ADAPT_MIN + 1)
+    demo.start_over_if_settings_changed()
+    assert not (demo.OUT / "pretrain").exists()
