@@ -39,6 +39,12 @@ BACKBONE = "efficientnet_lite0"
 PRETRAIN_MIN, ADAPT_MIN = 2.5, 1.5
 #: AdamW learning rates: from ImageNet weights, then (both side-by-side runs) from the day model
 PRETRAIN_LR, ADAPT_LR = 1e-3, 2e-4
+#: source images are scaled by this range before the 96x96 crop: at 128x256, half scale leaves a 64-pixel
+#: high image padded with ignored pixels (measured: 16.4% day mIoU vs 13.7% for [0.5, 1.0], 3 min)
+SOURCE_SCALE = "[0.75, 1.25]"
+#: day-label jobs (pre-training and source-only) take batches of 8 (4x the pixels per step for about 2.5x
+#: the time); DANNet keeps the preset's 2, since each of its steps trains three images and two discriminators
+LABELLED_BATCH = 8
 CLIP_SCENES, CLIP_FRAMES_PER_SCENE, CLIP_RATE = 4, 25, 10
 GRID_ROWS = 4
 
@@ -49,7 +55,7 @@ def start_over_if_settings_changed() -> None:
     import shutil
 
     settings = {"backbone": BACKBONE, "size": list(SIZE), "count": COUNT, "minutes": [PRETRAIN_MIN, ADAPT_MIN],
-                "lr": [PRETRAIN_LR, ADAPT_LR]}
+                "lr": [PRETRAIN_LR, ADAPT_LR], "scale": SOURCE_SCALE, "batch": LABELLED_BATCH}
     recorded = OUT / "settings.json"
     if OUT.is_dir() and (not recorded.is_file() or json.loads(recorded.read_text()) != settings):
         print(f"   {OUT}/ holds a demo run with other settings: starting over")
@@ -69,8 +75,8 @@ def training_args(data: Path) -> list[str]:
     """What every job shares: the CPU preset, the edge backbone, AdamW (minutes from ImageNet weights
     go much further with it than with the released code's SGD), the generated data, no periodic validation."""
     values = {"model.backbone": BACKBONE, "optim.optimizer": "adamw", "pretrain.lr": PRETRAIN_LR, "optim.lr": ADAPT_LR,
-              "data.source.root": data / "cityscapes", "data.target.root": data / "darkzurich",
-              "run.val_every": 0, "run.checkpoint_every": 100}
+              "data.source.root": data / "cityscapes", "data.source.scale": SOURCE_SCALE,
+              "data.target.root": data / "darkzurich", "run.val_every": 0, "run.checkpoint_every": 100}
     return ["--config", "synthetic-cpu", *(a for k, v in values.items() for a in ("--set", f"{k}={v}"))]
 
 
@@ -163,12 +169,13 @@ def main() -> None:
 
     common = training_args(data)
     t = step(f"2/5 training: PSPNet-{BACKBONE} from ImageNet on day labels, {PRETRAIN_MIN:g} min (cached)")
-    train_in_process("pretrain", ["pretrain", *common, "--init", "imagenet", "--set", "pretrain.iterations=100000",
+    labelled = ["--set", f"optim.batch_size={LABELLED_BATCH}", "--set", "pretrain.iterations=100000"]
+    train_in_process("pretrain", ["pretrain", *common, *labelled, "--init", "imagenet",
                                   "--set", f"run.time_limit_min={PRETRAIN_MIN}"])
     print(f"   then side by side, {ADAPT_MIN:g} min each: DANNet adaptation | source-only (day labels only)")
     init = ["--init", str(OUT / "pretrain" / "final.pth")]
     train_side_by_side({"dannet": ["adapt", *common, *init, "--set", "optim.iterations=100000"],
-                        "source_only": ["pretrain", *common, *init, "--set", "pretrain.iterations=100000"]},
+                        "source_only": ["pretrain", *common, *labelled, *init]},
                        ADAPT_MIN)
     print(f"   ({time.perf_counter() - t:.0f} s)")
 
