@@ -37,10 +37,11 @@ COUNT = 120
 BACKBONE = "efficientnet_lite0"
 #: minutes of day-only training from ImageNet (both cores), then of each side-by-side run (one core each)
 PRETRAIN_MIN, ADAPT_MIN = 2.5, 1.5
-#: AdamW learning rates: from ImageNet weights, then (both side-by-side runs) from the day model
+#: AdamW learning rates: from ImageNet weights, then from the day model (both side-by-side runs, each with
+#: a fresh optimiser state)
 PRETRAIN_LR, ADAPT_LR = 1e-3, 2e-4
 #: source images are scaled by this range before the 96x96 crop: at 128x256, half scale leaves a 64-pixel
-#: high image padded with ignored pixels (measured: 16.4% day mIoU vs 13.7% for [0.5, 1.0], 3 min)
+#: high image padded with ignored pixels (measured: 10.4% day mIoU vs 8.7% for [0.5, 1.0], 3 min; BENCHMARKS.md)
 SOURCE_SCALE = "[0.75, 1.25]"
 #: day-label jobs (pre-training and source-only) take batches of 8 (4x the pixels per step for about 2.5x
 #: the time); DANNet keeps the preset's 2, since each of its steps trains three images and two discriminators
@@ -80,6 +81,17 @@ def training_args(data: Path) -> list[str]:
     return ["--config", "synthetic-cpu", *(a for k, v in values.items() for a in ("--set", f"{k}={v}"))]
 
 
+def resume_flag(out: Path) -> list[str]:
+    """``--resume`` where an interrupted run left a checkpoint; a run killed before its first one starts over."""
+    from train.engine import latest_checkpoint
+
+    if latest_checkpoint(out) is not None:
+        return ["--resume"]
+    for leftover in ("config.yaml", "metrics.jsonl"):  # what a run writes before its first checkpoint
+        (out / leftover).unlink(missing_ok=True)
+    return []
+
+
 def train_in_process(name: str, argv: list[str]) -> None:
     from train.cli import main as train_main
 
@@ -87,7 +99,7 @@ def train_in_process(name: str, argv: list[str]) -> None:
     if (out / "final.pth").is_file():
         print(f"   reusing {out / 'final.pth'}")
         return
-    code = train_main([*argv, "--out", str(out)] + (["--resume"] if out.is_dir() else []))
+    code = train_main([*argv, "--out", str(out), *resume_flag(out)])
     if code != 0:
         raise SystemExit(code)
 
@@ -106,7 +118,7 @@ def train_side_by_side(runs: dict[str, list[str]], minutes: float) -> None:
     procs = {}
     for name, argv in todo.items():
         out = OUT / name
-        resume = ["--resume"] if out.is_dir() else []
+        resume = resume_flag(out)
         out.mkdir(parents=True, exist_ok=True)
         log = open(out / "train.log", "a")
         procs[name] = (subprocess.Popen([sys.executable, "-m", "train.cli", *argv, "--set",
@@ -175,7 +187,7 @@ def main() -> None:
     print(f"   then side by side, {ADAPT_MIN:g} min each: DANNet adaptation | source-only (day labels only)")
     init = ["--init", str(OUT / "pretrain" / "final.pth")]
     train_side_by_side({"dannet": ["adapt", *common, *init, "--set", "optim.iterations=100000"],
-                        "source_only": ["pretrain", *common, *labelled, *init]},
+                        "source_only": ["pretrain", *common, *labelled, *init, "--set", f"pretrain.lr={ADAPT_LR}"]},
                        ADAPT_MIN)
     print(f"   ({time.perf_counter() - t:.0f} s)")
 

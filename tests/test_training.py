@@ -157,6 +157,10 @@ def test_time_limit_stops_and_decays_the_learning_rate_over_the_minutes(data: Pa
     # resuming a run whose time is spent trains no further
     assert train_main(["pretrain", "--resume", "--out", str(out)]) == 0
     assert load_checkpoint(out / "final.pth").iteration == final.iteration
+    # a limit shorter than one step still leaves a model to call final (written as YAML 1.1 reads 1e-7: a string)
+    assert train_main(["pretrain", *cli_args(data, **{"pretrain.iterations": 10_000, "run.time_limit_min": "1e-7"}),
+                       "--out", str(tmp_path / "instant")]) == 0
+    assert load_checkpoint(tmp_path / "instant" / "final.pth").iteration == 1
 
 
 def test_optimizer_choice_for_the_segmentation_and_relighting_nets(data: Path, tmp_path: Path, capsys) -> None:
@@ -410,7 +414,10 @@ def test_cuda_step_equals_cpu_step(data: Path) -> None:
     differ = {k: (v, gpu_losses[k]) for k, v in cpu_losses.items() if gpu_losses[k] != pytest.approx(v, rel=1e-4, abs=1e-6)}
     assert not differ, f"loss terms (cpu, cuda) after step 0: {differ}"
     moved = {role: ((gpu_w[role] - w).norm() / w.norm()).item() for role, w in cpu_w.items()}
-    assert all(m < 1e-5 for m in moved.values()), f"relative weight differences after step 0: {moved}"
+    # Adam's first update is +-lr_d per weight whatever the gradient's size: where rounding flips the sign of
+    # a near-zero discriminator gradient, the weight moves by 2 lr_d; SGD's nets move in proportion
+    tolerance = {"segmenter": 1e-5, "light": 1e-5, "disc_day": 1e-3, "disc_night": 1e-3}
+    assert all(moved[role] < tolerance[role] for role in moved), f"relative weight differences after step 0: {moved}"
 
 
 @pytest.mark.gpu

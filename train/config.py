@@ -92,7 +92,13 @@ def _in_range(value: Any, where: str, key: str) -> Any:
 
 def _typed(value: Any, default: Any, where: str, key: str) -> Any:
     """Check a value against the type of its reference default. Numbers written like ``1e-4``
-    (which YAML 1.1 reads as strings) are converted; anything else of the wrong type is an error."""
+    (which YAML 1.1 reads as strings) are converted, also for numeric keys whose default is null
+    (``run.time_limit_min``); anything else of the wrong type is an error."""
+    if default is None and key in RANGES and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value  # the range check names it
     if isinstance(default, bool) or default is None or value is None:
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"{where}: {key!r} must be true or false, got {value!r}")

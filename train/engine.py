@@ -310,12 +310,14 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def _any_process(condition: bool, env: Env) -> bool:
-    """Whether ``condition`` holds on any process (every process gets the same answer)."""
-    flag = torch.tensor(int(condition))
+def _agree(done: float, signalled: bool, env: Env) -> tuple[float, bool]:
+    """The schedule's fraction done and whether a signal arrived, as the most advanced process sees them:
+    every process then sets the same learning rate and stops at the same iteration (one all-reduce, on
+    the run's device, as NCCL requires)."""
+    state = torch.tensor([done, float(signalled)], dtype=torch.float64, device=env.device)
     if env.distributed:
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
+        dist.all_reduce(state, op=dist.ReduceOp.MAX)
+    return state[0].item(), bool(state[1].item())
 
 
 @dataclass
@@ -350,8 +352,8 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
     """
     rc = config["run"]
     limit = rc["time_limit_min"]
-    clock = Clock(None if limit is None else 60.0 * limit, trained_s)
     logger = Logger(out, env.is_main, iterations, start, limit)
+    clock = Clock(None if limit is None else 60.0 * limit, trained_s)  # training time: from here on
     last_saved: Path | None = None
 
     def save(iteration: int, best_miou: float | None) -> Path:
@@ -369,16 +371,19 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
     iteration = start
     try:
         with _Signals() as signals:
-            last = iteration >= iterations or clock.done(iteration, iterations) >= 1.0
+            done, _ = _agree(clock.done(iteration, iterations), False, env)
+            # a fresh run trains at least one step, so that there is a checkpoint to call final
+            last = iteration >= iterations or (iteration > 0 and done >= 1.0)
             while not last:
-                values = task.step(iteration, clock.done(iteration, iterations))
+                values = task.step(iteration, done)
                 bad = [k for k, v in values.items() if not math.isfinite(v)]
                 if bad:
                     kept = f"the last good checkpoint is {last_saved or latest_checkpoint(out) or 'none (no checkpoint yet)'}"
                     raise TrainingError(f"{', '.join(bad)} is {values[bad[0]]} at iteration {iteration}; "
                                         f"stopped, {kept} (lower optim.lr or check the data)")
                 iteration += 1
-                last = iteration == iterations or _any_process(clock.done(iteration, iterations) >= 1.0, env)
+                done, signalled = _agree(clock.done(iteration, iterations), signals.received is not None, env)
+                last = iteration == iterations or done >= 1.0
                 logger.advance()
                 if iteration % rc["log_every"] == 0 or last:
                     logger.log(iteration, values)
@@ -396,7 +401,7 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
                         dist.barrier()
                 if iteration % rc["checkpoint_every"] == 0 or last:
                     save(iteration, best)
-                if _any_process(signals.received is not None, env):
+                if signalled:
                     path = save(iteration, best)
                     if env.is_main:
                         print(f"\ninterrupted at iteration {iteration}: saved {path}; continue with --resume",
