@@ -140,7 +140,7 @@ def test_training_images_are_resized_bicubic_and_scaled_sizes_rounded_down() -> 
     label = g.integers(0, 19, (43, 43), dtype=np.uint8)
     x, y = TrainTransform(crop=(21, 21), scale=(0.5, 0.5), flip=False)(image, label)
     assert torch.allclose(x, normalised(image.resize((21, 21), Image.BICUBIC)), atol=1e-6)
-    assert torch.equal(y, torch.from_numpy(np.asarray(Image.fromarray(label).resize((21, 21), Image.NEAREST))).long())
+    assert torch.equal(y, torch.from_numpy(np.array(Image.fromarray(label).resize((21, 21), Image.NEAREST))).long())
     night, day = PairTransform(crop=21, scale=(0.5, 0.5), resize_to=13, flip=False)(image, image.transpose(
         Image.FLIP_TOP_BOTTOM))
     assert torch.allclose(night, normalised(image.resize((21, 21), Image.BICUBIC).resize((13, 13), Image.BICUBIC)),

@@ -80,7 +80,7 @@ class TrainTransform:
         image, label = _pad_crop(image, label, self.crop, top, left)
         if self.flip and torch.rand(()).item() < 0.5:
             image, label = image.transpose(Image.FLIP_LEFT_RIGHT), label[:, ::-1]
-        return to_tensor(image), torch.from_numpy(np.ascontiguousarray(label)).long()
+        return to_tensor(image), torch.from_numpy(label.astype(np.int64))  # a copy: writable, contiguous
 
 
 class PairTransform:
