@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from runtime.atomic import atomic_write
+from runtime.atomic import atomic_file, atomic_write
 
 OUT = Path("demo-output")
 SIZE = (128, 256)
@@ -142,11 +142,11 @@ def evaluate_checkpoints(data: Path, names: list[str]) -> tuple[dict[str, dict[s
     picture (rows of night frame | each checkpoint's labels | ground truth) and the night val size."""
     import torch
 
-    from runtime.classes import class_weights, colorize
+    from runtime.classes import TEST_WEIGHTS_STD, class_weights, colorize
     from train.data import EvalTransform, build_dataset
     from train.evaluate import evaluate, load_networks, predict
 
-    weights = torch.from_numpy(class_weights(0.16))
+    weights = torch.from_numpy(class_weights(TEST_WEIGHTS_STD))
     night = build_dataset("synthetic", data, transform=EvalTransform(scale=1.0))
     day = build_dataset("cityscapes", data / "cityscapes", transform=EvalTransform(scale=1.0))
     scores, columns = {}, []
@@ -193,7 +193,8 @@ def main() -> None:
 
     step("3/5 night val and day val: source-only vs DANNet")
     scores, grid, night_images = evaluate_checkpoints(data, ["source_only", "dannet"])
-    Image.fromarray(grid).save(OUT / "night_grid.png")
+    with atomic_file(OUT / "night_grid.png") as f:  # a picture the user keeps: replaced whole or not at all
+        Image.fromarray(grid).save(f, format="PNG")
     for name, s in scores.items():
         print(f"   {name:<12} night mIoU {s['night']:5.1f}%   day mIoU {s['day']:5.1f}%")
     print(f"   picture: {OUT / 'night_grid.png'} (night | source-only | DANNet | ground truth)")
@@ -227,18 +228,21 @@ def main() -> None:
     summary = {"miou_night_val": {name: round(s["night"], 2) for name, s in scores.items()},
                "miou_day_val": {name: round(s["day"], 2) for name, s in scores.items()},
                "night_val_images": night_images, "backbone": BACKBONE,
-               "training_min": {"pretrain_from_imagenet": PRETRAIN_MIN, "dannet": ADAPT_MIN, "source_only": ADAPT_MIN},
+               "training_min": {"pretrain_from_imagenet": PRETRAIN_MIN, "dannet": ADAPT_MIN,
+                                "source_only": ADAPT_MIN},
                "onnxruntime_ms_median": round(1e3 * float(np.median(seconds)), 2),
                "run": {k: run[k] for k in ("captured", "written", "dropped", "elapsed_s", "fps_out")},
-               "latency_ms": {stage: {k: v for k, v in s.items() if k != "count"} for stage, s in run["stages"].items()},
+               "latency_ms": {stage: {k: v for k, v in s.items() if k != "count"}
+                              for stage, s in run["stages"].items()},
                "backend": "onnxruntime (CPU)", "input_size": list(SIZE)}
     atomic_write(OUT / "summary.json", json.dumps(summary, indent=2) + "\n")
     gain = scores["dannet"]["night"] - scores["source_only"]["night"]
     print(f"\n== summary ({OUT / 'summary.json'})")
-    print(f"   night val mIoU: source-only {scores['source_only']['night']:.1f}%, DANNet {scores['dannet']['night']:.1f}% "
-          f"({gain:+.1f} points, same training time); day val: {scores['source_only']['day']:.1f}% / "
-          f"{scores['dannet']['day']:.1f}%")
-    print(f"   dannet-run: {run['written']} frames at {run['fps_out']:.1f} frames/s end to end, {run['dropped']} dropped")
+    source, dannet = scores["source_only"], scores["dannet"]
+    print(f"   night val mIoU: source-only {source['night']:.1f}%, DANNet {dannet['night']:.1f}% "
+          f"({gain:+.1f} points, same training time); day val: {source['day']:.1f}% / {dannet['day']:.1f}%")
+    print(f"   dannet-run: {run['written']} frames at {run['fps_out']:.1f} frames/s end to end, "
+          f"{run['dropped']} dropped")
     for stage, s in summary["latency_ms"].items():
         print(f"   {stage:<12} p50 {s['p50_ms']:7.1f} ms   p90 {s['p90_ms']:7.1f} ms")
     print(f"   picture: {OUT / 'night_grid.png'}; videos: {clip} -> {OUT / 'night_drive_overlay.mp4'}")

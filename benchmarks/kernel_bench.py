@@ -40,14 +40,14 @@ def run(cases, batch: int, iters: int, warmup: int) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from runtime.classes import class_weights
+    from runtime.classes import TEST_WEIGHTS_STD, class_weights
     from runtime.reweight_argmax_cuda import CudaReweightArgmax, make_params
 
     if not torch.cuda.is_available():
         raise DannetError("needs a CUDA GPU (torch.cuda.is_available() is False)")
     torch.cuda.init()
     kernel = CudaReweightArgmax(torch.cuda.current_device())
-    weights = class_weights(0.16)
+    weights = class_weights(TEST_WEIGHTS_STD)
     w_gpu = torch.from_numpy(weights).cuda().view(1, -1, 1, 1)
     rows = []
     for (c, h, w), size in cases:

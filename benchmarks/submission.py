@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from runtime.arguments import number
 from runtime.atomic import atomic_file
-from runtime.classes import MAX_WEIGHTS_STD
+from runtime.classes import MAX_WEIGHTS_STD, TEST_WEIGHTS_STD
 
 from .cli import check_outputs, command_parser
 
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--root", required=True, help="Dark Zurich root (rgb_anon/test/night/...)")
     parser.add_argument("--out", required=True, help="submission .zip")
-    parser.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=0.16,
-                        help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (default 0.16)")
+    parser.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=TEST_WEIGHTS_STD,
+                        help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (default {TEST_WEIGHTS_STD})")
     parser.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                         help="network input = image size x scale, in (0, 4] (default 0.5)")
     parser.add_argument("--invalid-threshold", type=number(0, 1), default=0.5,

@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from runtime.arguments import integer, number, size_hw
-from runtime.classes import MAX_WEIGHTS_STD
+from runtime.classes import MAX_WEIGHTS_STD, TEST_WEIGHTS_STD
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
 if TYPE_CHECKING:
@@ -51,8 +51,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="label map, height first (default 1080x1920)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="fp16: an FP16-typed graph for strongly typed TensorRT builds (tail in fp32)")
-    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=0.16,
-                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (0: no re-weighting; default 0.16)")
+    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=TEST_WEIGHTS_STD,
+                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] "
+                        f"(0: no re-weighting; default {TEST_WEIGHTS_STD})")
     p.add_argument("--reweight", choices=["logits", "probs"], default="logits",
                    help="multiply logits (reference code, default) or probabilities (paper)")
     p.add_argument("--half-pixel", action="store_true", help="upsample with align_corners=False (default: True, "

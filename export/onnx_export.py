@@ -20,7 +20,7 @@ import onnx
 import torch
 
 from runtime.atomic import atomic_write, check_writable
-from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE, class_weights
+from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE, TEST_WEIGHTS_STD, class_weights
 from runtime.engine_sidecar import sha256_of
 from runtime.errors import DannetError, one_line
 from train.evaluate import load_networks
@@ -44,7 +44,7 @@ class ExportSpec:
     output_size: tuple[int, int] = (1080, 1920)
     tail: str = "portable"          # portable | plugin
     precision: str = "fp32"         # fp32 | fp16
-    weights_std: float = 0.16
+    weights_std: float = TEST_WEIGHTS_STD
     reweight: str = "logits"        # logits (mode 0) | probs (mode 1)
     align_corners: bool = True
     pack4: bool = False

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runtime.arguments import integer, number, size_hw
 from runtime.atomic import atomic_write, check_writable
-from runtime.classes import MAX_WEIGHTS_STD
+from runtime.classes import MAX_WEIGHTS_STD, TEST_WEIGHTS_STD
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
 from .checkpoint import load_checkpoint
@@ -218,8 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
                    help="architecture when the file does not say (default pspnet; released files are recognised)")
     p.add_argument("--backbone", default=None, help="backbone when the file does not say (default resnet101)")
-    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=0.16,
-                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (0: no re-weighting; default 0.16)")
+    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=TEST_WEIGHTS_STD,
+                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] "
+                        f"(0: no re-weighting; default {TEST_WEIGHTS_STD})")
     p.add_argument("--reweight", default="logits", choices=["logits", "probs"],
                    help="multiply logits (reference code, default) or probabilities (paper)")
     p.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
