@@ -9,6 +9,7 @@ that output logits.
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import numpy as np
 
@@ -52,9 +53,10 @@ def lerp(in_size: int, out_size: int, align_corners: bool) -> tuple[np.ndarray, 
     return i0, i1, (_F(1) + (-l1)).astype(_F), l1
 
 
-def reweight_argmax(logits: np.ndarray, weights: np.ndarray, out_size: tuple[int, int], align_corners: bool = True,
-                    mode: int = 0) -> np.ndarray:
-    """Labels (uint8, N x H x W) from logits (N x C x h x w, any float type; computed in fp32)."""
+def _scores(logits: np.ndarray, weights: np.ndarray, out_size: tuple[int, int], align_corners: bool,
+            mode: int) -> Iterator[np.ndarray]:
+    """Each class's re-weighted score at the output size (N x H x W fp32), class by class, as the kernel
+    computes them."""
     z = np.asarray(logits, dtype=_F)
     if z.ndim != 4:
         raise ValueError(f"logits must be N x C x H x W, got shape {z.shape}")
@@ -68,17 +70,51 @@ def reweight_argmax(logits: np.ndarray, weights: np.ndarray, out_size: tuple[int
         raise ValueError(f"mode must be 0 (multiply logits) or 1 (multiply probabilities), got {mode}")
     ya, yb, ly0, ly1 = lerp(h, out_size[0], align_corners)
     xa, xb, lx0, lx1 = lerp(w, out_size[1], align_corners)
-    best = np.full((n, *out_size), -np.finfo(_F).max, dtype=_F)
-    labels = np.zeros((n, *out_size), dtype=np.uint8)
     for k in range(c):
         plane = z[:, k]
         top = plane[:, ya][:, :, xa] * lx0 + plane[:, ya][:, :, xb] * lx1
         bottom = plane[:, yb][:, :, xa] * lx0 + plane[:, yb][:, :, xb] * lx1
         value = top * ly0[:, None] + bottom * ly1[:, None]
-        score = value + weights[k] if mode == 1 else value * weights[k]
+        yield value + weights[k] if mode == 1 else value * weights[k]
+
+
+def reweight_argmax(logits: np.ndarray, weights: np.ndarray, out_size: tuple[int, int], align_corners: bool = True,
+                    mode: int = 0) -> np.ndarray:
+    """Labels (uint8, N x H x W) from logits (N x C x h x w, any float type; computed in fp32)."""
+    best = labels = None
+    for k, score in enumerate(_scores(logits, weights, out_size, align_corners, mode)):
+        if best is None:
+            best, labels = np.full_like(score, -np.finfo(_F).max), np.zeros(score.shape, dtype=np.uint8)
         better = score > best
         best[better], labels[better] = score[better], k
     return labels
+
+
+def reweight_argmax_confidence(logits: np.ndarray, weights: np.ndarray, out_size: tuple[int, int],
+                               align_corners: bool = True, mode: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and confidence levels (both uint8, N x H x W): the op's second output (plugin README).
+
+    The confidence of a pixel is the softmax, over the classes, of the scores the argmax compares, taken at
+    the winning class: ``1 / sum_c exp(s_c - max s)``. Mode 0: softmax(interp(z) * w); mode 1: the paper's
+    re-weighted probabilities p w / sum(p w), which is softmax(interp(z) + log w). It is computed as the kernel
+    computes it, in one pass over the classes with a running maximum and a running sum of exponentials
+    rescaled when the maximum moves; the level is ``floor(255 * confidence + 0.5)``.
+    """
+    best = labels = total = None
+    with np.errstate(over="ignore", under="ignore"):
+        for k, score in enumerate(_scores(logits, weights, out_size, align_corners, mode)):
+            if best is None:
+                best, labels = np.full_like(score, -np.finfo(_F).max), np.zeros(score.shape, dtype=np.uint8)
+                total = np.zeros_like(score)
+            better = score > best
+            total = np.where(better, total * np.exp(best - score) + _F(1), total + np.exp(score - best))
+            best[better], labels[better] = score[better], k
+    return labels, confidence_levels(_F(1) / total)
+
+
+def confidence_levels(confidence: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] as uint8 levels 0-255 (``floor(255 p + 0.5)``), as every tail writes them."""
+    return np.floor(np.asarray(confidence, dtype=_F) * _F(255) + _F(0.5)).astype(np.uint8)
 
 
 def pack4(labels: np.ndarray) -> np.ndarray:
