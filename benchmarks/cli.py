@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "latency": ("latency", "per-stage latency (preprocess, inference, postprocess, overlay) and throughput"),
     "compare": ("compare", "reference inference loop vs our runtime path: latency, speed-up, label agreement, plot"),
     "miou": ("miou", "mIoU and per-class IoU of an exported model through the runtime; two models: delta"),
+    "reliability": ("reliability", "does the confidence output predict errors? error rate per confidence bin, ECE, "
+                                   "AUROC, reliability diagram"),
     "sweep": ("sweep", "mIoU over the test-time class-weight std (paper Fig. 7), table + plot"),
     "submission": ("submission", "Dark Zurich test submission zip (labelTrainIds, labelTrainIds_invalid, "
                                  "uint16 confidence)"),
