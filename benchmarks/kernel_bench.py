@@ -1,14 +1,18 @@
-"""ReweightArgmax kernel vs PyTorch's interpolate + mul + argmax on a GPU, in one run.
+"""ReweightArgmax kernel vs PyTorch's interpolate + mul + argmax on a GPU, in one run; and what the
+confidence output costs (the labels-only kernel vs the kernel with confidence, same run).
 
 Both paths start from the same fp32 logits in GPU memory and end with uint8 labels in GPU memory.
 Times are CUDA-event medians; "GB/s" counts the bytes the fused kernel must move (logits read once,
-labels written once) divided by each path's time, next to the device's theoretical bandwidth.
+labels written once) divided by each path's time, next to the device's theoretical bandwidth. The
+confidence kernel must give the labels-only kernel's labels, and levels within one of PyTorch's
+float64 softmax of the same re-weighted scores ("conf +-1": the share of pixels that are).
 
     python -m benchmarks.kernel_bench            (or: dannet-bench kernel)
 """
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import numpy as np
 
@@ -36,6 +40,38 @@ def device_bandwidth_gbs() -> float | None:
     return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
 
 
+def median_ms(fn: Callable[[], None], iters: int, warmup: int) -> float:
+    """Median CUDA-event time of ``fn`` over ``iters`` launches, after ``warmup`` untimed ones."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end))
+    return float(np.median(samples))
+
+
+def confidence_agreement(scores, confidence) -> tuple[float, float]:
+    """How close the kernel's confidence levels (uint8, N x H x W) are to floor(255 p + 0.5) of PyTorch's
+    float64 softmax of ``scores`` (N x C x H x W) at its maximum: the share of pixels within one level,
+    and the largest difference. One frame at a time (float64 copies of a batch at 1080p are large)."""
+    import torch
+
+    within, largest = 0, 0.0
+    for frame_scores, frame_levels in zip(scores, confidence):
+        expected = torch.floor(torch.softmax(frame_scores.double(), dim=0).amax(0) * 255 + 0.5)
+        error = (frame_levels.double() - expected).abs()
+        within += int((error <= 1).sum().item())
+        largest = max(largest, error.max().item())
+    return within / confidence.numel(), largest
+
+
 def run(cases, batch: int, iters: int, warmup: int) -> list[dict]:
     import torch
     import torch.nn.functional as F
@@ -53,37 +89,50 @@ def run(cases, batch: int, iters: int, warmup: int) -> list[dict]:
     for (c, h, w), size in cases:
         logits = torch.randn(batch, c, h, w, device="cuda") * 4
         labels = torch.empty(batch, *size, dtype=torch.uint8, device="cuda")
+        confidence = torch.empty_like(labels)
         params = make_params((batch, c, h, w), weights, size, True, 0)
         stream = torch.cuda.current_stream().cuda_stream
 
         def fused() -> None:
             kernel.launch(logits.data_ptr(), False, labels.data_ptr(), "uint8", params, stream)
 
+        def fused_with_confidence() -> None:
+            kernel.launch(logits.data_ptr(), False, labels.data_ptr(), "uint8", params, stream, confidence.data_ptr())
+
         def pytorch() -> None:
             up = F.interpolate(logits * w_gpu, size=size, mode="bilinear", align_corners=True)
             labels.copy_(up.argmax(dim=1))
 
-        times = {}
-        for name, fn in (("pytorch", pytorch), ("kernel", fused)):
-            for _ in range(warmup):
-                fn()
-            samples = []
-            for _ in range(iters):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                samples.append(start.elapsed_time(end))
-            times[name] = float(np.median(samples))
+        times = {name: median_ms(fn, iters, warmup)
+                 for name, fn in (("pytorch", pytorch), ("kernel", fused), ("confidence", fused_with_confidence))}
         fused()
-        reference = F.interpolate(logits * w_gpu, size=size, mode="bilinear", align_corners=True).argmax(1)
-        agree = (labels.long() == reference).float().mean().item()
+        labels_only = labels.clone()
+        fused_with_confidence()
+        scores = F.interpolate(logits * w_gpu, size=size, mode="bilinear", align_corners=True)
+        agree = (labels_only.long() == scores.argmax(1)).float().mean().item()
+        within_one, max_level_error = confidence_agreement(scores, confidence)
         moved = logits.numel() * 4 + labels.numel()
         rows.append({"case": f"{batch}x{c}x{h}x{w} -> {size[0]}x{size[1]}", "pytorch_ms": times["pytorch"],
-                     "kernel_ms": times["kernel"], "speedup": times["pytorch"] / times["kernel"],
-                     "kernel_gbs": moved / times["kernel"] / 1e6, "agree": agree})
+                     "kernel_ms": times["kernel"], "kernel_confidence_ms": times["confidence"],
+                     "confidence_cost": times["confidence"] / times["kernel"],
+                     "speedup": times["pytorch"] / times["kernel"], "kernel_gbs": moved / times["kernel"] / 1e6,
+                     "agree": agree, "confidence_same_labels": bool(torch.equal(labels, labels_only)),
+                     "confidence_within_one": within_one, "confidence_max_level_error": max_level_error})
     return rows
+
+
+def table(rows: list[dict], bandwidth: float | None) -> list[str]:
+    """The result table's lines: a header, then one line per case."""
+    lines = [f"{'case':<30} {'PyTorch ms':>10} {'kernel ms':>10} {'speed-up':>9} {'kernel GB/s':>12} {'of peak':>8} "
+             f"{'same labels':>12} {'+conf ms':>9} {'conf cost':>10} {'conf labels':>12} {'conf +-1':>9}"]
+    for r in rows:
+        peak = f"{100 * r['kernel_gbs'] / bandwidth:.0f}%" if bandwidth else "-"
+        lines.append(f"{r['case']:<30} {r['pytorch_ms']:>10.3f} {r['kernel_ms']:>10.3f} {r['speedup']:>8.1f}x "
+                     f"{r['kernel_gbs']:>12.1f} {peak:>8} {100 * r['agree']:>11.4f}% "
+                     f"{r['kernel_confidence_ms']:>9.3f} {r['confidence_cost']:>9.2f}x "
+                     f"{'same' if r['confidence_same_labels'] else 'DIFFERENT':>12} "
+                     f"{100 * r['confidence_within_one']:>8.3f}%")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,12 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     bandwidth = device_bandwidth_gbs()
     print(f"device: {torch.cuda.get_device_name()}, theoretical bandwidth: "
           f"{f'{bandwidth:.0f} GB/s' if bandwidth else 'unknown'}")
-    print(f"{'case':<30} {'PyTorch ms':>10} {'kernel ms':>10} {'speed-up':>9} {'kernel GB/s':>12} "
-          f"{'of peak':>8} {'same labels':>12}")
-    for r in rows:
-        peak = f"{100 * r['kernel_gbs'] / bandwidth:.0f}%" if bandwidth else "-"
-        print(f"{r['case']:<30} {r['pytorch_ms']:>10.3f} {r['kernel_ms']:>10.3f} {r['speedup']:>8.1f}x "
-              f"{r['kernel_gbs']:>12.1f} {peak:>8} {100 * r['agree']:>11.4f}%")
+    print("\n".join(table(rows, bandwidth)))
     if args.json:
         atomic_write(args.json, json.dumps({"device": torch.cuda.get_device_name(), "bandwidth_gbs": bandwidth,
                                             "batch": args.batch, "iters": args.iters, "rows": rows}, indent=1))

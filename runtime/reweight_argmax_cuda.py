@@ -1,7 +1,9 @@
 """The ReweightArgmax CUDA kernel without TensorRT: compiled at run time by NVRTC, run through cuda-python.
 
 The kernel source is ``plugins/reweightArgmax/reweightArgmaxKernel.cuh``, the same file the
-TensorRT plugin compiles, so tests on a GPU without TensorRT check the code that ships. Needs
+TensorRT plugin compiles, so tests on a GPU without TensorRT check the code that ships: the labels-only
+kernels and the confidence kernels (labels and, in the same pass, each pixel's confidence level 0-255
+in the labels' format; ``runtime.reweight_argmax.reweight_argmax_confidence`` defines it). Needs
 ``pip install 'dannet-edge[kernel]'`` (CUDA 12; ``[kernel-cu13]`` on CUDA 13 drivers), and a GPU to run;
 compiling needs none.
 """
@@ -20,6 +22,11 @@ MAX_CLASSES = 64
 BLOCK_X, BLOCK_Y, PIXELS_PER_THREAD = 32, 8, 4
 #: label format -> kernel name suffix
 FORMATS = {"int32": "I32", "pack4": "Packed4", "uint8": "U8"}
+
+
+def kernel_name(fp16: bool, label_format: str, confidence: bool = False) -> str:
+    """The extern "C" name of the kernel for this input type and label format, with or without confidence."""
+    return f"reweightArgmax{'Confidence' if confidence else ''}{'F16' if fp16 else 'F32'}{FORMATS[label_format]}"
 
 
 class Params(ctypes.Structure):
@@ -100,12 +107,15 @@ class CudaReweightArgmax:
         self.functions = {}
 
     def launch(self, logits_ptr: int, fp16: bool, labels_ptr: int, label_format: str, params: Params,
-               stream: int = 0) -> None:
-        name = f"reweightArgmax{'F16' if fp16 else 'F32'}{FORMATS[label_format]}"
+               stream: int = 0, confidence_ptr: int | None = None) -> None:
+        """Labels to ``labels_ptr``; with ``confidence_ptr``, the confidence kernel, which also writes the
+        confidence levels there, in ``label_format`` too (same size as the labels)."""
+        name = kernel_name(fp16, label_format, confidence_ptr is not None)
         if name not in self.functions:
             self.functions[name] = _check(self.driver.cuModuleGetFunction(self.module, name.encode()), name)
-        args = [ctypes.c_void_p(logits_ptr), ctypes.c_void_p(labels_ptr), params]
-        pointers = (ctypes.c_void_p * 3)(*[ctypes.addressof(a) for a in args])
+        outputs = [labels_ptr] if confidence_ptr is None else [labels_ptr, confidence_ptr]
+        args = [ctypes.c_void_p(logits_ptr), *map(ctypes.c_void_p, outputs), params]
+        pointers = (ctypes.c_void_p * len(args))(*[ctypes.addressof(a) for a in args])
         grid = (-(-params.out_width // (BLOCK_X * PIXELS_PER_THREAD)), -(-params.out_height // BLOCK_Y), params.batch)
         _check(self.driver.cuLaunchKernel(self.functions[name], *grid, BLOCK_X, BLOCK_Y, 1, 0, stream,
                                           ctypes.addressof(pointers), 0), "cuLaunchKernel")

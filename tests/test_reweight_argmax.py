@@ -1,6 +1,7 @@
 """ReweightArgmax: the NumPy twin against PyTorch, the C++ host reference against the twin (bit for
-bit, also built with FMA contraction), mode 1's log weights the same in every language, the kernel
-compiled by NVRTC (no GPU needed), and on a GPU the kernel against the twin."""
+bit, also built with FMA contraction; confidence levels within one of the NumPy definition), mode 1's
+log weights the same in every language, the kernels compiled by NVRTC (no GPU needed), the kernel
+benchmark's table, and on a GPU the kernel against the twin."""
 from __future__ import annotations
 
 import ctypes
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from runtime.classes import class_weights
 from runtime.plugin_library import PluginLibraryError, find_plugin_library
-from runtime.reweight_argmax import log_weights, pack4, reweight_argmax, unpack4
+from runtime.reweight_argmax import log_weights, pack4, reweight_argmax, reweight_argmax_confidence, unpack4
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_LIBRARY = REPO / "build" / "plugins" / "libdannet_reweight_argmax_host.so"
@@ -95,6 +96,7 @@ def load_host_library(path: Path) -> ctypes.CDLL:
         pytest.skip(f"{path} not built (make test-cmake builds it)")
     lib = ctypes.CDLL(str(path))
     lib.dannetReweightArgmaxHost.restype = ctypes.c_int
+    lib.dannetReweightArgmaxHostConfidence.restype = ctypes.c_int
     lib.dannetReweightArgmaxLogWeights.restype = None
     return lib
 
@@ -122,15 +124,29 @@ def contracted_host_library() -> ctypes.CDLL:
 
 
 def host_reference(lib: ctypes.CDLL, z: np.ndarray, w: np.ndarray, size: tuple[int, int], align_corners: bool,
-                   mode: int) -> np.ndarray:
+                   mode: int, confidence: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The C++ host reference's labels, or with ``confidence`` its labels and confidence levels."""
     z, w = np.ascontiguousarray(z, np.float32), np.ascontiguousarray(w, np.float32)
-    out = np.zeros((z.shape[0], *size), dtype=np.uint8)
+    outputs = [np.zeros((z.shape[0], *size), dtype=np.uint8) for _ in range(2 if confidence else 1)]
     ptr = ctypes.POINTER(ctypes.c_float)
-    status = lib.dannetReweightArgmaxHost(z.ctypes.data_as(ptr), *map(ctypes.c_int, (*z.shape, *size)),
-                                          w.ctypes.data_as(ptr), ctypes.c_int(int(align_corners)),
-                                          ctypes.c_int(mode), out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+    entry = lib.dannetReweightArgmaxHostConfidence if confidence else lib.dannetReweightArgmaxHost
+    status = entry(z.ctypes.data_as(ptr), *map(ctypes.c_int, (*z.shape, *size)), w.ctypes.data_as(ptr),
+                   ctypes.c_int(int(align_corners)), ctypes.c_int(mode),
+                   *(out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)) for out in outputs))
     assert status == 0
-    return out
+    return tuple(outputs) if confidence else outputs[0]
+
+
+def assert_levels_agree(got: np.ndarray, expected: np.ndarray, what: str = "") -> None:
+    """Confidence levels as close as the op spec demands of two implementations: none more than one level
+    apart, and at most one in a thousand (at least one) apart at all. Exponentials that differ in their
+    last bits move a level only where 255 p + 0.5 lies that close to an integer; a systematic error (a
+    rounding rule, a missing rescale) moves many (the C++ tests' testSupport::compareLevels)."""
+    assert got.shape == expected.shape, what
+    difference = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+    assert difference.max(initial=0) <= 1, f"{what}: levels {difference.max()} apart"
+    assert np.count_nonzero(difference) <= max(1, difference.size // 1000), \
+        f"{what}: {np.count_nonzero(difference)} of {difference.size} levels one apart"
 
 
 @pytest.mark.parametrize("align_corners, mode", list(itertools.product((True, False), (0, 1))))
@@ -141,6 +157,23 @@ def test_cpp_host_reference_equals_numpy_twin_bit_for_bit(host_library: ctypes.C
         w = np.random.default_rng(i).uniform(0.7, 1.3, shape[1]).astype(np.float32)
         np.testing.assert_array_equal(host_reference(host_library, z, w, size, align_corners, mode),
                                       reweight_argmax(z, w, size, align_corners, mode))
+
+
+@pytest.mark.parametrize("align_corners, mode", list(itertools.product((True, False), (0, 1))))
+def test_cpp_host_reference_confidence_within_one_level_of_numpy_definition(host_library: ctypes.CDLL,
+                                                                             align_corners: bool, mode: int) -> None:
+    """The op's second output: the C++ host reference (the kernel's arithmetic, the host's expf) against
+    ``reweight_argmax_confidence`` (NumPy's exp): labels bit for bit, levels within one; one class gives 255."""
+    near_ties = ((2, 6, 17, 30), (135, 240))
+    for i, (shape, size) in enumerate(CASES + [near_ties, ((1, 1, 3, 4), (5, 7))]):
+        z = near_tie_logits(shape, 21) if (shape, size) == near_ties else logits_for(shape, 10 + i)
+        w = np.random.default_rng(i).uniform(0.7, 1.3, shape[1]).astype(np.float32)
+        labels, levels = host_reference(host_library, z, w, size, align_corners, mode, confidence=True)
+        expected_labels, expected_levels = reweight_argmax_confidence(z, w, size, align_corners, mode)
+        np.testing.assert_array_equal(labels, expected_labels)
+        assert_levels_agree(levels, expected_levels, f"{shape} -> {size}")
+        if shape[1] == 1:
+            assert (levels == 255).all()  # one class: certain
 
 
 def near_tie_logits(shape: tuple[int, int, int, int], seed: int, dtype: type = np.float32) -> np.ndarray:
@@ -164,6 +197,10 @@ def test_host_reference_built_with_fma_contraction_is_unchanged(contracted_host_
     expected = reweight_argmax(z, w, size, align_corners, mode)
     assert 0.05 < np.mean(expected == 2) < 0.95  # the near ties are there, both ways
     np.testing.assert_array_equal(host_reference(contracted_host_library, z, w, size, align_corners, mode), expected)
+    labels, levels = host_reference(contracted_host_library, z, w, size, align_corners, mode, confidence=True)
+    expected_labels, expected_levels = reweight_argmax_confidence(z, w, size, align_corners, mode)
+    np.testing.assert_array_equal(labels, expected_labels)
+    assert_levels_agree(levels, expected_levels, "contracted build")
 
 
 def correctly_rounded_float32_log(w: np.float32) -> np.float32:
@@ -262,9 +299,10 @@ def test_mode1_exact_tie_after_reweighting(host_library: ctypes.CDLL, weight_one
 
 @pytest.mark.parametrize("arch", ["sm_75", "sm_87", "sm_90"])
 def test_kernel_compiles_with_nvrtc(arch: str) -> None:
-    """The kernel source compiles on its own, as the GPU tests and the NVRTC path load it."""
+    """The kernel source compiles on its own, as the GPU tests and the NVRTC path load it: all twelve kernels,
+    labels only and with confidence, under the names the launcher asks for."""
     pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python not installed")
-    from runtime.reweight_argmax_cuda import compile_kernel
+    from runtime.reweight_argmax_cuda import FORMATS, compile_kernel, kernel_name
 
     try:
         cubin = compile_kernel(arch)
@@ -273,8 +311,11 @@ def test_kernel_compiles_with_nvrtc(arch: str) -> None:
             pytest.skip(f"NVRTC library not available: {e}")
         raise
     assert len(cubin) > 10_000
-    for name in (b"reweightArgmaxF32I32", b"reweightArgmaxF16Packed4", b"reweightArgmaxF32U8"):
-        assert name in cubin
+    names = {kernel_name(fp16, label_format, confidence)
+             for fp16, label_format, confidence in itertools.product((False, True), FORMATS, (False, True))}
+    assert len(names) == 12 and "reweightArgmaxConfidenceF16Packed4" in names
+    for name in names:
+        assert name.encode() + b"\0" in cubin, name
 
 
 def test_plugin_library_missing_says_how_to_build(tmp_path: Path) -> None:
@@ -282,46 +323,107 @@ def test_plugin_library_missing_says_how_to_build(tmp_path: Path) -> None:
         find_plugin_library(tmp_path / "libnothing.so")
 
 
+def read_output(raw: np.ndarray, label_format: str, shape: tuple[int, int, int]) -> np.ndarray:
+    """The value of each pixel (N x H x W) in a kernel output's bytes, stored in ``label_format``."""
+    n, h, width = shape
+    if label_format == "int32":
+        return raw.view(np.int32).reshape(n, h, width)
+    if label_format == "pack4":
+        return unpack4(raw.view(np.int32).reshape(n, h, -1), width)
+    return raw.reshape(n, h, width)
+
+
+def launch_on_gpu(runner, z: np.ndarray, fp16: bool, label_format: str, params, shape: tuple[int, int, int],
+                  confidence: bool) -> list[np.ndarray]:
+    """Runs the kernel on ``z`` (copied to the GPU): its labels, and with ``confidence`` its levels, N x H x W."""
+    from cuda.bindings import driver
+
+    n, h, width = shape
+    nbytes = {"int32": n * h * width * 4, "pack4": n * h * ((width + 3) // 4) * 4, "uint8": n * h * width}[label_format]
+    _, d_in = driver.cuMemAlloc(z.nbytes)
+    d_outs = [driver.cuMemAlloc(nbytes)[1] for _ in range(2 if confidence else 1)]
+    driver.cuMemcpyHtoD(d_in, np.ascontiguousarray(z).ctypes.data, z.nbytes)
+    runner.launch(int(d_in), fp16, int(d_outs[0]), label_format, params,
+                  confidence_ptr=int(d_outs[1]) if confidence else None)
+    driver.cuCtxSynchronize()
+    outputs = []
+    for d_out in d_outs:
+        raw = np.empty(nbytes, dtype=np.uint8)
+        driver.cuMemcpyDtoH(raw.ctypes.data, d_out, nbytes)
+        driver.cuMemFree(d_out)
+        outputs.append(read_output(raw, label_format, shape))
+    driver.cuMemFree(d_in)
+    return outputs
+
+
+def gpu_cases(fp16: bool):
+    """(logits, weights, size, align_corners, mode) for the GPU tests: ``CASES``, DANNet at 1080p and near
+    ties (a fused multiply-add in the device code changes labels there), both coordinate rules and modes."""
+    cases = CASES + [((2, 19, 68, 120), (1080, 1920))]
+    near_ties = ((2, 6, 17, 30), (135, 240))
+    dtype = np.float16 if fp16 else np.float32
+    for (shape, size), align_corners, mode in itertools.product(cases + [near_ties], (True, False), (0, 1)):
+        z = near_tie_logits(shape, 7, dtype) if (shape, size) == near_ties else logits_for(shape, 7).astype(dtype)
+        w = np.random.default_rng(3).uniform(0.7, 1.3, shape[1]).astype(np.float32)
+        w[2] = w[1]
+        yield z, w, size, align_corners, mode
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("label_format", ["int32", "pack4", "uint8"])
 @pytest.mark.parametrize("fp16", [False, True])
 def test_kernel_on_gpu_equals_numpy_twin_bit_for_bit(label_format: str, fp16: bool) -> None:
-    from cuda.bindings import driver
-
     from runtime.reweight_argmax_cuda import CudaReweightArgmax, make_params
 
     runner = CudaReweightArgmax()
-    cases = CASES + [((2, 19, 68, 120), (1080, 1920))]
-    near_ties = ((2, 6, 17, 30), (135, 240))  # a fused multiply-add in the device code changes labels here
-    for (shape, size), align_corners, mode in itertools.product(cases + [near_ties], (True, False), (0, 1)):
-        dtype = np.float16 if fp16 else np.float32
-        z = near_tie_logits(shape, 7, dtype) if (shape, size) == near_ties else logits_for(shape, 7).astype(dtype)
-        w = np.random.default_rng(3).uniform(0.7, 1.3, shape[1]).astype(np.float32)
-        w[2] = w[1]
+    for z, w, size, align_corners, mode in gpu_cases(fp16):
         expected = reweight_argmax(z.astype(np.float32), w, size, align_corners, mode)
-        n, h, wd = expected.shape
-        nbytes = {"int32": n * h * wd * 4, "pack4": n * h * ((wd + 3) // 4) * 4, "uint8": n * h * wd}[label_format]
-        err, d_in = driver.cuMemAlloc(z.nbytes)
-        err, d_out = driver.cuMemAlloc(nbytes)
-        driver.cuMemcpyHtoD(d_in, z.ctypes.data, z.nbytes)
-        runner.launch(int(d_in), fp16, int(d_out), label_format, make_params(shape, w, size, align_corners, mode))
-        raw = np.empty(nbytes, dtype=np.uint8)
-        driver.cuCtxSynchronize()
-        driver.cuMemcpyDtoH(raw.ctypes.data, d_out, nbytes)
-        driver.cuMemFree(d_in)
-        driver.cuMemFree(d_out)
-        if label_format == "int32":
-            got = raw.view(np.int32).reshape(n, h, wd)
-        elif label_format == "pack4":
-            got = unpack4(raw.view(np.int32).reshape(n, h, -1), wd)
-        else:
-            got = raw.reshape(n, h, wd)
-        np.testing.assert_array_equal(got, expected, err_msg=f"{shape}->{size} align {align_corners} mode {mode}")
+        got, = launch_on_gpu(runner, z, fp16, label_format, make_params(z.shape, w, size, align_corners, mode),
+                             expected.shape, confidence=False)
+        np.testing.assert_array_equal(got, expected, err_msg=f"{z.shape}->{size} align {align_corners} mode {mode}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("label_format", ["int32", "pack4", "uint8"])
+@pytest.mark.parametrize("fp16", [False, True])
+def test_kernel_confidence_on_gpu_within_one_level_of_numpy_definition(label_format: str, fp16: bool) -> None:
+    """The confidence kernels: labels bit for bit, levels within one of ``reweight_argmax_confidence``
+    (CUDA's expf against NumPy's exp)."""
+    from runtime.reweight_argmax_cuda import CudaReweightArgmax, make_params
+
+    runner = CudaReweightArgmax()
+    for z, w, size, align_corners, mode in gpu_cases(fp16):
+        what = f"{z.shape}->{size} align {align_corners} mode {mode}"
+        expected_labels, expected_levels = reweight_argmax_confidence(z.astype(np.float32), w, size, align_corners,
+                                                                      mode)
+        labels, levels = launch_on_gpu(runner, z, fp16, label_format,
+                                       make_params(z.shape, w, size, align_corners, mode), expected_labels.shape,
+                                       confidence=True)
+        np.testing.assert_array_equal(labels, expected_labels, err_msg=what)
+        assert_levels_agree(levels, expected_levels, what)
+
+
+def test_kernel_benchmark_table_shows_what_confidence_costs() -> None:
+    """``dannet-bench kernel``'s result table (its CPU side): per case the labels-only and labels + confidence
+    times, their ratio, whether the labels stayed the same, and the confidence's agreement."""
+    from benchmarks.kernel_bench import table
+
+    row = {"case": "1x19x68x120 -> 1080x1920", "pytorch_ms": 2.0, "kernel_ms": 0.5, "kernel_confidence_ms": 0.625,
+           "confidence_cost": 1.25, "speedup": 4.0, "kernel_gbs": 1500.0, "agree": 0.99995,
+           "confidence_same_labels": True, "confidence_within_one": 0.99987, "confidence_max_level_error": 1.0}
+    header, line = table([row], bandwidth=3000.0)
+    for column in ("PyTorch ms", "kernel ms", "+conf ms", "conf cost", "conf labels", "conf +-1"):
+        assert column in header
+    assert line.split() == ["1x19x68x120", "->", "1080x1920", "2.000", "0.500", "4.0x", "1500.0", "50%", "99.9950%",
+                            "0.625", "1.25x", "same", "99.987%"]
+    changed = table([{**row, "confidence_same_labels": False}], bandwidth=None)[1].split()
+    assert changed[7] == "-" and "DIFFERENT" in changed
 
 
 @pytest.mark.tensorrt
+@pytest.mark.parametrize("confidence", [0, 1])
 @pytest.mark.parametrize("pack", [0, 1])
-def test_plugin_in_a_tensorrt_engine_and_after_a_serialisation_round_trip(pack: int) -> None:
+def test_plugin_in_a_tensorrt_engine_and_after_a_serialisation_round_trip(pack: int, confidence: int) -> None:
     import tensorrt as trt
     from cuda.bindings import driver
 
@@ -340,11 +442,13 @@ def test_plugin_in_a_tensorrt_engine_and_after_a_serialisation_round_trip(pack: 
         trt.PluginField("weights", w, trt.PluginFieldType.FLOAT32),
         *(trt.PluginField(name, np.array([value], np.int32), trt.PluginFieldType.INT32)
           for name, value in (("out_height", size[0]), ("out_width", size[1]), ("align_corners", 1),
-                              ("pack4", pack), ("mode", 0)))])
+                              ("pack4", pack), ("mode", 0), ("confidence", confidence)))])
     plugin = creator.create_plugin("reweight_argmax", fields, trt.TensorRTPhase.BUILD)
     layer = network.add_plugin_v3([logits], [], plugin)
-    layer.get_output(0).name = "labels"
-    network.mark_output(layer.get_output(0))
+    names = ["labels", "confidence"][:1 + confidence]
+    for i, name in enumerate(names):
+        layer.get_output(i).name = name
+        network.mark_output(layer.get_output(i))
     serialized = builder.build_serialized_network(network, builder.create_builder_config())
     assert serialized is not None
     engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)  # the round trip
@@ -352,14 +456,20 @@ def test_plugin_in_a_tensorrt_engine_and_after_a_serialisation_round_trip(pack: 
     out_width = (size[1] + 3) // 4 if pack else size[1]
     nbytes = size[0] * out_width * 4
     _, d_in = driver.cuMemAlloc(z.nbytes)
-    _, d_out = driver.cuMemAlloc(nbytes)
+    d_outs = [driver.cuMemAlloc(nbytes)[1] for _ in names]
     driver.cuMemcpyHtoD(d_in, z.ctypes.data, z.nbytes)
     context.set_tensor_address("logits", int(d_in))
-    context.set_tensor_address("labels", int(d_out))
+    for name, d_out in zip(names, d_outs):
+        context.set_tensor_address(name, int(d_out))
     _, stream = driver.cuStreamCreate(0)
     assert context.execute_async_v3(int(stream))
     driver.cuStreamSynchronize(stream)
-    raw = np.empty(size[0] * out_width, dtype=np.int32)
-    driver.cuMemcpyDtoH(raw.ctypes.data, d_out, nbytes)
-    got = unpack4(raw.reshape(1, size[0], out_width), size[1]) if pack else raw.reshape(1, *size)
-    np.testing.assert_array_equal(got, reweight_argmax(z, w, size, True, 0))
+    outputs = []
+    for d_out in d_outs:
+        raw = np.empty(size[0] * out_width, dtype=np.int32)
+        driver.cuMemcpyDtoH(raw.ctypes.data, d_out, nbytes)
+        outputs.append(unpack4(raw.reshape(1, size[0], out_width), size[1]) if pack else raw.reshape(1, *size))
+    expected_labels, expected_levels = reweight_argmax_confidence(z, w, size, True, 0)
+    np.testing.assert_array_equal(outputs[0], expected_labels)
+    if confidence:
+        assert_levels_agree(outputs[1], expected_levels, "the engine's confidence output")

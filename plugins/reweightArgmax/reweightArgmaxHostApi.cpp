@@ -1,4 +1,4 @@
-// A C entry point to the host reference, so that Python tests can compare it with PyTorch and NumPy.
+// C entry points to the host reference, so that Python tests can compare it with PyTorch and NumPy.
 #include "reweightArgmaxReference.h"
 
 #include <cstring>
@@ -13,6 +13,27 @@ extern "C" int dannetReweightArgmaxHost(float const* logits, int batch, int chan
             batch, channels, inHeight, inWidth, outHeight, outWidth, weights, alignCorners != 0, mode);
         std::vector<uint8_t> const out = dannet::reweightArgmaxReference(logits, p);
         std::memcpy(labels, out.data(), out.size());
+        return 0;
+    }
+    catch (std::exception const&)
+    {
+        return 1;
+    }
+}
+
+//! Labels and confidence levels (uint8 each, N x outH x outW) of fp32 logits; 0, or 1 for arguments
+//! makeParams refuses.
+extern "C" int dannetReweightArgmaxHostConfidence(float const* logits, int batch, int channels, int inHeight,
+    int inWidth, int outHeight, int outWidth, float const* weights, int alignCorners, int mode, unsigned char* labels,
+    unsigned char* confidence)
+{
+    try
+    {
+        dannet::ReweightArgmaxParams const p = dannet::makeParams(
+            batch, channels, inHeight, inWidth, outHeight, outWidth, weights, alignCorners != 0, mode);
+        dannet::ReweightArgmaxOutputs const out = dannet::reweightArgmaxConfidenceReference(logits, p);
+        std::memcpy(labels, out.labels.data(), out.labels.size());
+        std::memcpy(confidence, out.confidence.data(), out.confidence.size());
         return 0;
     }
     catch (std::exception const&)

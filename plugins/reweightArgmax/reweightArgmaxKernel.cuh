@@ -1,5 +1,6 @@
 /*
- * ReweightArgmax: bilinear upsampling of C class logits, per-class re-weighting, argmax: in one pass.
+ * ReweightArgmax: bilinear upsampling of C class logits, per-class re-weighting, argmax: in one pass,
+ * optionally with each pixel's confidence (the softmax of the compared scores at the winning class).
  *
  * One source, four compilers:
  *  - nvcc, inside the TensorRT plugin (reweightArgmaxKernel.cu launches the kernels);
@@ -14,12 +15,16 @@
  * Semantics (DESIGN.md section 3): for output pixel (n, y, x), interpolate every class's logit
  * exactly as PyTorch's bilinear upsampling does (align_corners 0/1), score it (mode 0: z * w,
  * mode 1: z + log w, i.e. probabilities times w), and output the lowest class index with the
- * highest score. Arithmetic in fp32 whatever the input type.
+ * highest score. The confidence kernels also output floor(255 / sum_c exp(s_c - max s) + 0.5) per
+ * pixel (plugin README, "Confidence"). Arithmetic in fp32 whatever the input type.
  */
 #pragma once
 
 #if defined(DANNET_CUDA_EMULATION)
 #include <cuda_runtime.h> // what nvcc includes implicitly; here the CPU emulation's
+#endif
+#if !defined(__CUDACC_RTC__)
+#include <math.h> // expf for host code (NVRTC has the CUDA math functions built in)
 #endif
 
 #if defined(__CUDACC__)
@@ -46,6 +51,7 @@ constexpr int kBlockY = 8;
 //! Shared-memory floats for the block's low-resolution tile (32 KiB).
 constexpr int kTileFloats = 8192;
 
+//! How labels are stored; the confidence levels, when asked for, are stored the same way.
 enum LabelFormat : int
 {
     kLabelsInt32 = 0,   //!< int32 labels, N x H x W (the TensorRT output)
@@ -79,6 +85,10 @@ DANNET_HD float addRn(float a, float b)
 {
     return __fadd_rn(a, b);
 }
+DANNET_HD float divRn(float a, float b)
+{
+    return __fdiv_rn(a, b);
+}
 #else
 // Host compilers may contract a * b + c into a fused multiply-add wherever the target has one
 // (GCC's default outside strict ISO mode is -ffp-contract=fast; x86 has FMA with -mfma or
@@ -95,6 +105,11 @@ DANNET_HD float addRn(float a, float b)
 {
     float volatile sum = a + b;
     return sum;
+}
+DANNET_HD float divRn(float a, float b)
+{
+    float volatile quotient = a / b;
+    return quotient;
 }
 #endif
 
@@ -151,6 +166,29 @@ DANNET_HD float score(float value, float weight, int additive)
     return additive ? addRn(value, weight) : mulRn(value, weight);
 }
 
+//! The running softmax denominator sum_c exp(s_c - best) of one pixel after one more class's score
+//! ``s``, given ``best``, the maximum of the scores before it (-FLT_MAX before the first). When ``s``
+//! is a new maximum the sum so far is rescaled to it, by exp(best - s), and ``s`` adds exp(0) = 1;
+//! otherwise ``s`` adds exp(s - best). One exponential of a non-positive number either way, so
+//! nothing overflows and the winner's own term is exactly 1. ``moves`` is the comparison that
+//! decides the label (strict: a tie does not move the maximum).
+DANNET_HD float softmaxDenominator(float sum, float best, float s)
+{
+    bool const moves = s > best;
+    float const difference = addRn(s, -best);
+    float const e = expf(moves ? -difference : difference);
+    return moves ? addRn(mulRn(sum, e), 1.0f) : addRn(sum, e);
+}
+
+//! A pixel's confidence level, floor(255 p + 0.5) with p = 1 / sum, from its softmax denominator.
+//! Finite scores give sum >= 1 (the winner's term), so a level in 0..255; the clamps give every
+//! other input one too (NaN scores: 0, scores that are all -inf: 255) rather than an undefined cast.
+DANNET_HD int confidenceLevel(float sum)
+{
+    float const level = addRn(mulRn(divRn(1.0f, sum), 255.0f), 0.5f);
+    return level >= 255.0f ? 255 : level >= 0.0f ? static_cast<int>(level) : 0;
+}
+
 #if defined(__CUDACC__) || defined(DANNET_CUDA_EMULATION)
 
 __device__ __forceinline__ float toFloat(float v)
@@ -170,8 +208,61 @@ __device__ __forceinline__ float toFloat(unsigned short bits)
 #endif
 }
 
-template <typename T, int kFormat>
-__device__ void reweightArgmax(T const* __restrict__ logits, void* __restrict__ labels, ReweightArgmaxParams const& p)
+//! Stores a thread's ``count`` values (labels or confidence levels, each 0..255), the pixels from
+//! (row, x) on, in ``kFormat``: one 32-bit (pack4, uint8) or one 128-bit (int32) store where the
+//! row's alignment allows it.
+template <int kFormat>
+__device__ __forceinline__ void storePixels(void* __restrict__ out, int const (&value)[kPixelsPerThread],
+    long long row, int x, int count, int outWidth)
+{
+    if (kFormat == kLabelsPacked4)
+    {
+        int const packedWidth = (outWidth + 3) / 4;
+        unsigned int word = 0;
+        for (int k = 0; k < count; ++k)
+        {
+            word |= static_cast<unsigned int>(value[k]) << (8 * k);
+        }
+        static_cast<unsigned int*>(out)[row * packedWidth + x / 4] = word;
+    }
+    else if (kFormat == kLabelsUint8)
+    {
+        unsigned char* pixels = static_cast<unsigned char*>(out) + row * outWidth + x;
+        if (count == 4 && (outWidth & 3) == 0)
+        {
+            *reinterpret_cast<unsigned int*>(pixels) = static_cast<unsigned int>(value[0]) | (value[1] << 8)
+                | (value[2] << 16) | (static_cast<unsigned int>(value[3]) << 24);
+        }
+        else
+        {
+            for (int k = 0; k < count; ++k)
+            {
+                pixels[k] = static_cast<unsigned char>(value[k]);
+            }
+        }
+    }
+    else
+    {
+        int* pixels = static_cast<int*>(out) + row * outWidth + x;
+        if (count == 4 && (outWidth & 3) == 0)
+        {
+            *reinterpret_cast<int4*>(pixels) = make_int4(value[0], value[1], value[2], value[3]);
+        }
+        else
+        {
+            for (int k = 0; k < count; ++k)
+            {
+                pixels[k] = value[k];
+            }
+        }
+    }
+}
+
+//! kConfidence: also the confidence levels, into ``confidence`` (else unused), in the labels' format.
+//! A template parameter rather than a run-time flag, so that the labels-only kernels stay as they were.
+template <typename T, int kFormat, bool kConfidence>
+__device__ void reweightArgmax(T const* __restrict__ logits, void* __restrict__ labels,
+    void* __restrict__ confidence, ReweightArgmaxParams const& p)
 {
     __shared__ float tile[kTileFloats];
     int const n = blockIdx.z;
@@ -230,10 +321,12 @@ __device__ void reweightArgmax(T const* __restrict__ logits, void* __restrict__ 
     }
 
     float best[kPixelsPerThread];
+    float sum[kPixelsPerThread]; // softmax denominators (confidence kernels only)
     int label[kPixelsPerThread];
     for (int k = 0; k < kPixelsPerThread; ++k)
     {
         best[k] = -3.402823466e38f;
+        sum[k] = 0.0f;
         label[k] = 0;
     }
     for (int c = 0; c < p.channels; ++c)
@@ -247,6 +340,10 @@ __device__ void reweightArgmax(T const* __restrict__ logits, void* __restrict__ 
                 v[j] = staged ? tile[c * tilePlane + offset[k][j]] : toFloat(__ldg(src + c * plane + offset[k][j]));
             }
             float const s = score(bilinear(v[0], v[1], v[2], v[3], ly, lx[k]), w, p.additive);
+            if (kConfidence)
+            {
+                sum[k] = softmaxDenominator(sum[k], best[k], s); // before best moves to s
+            }
             if (s > best[k]) // strict: ties keep the lowest class index
             {
                 best[k] = s;
@@ -256,56 +353,32 @@ __device__ void reweightArgmax(T const* __restrict__ logits, void* __restrict__ 
     }
 
     long long const row = static_cast<long long>(n) * p.outHeight + y;
-    if (kFormat == kLabelsPacked4)
+    storePixels<kFormat>(labels, label, row, x, count, p.outWidth);
+    if (kConfidence)
     {
-        int const packedWidth = (p.outWidth + 3) / 4;
-        unsigned int word = 0;
-        for (int k = 0; k < count; ++k)
+        int level[kPixelsPerThread];
+        for (int k = 0; k < kPixelsPerThread; ++k)
         {
-            word |= static_cast<unsigned int>(label[k]) << (8 * k);
+            level[k] = confidenceLevel(sum[k]);
         }
-        static_cast<unsigned int*>(labels)[row * packedWidth + x / 4] = word;
-    }
-    else if (kFormat == kLabelsUint8)
-    {
-        unsigned char* out = static_cast<unsigned char*>(labels) + row * p.outWidth + x;
-        if (count == 4 && (p.outWidth & 3) == 0)
-        {
-            *reinterpret_cast<unsigned int*>(out) = static_cast<unsigned int>(label[0]) | (label[1] << 8)
-                | (label[2] << 16) | (static_cast<unsigned int>(label[3]) << 24);
-        }
-        else
-        {
-            for (int k = 0; k < count; ++k)
-            {
-                out[k] = static_cast<unsigned char>(label[k]);
-            }
-        }
-    }
-    else
-    {
-        int* out = static_cast<int*>(labels) + row * p.outWidth + x;
-        if (count == 4 && (p.outWidth & 3) == 0)
-        {
-            *reinterpret_cast<int4*>(out) = make_int4(label[0], label[1], label[2], label[3]);
-        }
-        else
-        {
-            for (int k = 0; k < count; ++k)
-            {
-                out[k] = label[k];
-            }
-        }
+        storePixels<kFormat>(confidence, level, row, x, count, p.outWidth);
     }
 }
 
-// One extern "C" kernel per (input type, label format), so NVRTC users find them by name. All six
-// have one signature (the logits as void const*), so the launcher keeps them in one table.
+// One extern "C" kernel per (input type, label format), labels only or with confidence, so NVRTC
+// users find them by name. Each family of six has one signature (the logits as void const*), so the
+// launcher keeps each in one table.
 #define DANNET_REWEIGHT_ARGMAX_KERNEL(NAME, T, FORMAT)                                                                \
     extern "C" __global__ void __launch_bounds__(kBlockX* kBlockY)                                                     \
         NAME(void const* __restrict__ logits, void* __restrict__ labels, ReweightArgmaxParams const p)                 \
     {                                                                                                                  \
-        reweightArgmax<T, FORMAT>(static_cast<T const*>(logits), labels, p);                                           \
+        reweightArgmax<T, FORMAT, false>(static_cast<T const*>(logits), labels, nullptr, p);                           \
+    }
+#define DANNET_REWEIGHT_ARGMAX_CONFIDENCE_KERNEL(NAME, T, FORMAT)                                                     \
+    extern "C" __global__ void __launch_bounds__(kBlockX* kBlockY) NAME(void const* __restrict__ logits,               \
+        void* __restrict__ labels, void* __restrict__ confidence, ReweightArgmaxParams const p)                        \
+    {                                                                                                                  \
+        reweightArgmax<T, FORMAT, true>(static_cast<T const*>(logits), labels, confidence, p);                         \
     }
 
 DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF32I32, float, kLabelsInt32)
@@ -314,8 +387,15 @@ DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF32U8, float, kLabelsUint8)
 DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF16I32, unsigned short, kLabelsInt32)
 DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF16Packed4, unsigned short, kLabelsPacked4)
 DANNET_REWEIGHT_ARGMAX_KERNEL(reweightArgmaxF16U8, unsigned short, kLabelsUint8)
+DANNET_REWEIGHT_ARGMAX_CONFIDENCE_KERNEL(reweightArgmaxConfidenceF32I32, float, kLabelsInt32)
+DANNET_REWEIGHT_ARGMAX_CONFIDENCE_KERNEL(reweightArgmaxConfidenceF32Packed4, float, kLabelsPacked4)
+DANNET_REWEIGHT_ARGMAX_CONFIDENCE_KERNEL(reweightArgmaxConfidenceF32U8, float, kLabelsUint8)
+DANNET_REWEIGHT_ARGMAX_CONFIDENCE_KERNEL(reweightArgmaxConfidenceF16I32, unsigned short, kLabelsInt32)
+DANNET_REWEIGHT_ARGMAX_CONFIDENCE_KERNEL(reweightArgmaxConfidenceF16Packed4, unsigned short, kLabelsPacked4)
+DANNET_REWEIGHT_ARGMAX_CONFIDENCE_KERNEL(reweightArgmaxConfidenceF16U8, unsigned short, kLabelsUint8)
 
 #undef DANNET_REWEIGHT_ARGMAX_KERNEL
+#undef DANNET_REWEIGHT_ARGMAX_CONFIDENCE_KERNEL
 
 #endif // __CUDACC__ || DANNET_CUDA_EMULATION
 
@@ -325,7 +405,9 @@ struct CUstream_st;
 namespace dannet
 {
 //! Launch on ``stream`` without synchronising (defined in reweightArgmaxKernel.cu); returns a cudaError_t.
-int launchReweightArgmax(void const* logits, bool fp16, void* labels, LabelFormat format,
+//! With a ``confidence`` buffer, the confidence levels go there in the labels' ``format``; with
+//! nullptr only the labels are computed (the labels-only kernel).
+int launchReweightArgmax(void const* logits, bool fp16, void* labels, void* confidence, LabelFormat format,
     ReweightArgmaxParams const& params, CUstream_st* stream);
 #endif
 

@@ -1,5 +1,6 @@
-// ctest (GPU): the kernel, every input type and label format, against the host reference, bit for bit,
-// with exact and near ties among the classes.
+// ctest (GPU): the kernel, every input type and label format, against the host reference, with exact
+// and near ties among the classes: labels bit for bit (labels-only and confidence kernels), confidence
+// levels within one level (testSupport::compareLevels: CUDA's expf is not the host's).
 // Exits 77 (skipped) on a machine without a usable GPU.
 #include "reweightArgmaxReference.h"
 #include "testSupport.h"
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace
@@ -83,39 +85,53 @@ void runCase(int n, int c, int h, int w, int oh, int ow, bool alignCorners, int 
     DeviceBuffer<float> const deviceFloats(logits);
     for (int fp16 = 0; fp16 < 2; ++fp16)
     {
-        std::vector<uint8_t> const expected = dannet::reweightArgmaxReference(fp16 ? rounded.data() : logits.data(), p);
+        dannet::ReweightArgmaxOutputs const expected
+            = dannet::reweightArgmaxConfidenceReference(fp16 ? rounded.data() : logits.data(), p);
         void const* const input = fp16 ? static_cast<void const*>(deviceHalves.data()) : deviceFloats.data();
-        size_t const pixels = expected.size();
+        size_t const pixels = expected.labels.size();
         size_t const packed = static_cast<size_t>(n) * oh * ((ow + 3) / 4);
         for (int format = 0; format < 3; ++format)
         {
             size_t const bytes = format == dannet::kLabelsInt32 ? pixels * 4 : format == dannet::kLabelsPacked4 ? packed * 4 : pixels;
-            DeviceBuffer<uint8_t> const output(bytes);
-            int const status = dannet::launchReweightArgmax(
-                input, fp16 == 1, output.data(), static_cast<dannet::LabelFormat>(format), p, nullptr);
-            std::vector<uint8_t> const raw = output.download();
-            std::vector<uint8_t> got(pixels);
-            for (size_t i = 0; i < pixels; ++i)
-            {
-                if (format == dannet::kLabelsInt32)
+            // the value of each pixel in an output of this format
+            auto const decode = [&](std::vector<uint8_t> const& raw) {
+                std::vector<int> values(pixels);
+                for (size_t i = 0; i < pixels; ++i)
                 {
-                    got[i] = raw[i * 4];
+                    if (format == dannet::kLabelsInt32)
+                    {
+                        int32_t value = 0;
+                        std::memcpy(&value, raw.data() + i * 4, 4);
+                        values[i] = value;
+                    }
+                    else if (format == dannet::kLabelsPacked4)
+                    {
+                        values[i] = raw[(i / ow) * ((ow + 3) / 4) * 4 + i % ow];
+                    }
+                    else
+                    {
+                        values[i] = raw[i];
+                    }
                 }
-                else if (format == dannet::kLabelsPacked4)
-                {
-                    size_t const row = i / ow;
-                    size_t const x = i % ow;
-                    got[i] = raw[(row * ((ow + 3) / 4)) * 4 + x];
-                }
-                else
-                {
-                    got[i] = raw[i];
-                }
-            }
+                return values;
+            };
+            std::vector<int> const expectedLabels(expected.labels.begin(), expected.labels.end());
             char what[128];
             std::snprintf(what, sizeof(what), "%dx%dx%dx%d -> %dx%d align %d mode %d fp16 %d format %d", n, c, h, w, oh,
                 ow, alignCorners, mode, fp16, format);
-            check(status == 0 && got == expected, what);
+            DeviceBuffer<uint8_t> const labelsOnly(bytes);
+            int status = dannet::launchReweightArgmax(
+                input, fp16 == 1, labelsOnly.data(), nullptr, static_cast<dannet::LabelFormat>(format), p, nullptr);
+            check(status == 0 && decode(labelsOnly.download()) == expectedLabels, std::string(what) + " labels only");
+            DeviceBuffer<uint8_t> const labels(bytes);
+            DeviceBuffer<uint8_t> const confidence(bytes);
+            status = dannet::launchReweightArgmax(input, fp16 == 1, labels.data(), confidence.data(),
+                static_cast<dannet::LabelFormat>(format), p, nullptr);
+            check(status == 0 && decode(labels.download()) == expectedLabels,
+                std::string(what) + " labels with confidence");
+            std::string const levels
+                = status == 0 ? testSupport::compareLevels(decode(confidence.download()), expected.confidence) : "";
+            check(levels.empty(), std::string(what) + " confidence: " + levels);
         }
     }
 }
@@ -141,6 +157,7 @@ int main()
         }
     }
     int const failures = testSupport::failedChecks();
-    std::printf("%s\n", failures == 0 ? "reweightArgmax kernel: all cases bit-exact" : "FAILURES");
+    std::printf("%s\n",
+        failures == 0 ? "reweightArgmax kernel: all labels bit-exact, all confidence levels within one" : "FAILURES");
     return failures == 0 ? 0 : 1;
 }

@@ -84,6 +84,7 @@ constexpr char const* kOUT_WIDTH = "out_width";
 constexpr char const* kALIGN_CORNERS = "align_corners";
 constexpr char const* kPACK4 = "pack4";
 constexpr char const* kMODE = "mode";
+constexpr char const* kCONFIDENCE = "confidence";
 } // namespace
 
 void setPluginLoggerFinder(ILoggerFinder* finder) noexcept
@@ -111,6 +112,11 @@ std::string validateAttributes(ReweightArgmaxAttributes const& a)
     {
         return "attribute 'mode' must be 0 (multiply logits) or 1 (multiply probabilities), got "
             + std::to_string(a.mode);
+    }
+    if (a.confidence != 0 && a.confidence != 1)
+    {
+        return "attribute 'confidence' must be 0 (labels only) or 1 (labels and confidence), got "
+            + std::to_string(a.confidence);
     }
     for (float w : a.weights)
     {
@@ -147,6 +153,7 @@ void ReweightArgmaxPlugin::exposeFields()
         PluginField(kALIGN_CORNERS, &mAttributes.alignCorners, PluginFieldType::kINT32, 1),
         PluginField(kPACK4, &mAttributes.pack4, PluginFieldType::kINT32, 1),
         PluginField(kMODE, &mAttributes.mode, PluginFieldType::kINT32, 1),
+        PluginField(kCONFIDENCE, &mAttributes.confidence, PluginFieldType::kINT32, 1),
     };
     mFieldCollection.nbFields = static_cast<int32_t>(mFields.size());
     mFieldCollection.fields = mFields.data();
@@ -193,18 +200,32 @@ char const* ReweightArgmaxPlugin::getPluginNamespace() const noexcept
 
 int32_t ReweightArgmaxPlugin::getNbOutputs() const noexcept
 {
-    return 1;
+    return mAttributes.confidence ? 2 : 1;
+}
+
+bool ReweightArgmaxPlugin::expectedTensorCounts(int32_t nbInputs, int32_t nbOutputs) const noexcept
+{
+    if (nbInputs == 1 && nbOutputs == getNbOutputs())
+    {
+        return true;
+    }
+    logError(mAttributes.confidence ? "expects one input (logits) and two outputs (labels, confidence)"
+                                    : "expects one input (logits) and one output (labels)");
+    return false;
 }
 
 int32_t ReweightArgmaxPlugin::getOutputDataTypes(
     DataType* outputTypes, int32_t nbOutputs, DataType const* /*inputTypes*/, int32_t nbInputs) const noexcept
 {
-    if (nbInputs != 1 || nbOutputs != 1)
+    if (!expectedTensorCounts(nbInputs, nbOutputs))
     {
-        logError("expects one input (logits) and one output (labels)");
         return -1;
     }
-    outputTypes[0] = DataType::kINT32; // plugins may not output uint8; pack4 stores four labels per int32
+    // plugins may not output uint8; pack4 stores four labels (or confidence levels) per int32
+    for (int32_t i = 0; i < nbOutputs; ++i)
+    {
+        outputTypes[i] = DataType::kINT32;
+    }
     return 0;
 }
 
@@ -212,7 +233,11 @@ int32_t ReweightArgmaxPlugin::getOutputShapes(DimsExprs const* inputs, int32_t n
     DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/, DimsExprs* outputs, int32_t nbOutputs,
     IExprBuilder& exprBuilder) noexcept
 {
-    if (nbInputs != 1 || nbOutputs != 1 || inputs[0].nbDims != 4)
+    if (!expectedTensorCounts(nbInputs, nbOutputs))
+    {
+        return -1;
+    }
+    if (inputs[0].nbDims != 4)
     {
         logError("input must be 4-D logits N x C x H x W");
         return -1;
@@ -225,10 +250,13 @@ int32_t ReweightArgmaxPlugin::getOutputShapes(DimsExprs const* inputs, int32_t n
         return -1;
     }
     int32_t const width = mAttributes.pack4 ? (mAttributes.outWidth + 3) / 4 : mAttributes.outWidth;
-    outputs[0].nbDims = 3;
-    outputs[0].d[0] = inputs[0].d[0];
-    outputs[0].d[1] = exprBuilder.constant(mAttributes.outHeight);
-    outputs[0].d[2] = exprBuilder.constant(width);
+    for (int32_t i = 0; i < nbOutputs; ++i) // the confidence has the labels' shape
+    {
+        outputs[i].nbDims = 3;
+        outputs[i].d[0] = inputs[0].d[0];
+        outputs[i].d[1] = exprBuilder.constant(mAttributes.outHeight);
+        outputs[i].d[2] = exprBuilder.constant(width);
+    }
     return 0;
 }
 
@@ -248,15 +276,19 @@ bool ReweightArgmaxPlugin::supportsFormatCombination(
     {
         return desc.type == DataType::kFLOAT || desc.type == DataType::kHALF;
     }
-    return pos == 1 && desc.type == DataType::kINT32;
+    return pos <= getNbOutputs() && desc.type == DataType::kINT32; // labels, confidence
 }
 
 int32_t ReweightArgmaxPlugin::configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs,
     DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != 1 || nbOutputs != 1 || in[0].desc.dims.nbDims != 4)
+    if (!expectedTensorCounts(nbInputs, nbOutputs))
     {
-        logError("expects one input, 4-D logits N x C x H x W, and one output (labels)");
+        return -1;
+    }
+    if (in[0].desc.dims.nbDims != 4)
+    {
+        logError("input must be 4-D logits N x C x H x W");
         return -1;
     }
     int64_t const channels = in[0].desc.dims.d[1];
@@ -286,9 +318,8 @@ bool ReweightArgmaxPlugin::makeKernelParams(Dims const& input, ReweightArgmaxPar
 int32_t ReweightArgmaxPlugin::onShapeChange(
     PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != 1 || nbOutputs != 1)
+    if (!expectedTensorCounts(nbInputs, nbOutputs))
     {
-        logError("expects one input (logits) and one output (labels)");
         return -1;
     }
     return makeKernelParams(in[0].dims, mParams) ? 0 : -1;
@@ -298,7 +329,8 @@ int32_t ReweightArgmaxPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginT
     void const* const* inputs, void* const* outputs, void* /*workspace*/, cudaStream_t stream) noexcept
 {
     int const status = launchReweightArgmax(inputs[0], inputDesc[0].type == DataType::kHALF, outputs[0],
-        mAttributes.pack4 ? kLabelsPacked4 : kLabelsInt32, mParams, stream);
+        mAttributes.confidence ? outputs[1] : nullptr, mAttributes.pack4 ? kLabelsPacked4 : kLabelsInt32, mParams,
+        stream);
     if (status != 0)
     {
         logError([status] { return "kernel launch failed with CUDA error " + std::to_string(status); });
@@ -328,6 +360,7 @@ ReweightArgmaxPluginCreator::ReweightArgmaxPluginCreator()
         PluginField(kALIGN_CORNERS, nullptr, PluginFieldType::kINT32, 1),
         PluginField(kPACK4, nullptr, PluginFieldType::kINT32, 1),
         PluginField(kMODE, nullptr, PluginFieldType::kINT32, 1),
+        PluginField(kCONFIDENCE, nullptr, PluginFieldType::kINT32, 1),
     };
     mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
     mFieldCollection.fields = mFieldNames.data();
@@ -398,6 +431,7 @@ IPluginV3* ReweightArgmaxPluginCreator::createPlugin(
                 : field == kALIGN_CORNERS          ? &a.alignCorners
                 : field == kPACK4                  ? &a.pack4
                 : field == kMODE                   ? &a.mode
+                : field == kCONFIDENCE             ? &a.confidence
                                                    : nullptr;
             if (target == nullptr)
             {

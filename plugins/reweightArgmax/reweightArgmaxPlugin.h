@@ -1,6 +1,7 @@
 /*
  * ReweightArgmax TensorRT plugin (IPluginV3): class logits -> bilinear upsampling -> per-class
- * weights -> argmax, as one kernel. Op spec: README.md beside this file.
+ * weights -> argmax (and, with the attribute confidence = 1, a second output: each pixel's
+ * confidence level), as one kernel. Op spec: README.md beside this file.
  */
 #pragma once
 
@@ -27,6 +28,7 @@ struct ReweightArgmaxAttributes
     int32_t alignCorners{1};
     int32_t pack4{0};
     int32_t mode{0};
+    int32_t confidence{0}; //!< 1: a second output, the confidence levels, packed like the labels
 };
 
 //! Checks what can be checked without the input shape; returns an empty string or the problem.
@@ -73,6 +75,8 @@ public:
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
 private:
+    //! Whether TensorRT passes the plugin's tensors: one input, getNbOutputs() outputs (else logs why not).
+    bool expectedTensorCounts(int32_t nbInputs, int32_t nbOutputs) const noexcept;
     //! The kernel parameters for an input of shape N x C x H x W; false (and a log line) if they are invalid.
     bool makeKernelParams(nvinfer1::Dims const& input, ReweightArgmaxParams& params) const noexcept;
     void exposeFields();

@@ -1,7 +1,9 @@
-// ctest: the host reference against an independent double-precision bilinear formula, the cases
-// whose answer is known by hand (ties, 1x1 inputs, identity size, pack4 byte order), what
-// makeReweightArgmaxParams refuses, and one definition of the kernel header's host helpers across
-// translation units.
+// ctest: the host reference's labels and confidence levels against an independent double-precision
+// formula (bilinear interpolation, then a softmax written from its definition: of the re-weighted
+// logits in mode 0, the paper's normalised p w in mode 1), the cases whose answer is known by hand
+// (ties, 1 class, a maximum that moves at every class, 1x1 inputs, identity size, pack4 byte order),
+// what makeReweightArgmaxParams refuses, and one definition of the kernel header's host helpers
+// across translation units.
 #include "reweightArgmaxReference.h"
 #include "reweightArgmaxReferenceTestOtherUnit.h"
 #include "testSupport.h"
@@ -10,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace
@@ -38,6 +41,43 @@ double sourceDouble(int in, int out, int dst, bool alignCorners)
     return std::max(0.0, (dst + 0.5) * in / out - 0.5);
 }
 
+//! The confidence of a pixel from its interpolated logits ``v`` and the weights, in double: mode 0,
+//! the softmax of v w at its largest; mode 1, the paper's re-weighted probabilities softmax(v) w,
+//! normalised, at their largest.
+double confidenceDouble(std::vector<double> const& v, std::vector<float> const& weights, int mode)
+{
+    double const top = *std::max_element(v.begin(), v.end());
+    std::vector<double> terms(v.size());
+    for (size_t k = 0; k < v.size(); ++k)
+    {
+        terms[k] = mode == 0 ? v[k] * weights[k] : std::exp(v[k] - top) * weights[k];
+    }
+    if (mode == 0)
+    {
+        double const largest = *std::max_element(terms.begin(), terms.end());
+        for (double& t : terms)
+        {
+            t = std::exp(t - largest);
+        }
+    }
+    double total = 0.0;
+    for (double t : terms)
+    {
+        total += t;
+    }
+    return *std::max_element(terms.begin(), terms.end()) / total;
+}
+
+//! Whether ``level`` is the level of ``confidence``, floor(255 p + 0.5): exactly, unless 255 p + 0.5
+//! is within 0.01 of an integer, where fp32 rounding (about 1e-5 relative here) may give the next one.
+bool levelAgrees(int level, double confidence)
+{
+    double const scaled = 255.0 * confidence + 0.5;
+    int const expected = static_cast<int>(std::floor(scaled));
+    bool const nearBoundary = scaled - expected < 0.01 || expected + 1 - scaled < 0.01;
+    return level == expected || (nearBoundary && std::abs(level - expected) <= 1);
+}
+
 void randomCase(int c, int h, int w, int oh, int ow, bool alignCorners, int mode, unsigned seed)
 {
     std::mt19937 rng(seed);
@@ -54,8 +94,10 @@ void randomCase(int c, int h, int w, int oh, int ow, bool alignCorners, int mode
         v = uniform(rng);
     }
     auto const p = dannet::makeParams(1, c, h, w, oh, ow, weights.data(), alignCorners, mode);
-    auto const labels = dannet::reweightArgmaxReference(logits.data(), p);
+    auto const [labels, levels] = dannet::reweightArgmaxConfidenceReference(logits.data(), p);
+    check(labels == dannet::reweightArgmaxReference(logits.data(), p), "labels with and without confidence agree");
     int mismatches = 0;
+    int levelMismatches = 0;
     for (int y = 0; y < oh; ++y)
     {
         for (int x = 0; x < ow; ++x)
@@ -63,12 +105,14 @@ void randomCase(int c, int h, int w, int oh, int ow, bool alignCorners, int mode
             double best = -1e300;
             double second = -1e300;
             int label = 0;
+            std::vector<double> values(c);
             for (int k = 0; k < c; ++k)
             {
                 std::vector<float> plane(logits.begin() + static_cast<long>(k) * h * w,
                     logits.begin() + static_cast<long>(k + 1) * h * w);
                 double const v = sampleDouble(plane, h, w, sourceDouble(h, oh, y, alignCorners),
                     sourceDouble(w, ow, x, alignCorners));
+                values[k] = v;
                 double const s = mode == 1 ? v + std::log(static_cast<double>(weights[k])) : v * weights[k];
                 if (s > best)
                 {
@@ -86,14 +130,62 @@ void randomCase(int c, int h, int w, int oh, int ow, bool alignCorners, int mode
             {
                 ++mismatches;
             }
+            if (!levelAgrees(levels[static_cast<size_t>(y) * ow + x], confidenceDouble(values, weights, mode)))
+            {
+                ++levelMismatches;
+            }
         }
     }
     check(mismatches == 0, "host reference agrees with the double-precision formula");
+    check(levelMismatches == 0,
+        "confidence levels agree with the double-precision softmax (" + std::to_string(levelMismatches) + " differ)");
+}
+
+//! The confidence level of every pixel of 1 x c x 1 x 1 logits (upsampled to 2 x 3) with these weights.
+std::vector<uint8_t> levelsOf(std::vector<float> const& logits, std::vector<float> const& weights, int mode)
+{
+    int const c = static_cast<int>(logits.size());
+    auto const p = dannet::makeParams(1, c, 1, 1, 2, 3, weights.data(), true, mode);
+    return dannet::reweightArgmaxConfidenceReference(logits.data(), p).confidence;
+}
+
+//! Confidence levels whose value is known by hand.
+void confidenceByHand()
+{
+    std::vector<float> const ones4(4, 1.0f);
+    check(levelsOf({-7.0f}, {1.0f}, 0) == std::vector<uint8_t>(6, 255), "1 class: confidence 255");
+    check(levelsOf({-7.0f}, {2.5f}, 1) == std::vector<uint8_t>(6, 255), "1 class, mode 1: confidence 255");
+    check(levelsOf({1.0f, 1.0f, 1.0f, 1.0f}, ones4, 0) == std::vector<uint8_t>(6, 64),
+        "4 equal scores: p = 1/4, level floor(63.75 + 0.5) = 64");
+    // p = 1/2 exactly (the others' exp(-105) is 0 in fp32): 127.5 + 0.5 is the integer 128
+    check(levelsOf({-100.0f, -100.0f, 5.0f, 5.0f}, ones4, 0) == std::vector<uint8_t>(6, 128),
+        "an exact tie of two classes: p = 1/2, level 128");
+    check(levelsOf({30.0f, 0.0f, -4.0f}, {1.0f, 1.0f, 1.0f}, 0) == std::vector<uint8_t>(6, 255),
+        "a winner ahead by 30: level 255");
+    // mode 1 is the paper's p w / sum(p w): equal logits, weights 1 and 3 give 3/4 (191.25 + 0.5)
+    check(levelsOf({0.0f, 0.0f}, {1.0f, 3.0f}, 1) == std::vector<uint8_t>(6, 191), "mode 1: p w normalised, 3/4");
+    // mode 0 is the softmax of z w: scores 0 and 2 ln 3 / 2 = ln 3 give 3/4 too
+    check(levelsOf({0.0f, 0.5f * std::log(3.0f)}, {1.0f, 2.0f}, 0) == std::vector<uint8_t>(6, 191),
+        "mode 0: softmax of the re-weighted logits, 3/4");
+    // scores 0, 1, ..., 18: p = (1 - 1/e) / (1 - e^-19) = 0.63212 (level 161) whether the maximum
+    // moves at every class (ascending: the sum is rescaled 18 times) or never (descending)
+    std::vector<float> ascending(19);
+    std::vector<float> descending(19);
+    for (int c = 0; c < 19; ++c)
+    {
+        ascending[static_cast<size_t>(c)] = static_cast<float>(c);
+        descending[static_cast<size_t>(c)] = static_cast<float>(18 - c);
+    }
+    std::vector<float> const ones19(19, 1.0f);
+    check(levelsOf(ascending, ones19, 0) == std::vector<uint8_t>(6, 161),
+        "a maximum that moves at every class: level 161");
+    check(levelsOf(descending, ones19, 0) == std::vector<uint8_t>(6, 161), "a maximum that never moves: level 161");
 }
 } // namespace
 
 int main()
 {
+    confidenceByHand();
     HostHelpers const elsewhere = hostHelpersOfAnotherUnit();
     check(elsewhere.mulRn == &dannet::mulRn && elsewhere.sourceScale == &dannet::sourceScale
             && elsewhere.lerpAt == &dannet::lerpAt && elsewhere.bilinear == &dannet::bilinear,

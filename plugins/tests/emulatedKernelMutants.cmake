@@ -103,8 +103,8 @@ mutant(tiesToTheHigherClass ${CUH}
   "if (s >= best[k]) // strict"
   "FAILED")
 mutant(pack4ByteOrder ${CUH}
-  "word |= static_cast<unsigned int>(label[k]) << (8 * k);"
-  "word |= static_cast<unsigned int>(label[k]) << (8 * (3 - k));"
+  "word |= static_cast<unsigned int>(value[k]) << (8 * k);"
+  "word |= static_cast<unsigned int>(value[k]) << (8 * (3 - k));"
   "FAILED")
 mutant(unstagedLoadPastTheChannel ${CUH}
   ": toFloat(__ldg(src + c * plane + offset[k][j]));"
@@ -113,22 +113,37 @@ mutant(unstagedLoadPastTheChannel ${CUH}
 mutant(uint8StorePastTheRow ${CUH}
   "            for (int k = 0; k < count; ++k)
             {
-                out[k] = static_cast<unsigned char>(label[k]);"
+                pixels[k] = static_cast<unsigned char>(value[k]);"
   "            for (int k = 0; k < kPixelsPerThread; ++k)
             {
-                out[k] = static_cast<unsigned char>(label[k]);"
+                pixels[k] = static_cast<unsigned char>(value[k]);"
   "${ASAN}")
 mutant(int4StoreOnRaggedRows ${CUH}
-  "if (count == 4 && (p.outWidth & 3) == 0)
+  "if (count == 4 && (outWidth & 3) == 0)
         {
-            *reinterpret_cast<int4*>(out)"
+            *reinterpret_cast<int4*>(pixels)"
   "if (count == 4)
         {
-            *reinterpret_cast<int4*>(out)"
+            *reinterpret_cast<int4*>(pixels)"
   "${UBSAN}")
 mutant(launcherSwapsTypes ${CU}
   "kKernels[fp16 ? 1 : 0][format]"
   "kKernels[fp16 ? 0 : 1][format]"
+  "FAILED|not inside any cudaMalloc allocation")
+# confidence: the running sum not rescaled when the maximum moves, the level truncated instead of
+# rounded (every level at most one off: the test's limit on how many may be off catches it), the
+# confidence kernels' launcher reading fp16 as fp32
+mutant(confidenceNotRescaled ${CUH}
+  "return moves ? addRn(mulRn(sum, e), 1.0f) : addRn(sum, e);"
+  "return moves ? addRn(sum, 1.0f) : addRn(sum, e);"
+  "FAILED.*confidence")
+mutant(confidenceLevelTruncated ${CUH}
+  "float const level = addRn(mulRn(divRn(1.0f, sum), 255.0f), 0.5f);"
+  "float const level = mulRn(divRn(1.0f, sum), 255.0f);"
+  "FAILED.*confidence levels are one level off")
+mutant(launcherSwapsConfidenceTypes ${CU}
+  "kConfidenceKernels[fp16 ? 1 : 0][format]"
+  "kConfidenceKernels[fp16 ? 0 : 1][format]"
   "FAILED|not inside any cudaMalloc allocation")
 
 # --- emulator self-tests --------------------------------------------------------------------------

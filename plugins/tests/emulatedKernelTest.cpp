@@ -1,8 +1,10 @@
 // ctest (CPU): the ReweightArgmax kernels and their launcher, compiled unchanged against the CPU
 // emulation of CUDA (cudaEmulation/: one thread at a time in reverse order, bounds-checked loads,
-// uniform barriers enforced, sanitizers on the stores), against the host reference, bit for bit.
-// Every shape runs both modes, both align_corners (but the largest), fp32 and fp16 logits and the
-// three label formats. fp16 expectations come from the tests' own half decoder (testSupport.h).
+// uniform barriers enforced, sanitizers on the stores), against the host reference: labels bit for
+// bit, from the labels-only and from the confidence kernels, and confidence levels within one level
+// (testSupport::compareLevels). Every shape runs both modes, both align_corners (but the largest),
+// fp32 and fp16 logits and the three label formats. fp16 expectations come from the tests' own half
+// decoder (testSupport.h).
 // --stop-at-first-failure (for the mutation test) exits at the first failure.
 #include "reweightArgmaxReference.h"
 #include "testSupport.h"
@@ -129,37 +131,77 @@ Inputs makeInputs(Shape const& s, unsigned seed)
     return in;
 }
 
+//! The per-pixel values (labels or confidence levels) of an output read back from the device
+//! (``raw``) in ``format``, N x outH x outW; empty, with ``problem`` set, where the layout itself is
+//! wrong (pack4 padding bytes that are not zero).
+std::vector<int> decodeOutput(
+    std::vector<uint8_t> const& raw, dannet::LabelFormat format, Shape const& s, std::string& problem)
+{
+    size_t const rows = static_cast<size_t>(s.batch) * s.outHeight;
+    size_t const packedWidth = static_cast<size_t>(s.outWidth + 3) / 4 * 4;
+    std::vector<int> values(rows * s.outWidth);
+    for (size_t row = 0; row < rows; ++row)
+    {
+        for (size_t x = 0; x < static_cast<size_t>(s.outWidth); ++x)
+        {
+            size_t const i = row * s.outWidth + x;
+            int32_t value = raw[i];
+            if (format == dannet::kLabelsInt32)
+            {
+                std::memcpy(&value, raw.data() + i * 4, 4);
+            }
+            else if (format == dannet::kLabelsPacked4)
+            {
+                value = raw[row * packedWidth + x];
+            }
+            values[i] = value;
+        }
+        for (size_t x = s.outWidth; format == dannet::kLabelsPacked4 && x < packedWidth; ++x)
+        {
+            if (raw[row * packedWidth + x] != 0)
+            {
+                problem = "pack4 padding byte of row " + std::to_string(row) + " is not zero";
+                return {};
+            }
+        }
+    }
+    return values;
+}
+
 //! Empty when the labels read back from the device (``raw``) are ``expected``; else the first difference.
 std::string compareLabels(std::vector<uint8_t> const& raw, std::vector<uint8_t> const& expected,
     dannet::LabelFormat format, Shape const& s)
 {
-    size_t const rows = static_cast<size_t>(s.batch) * s.outHeight;
-    if (format == dannet::kLabelsPacked4)
+    std::string problem;
+    std::vector<int> const labels = decodeOutput(raw, format, s, problem);
+    for (size_t i = 0; problem.empty() && i < expected.size(); ++i)
     {
-        // the whole words, padding bytes included (zero), as packLabels4 lays them out
-        std::vector<uint32_t> const words = dannet::packLabels4(expected, static_cast<int>(rows), s.outWidth);
-        if (raw.size() == words.size() * 4 && std::memcmp(raw.data(), words.data(), raw.size()) == 0)
-        {
-            return "";
-        }
-        return "pack4 words differ";
-    }
-    for (size_t i = 0; i < expected.size(); ++i)
-    {
-        int32_t value = raw[i];
-        if (format == dannet::kLabelsInt32)
-        {
-            std::memcpy(&value, raw.data() + i * 4, 4);
-        }
-        if (value != expected[i])
+        if (labels[i] != expected[i])
         {
             size_t const row = i / s.outWidth;
-            return "pixel (n " + std::to_string(row / s.outHeight) + ", y " + std::to_string(row % s.outHeight)
-                + ", x " + std::to_string(i % s.outWidth) + "): " + std::to_string(value) + " instead of "
+            problem = "pixel (n " + std::to_string(row / s.outHeight) + ", y " + std::to_string(row % s.outHeight)
+                + ", x " + std::to_string(i % s.outWidth) + "): " + std::to_string(labels[i]) + " instead of "
                 + std::to_string(expected[i]);
         }
     }
-    return "";
+    return problem;
+}
+
+//! Empty when the confidence levels read back from the device (``raw``) agree with ``expected``
+//! within what the op spec allows; else the problem.
+std::string compareConfidence(std::vector<uint8_t> const& raw, std::vector<uint8_t> const& expected,
+    dannet::LabelFormat format, Shape const& s)
+{
+    std::string problem;
+    std::vector<int> const levels = decodeOutput(raw, format, s, problem);
+    return problem.empty() ? testSupport::compareLevels(levels, expected) : problem;
+}
+
+//! The launch's error as a message ("" for success).
+std::string launchError(int status)
+{
+    return status == cudaSuccess ? ""
+                                 : "launch failed: " + std::string(cudaGetErrorName(static_cast<cudaError_t>(status)));
 }
 
 void runShape(Shape const& s, unsigned seed)
@@ -178,25 +220,44 @@ void runShape(Shape const& s, unsigned seed)
             {
                 dannet::ReweightArgmaxParams const p = dannet::makeParams(s.batch, s.channels, s.inHeight,
                     s.inWidth, s.outHeight, s.outWidth, in.weights.data(), alignCorners == 1, mode);
-                std::vector<uint8_t> const expected
-                    = dannet::reweightArgmaxReference(fp16 ? in.decoded.data() : in.logits.data(), p);
+                dannet::ReweightArgmaxOutputs const expected
+                    = dannet::reweightArgmaxConfidenceReference(fp16 ? in.decoded.data() : in.logits.data(), p);
                 for (int format = 0; format < 3; ++format)
                 {
+                    auto const labelFormat = static_cast<dannet::LabelFormat>(format);
                     size_t const bytes = format == dannet::kLabelsInt32 ? pixels * 4
                         : format == dannet::kLabelsPacked4             ? words * 4
                                                                        : pixels;
-                    DeviceBuffer<uint8_t> const output(bytes);
-                    int const status = dannet::launchReweightArgmax(
-                        input, fp16 == 1, output.data(), static_cast<dannet::LabelFormat>(format), p, nullptr);
-                    std::string const mismatch = status != cudaSuccess
-                        ? "launch failed: " + std::string(cudaGetErrorName(static_cast<cudaError_t>(status)))
-                        : compareLabels(output.download(), expected, static_cast<dannet::LabelFormat>(format), s);
-                    check(mismatch.empty(),
-                        std::string(s.name) + " " + std::to_string(s.batch) + "x" + std::to_string(s.channels) + "x"
-                            + std::to_string(s.inHeight) + "x" + std::to_string(s.inWidth) + " -> "
-                            + std::to_string(s.outHeight) + "x" + std::to_string(s.outWidth) + " mode "
-                            + std::to_string(mode) + " align_corners " + std::to_string(alignCorners)
-                            + (fp16 ? " fp16" : " fp32") + " format " + std::to_string(format) + ": " + mismatch);
+                    std::string const what = std::string(s.name) + " " + std::to_string(s.batch) + "x"
+                        + std::to_string(s.channels) + "x" + std::to_string(s.inHeight) + "x"
+                        + std::to_string(s.inWidth) + " -> " + std::to_string(s.outHeight) + "x"
+                        + std::to_string(s.outWidth) + " mode " + std::to_string(mode) + " align_corners "
+                        + std::to_string(alignCorners) + (fp16 ? " fp16" : " fp32") + " format "
+                        + std::to_string(format);
+                    {
+                        DeviceBuffer<uint8_t> const labels(bytes);
+                        std::string mismatch = launchError(dannet::launchReweightArgmax(
+                            input, fp16 == 1, labels.data(), nullptr, labelFormat, p, nullptr));
+                        if (mismatch.empty())
+                        {
+                            mismatch = compareLabels(labels.download(), expected.labels, labelFormat, s);
+                        }
+                        check(mismatch.empty(), what + " labels only: " + mismatch);
+                    }
+                    DeviceBuffer<uint8_t> const labels(bytes);
+                    DeviceBuffer<uint8_t> const confidence(bytes);
+                    std::string mismatch = launchError(dannet::launchReweightArgmax(
+                        input, fp16 == 1, labels.data(), confidence.data(), labelFormat, p, nullptr));
+                    if (mismatch.empty())
+                    {
+                        mismatch = compareLabels(labels.download(), expected.labels, labelFormat, s);
+                    }
+                    check(mismatch.empty(), what + " labels with confidence: " + mismatch);
+                    if (mismatch.empty())
+                    {
+                        mismatch = compareConfidence(confidence.download(), expected.confidence, labelFormat, s);
+                        check(mismatch.empty(), what + " confidence: " + mismatch);
+                    }
                 }
             }
         }
@@ -223,15 +284,21 @@ void checkErrors()
         "65 classes are refused");
     check(dannet::makeReweightArgmaxParams(1, dannet::kMaxClasses, 2, 2, 4, 4, weights, true, 0, p),
         "64 classes are accepted");
-    p.batch = 0;
-    check(dannet::launchReweightArgmax(nullptr, false, nullptr, dannet::kLabelsInt32, p, nullptr)
-            == cudaErrorInvalidConfiguration,
-        "the launcher reports an empty grid");
-    cudaGetLastError();
-    p.batch = 1;
-    check(dannet::launchReweightArgmax(nullptr, false, nullptr, static_cast<dannet::LabelFormat>(3), p, nullptr)
-            == cudaErrorInvalidValue,
-        "the launcher refuses an unknown label format");
+    for (bool const withConfidence : {false, true})
+    {
+        void* const confidence = withConfidence ? &value : nullptr; // never written: the launch fails
+        std::string const kernels = withConfidence ? " (confidence kernels)" : " (labels-only kernels)";
+        p.batch = 0;
+        check(dannet::launchReweightArgmax(nullptr, false, nullptr, confidence, dannet::kLabelsInt32, p, nullptr)
+                == cudaErrorInvalidConfiguration,
+            "the launcher reports an empty grid" + kernels);
+        cudaGetLastError();
+        p.batch = 1;
+        check(dannet::launchReweightArgmax(
+                  nullptr, false, nullptr, confidence, static_cast<dannet::LabelFormat>(3), p, nullptr)
+                == cudaErrorInvalidValue,
+            "the launcher refuses an unknown label format" + kernels);
+    }
 }
 } // namespace
 
@@ -259,6 +326,8 @@ int main(int argc, char** argv)
         runShape(s, seed++);
     }
     int const failures = testSupport::failedChecks();
-    std::printf("%s\n", failures == 0 ? "reweightArgmax emulated kernel: all cases bit-exact" : "FAILURES");
+    std::printf("%s\n",
+        failures == 0 ? "reweightArgmax emulated kernel: all labels bit-exact, all confidence levels within one"
+                      : "FAILURES");
     return failures == 0 ? 0 : 1;
 }

@@ -21,13 +21,14 @@ void fieldNames(Paths const& paths)
 {
     DynamicBuild const build(paths.dynamicBuild);
     PluginFieldCollection const* const fc = build.creator().getFieldNames();
-    check(fc != nullptr && fc->nbFields == 6, "getFieldNames lists six attributes");
+    check(fc != nullptr && fc->nbFields == 7, "getFieldNames lists seven attributes");
     if (fc == nullptr)
     {
         return;
     }
-    char const* const expected[] = {"weights", "out_height", "out_width", "align_corners", "pack4", "mode"};
-    for (int32_t i = 0; i < fc->nbFields && i < 6; ++i)
+    char const* const expected[]
+        = {"weights", "out_height", "out_width", "align_corners", "pack4", "mode", "confidence"};
+    for (int32_t i = 0; i < fc->nbFields && i < 7; ++i)
     {
         PluginField const& f = fc->fields[i];
         PluginFieldType const type = i == 0 ? PluginFieldType::kFLOAT32 : PluginFieldType::kINT32;
@@ -58,7 +59,7 @@ void createFromParserFields(Paths const& paths)
     DynamicBuild const build(paths.dynamicBuild);
     for (TensorRTPhase const phase : {TensorRTPhase::kBUILD, TensorRTPhase::kRUNTIME})
     {
-        Attributes const a = dannetAttributes(12, 21, 0, 1, 1);
+        Attributes const a = dannetAttributes(12, 21, 0, 1, 1, 1);
         PluginPtr plugin;
         std::vector<std::string> const errors = errorsOf([&] { plugin = create(build.creator(), a, phase); });
         check(plugin != nullptr && errors.empty(), "createPlugin from the parser's fields in " + phaseName(phase));
@@ -75,10 +76,11 @@ void createFromParserFields(Paths const& paths)
             "getFieldsToSerialize returns the attributes it was created from (" + phaseName(phase) + ")");
     }
 
-    // a node with only weights and the output size: align_corners 1, pack4 0, mode 0 (README: DANNet's choices)
+    // a node with only weights and the output size: align_corners 1, pack4 0, mode 0 (README: DANNet's
+    // choices), confidence 0 (labels only: a graph exported before the attribute existed)
     Fields minimal;
-    addParserFields(
-        minimal, *build.creator().getFieldNames(), dannetAttributes(3, 5, 1, 0, 0), {"align_corners", "pack4", "mode"});
+    addParserFields(minimal, *build.creator().getFieldNames(), dannetAttributes(3, 5, 1, 0, 0),
+        {"align_corners", "pack4", "mode", "confidence"});
     PluginPtr const plugin(build.creator().createPlugin("minimal", minimal.collection(), TensorRTPhase::kBUILD));
     check(plugin != nullptr, "createPlugin with the optional attributes omitted");
     if (plugin != nullptr)
@@ -86,8 +88,9 @@ void createFromParserFields(Paths const& paths)
         check(serialisedInt(*plugin, "out_height") == 3 && serialisedInt(*plugin, "out_width") == 5,
             "out_height 3, out_width 5");
         check(serialisedInt(*plugin, "align_corners") == 1 && serialisedInt(*plugin, "pack4") == 0
-                && serialisedInt(*plugin, "mode") == 0,
-            "defaults align_corners 1, pack4 0, mode 0");
+                && serialisedInt(*plugin, "mode") == 0 && serialisedInt(*plugin, "confidence") == 0,
+            "defaults align_corners 1, pack4 0, mode 0, confidence 0");
+        check(capabilitiesOf(*plugin).build->getNbOutputs() == 1, "without confidence: one output");
     }
 }
 
@@ -96,7 +99,7 @@ void createFromParserFields(Paths const& paths)
 void createFromForwardedNodeAttributes(Paths const& paths)
 {
     DynamicBuild const build(paths.dynamicBuild);
-    Attributes const a = dannetAttributes(12, 21, 0, 1, 1);
+    Attributes const a = dannetAttributes(12, 21, 0, 1, 1, 1);
     Fields fields;
     addForwardedNodeAttributes(fields, a);
     PluginPtr plugin;
@@ -109,7 +112,7 @@ void createFromForwardedNodeAttributes(Paths const& paths)
     }
     Fields copy;
     copyFields(copy, *capabilitiesOf(*plugin).runtime->getFieldsToSerialize());
-    check(sameAttributes(*copy.collection(), a), "it serialises the op's six attributes, not the node's strings");
+    check(sameAttributes(*copy.collection(), a), "it serialises the op's seven attributes, not the node's strings");
 }
 
 //! Every bad attribute of the op spec: creation fails and the calling engine's logger says why.
@@ -169,6 +172,10 @@ void badAttributes(Paths const& paths)
         {"pack4 -1", with([](Attributes& a) { a.pack4 = -1; }), "'pack4'"},
         {"mode 2", with([](Attributes& a) { a.mode = 2; }), "'mode'"},
         {"mode -1", with([](Attributes& a) { a.mode = -1; }), "'mode'"},
+        {"confidence 2", with([](Attributes& a) { a.confidence = 2; }), "'confidence'"},
+        {"confidence -1", with([](Attributes& a) { a.confidence = -1; }), "'confidence'"},
+        {"confidence as FLOAT", allBut("confidence", [](Fields& f) { f.floats("confidence", {1.0f}); }),
+            "'confidence'"},
         {"out_height as FLOAT", allBut("out_height", [](Fields& f) { f.floats("out_height", {8.0f}); }),
             "'out_height'"},
         {"mode as INTS of two", allBut("mode", [](Fields& f) { f.ints("mode", {0, 1}); }), "'mode'"},

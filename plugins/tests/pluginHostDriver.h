@@ -147,7 +147,8 @@ PluginPtr create(nvinfer1::IPluginCreatorV3One& creator, Attributes const& a, nv
 bool sameAttributes(nvinfer1::PluginFieldCollection const& fc, Attributes const& a);
 
 //! DANNet-like attributes: 19 classes, weights about 1.
-Attributes dannetAttributes(int32_t outHeight, int32_t outWidth, int32_t alignCorners, int32_t pack4, int32_t mode);
+Attributes dannetAttributes(
+    int32_t outHeight, int32_t outWidth, int32_t alignCorners, int32_t pack4, int32_t mode, int32_t confidence = 0);
 
 std::string phaseName(nvinfer1::TensorRTPhase phase);
 
@@ -165,11 +166,17 @@ nvinfer1::DynamicPluginTensorDesc buildTensor(nvinfer1::Dims const& extents, nvi
 //! A tensor whose shape is known when building.
 nvinfer1::DynamicPluginTensorDesc buildTensor(nvinfer1::Dims const& extents, nvinfer1::DataType type);
 
-//! The descriptors TensorRT passes for these logits and the output the attributes ask for.
+//! The descriptors TensorRT passes for these logits and the outputs the attributes ask for (the
+//! labels, and the confidence with the attribute confidence).
 struct RunDescs
 {
     nvinfer1::PluginTensorDesc in;
-    nvinfer1::PluginTensorDesc out;
+    std::vector<nvinfer1::PluginTensorDesc> out;
+
+    int32_t nbOutputs() const
+    {
+        return static_cast<int32_t>(out.size());
+    }
 };
 
 RunDescs runDescs(Attributes const& a, Shape const& shape, bool fp16);
@@ -180,17 +187,21 @@ inline Shape const kShapeB{1, 19, 33, 150};
 
 // --- running -----------------------------------------------------------------------------------------
 
-//! enqueue on a stream of its own, then wait: the output elements, or nothing if enqueue fails.
-std::optional<std::vector<uint32_t>> enqueue(
+//! enqueue on a stream of its own, then wait: the outputs' elements, or nothing if enqueue fails.
+std::optional<Outputs> enqueue(
     nvinfer1::IPluginV3OneRuntime& runtime, Attributes const& a, Shape const& shape, Logits const& logits);
 
 //! TensorRT running a context: onShapeChange with the concrete shapes, then enqueue.
-std::optional<std::vector<uint32_t>> run(
+std::optional<Outputs> run(
     nvinfer1::IPluginV3OneRuntime& runtime, Attributes const& a, Shape const& shape, Logits const& logits);
+
+//! Empty when enqueue ran (``got``) and wrote what the host reference gives (compareWithReference).
+std::string mismatchWithReference(
+    std::optional<Outputs> const& got, Attributes const& a, Shape const& shape, Logits const& logits);
 
 std::string describe(Attributes const& a, Shape const& s, bool fp16);
 
-//! Runs the plugin on one input and checks the labels against the host reference, bit for bit.
+//! Runs the plugin on one input and checks its outputs against the host reference (compareWithReference).
 void checkRun(
     nvinfer1::IPluginV3OneRuntime& runtime, Attributes const& a, Shape const& shape, bool fp16, uint32_t seed);
 

@@ -89,7 +89,7 @@ inline void addParserFields(Fields& fields, nvinfer1::PluginFieldCollection cons
     std::set<std::string> const& omitted = {})
 {
     std::map<std::string, int32_t> const ints{{"out_height", a.outHeight}, {"out_width", a.outWidth},
-        {"align_corners", a.alignCorners}, {"pack4", a.pack4}, {"mode", a.mode}};
+        {"align_corners", a.alignCorners}, {"pack4", a.pack4}, {"mode", a.mode}, {"confidence", a.confidence}};
     for (int32_t i = 0; i < fieldNames.nbFields; ++i)
     {
         std::string const name = fieldNames.fields[i].name;
@@ -113,7 +113,8 @@ inline void addParserFields(Fields& fields, nvinfer1::PluginFieldCollection cons
 //! has them), its plugin_namespace and plugin_version strings (kCHAR) included.
 inline void addForwardedNodeAttributes(Fields& fields, Attributes const& a)
 {
-    fields.ints("align_corners", {a.alignCorners}).ints("mode", {a.mode}).ints("out_height", {a.outHeight});
+    fields.ints("align_corners", {a.alignCorners}).ints("confidence", {a.confidence}).ints("mode", {a.mode});
+    fields.ints("out_height", {a.outHeight});
     fields.ints("out_width", {a.outWidth}).ints("pack4", {a.pack4});
     fields.text("plugin_namespace", "dannet").text("plugin_version", "1").floats("weights", a.weights);
 }

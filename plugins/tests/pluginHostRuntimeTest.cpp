@@ -1,9 +1,10 @@
 /*
  * The plugin configured, run and copied as TensorRT's builder and execution contexts do it:
  * configurePlugin with -1 then concrete dimensions, onShapeChange with the shapes A, B, A and
- * enqueue of its real kernel (executed by the CPU emulation of CUDA) against the host reference,
- * bit for bit; clone and attachToContext independent of the destroyed original and of each other;
- * getFieldsToSerialize -> createPlugin(kRUNTIME) with identical labels. Run by pluginHostMain.cpp.
+ * enqueue of its real kernel (executed by the CPU emulation of CUDA) against the host reference
+ * (labels bit for bit, confidence levels within one), with one output and with two (the attribute
+ * confidence); clone and attachToContext independent of the destroyed original and of each other;
+ * getFieldsToSerialize -> createPlugin(kRUNTIME) with identical outputs. Run by pluginHostMain.cpp.
  */
 #include "pluginHostDriver.h"
 
@@ -28,6 +29,10 @@ void configureAndEnqueue(Paths const& paths)
         {true, dannetAttributes(20, 61, 0, 0, 1)},
         {false, dannetAttributes(12, 130, 1, 1, 1)},
         {true, dannetAttributes(12, 130, 0, 1, 0)},
+        {false, dannetAttributes(20, 61, 1, 0, 0, 1)},
+        {true, dannetAttributes(20, 61, 0, 0, 1, 1)},
+        {false, dannetAttributes(12, 130, 1, 1, 1, 1)},
+        {true, dannetAttributes(12, 130, 0, 1, 0, 1)},
     };
     uint32_t seed = 1;
     for (Case const& c : cases)
@@ -46,22 +51,31 @@ void configureAndEnqueue(Paths const& paths)
             dims({-1, 19, -1, -1}), type, dims({1, 19, 1, 1}), dims({4, 19, 64, 200}), dims({2, 19, 9, 17}));
         int64_t const h = a.outHeight;
         int64_t const w = a.outputWidth();
-        DynamicPluginTensorDesc const dynamicOut
-            = buildTensor(dims({-1, h, w}), DataType::kINT32, dims({1, h, w}), dims({4, h, w}), dims({2, h, w}));
-        check(caps.build->configurePlugin(&dynamicIn, 1, &dynamicOut, 1) == 0, "configurePlugin with -1 dimensions");
+        int32_t const outputs = a.confidence != 0 ? 2 : 1; // labels, confidence: the same shape
+        std::vector<DynamicPluginTensorDesc> const dynamicOut(outputs,
+            buildTensor(dims({-1, h, w}), DataType::kINT32, dims({1, h, w}), dims({4, h, w}), dims({2, h, w})));
+        check(caps.build->configurePlugin(&dynamicIn, 1, dynamicOut.data(), outputs) == 0,
+            "configurePlugin with -1 dimensions");
         DynamicPluginTensorDesc const concreteIn = buildTensor(dims({2, 19, 9, 17}), type);
-        DynamicPluginTensorDesc const concreteOut = buildTensor(dims({2, h, w}), DataType::kINT32);
-        check(caps.build->configurePlugin(&concreteIn, 1, &concreteOut, 1) == 0,
+        std::vector<DynamicPluginTensorDesc> const concreteOut(outputs, buildTensor(dims({2, h, w}), DataType::kINT32));
+        check(caps.build->configurePlugin(&concreteIn, 1, concreteOut.data(), outputs) == 0,
             "configurePlugin with concrete dimensions");
         DynamicPluginTensorDesc const wrongChannels = buildTensor(dims({-1, 7, -1, -1}), type);
         int32_t status = 0;
         std::vector<std::string> const errors
-            = errorsOf([&] { status = caps.build->configurePlugin(&wrongChannels, 1, &concreteOut, 1); });
+            = errorsOf([&] { status = caps.build->configurePlugin(&wrongChannels, 1, concreteOut.data(), outputs); });
         check(status != 0 && anyContains(errors, "'weights'"), "configurePlugin refuses 7 channels with an error");
         DynamicPluginTensorDesc const threeD = buildTensor(dims({-1, 19, -1}), type);
-        check(!errorsOf([&] { status = caps.build->configurePlugin(&threeD, 1, &concreteOut, 1); }).empty()
+        check(!errorsOf([&] { status = caps.build->configurePlugin(&threeD, 1, concreteOut.data(), outputs); }).empty()
                 && status != 0,
             "configurePlugin refuses 3-D logits with an error");
+        // an output count that contradicts the attribute confidence
+        int32_t const otherCount = 3 - outputs;
+        std::vector<DynamicPluginTensorDesc> const otherOut(2, concreteOut[0]);
+        check(!errorsOf([&] { status = caps.build->configurePlugin(&concreteIn, 1, otherOut.data(), otherCount); })
+                    .empty()
+                && status != 0,
+            "configurePlugin refuses " + std::to_string(otherCount) + " output(s) with an error");
 
         // running: the input shape changes between calls
         for (Shape const& shape : {kShapeA, kShapeB, kShapeA})
@@ -69,9 +83,16 @@ void configureAndEnqueue(Paths const& paths)
             checkRun(*caps.runtime, a, shape, c.fp16, seed++);
         }
         RunDescs const wrong = runDescs(a, Shape{1, 7, 9, 17}, c.fp16);
-        check(!errorsOf([&] { status = caps.runtime->onShapeChange(&wrong.in, 1, &wrong.out, 1); }).empty()
-                && status != 0,
+        check(!errorsOf([&] {
+            status = caps.runtime->onShapeChange(&wrong.in, 1, wrong.out.data(), wrong.nbOutputs());
+        }).empty() && status != 0,
             "onShapeChange refuses 7 channels with an error");
+        RunDescs const right = runDescs(a, kShapeA, c.fp16);
+        std::vector<PluginTensorDesc> const otherDescs(2, right.out[0]);
+        check(!errorsOf([&] {
+            status = caps.runtime->onShapeChange(&right.in, 1, otherDescs.data(), otherCount);
+        }).empty() && status != 0,
+            "onShapeChange refuses " + std::to_string(otherCount) + " output(s) with an error");
     }
 }
 
@@ -103,8 +124,7 @@ void cloneIsIndependent(Paths const& paths)
     }
     // the clone carries the shape it was cloned with: enqueue straight away
     Logits const logits = randomLogits(kShapeA, false, 12);
-    std::optional<std::vector<uint32_t>> const labels = enqueue(*c.runtime, a, kShapeA, logits);
-    check(labels && *labels == expectedOutput(a, kShapeA, logits),
+    check(mismatchWithReference(enqueue(*c.runtime, a, kShapeA, logits), a, kShapeA, logits).empty(),
         "the clone enqueues with the shape the original was configured for");
     checkRun(*c.runtime, a, kShapeB, false, 13);
     // TensorRT may serialise a clone: its fields must be its own, not the destroyed original's
@@ -141,14 +161,14 @@ void attachToContext(Paths const& paths)
     // two contexts with different shapes, interleaved: neither may see the other's
     Logits const logitsA = randomLogits(kShapeA, true, 21);
     Logits const logitsB = randomLogits(kShapeB, true, 22);
-    std::optional<std::vector<uint32_t>> const beforeA = run(*one.runtime, a, kShapeA, logitsA);
-    std::optional<std::vector<uint32_t>> const b = run(*two.runtime, a, kShapeB, logitsB);
+    std::optional<Outputs> const beforeA = run(*one.runtime, a, kShapeA, logitsA);
+    std::optional<Outputs> const b = run(*two.runtime, a, kShapeB, logitsB);
     // context one enqueues again without a shape change: it must still hold shape A
-    std::optional<std::vector<uint32_t>> const againA = enqueue(*one.runtime, a, kShapeA, logitsA);
-    std::vector<uint32_t> const expectedA = expectedOutput(a, kShapeA, logitsA);
-    check(beforeA && *beforeA == expectedA, "context one: labels == host reference");
-    check(b && *b == expectedOutput(a, kShapeB, logitsB), "context two: labels == host reference");
-    check(againA && *againA == expectedA, "context one is unaffected by context two's shape change");
+    std::optional<Outputs> const againA = enqueue(*one.runtime, a, kShapeA, logitsA);
+    check(mismatchWithReference(beforeA, a, kShapeA, logitsA).empty(), "context one: outputs == host reference");
+    check(mismatchWithReference(b, a, kShapeB, logitsB).empty(), "context two: outputs == host reference");
+    check(mismatchWithReference(againA, a, kShapeA, logitsA).empty(),
+        "context one is unaffected by context two's shape change");
 }
 
 //! getFieldsToSerialize -> (engine bytes) -> createPlugin(kRUNTIME): the same labels, with the
@@ -156,7 +176,8 @@ void attachToContext(Paths const& paths)
 void serialisationRoundTrip(Paths const& paths)
 {
     DynamicBuild const build(paths.dynamicBuild);
-    for (Attributes const& a : {dannetAttributes(20, 61, 1, 0, 1), dannetAttributes(12, 130, 0, 1, 0)})
+    for (Attributes const& a : {dannetAttributes(20, 61, 1, 0, 1), dannetAttributes(12, 130, 0, 1, 0),
+             dannetAttributes(20, 61, 1, 0, 0, 1), dannetAttributes(12, 130, 0, 1, 1, 1)})
     {
         PluginPtr original = create(build.creator(), a, TensorRTPhase::kBUILD);
         IPluginV3OneRuntime* const runtime = original != nullptr ? capabilitiesOf(*original).runtime : nullptr;
@@ -166,7 +187,7 @@ void serialisationRoundTrip(Paths const& paths)
             continue;
         }
         Logits const logits = randomLogits(kShapeA, false, 31);
-        std::optional<std::vector<uint32_t>> const before = run(*runtime, a, kShapeA, logits);
+        std::optional<Outputs> const before = run(*runtime, a, kShapeA, logits);
         Fields engine;
         copyFields(engine, *runtime->getFieldsToSerialize());
         check(sameAttributes(*engine.collection(), a), "the serialised fields are the attributes");
@@ -187,9 +208,10 @@ void serialisationRoundTrip(Paths const& paths)
             check(false, "the restored plugin attaches to a context");
             continue;
         }
-        std::optional<std::vector<uint32_t>> const after = run(*restoredRuntime, a, kShapeA, logits);
-        check(before && after && *before == *after && *after == expectedOutput(a, kShapeA, logits),
-            "the restored plugin's labels are identical (" + describe(a, kShapeA, false) + ")");
+        std::optional<Outputs> const after = run(*restoredRuntime, a, kShapeA, logits);
+        check(before && after && before->labels == after->labels && before->confidence == after->confidence
+                && mismatchWithReference(after, a, kShapeA, logits).empty(),
+            "the restored plugin's outputs are identical (" + describe(a, kShapeA, false) + ")");
         checkRun(*restoredRuntime, a, kShapeB, true, 32);
     }
 }

@@ -1,6 +1,7 @@
 /*
- * Tensors for the plugin test host: logits (fp32 or fp16 bits), the op's attributes, and the labels
- * the host reference (reweightArgmaxReference.h) expects for them.
+ * Tensors for the plugin test host: logits (fp32 or fp16 bits), the op's attributes, the outputs
+ * (labels, and confidence levels where asked for) and their comparison with the host reference
+ * (reweightArgmaxReference.h).
  */
 #pragma once
 
@@ -9,6 +10,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace host
@@ -75,6 +77,7 @@ struct Attributes
     int32_t alignCorners;
     int32_t pack4;
     int32_t mode;
+    int32_t confidence{0};
 
     //! Elements per output row: labels, or int32 words of four labels.
     int32_t outputWidth() const
@@ -83,17 +86,69 @@ struct Attributes
     }
 };
 
-//! The output as int32 elements (labels, or four uint8 labels per element), per the host reference.
-inline std::vector<uint32_t> expectedOutput(Attributes const& a, Shape const& shape, Logits const& logits)
+//! What the plugin wrote, as int32 elements (one value each, or four uint8 values with pack4).
+struct Outputs
+{
+    std::vector<uint32_t> labels;
+    std::vector<uint32_t> confidence; //!< empty without the attribute confidence
+};
+
+//! Values 0..255 per pixel as the output stores them: int32 elements, or four per element (pack4).
+inline std::vector<uint32_t> outputElements(std::vector<uint8_t> const& values, Attributes const& a, int rows)
+{
+    if (a.pack4 != 0)
+    {
+        return dannet::packLabels4(values, rows, a.outWidth);
+    }
+    return std::vector<uint32_t>(values.begin(), values.end());
+}
+
+//! The inverse of outputElements: the value of each pixel (an int32 element's whole value).
+inline std::vector<int> pixelValues(std::vector<uint32_t> const& elements, Attributes const& a, int rows)
+{
+    std::vector<int> values(static_cast<size_t>(rows) * a.outWidth);
+    for (size_t i = 0; i < values.size(); ++i)
+    {
+        size_t const row = i / a.outWidth;
+        size_t const x = i % a.outWidth;
+        values[i] = a.pack4 != 0
+            ? static_cast<int>((elements[row * a.outputWidth() + x / 4] >> (8 * (x % 4))) & 0xFFu)
+            : static_cast<int>(elements[i]);
+    }
+    return values;
+}
+
+//! Empty when ``got`` is what the host reference gives for these logits: labels bit for bit and,
+//! with the attribute confidence, confidence levels as close as the op spec demands
+//! (testSupport::compareLevels), pack4's padding bytes included; else the problem.
+inline std::string compareWithReference(
+    Outputs const& got, Attributes const& a, Shape const& shape, Logits const& logits)
 {
     dannet::ReweightArgmaxParams const params = dannet::makeParams(shape.batch, shape.channels, shape.height,
         shape.width, a.outHeight, a.outWidth, a.weights.data(), a.alignCorners != 0, a.mode);
-    std::vector<uint8_t> const labels = dannet::reweightArgmaxReference(logits.values.data(), params);
-    if (a.pack4 != 0)
+    dannet::ReweightArgmaxOutputs const expected
+        = dannet::reweightArgmaxConfidenceReference(logits.values.data(), params);
+    int const rows = shape.batch * a.outHeight;
+    if (got.labels != outputElements(expected.labels, a, rows))
     {
-        return dannet::packLabels4(labels, shape.batch * a.outHeight, a.outWidth);
+        return "labels differ from the host reference";
     }
-    return std::vector<uint32_t>(labels.begin(), labels.end());
+    if (a.confidence == 0)
+    {
+        return got.confidence.empty() ? "" : "a confidence output without the attribute";
+    }
+    if (got.confidence.size() != got.labels.size())
+    {
+        return "the confidence has " + std::to_string(got.confidence.size()) + " elements, the labels "
+            + std::to_string(got.labels.size());
+    }
+    std::vector<int> const levels = pixelValues(got.confidence, a, rows);
+    std::vector<uint8_t> const bytes(levels.begin(), levels.end());
+    if (outputElements(bytes, a, rows) != got.confidence)
+    {
+        return "confidence elements hold more than one level 0..255 each (or pack4 padding that is not 0)";
+    }
+    return testSupport::compareLevels(levels, expected.confidence);
 }
 
 } // namespace host

@@ -1,9 +1,10 @@
 /*
  * What the plugin library's C++ tests share: check() (prints and counts failed checks), an fp16
  * decoder written from the IEEE 754 definition (independent of the kernel's and the emulation's
- * conversions, so that the expected labels never come from the code under test), and exactly sized
- * device buffers through whichever <cuda_runtime_api.h> the test is built with: CUDA's, or the CPU
- * emulation's (where AddressSanitizer sees any overrun of them).
+ * conversions, so that the expected labels never come from the code under test), the tolerance
+ * that confidence levels are compared with (compareLevels), and exactly sized device buffers
+ * through whichever <cuda_runtime_api.h> the test is built with: CUDA's, or the CPU emulation's
+ * (where AddressSanitizer sees any overrun of them).
  */
 #pragma once
 
@@ -69,6 +70,38 @@ inline float decodeHalf(uint16_t bits)
         return fraction == 0 ? sign * std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
     }
     return sign * std::ldexp(static_cast<float>(0x400 | fraction), exponent - 25);
+}
+
+//! Empty when confidence levels ``got`` agree with ``expected`` as the op spec allows implementations
+//! to: none more than one level apart, and few apart at all (at most one in a thousand, and at least
+//! one is allowed). Implementations differ only in an exponential's last bits, which moves a level
+//! only where 255 p + 0.5 lies that close to an integer; a systematic error (a rounding rule, a
+//! missing rescale) moves many. Otherwise the first problem.
+inline std::string compareLevels(std::vector<int> const& got, std::vector<uint8_t> const& expected)
+{
+    if (got.size() != expected.size())
+    {
+        return "the confidence has " + std::to_string(got.size()) + " pixels instead of "
+            + std::to_string(expected.size());
+    }
+    size_t differ = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+    {
+        int const difference = got[i] - expected[i];
+        if (difference < -1 || difference > 1)
+        {
+            return "confidence of pixel " + std::to_string(i) + ": level " + std::to_string(got[i]) + " instead of "
+                + std::to_string(expected[i]);
+        }
+        differ += difference != 0 ? 1 : 0;
+    }
+    size_t const allowed = got.size() / 1000 > 1 ? got.size() / 1000 : 1;
+    if (differ > allowed)
+    {
+        return std::to_string(differ) + " of " + std::to_string(got.size())
+            + " confidence levels are one level off (at most " + std::to_string(allowed) + " may be)";
+    }
+    return "";
 }
 
 //! An exactly sized buffer in device memory, freed with the object.

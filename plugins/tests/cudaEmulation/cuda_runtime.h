@@ -8,9 +8,10 @@
  *   built-ins    threadIdx, blockIdx, __syncthreads() (blockScheduler.h: a barrier that not every
  *                live thread of the block reaches aborts, as it is undefined on a GPU)
  *   intrinsics   __ldg (bounds-checked against the cudaMalloc allocations: a load outside them
- *                prints the address and the thread and aborts), min, __fmul_rn, __fadd_rn (each
- *                rounded on its own, never contracted into a fused multiply-add), __fmaf_rn (for
- *                the mutation test's fused kernel)
+ *                prints the address and the thread and aborts), min, __fmul_rn, __fadd_rn,
+ *                __fdiv_rn (each rounded on its own, never contracted into a fused multiply-add),
+ *                __fmaf_rn (for the mutation test's fused kernel); the math functions (expf) are
+ *                the host C library's
  *   fp16         cudaEmulation::halfBitsToFloat: what the kernel's inline PTX cvt.f32.f16 computes
  *                (the kernel names it where the emulation compiles it: asm cannot run here)
  *   launch       cudaLaunchKernel(kernel, grid, block, args, sharedMem, stream), CUDA's C++ form:
@@ -73,6 +74,12 @@ inline float __fadd_rn(float a, float b)
 {
     float volatile sum = a + b;
     return sum;
+}
+
+inline float __fdiv_rn(float a, float b)
+{
+    float volatile quotient = a / b;
+    return quotient;
 }
 
 inline float __fmaf_rn(float a, float b, float c)
