@@ -22,7 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("sweep", "mIoU over the test-time class-weight std (paper Fig. 7), table + plot"),
     "submission": ("submission", "Dark Zurich test submission zip (labelTrainIds, labelTrainIds_invalid, "
                                  "uint16 confidence)"),
-    "kernel": ("kernel_bench", "(GPU) the ReweightArgmax kernel vs PyTorch interpolate+mul+argmax: time, GB/s"),
+    "kernel": ("kernel_bench", "(GPU) the ReweightArgmax kernel vs PyTorch interpolate+mul+argmax: time, GB/s, "
+                                 "what the confidence output costs"),
     "backbones": ("backbones", "PSPNet backbones for deployment: parameters, GFLOPs, ONNX Runtime CPU latency, "
                                "night mIoU, ratios to a baseline"),
 }

@@ -174,7 +174,9 @@ def kernel_bench(python: str, out: Path) -> Step:
     result = out / "kernel_bench.json"
     run(step, [python, "-m", "benchmarks.cli", "kernel", "--json", str(result)], 1800)
     if result.is_file():
-        step.figures = {row["case"]: {k: row[k] for k in ("pytorch_ms", "kernel_ms", "speedup", "agree")}
+        step.figures = {row["case"]: {k: row[k] for k in ("pytorch_ms", "kernel_ms", "speedup", "agree",
+                                                          "kernel_confidence_ms", "confidence_cost",
+                                                          "confidence_same_labels", "confidence_within_one")}
                         for row in json.loads(result.read_text())["rows"]}
     return step
 
