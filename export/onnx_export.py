@@ -1,9 +1,10 @@
 """``export.to_onnx``: a trained DANNet as one ONNX graph, camera frame in, labels out.
 
 frame (uint8 N x H x W x 3, RGB) -> cast, normalise, NCHW -> relighting (R = I + r) -> segmentation
--> tail (``export.tails``) -> labels. Exported with the dynamo exporter (the TorchScript one cannot
-export PSP's adaptive pooling on 68 x 121 maps), PSP pooling swapped for pooling matrices, body
-simplified with onnxsim where installed, checked with onnx.checker, metadata recorded.
+-> tail (``export.tails``) -> labels (with ``ExportSpec.confidence``, also confidence levels).
+Exported with the dynamo exporter (the TorchScript one cannot export PSP's adaptive pooling on
+68 x 121 maps), PSP pooling swapped for pooling matrices, body simplified with onnxsim where
+installed, checked with onnx.checker, metadata recorded.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from runtime.errors import DannetError, one_line
 from train.evaluate import load_networks
 
 from .graph import DeploymentModel, replace_adaptive_pooling
-from .tails import LOGITS, append_plugin_tail, append_portable_tail
+from .tails import CONFIDENCE, LOGITS, append_plugin_tail, append_portable_tail
 
 TOOL_VERSION = "dannet-edge 0.1.0"
 OPSET = 18
@@ -49,6 +50,7 @@ class ExportSpec:
     align_corners: bool = True
     pack4: bool = False
     dynamic: bool = False
+    confidence: bool = False        # a second output: the winning class's re-weighted softmax as levels 0-255
 
     def check(self, has_relight: bool) -> None:
         if self.tail not in ("portable", "plugin"):
@@ -96,8 +98,14 @@ def deployment_model(checkpoint: str | Path, spec: ExportSpec, light: str | Path
 
 def deployment_metadata(spec: ExportSpec, label_format: str, arch: str, backbone: str, relight: bool,
                         checkpoint: str | Path, light: str | Path | None) -> dict[str, str]:
-    """What a runtime needs to know about an exported model (the ``dannet.*`` keys ``ModelInfo`` reads)."""
+    """What a runtime needs to know about an exported model (the ``dannet.*`` keys ``ModelInfo`` reads).
+
+    ``dannet.output`` names the labels, their format and size; with ``spec.confidence`` also the second output
+    (``"confidence": {"name": "confidence", "format": ...}``, the same format as the labels)."""
     weights = class_weights(spec.weights_std)
+    output = {"name": "labels", "format": label_format, "size": list(spec.output_size)}
+    if spec.confidence:
+        output["confidence"] = {"name": CONFIDENCE, "format": label_format}
     return {
         "dannet.class_names": json.dumps(CLASS_NAMES), "dannet.palette": json.dumps(PALETTE.tolist()),
         "dannet.weights_std": str(spec.weights_std), "dannet.weights": json.dumps([float(w) for w in weights]),
@@ -105,7 +113,7 @@ def deployment_metadata(spec: ExportSpec, label_format: str, arch: str, backbone
         "dannet.normalization": json.dumps({"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "scale": 1 / 255}),
         "dannet.input": json.dumps({"name": "frame", "layout": "NHWC", "color": "RGB", "dtype": "uint8",
                                     "size": None if spec.dynamic else list(spec.input_size)}),
-        "dannet.output": json.dumps({"name": "labels", "format": label_format, "size": list(spec.output_size)}),
+        "dannet.output": json.dumps(output),
         "dannet.tail": spec.tail, "dannet.precision": spec.precision, "dannet.arch": arch,
         "dannet.backbone": backbone, "dannet.relight": str(int(relight)),
         "dannet.checkpoint_sha256": sha256_of(checkpoint),
@@ -173,13 +181,15 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
     say(f"[2/4] simplifying ({len(body.graph.node)} nodes)")
     if simplify:
         body = _simplify(body, say)
-    say(f"[3/4] appending the {spec.tail} tail -> {spec.output_size[0]}x{spec.output_size[1]} labels")
+    say(f"[3/4] appending the {spec.tail} tail -> {spec.output_size[0]}x{spec.output_size[1]} labels"
+        f"{' and confidence' if spec.confidence else ''}")
     weights = class_weights(spec.weights_std)
     mode = 1 if spec.reweight == "probs" else 0
     if spec.tail == "plugin":
-        graph = append_plugin_tail(body, weights, spec.output_size, spec.align_corners, mode, spec.pack4)
+        graph = append_plugin_tail(body, weights, spec.output_size, spec.align_corners, mode, spec.pack4,
+                                   spec.confidence)
     else:
-        graph = append_portable_tail(body, weights, spec.output_size, spec.align_corners, mode)
+        graph = append_portable_tail(body, weights, spec.output_size, spec.align_corners, mode, spec.confidence)
     label_format = "uint8" if spec.tail == "portable" else ("pack4" if spec.pack4 else "int32")
     metadata = deployment_metadata(spec, label_format, arch, backbone, relight is not None, checkpoint, light)
     onnx.helper.set_model_props(graph, metadata)

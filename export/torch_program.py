@@ -3,7 +3,8 @@ PyTorch backend, the reference the ONNX and TensorRT paths are compared with.
 
 The runtime may not import the training code (Jetson images often lack it), so it cannot rebuild networks
 from a checkpoint; a ``.pt2`` file carries the graph and weights, loads with ``torch.export.load`` alone,
-and has the same contract as the portable ONNX graph: uint8 NHWC RGB frame in, uint8 labels out.
+and has the same contract as the portable ONNX graph: uint8 NHWC RGB frame in, uint8 labels out (with
+``ExportSpec.confidence``, the pair labels, confidence levels, computed as the portable tail computes them).
 """
 from __future__ import annotations
 
@@ -13,27 +14,38 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from runtime.atomic import atomic_file, check_writable
 from runtime.backends import PT2_METADATA
 from runtime.classes import class_weights
-from train.evaluate import reweight_upsample_argmax
 
 from .onnx_export import ExportError, ExportSpec, deployment_metadata, deployment_model, dynamic_shapes
 
+
 class FrameToLabels(nn.Module):
-    """Frame -> logits (``DeploymentModel``) -> the portable tail in PyTorch -> uint8 labels."""
+    """Frame -> logits (``DeploymentModel``) -> the portable tail in PyTorch -> uint8 labels, or with
+    ``spec.confidence`` (labels, confidence levels)."""
 
     def __init__(self, body: nn.Module, spec: ExportSpec) -> None:
         super().__init__()
         self.body, self.spec = body, spec
         self.register_buffer("weights", torch.tensor(class_weights(spec.weights_std)))
 
-    def forward(self, frame: torch.Tensor) -> torch.Tensor:
-        labels = reweight_upsample_argmax(self.body(frame).float(), self.weights, self.spec.output_size,
-                                          self.spec.reweight, self.spec.align_corners)
-        return labels.to(torch.uint8)
+    def forward(self, frame: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits, w = self.body(frame).float(), self.weights.view(1, -1, 1, 1)
+        # mode 1 multiplies probabilities: argmax(softmax(z) * w) = argmax(z + log w) (export.tails)
+        scores = logits + torch.log(w) if self.spec.reweight == "probs" else logits * w
+        scores = F.interpolate(scores, size=self.spec.output_size, mode="bilinear",
+                               align_corners=self.spec.align_corners)
+        labels = scores.argmax(dim=1).to(torch.uint8)
+        if not self.spec.confidence:
+            return labels
+        # the op spec's confidence: 1 / sum_c exp(s_c - max s), as the level floor(255 p + 0.5)
+        top = scores.amax(dim=1, keepdim=True)
+        probability = 1 / torch.exp(scores - top).sum(dim=1)
+        return labels, torch.floor(probability * 255 + 0.5).to(torch.uint8)
 
 
 def to_torch_program(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSpec(), *,

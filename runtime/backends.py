@@ -1,8 +1,9 @@
-"""Inference backends behind one small interface: uint8 RGB frames in, uint8 labels out.
+"""Inference backends behind one small interface: uint8 RGB frames in, ``Inference`` out (uint8 labels, and
+uint8 confidence levels for a model exported with ``--confidence``).
 
 Each backend runs a graph made by ``dannet-export`` (frame -> labels, tail in-graph) and imports its
 library only when it is used, with an error that says what to install. The graph's metadata (class
-names, palette, sizes, label format) comes along as ``ModelInfo``.
+names, palette, sizes, label format, whether it has a confidence output) comes along as ``ModelInfo``.
 """
 from __future__ import annotations
 
@@ -23,6 +24,22 @@ class BackendError(DannetError, RuntimeError):
     """A model/backend that cannot be used; one line naming the file and what to do."""
 
 
+#: the output tensors of an exported model: labels, and confidence where it was exported with --confidence
+LABELS, CONFIDENCE = "labels", "confidence"
+
+
+@dataclass(frozen=True)
+class Inference:
+    """A batch's results: uint8 labels N x H x W, and uint8 confidence levels N x H x W (the winning class's
+    re-weighted softmax probability p as ``floor(255 p + 0.5)``) when the model has them, else None.
+
+    A record, not a tuple: code written for labels alone (``infer(x)[0]``) fails loudly instead of taking
+    the whole batch for the first frame."""
+
+    labels: np.ndarray
+    confidence: np.ndarray | None = None
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     input_size: tuple[int, int] | None  # None: dynamic
@@ -31,6 +48,7 @@ class ModelInfo:
     palette: np.ndarray = field(default_factory=lambda: PALETTE)
     weights_std: float | None = None  # test-time class weights the tail applies (None: not recorded)
     checkpoint_sha256: str | None = None  # the checkpoint the model was exported from (None: not recorded)
+    confidence: bool = False  # a second output with each pixel's confidence (dannet-export --confidence)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], where: str) -> "ModelInfo":
@@ -42,15 +60,16 @@ class ModelInfo:
         palette = np.asarray(json.loads(metadata.get("dannet.palette", json.dumps(PALETTE.tolist()))), np.uint8)
         std = float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None
         return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std,
-                   metadata.get("dannet.checkpoint_sha256") or None)
+                   metadata.get("dannet.checkpoint_sha256") or None, "confidence" in out)
 
 
 class Backend(Protocol):
     name: str
     info: ModelInfo
 
-    def infer(self, frames: np.ndarray) -> np.ndarray:
-        """N x H x W x 3 uint8 RGB frames at the network input size -> N x H_out x W_out uint8 labels."""
+    def infer(self, frames: np.ndarray) -> Inference:
+        """N x H x W x 3 uint8 RGB frames at the network input size -> N x H_out x W_out uint8 labels (and
+        confidence levels when ``info.confidence``)."""
         ...
 
 
@@ -85,23 +104,24 @@ class OnnxRuntimeBackend:
         if metadata.get("dannet.tail") == "plugin":
             raise plugin_tail
         self.info = ModelInfo.from_metadata(metadata, str(path))
+        self.outputs = [LABELS, CONFIDENCE] if self.info.confidence else [LABELS]
         self.providers = self.session.get_providers()
 
-    def infer(self, frames: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"frame": np.ascontiguousarray(frames, dtype=np.uint8)})[0]
+    def infer(self, frames: np.ndarray) -> Inference:
+        return Inference(*self.session.run(self.outputs, {"frame": np.ascontiguousarray(frames, dtype=np.uint8)}))
 
 
-def labels_from_engine(values: np.ndarray, width: int) -> np.ndarray:
-    """uint8 N x H x W labels (a new array) from an engine's ``labels`` tensor, typed and shaped as the engine
-    says: uint8 labels (portable tail), int32 labels (plugin tail; all < 256), or int32 with ceil(W/4) columns
-    holding four uint8 labels each, little-endian (plugin tail, pack4)."""
+def uint8_from_engine(values: np.ndarray, width: int, tensor: str = LABELS) -> np.ndarray:
+    """uint8 N x H x W values (a new array) from an engine's ``labels`` or ``confidence`` tensor, typed and shaped
+    as the engine says: uint8 (portable tail), int32 (plugin tail; all < 256), or int32 with ceil(W/4) columns
+    holding four uint8 values each, little-endian (plugin tail, pack4)."""
     if values.dtype == np.uint8 and values.shape[-1] == width:
         return values.copy()
     if values.dtype == np.int32 and values.shape[-1] == width:
         return values.astype(np.uint8)
     if values.dtype == np.int32 and values.shape[-1] == (width + 3) // 4:
         return unpack4(values, width).copy()
-    raise BackendError(f"the engine's labels are {values.dtype} with {values.shape[-1]} columns: not labels "
+    raise BackendError(f"the engine's {tensor} are {values.dtype} with {values.shape[-1]} columns: not {tensor} "
                        f"{width} wide (uint8, int32 or pack4); rebuild it with dannet-export engine")
 
 
@@ -135,12 +155,13 @@ class TensorRTBackend:
     """A TensorRT engine run through cuda-python: ``set_input_shape``, ``set_tensor_address`` and
     ``execute_async_v3`` on one stream, pinned host buffers. The engine's sidecar is checked before loading.
 
-    The engine decides how its labels are read (``labels_from_engine``): their type, and their shape for the
+    The engine decides how its outputs are read (``uint8_from_engine``): their type, and their shape for the
     frames at hand, come from TensorRT; only the label map's width, which a pack4 engine does not show, comes
-    from the sidecar. With dynamic shapes, any frame size within the engine's profile runs."""
+    from the sidecar. An engine built from a graph exported with ``--confidence`` has a second output,
+    ``confidence``, read the same way. With dynamic shapes, any frame size within the engine's profile runs."""
 
     name = "tensorrt"
-    INPUT, OUTPUT = "frame", "labels"
+    INPUT = "frame"
 
     def __init__(self, path: str | Path, plugin_lib: str | None = None) -> None:
         from .engine_sidecar import (EngineError, Sidecar, current_machine, import_cuda_runtime, import_tensorrt,
@@ -178,7 +199,7 @@ class TensorRTBackend:
         self.engine = self.runtime.deserialize_cuda_engine(path.read_bytes())
         if self.engine is None:
             raise BackendError(f"{path}: TensorRT could not deserialise the engine (see its log above)")
-        self.label_dtype = self._check_tensors(trt, path)
+        self.output_dtypes = self._check_tensors(trt, path)
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise BackendError(f"{path}: TensorRT could not create an execution context (see its log above)")
@@ -186,24 +207,28 @@ class TensorRTBackend:
         frame_shape = tuple(self.engine.get_tensor_shape(self.INPUT))
         self.info = ModelInfo(None if min(frame_shape[1:3]) < 0 else frame_shape[1:3], tuple(sidecar.output_size),
                               tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std,
-                              checkpoint_sha256=sidecar.checkpoint_sha256)
-        self.staging = {name: _Staging(self.cudart, self._cuda) for name in (self.INPUT, self.OUTPUT)}
+                              checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes)
+        self.staging = {name: _Staging(self.cudart, self._cuda) for name in (self.INPUT, *self.output_dtypes)}
         self.input_shape: tuple[int, ...] | None = None  # the shape last set on the context
 
-    def _check_tensors(self, trt, path: Path) -> np.dtype:
-        """The engine's I/O is a uint8 ``frame`` input and a ``labels`` output; returns the labels' type."""
+    def _check_tensors(self, trt, path: Path) -> dict[str, np.dtype]:
+        """The engine's I/O is a uint8 ``frame`` input and a ``labels`` output, and a ``confidence`` output where
+        the graph was exported with ``--confidence``; returns each output's type, labels first."""
         engine = self.engine
         names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
-        if names != {self.INPUT, self.OUTPUT} or engine.get_tensor_mode(self.INPUT) != trt.TensorIOMode.INPUT:
-            raise BackendError(f"{path}: expected the tensors frame (input) and labels (output), the engine has "
-                               f"{', '.join(sorted(names))}; not a dannet-export engine")
+        outputs = [LABELS, CONFIDENCE] if CONFIDENCE in names else [LABELS]
+        if names != {self.INPUT, *outputs} or engine.get_tensor_mode(self.INPUT) != trt.TensorIOMode.INPUT or \
+                any(engine.get_tensor_mode(name) != trt.TensorIOMode.OUTPUT for name in outputs):
+            raise BackendError(f"{path}: expected the tensors frame (input), labels and optionally confidence "
+                               f"(outputs), the engine has {', '.join(sorted(names))}; not a dannet-export engine")
         if engine.get_tensor_dtype(self.INPUT) != trt.DataType.UINT8:
             raise BackendError(f"{path}: its frame input is not uint8; not a dannet-export engine")
-        label_types = {trt.DataType.UINT8: np.dtype(np.uint8), trt.DataType.INT32: np.dtype(np.int32)}
-        dtype = label_types.get(engine.get_tensor_dtype(self.OUTPUT))
-        if dtype is None:
-            raise BackendError(f"{path}: its labels are neither uint8 nor int32; not a dannet-export engine")
-        return dtype
+        types = {trt.DataType.UINT8: np.dtype(np.uint8), trt.DataType.INT32: np.dtype(np.int32)}
+        dtypes = {name: types.get(engine.get_tensor_dtype(name)) for name in outputs}
+        for name, dtype in dtypes.items():
+            if dtype is None:
+                raise BackendError(f"{path}: its {name} are neither uint8 nor int32; not a dannet-export engine")
+        return dtypes
 
     def _cuda(self, what: str, result: tuple):
         """The value of a cuda-python call's ``(error, value)`` (None for ``(error,)``); errors are BackendErrors."""
@@ -227,29 +252,34 @@ class TensorRTBackend:
             raise BackendError(f"frames of shape {'x'.join(str(d) for d in shape)}: the engine takes {accepted}")
         self.input_shape = shape
 
-    def infer(self, frames: np.ndarray) -> np.ndarray:
+    def infer(self, frames: np.ndarray) -> Inference:
         frames = np.ascontiguousarray(frames, dtype=np.uint8)
         if frames.ndim != 4 or frames.shape[3] != 3:
             raise BackendError(f"frames must be N x H x W x 3 uint8 RGB, got shape {frames.shape}")
         self._set_input_shape(frames.shape)
-        labels_shape = tuple(self.context.get_tensor_shape(self.OUTPUT))
-        sizes = {self.INPUT: frames.nbytes, self.OUTPUT: int(np.prod(labels_shape)) * self.label_dtype.itemsize}
+        shapes = {name: tuple(self.context.get_tensor_shape(name)) for name in self.output_dtypes}
+        sizes = {self.INPUT: frames.nbytes, **{name: int(np.prod(shape)) * self.output_dtypes[name].itemsize
+                                               for name, shape in shapes.items()}}
         for name, staging in self.staging.items():  # shapes first, then the addresses of buffers that fit them
             staging.reserve(sizes[name])
             if not self.context.set_tensor_address(name, staging.device):
                 raise BackendError(f"TensorRT refused the address of {name} (see its log above)", EXIT_FAILED)
-        frame_in, labels_out = self.staging[self.INPUT], self.staging[self.OUTPUT]
+        frame_in = self.staging[self.INPUT]
         frame_in.host_bytes(frames.nbytes)[:] = frames.reshape(-1)
         kind, stream = self.cudart.cudaMemcpyKind, self.stream
         self._cuda("cudaMemcpyAsync", self.cudart.cudaMemcpyAsync(
             frame_in.device, frame_in.host, frames.nbytes, kind.cudaMemcpyHostToDevice, stream))
         if not self.context.execute_async_v3(int(stream)):
             raise BackendError("TensorRT could not run the engine (see its log above)", EXIT_FAILED)
-        self._cuda("cudaMemcpyAsync", self.cudart.cudaMemcpyAsync(
-            labels_out.host, labels_out.device, sizes[self.OUTPUT], kind.cudaMemcpyDeviceToHost, stream))
+        for name in self.output_dtypes:
+            out = self.staging[name]
+            self._cuda("cudaMemcpyAsync", self.cudart.cudaMemcpyAsync(
+                out.host, out.device, sizes[name], kind.cudaMemcpyDeviceToHost, stream))
         self._cuda("cudaStreamSynchronize", self.cudart.cudaStreamSynchronize(stream))
-        values = labels_out.host_bytes(sizes[self.OUTPUT]).view(self.label_dtype).reshape(labels_shape)
-        return labels_from_engine(values, self.info.output_size[1])
+        width = self.info.output_size[1]
+        values = {name: uint8_from_engine(self.staging[name].host_bytes(sizes[name]).view(dtype).reshape(shapes[name]),
+                                          width, name) for name, dtype in self.output_dtypes.items()}
+        return Inference(values[LABELS], values.get(CONFIDENCE))
 
 
 #: the file inside a .pt2 archive that holds the ``dannet.*`` metadata
@@ -260,7 +290,8 @@ class TorchBackend:
     """The PyTorch reference: a ``torch.export`` program (``dannet-export pt2``) on the GPU where there is one.
 
     The runtime does not import the training code, so checkpoints are exported first; the program has the
-    portable graph's contract (uint8 frame in, uint8 labels out) and its ``dannet.*`` metadata inside."""
+    portable graph's contract (uint8 frame in, uint8 labels out, or the pair labels, confidence) and its
+    ``dannet.*`` metadata inside."""
 
     name = "torch"
 
@@ -287,10 +318,13 @@ class TorchBackend:
         self.module = program.module()
         self.info = ModelInfo.from_metadata(metadata, str(path))
 
-    def infer(self, frames: np.ndarray) -> np.ndarray:
+    def infer(self, frames: np.ndarray) -> Inference:
         with self.torch.inference_mode():
-            labels = self.module(self.torch.from_numpy(np.ascontiguousarray(frames, dtype=np.uint8)).to(self.device))
-        return labels.cpu().numpy()
+            # a copy: frames may be read-only (PIL's arrays), which torch tensors must not share
+            outputs = self.module(self.torch.from_numpy(np.array(frames, dtype=np.uint8)).to(self.device))
+        if self.info.confidence:
+            return Inference(*(values.cpu().numpy() for values in outputs))
+        return Inference(outputs.cpu().numpy())
 
 
 #: what ``--backend`` accepts everywhere (``auto``: from the model file's type)

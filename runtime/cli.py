@@ -9,6 +9,7 @@ from .arguments import integer, landscape_size_hw, number
 from .atomic import check_writable
 from .backends import BACKENDS
 from .errors import Parser, add_debug_flag, command_line, debug_requested, run_command
+from .overlay import MODES
 from .sources import CaptureOptions
 
 
@@ -34,15 +35,24 @@ def build_parser() -> argparse.ArgumentParser:
                "outputs:  display://0, file://out.mp4 (.mkv .avi .mov), an image folder out/ or pattern\n"
                "          out/%05d.png, rtsp://@:8554/NAME (served here), null://\n"
                "Live inputs drop the oldest frame when inference falls behind; files keep every frame.\n"
-               "Ctrl-C stops cleanly: queued frames go through and the output file is finished (exit 0).\n"
+               "Confidence (models exported with dannet-export --confidence): per pixel, the winning class's\n"
+               "re-weighted softmax probability p as a level floor(255 p + 0.5); --visualize confidence shows it\n"
+               "in grey, overlay-confidence darkens the overlay where it is low, --confidence-out writes it.\n"
+               "Ctrl-C stops cleanly: queued frames go through and the output files are finished (exit 0).\n"
                "Exit codes: 0 done or stopped, 1 failed while running (input lost for good), 2 bad flag, URI or\n"
                "model, 4 output not writable (e.g. disk full), 130/143 SIGINT/SIGTERM while starting.\n\n"
                "example:  dannet-run --model dannet.onnx --input v4l2:///dev/video0 --output display://0")
     add_model_arguments(parser)
     parser.add_argument("--input", required=True, metavar="URI", help="where frames come from (see below)")
     parser.add_argument("--output", default="null://", metavar="URI", help="where pictures go (default null://)")
-    parser.add_argument("--visualize", choices=["overlay", "mask", "both"], default="overlay",
-                        help="palette over the frame, the palette alone, or both side by side")
+    parser.add_argument("--visualize", choices=MODES, default="overlay",
+                        help="palette over the frame, the palette alone, both side by side; for models exported "
+                             "with --confidence: confidence (grey, white = certain) or overlay-confidence (the "
+                             "overlay darkened where confidence is low)")
+    parser.add_argument("--confidence-out", metavar="URI",
+                        help="also write each frame's confidence levels as 8-bit grey pictures at the model's output "
+                             "size, to any output URI (PNG images keep the levels exact; video is lossy); models "
+                             "exported with --confidence")
     parser.add_argument("--alpha", type=number(0, 1), default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
     parser.add_argument("--legend", action="store_true", help="add a panel naming the classes in view")
     parser.add_argument("--stats-json", metavar="FILE", help="write the periodic reports and the summary as JSON lines")
@@ -96,9 +106,9 @@ def run_pipeline(args: argparse.Namespace, program: bool) -> None:
     # change the exit status the run ended with
     run(args.model, args.input, args.output, backend=args.backend,
         capture=CaptureOptions(args.input_size, args.input_rate), codec=args.codec, bitrate_kbps=args.bitrate,
-        visualize=args.visualize, alpha=args.alpha, legend=args.legend, queue_size=args.queue_size,
-        max_frames=args.frames, loop=args.loop, reconnect=args.reconnect, stats_interval_s=args.stats_interval,
-        stats_json=args.stats_json, say=say, keep_signal_handlers=program)
+        confidence_out=args.confidence_out, visualize=args.visualize, alpha=args.alpha, legend=args.legend,
+        queue_size=args.queue_size, max_frames=args.frames, loop=args.loop, reconnect=args.reconnect,
+        stats_interval_s=args.stats_interval, stats_json=args.stats_json, say=say, keep_signal_handlers=program)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     from runtime.pipeline import run
     summary = run("dannet.onnx", "v4l2:///dev/video0", "file://night.mp4", visualize="both")
+    run("dannet_confidence.onnx", "drive.mp4", "null://", confidence_out="confidence/")  # 8-bit grey PNGs
 
 Live sources (cameras, RTSP, ``test://``) drop the oldest waiting frame when inference falls behind, so
 what is shown is as fresh as inference allows and memory never grows; files and images keep every
@@ -17,9 +18,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable
 
-from .errors import EXIT_FAILED
+from .backends import ModelInfo
+from .errors import EXIT_FAILED, DannetError
 from .gst import MediaError
-from .overlay import legend, visualize
+from .overlay import CONFIDENCE_MODES, legend, visualize
 from .segmenter import Segmenter
 from .sinks import OutputClosed, Sink, open_sink
 from .sources import CaptureOptions, Source, SourceLost, open_source
@@ -85,7 +87,7 @@ class FrameQueue:
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    visualize: str = "overlay"        # overlay | mask | both
+    visualize: str = "overlay"        # overlay | mask | both | confidence | overlay-confidence
     alpha: float = 0.5
     legend: bool = False              # a panel naming the classes in view
     queue_size: int = 2
@@ -98,12 +100,24 @@ class PipelineOptions:
     stats_json: str | None = None
 
 
+def check_confidence_wanted(info: ModelInfo, model: str, visualize: str, confidence_out: bool) -> None:
+    """A one-line error (exit 2) when the confidence is asked for and ``model`` has no confidence output."""
+    wanted = [flag for flag, asked in ((f"--visualize {visualize}", visualize in CONFIDENCE_MODES),
+                                       ("--confidence-out", confidence_out)) if asked]
+    if wanted and not info.confidence:
+        raise DannetError(f"{' and '.join(wanted)}: {model} has no confidence output; export it with "
+                          "dannet-export onnx|pt2 --confidence")
+
+
 class Pipeline:
-    """Runs one source through a segmenter into one sink; ``run()`` returns the summary statistics."""
+    """Runs one source through a segmenter into one sink (and the confidence levels into ``confidence_sink``);
+    ``run()`` returns the summary statistics."""
 
     def __init__(self, segmenter: Segmenter, source: Source, sink: Sink, options: PipelineOptions = PipelineOptions(),
-                 say: Callable[[str], None] = print) -> None:
+                 say: Callable[[str], None] = print, confidence_sink: Sink | None = None) -> None:
+        check_confidence_wanted(segmenter.info, "the model", options.visualize, confidence_sink is not None)
         self.segmenter, self.source, self.sink, self.options, self.say = segmenter, source, sink, options, say
+        self.confidence_sink = confidence_sink
         self.stats = PipelineStats()
         live = source.spec.live
         self.captured = FrameQueue(options.queue_size, drop_oldest=live, on_drop=lambda: self.stats.count("dropped"))
@@ -179,27 +193,32 @@ class Pipeline:
             start = time.perf_counter()
             batch = prepare(frame.image)[None]
             middle = time.perf_counter()
-            labels = infer(batch)[0]
+            result = infer(batch)
             self.stats.add("preprocess", middle - start)
             self.stats.add("inference", time.perf_counter() - middle)
             self.stats.count("processed")
-            self.inferred.put((frame, labels))
+            confidence = result.confidence[0] if result.confidence is not None else None
+            self.inferred.put((frame, result.labels[0], confidence))
 
     def _output(self) -> None:
         options, info, written, first = self.options, self.segmenter.info, 0, None
         while (item := self.inferred.get()) is not None:
-            frame, labels = item
+            frame, labels, confidence = item
             start = time.perf_counter()
-            picture = visualize(frame.image, labels, options.visualize, options.alpha, info.palette)
+            picture = visualize(frame.image, labels, options.visualize, options.alpha, info.palette, confidence)
             if options.legend:
                 picture = legend(picture, labels, info.palette, info.class_names)
             middle = time.perf_counter()
             if first is None:
                 first, rate = frame, self.source.rate or DEFAULT_RATE
                 self.sink.start(picture.shape[1], picture.shape[0], rate)
+                if self.confidence_sink is not None:
+                    self.confidence_sink.start(confidence.shape[1], confidence.shape[0], rate, grey=True)
             # live: pictures keep their capture times (gaps where frames were dropped); files: evenly spaced
             timestamp = frame.arrived - first.arrived if self.source.spec.live else written / rate
             self.sink.write(picture, frame, timestamp)
+            if self.confidence_sink is not None:
+                self.confidence_sink.write(confidence, frame, timestamp)
             written += 1
             end = time.perf_counter()
             self.stats.add("overlay", middle - start)
@@ -227,10 +246,13 @@ class Pipeline:
         return body
 
     def _finish_output(self) -> None:
-        try:
-            self.sink.close()
-        except Exception as e:  # reported by run() like a stage's error (a full disk while finishing the file)
-            self.errors.append(e)
+        for sink in (self.sink, self.confidence_sink):  # each finished even when the other cannot be
+            if sink is None:
+                continue
+            try:
+                sink.close()
+            except Exception as e:  # reported by run() like a stage's error (a full disk while finishing the file)
+                self.errors.append(e)
 
     # -- control -----------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -316,12 +338,20 @@ class Pipeline:
 
 
 def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", capture: CaptureOptions = CaptureOptions(),
-        codec: str = "h264", bitrate_kbps: int = 4000, say: Callable[[str], None] = print,
-        keep_signal_handlers: bool = False, **options: Any) -> dict:
-    """``dannet-run`` as a function: URIs and model checked first (one-line errors), then the pipeline."""
+        codec: str = "h264", bitrate_kbps: int = 4000, confidence_out: str | None = None,
+        say: Callable[[str], None] = print, keep_signal_handlers: bool = False, **options: Any) -> dict:
+    """``dannet-run`` as a function: URIs and model checked first (one-line errors), then the pipeline.
+    ``confidence_out``: a second output URI for the confidence levels as 8-bit grey pictures at the model's
+    output size (models exported with ``--confidence``)."""
     spec, out = parse_input(input_uri), parse_output(output_uri)
+    confidence_spec = parse_output(confidence_out) if confidence_out is not None else None
+    pipeline_options = PipelineOptions(**options)
     segmenter = Segmenter(model, backend)
+    check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, confidence_spec is not None)
     sink = open_sink(out, codec, bitrate_kbps)
+    confidence_sink = open_sink(confidence_spec, codec, bitrate_kbps, "--confidence-out") \
+        if confidence_spec is not None else None
     source = open_source(spec, capture)
-    return Pipeline(segmenter, source, sink, PipelineOptions(**options), say).run(
-        keep_signal_handlers, announce=f"{spec.uri} -> {segmenter.backend.name} -> {out.uri}")
+    outputs = out.uri + (f" + confidence -> {confidence_spec.uri}" if confidence_spec is not None else "")
+    return Pipeline(segmenter, source, sink, pipeline_options, say, confidence_sink).run(
+        keep_signal_handlers, announce=f"{spec.uri} -> {segmenter.backend.name} -> {outputs}")

@@ -4,6 +4,9 @@
     seg = Segmenter("dannet.onnx")              # or "dannet.engine" (TensorRT)
     labels = seg.process(frame)                 # frame: H x W x 3 uint8 RGB, any size
     picture = seg.overlay(frame, labels)        # palette colours blended over the frame
+
+    seg = Segmenter("dannet_confidence.onnx")   # exported with dannet-export onnx --confidence
+    labels, confidence = seg.process(frame)     # confidence: uint8 levels, 255 = certain
 """
 from __future__ import annotations
 
@@ -31,9 +34,16 @@ class Segmenter:
             return frame
         return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
 
-    def process(self, frame: np.ndarray) -> np.ndarray:
-        """uint8 labels at the model's output size."""
-        return self.backend.infer(self.prepare(frame)[None])[0]
+    def process(self, frame: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """uint8 labels at the model's output size; for a model exported with ``--confidence``
+        (``info.confidence``), the pair labels, confidence levels (uint8, ``floor(255 p + 0.5)`` of the winning
+        class's re-weighted softmax probability p)."""
+        result = self.backend.infer(self.prepare(frame)[None])
+        if self.info.confidence:
+            return result.labels[0], result.confidence[0]
+        return result.labels[0]
 
-    def overlay(self, frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5, mode: str = "overlay") -> np.ndarray:
-        return visualize(frame, labels, mode, alpha, self.info.palette)
+    def overlay(self, frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5, mode: str = "overlay",
+                confidence: np.ndarray | None = None) -> np.ndarray:
+        """The picture ``dannet-run --visualize mode`` shows (``confidence`` for the confidence modes)."""
+        return visualize(frame, labels, mode, alpha, self.info.palette, confidence)

@@ -1,6 +1,7 @@
 """Outputs: video files, a display window and an RTSP server through GStreamer (appsrc); images through
 Pillow; ``null://``. A sink opens on its first picture (the size is known then) and ``close()``
 finishes the stream: end of stream through the muxer, so a file stopped by Ctrl-C still plays.
+Pictures are RGB (H x W x 3) or 8-bit grey (H x W: ``dannet-run --confidence-out``); one stream is one kind.
 
 MP4 and MOV files are written in fragments of one second, each with its own index, so a file that
 could not be finished (a full disk, a crash) plays up to its last complete fragment; Matroska plays
@@ -53,7 +54,7 @@ class OutputClosed(Exception):
 
 
 class Sink(Protocol):
-    def start(self, width: int, height: int, rate: Fraction) -> None: ...
+    def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None: ...
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None: ...
     def close(self) -> None: ...
 
@@ -72,15 +73,20 @@ def encoder(codec: str, bitrate_kbps: int, what: str) -> str:
                      "install gstreamer1.0-plugins-ugly or choose another --codec")
 
 
-def _rgb_caps(width: int, height: int, rate: Fraction) -> str:
-    return f"video/x-raw,format=RGB,width={width},height={height},framerate={caps_rate(rate)}"
+def _caps(width: int, height: int, rate: Fraction, grey: bool) -> str:
+    """The appsrc's caps, and for grey pictures their conversion to RGB: videoconvert copies GRAY8 unscaled into
+    the luma of the 4:2:0 video encoders take, which decoders then stretch as limited-range luma (levels off by
+    up to 19 after a round trip, measured); from RGB the levels come back within the codec's loss."""
+    caps = f"video/x-raw,format={'GRAY8' if grey else 'RGB'},width={width},height={height},framerate={caps_rate(rate)}"
+    return f"{caps} ! videoconvert ! video/x-raw,format=RGB" if grey else caps
 
 
 def _buffer(picture: np.ndarray, timestamp: float | None, rate: Fraction) -> Any:
-    """A GStreamer buffer of the picture (rows padded to 4 bytes, as RGB video in GStreamer is laid out)."""
+    """A GStreamer buffer of the picture (rows padded to 4 bytes, as RGB and GRAY8 video in GStreamer are laid
+    out)."""
     Gst = gst()
-    pad = -picture.shape[1] * 3 % 4
     rows = picture.reshape(picture.shape[0], -1)
+    pad = -rows.shape[1] % 4
     data = np.pad(rows, ((0, 0), (0, pad))) if pad else rows
     buffer = Gst.Buffer.new_wrapped(data.tobytes())
     if timestamp is not None:
@@ -95,7 +101,7 @@ class AppsrcSink:
     The appsrc does not block: ``write`` waits for room itself, looking at the bus meanwhile, because a
     blocking push into a pipeline that has failed (a full disk stops its filesink) never returns."""
 
-    def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000) -> None:
+    def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000, flag: str = "--output") -> None:
         self.spec, self.pipeline, self.failed = spec, None, False
         if spec.kind == "display":
             if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -109,19 +115,20 @@ class AppsrcSink:
             raise MediaError(f"{spec.uri}: {suffix} files cannot hold {codec}; use --codec {' or '.join(codecs)}")
         if not Path(spec.location).resolve().parent.is_dir():
             raise MediaError(f"{spec.uri}: folder {Path(spec.location).parent} does not exist")
-        check_writable(spec.location, "--output")
+        check_writable(spec.location, flag)
         self.tail = f"{{scale}}videoconvert ! {encoder(codec, bitrate_kbps, spec.uri)} ! {muxer} ! " \
                     f"filesink location={quote(spec.location)}"
 
-    def start(self, width: int, height: int, rate: Fraction) -> None:
+    def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         Gst = gst()
         self.rate = rate
         # 4:2:0 encoders need even sizes: odd pictures are stretched by one pixel
         even_w, even_h = width + width % 2, height + height % 2
         scale = f"videoscale ! video/x-raw,width={even_w},height={even_h} ! " if (even_w, even_h) != (width, height) else ""
-        self.max_bytes = 3 * 3 * width * height  # three pictures queued
+        self.max_bytes = 3 * (1 if grey else 3) * width * height  # three pictures queued
         self.pipeline = launch(f"appsrc name=pictures format=time block=false max-bytes={self.max_bytes} "
-                               f"caps={_rgb_caps(width, height, rate)} ! {self.tail.format(scale=scale)}", self.spec.uri)
+                               f"caps={_caps(width, height, rate, grey)} ! {self.tail.format(scale=scale)}",
+                               self.spec.uri)
         self.appsrc = self.pipeline.get_by_name("pictures")
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             raise MediaError(f"{self.spec.uri}: {bus_error(self.pipeline) or 'cannot start'}")
@@ -201,14 +208,14 @@ class RtspSink:
         self.payloader = PAYLOADERS[codec]
         self.GLib, self.GstRtspServer, self.server = GLib, GstRtspServer, None
 
-    def start(self, width: int, height: int, rate: Fraction) -> None:
+    def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         self.rate = rate
         self.context = self.GLib.MainContext.new()
         self.server = self.GstRtspServer.RTSPServer()
         self.server.set_service(str(self.spec.port))
         factory = self.GstRtspServer.RTSPMediaFactory()
         factory.set_launch(f"( appsrc name=pictures is-live=true format=time do-timestamp=true "
-                           f"caps={_rgb_caps(width, height, rate)} ! videoconvert ! {self.stream} ! "
+                           f"caps={_caps(width, height, rate, grey)} ! videoconvert ! {self.stream} ! "
                            f"{self.payloader} name=pay0 pt=96 )")
         factory.set_shared(True)
         factory.connect("media-configure", self._configure)
@@ -244,18 +251,18 @@ class RtspSink:
 
 class ImageSink:
     """Pictures as images: one file, a folder (named after the input image, or by frame index) or a
-    ``%d`` pattern. PNG keeps palette colours exact."""
+    ``%d`` pattern. PNG keeps palette colours and confidence levels exact (grey pictures: 8-bit grey PNGs)."""
 
-    def __init__(self, spec: OutputSpec) -> None:
+    def __init__(self, spec: OutputSpec, flag: str = "--output") -> None:
         self.spec, self.written = spec, 0
         path = spec.location
         self.pattern = "%" in path
         self.folder = not self.pattern and Path(path).suffix.lower() not in IMAGE_SUFFIXES
         target = Path(path) if self.folder else Path(path).parent
-        check_folder_writable(target, "--output")
+        check_folder_writable(target, flag)
         target.mkdir(parents=True, exist_ok=True)
 
-    def start(self, width: int, height: int, rate: Fraction) -> None:
+    def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         pass
 
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
@@ -278,7 +285,7 @@ class ImageSink:
 class NullSink:
     """``null://``: pictures are made (so timings are real) and dropped."""
 
-    def start(self, width: int, height: int, rate: Fraction) -> None:
+    def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         pass
 
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
@@ -288,13 +295,14 @@ class NullSink:
         pass
 
 
-def open_sink(spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000) -> Sink:
+def open_sink(spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000, flag: str = "--output") -> Sink:
     """The sink for an output URI, checked (encoder, container, display, folder) before any frame flows;
-    it starts on the first picture with the picture size and the source's frame rate."""
+    it starts on the first picture with the picture size and the source's frame rate. ``flag`` is the option
+    the URI came from, for the messages."""
     if spec.kind == "null":
         return NullSink()
     if spec.kind == "images":
-        return ImageSink(spec)
+        return ImageSink(spec, flag)
     if spec.kind == "rtsp":
         return RtspSink(spec, codec, bitrate_kbps)
-    return AppsrcSink(spec, codec, bitrate_kbps)
+    return AppsrcSink(spec, codec, bitrate_kbps, flag)

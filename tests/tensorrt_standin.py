@@ -16,8 +16,9 @@ the API or misreads an engine fails here rather than on first contact with a GPU
   checked against the allocation it falls in; freed memory is unusable. Work on a stream runs when the stream
   is synchronised (or memory freed), as on a GPU: a result read before ``cudaStreamSynchronize`` is stale.
 - Engines compute what the real ones do: a portable-tail graph runs in ONNX Runtime; a plugin-tail graph runs
-  its body in ONNX Runtime up to ``logits``, then ``runtime.reweight_argmax`` (the kernel's NumPy twin), and
-  writes int32 labels or pack4 exactly as the plugin does.
+  its body in ONNX Runtime up to ``logits``, then ``runtime.reweight_argmax`` (the kernel's NumPy twin:
+  ``reweight_argmax_confidence`` where the node has ``confidence=1``), and writes int32 labels (and confidence
+  levels) or pack4 exactly as the plugin does. Every output tensor of the engine is written.
 
 Failures that TensorRT reports come back as TensorRT returns them (False, None, a parser error) and are logged
 in ``StandIn.log``; misuse that real hardware or TensorRT would turn into a crash, corrupt memory or a
@@ -240,6 +241,7 @@ ONNX_OPS: dict[tuple[str, str], tuple[set[int], tuple[int, ...] | None, Callable
     ("", "Sub"): (FLOATS | INTS, None, None),
     ("", "Mul"): (FLOATS | INTS, None, None),
     ("", "Div"): (FLOATS | INTS, None, None),
+    ("", "Exp"): (FLOATS, None, None),
     ("", "Less"): (FLOATS | INTS, None, None),
     ("", "GreaterOrEqual"): (FLOATS | INTS, None, None),
     ("", "And"): ({TensorProto.BOOL}, None, None),
@@ -255,6 +257,8 @@ ONNX_OPS: dict[tuple[str, str], tuple[set[int], tuple[int, ...] | None, Callable
     ("", "MaxPool"): (FLOATS, (0,), _maxpool_rule),
     ("", "Pad"): (FLOATS | INTS, (0,), _constant_input(3, "axes must be an initializer")),
     ("", "Range"): (FLOATS | INTS, None, None),
+    ("", "Reciprocal"): (FLOATS, None, None),
+    ("", "ReduceMax"): (FLOATS | INTS, (0,), _constant_input(1, "axes must be an initializer")),
     ("", "ReduceSum"): (FLOATS | INTS, (0,), _constant_input(1, "axes must be an initializer")),
     ("", "Relu"): (FLOATS | INTS, None, None),
     ("", "Reshape"): (ANY, (0,), None),
@@ -521,11 +525,12 @@ class CudaRuntime:
 # --- engines: the real semantics -----------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=8)
-def _semantics(onnx_path: str, modified: float) -> Callable[[np.ndarray], np.ndarray]:
-    """frames -> the engine's ``labels`` as the real engine computes them (cached per file version)."""
+def _semantics(onnx_path: str, modified: float) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """frames -> every output of the engine by name, as the real engine computes them (cached per file
+    version)."""
     import onnxruntime as ort
 
-    from runtime.reweight_argmax import pack4, reweight_argmax
+    from runtime.reweight_argmax import pack4, reweight_argmax, reweight_argmax_confidence
 
     model = onnx.load(onnx_path)
     plugin = [n for n in model.graph.node if (n.domain, n.op_type) == ("dannet", "ReweightArgmax")]
@@ -533,7 +538,8 @@ def _semantics(onnx_path: str, modified: float) -> Callable[[np.ndarray], np.nda
     options.log_severity_level = 3
     if not plugin:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return lambda frames: session.run(None, {"frame": frames})[0]
+        names = [o.name for o in model.graph.output]
+        return lambda frames: dict(zip(names, session.run(names, {"frame": frames})))
     node = plugin[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     model.graph.node.remove(node)
@@ -545,11 +551,12 @@ def _semantics(onnx_path: str, modified: float) -> Callable[[np.ndarray], np.nda
     model.opset_import.extend(kept)
     body = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
-    def run(frames: np.ndarray) -> np.ndarray:
-        labels = reweight_argmax(body.run(None, {"frame": frames})[0], np.asarray(attrs["weights"], np.float32),
-                                 (attrs["out_height"], attrs["out_width"]), bool(attrs["align_corners"]),
-                                 attrs["mode"])
-        return pack4(labels) if attrs["pack4"] else labels.astype(np.int32)
+    def run(frames: np.ndarray) -> dict[str, np.ndarray]:
+        arguments = (body.run(None, {"frame": frames})[0], np.asarray(attrs["weights"], np.float32),
+                     (attrs["out_height"], attrs["out_width"]), bool(attrs["align_corners"]), attrs["mode"])
+        values = reweight_argmax_confidence(*arguments) if attrs.get("confidence", 0) else \
+            (reweight_argmax(*arguments),)
+        return {name: pack4(v) if attrs["pack4"] else v.astype(np.int32) for name, v in zip(node.output, values)}
     return run
 
 
@@ -587,7 +594,7 @@ class ICudaEngine(_Strict):
                                     "TensorRT would log an error and return a meaningless value")
         return self._plan.tensors[name]
 
-    def _run(self, frames: np.ndarray) -> np.ndarray:
+    def _run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         return _semantics(self._plan.onnx_path, self._plan.modified)(frames)
 
     @property
@@ -684,18 +691,22 @@ class IExecutionContext(_Strict):
         for name, (address, nbytes, shape) in access.items():
             standin.memory.bytes_at("device", address, nbytes, f"execute_async_v3: {name} {shape}")
         (frame_name,) = [n for n, t in plan.tensors.items() if t[0] is TensorIOMode.INPUT]
-        (labels_name,) = [n for n, t in plan.tensors.items() if t[0] is TensorIOMode.OUTPUT]
+        output_names = [n for n, t in plan.tensors.items() if t[0] is TensorIOMode.OUTPUT]
 
         def run() -> None:
             address, nbytes, shape = access[frame_name]
             frames = standin.memory.bytes_at("device", address, nbytes, "engine reads frame").reshape(shape).copy()
-            labels = self._engine._run(frames)
-            address, nbytes, shape = access[labels_name]
-            dtype = NUMPY_OF[plan.tensors[labels_name][1]]
-            if labels.shape != shape or labels.dtype != dtype:
-                raise ContractViolation(f"the engine computed {labels.dtype} {labels.shape}, expected {shape}")
-            written = standin.memory.bytes_at("device", address, nbytes, "engine writes labels")
-            written[:] = labels.view(np.uint8).ravel()
+            computed = self._engine._run(frames)
+            if set(computed) != set(output_names):
+                raise ContractViolation(f"the engine computed {sorted(computed)}, its outputs are {output_names}")
+            for name in output_names:
+                values, (address, nbytes, shape) = computed[name], access[name]
+                dtype = NUMPY_OF[plan.tensors[name][1]]
+                if values.shape != shape or values.dtype != dtype:
+                    raise ContractViolation(f"the engine computed {name} {values.dtype} {values.shape}, expected "
+                                            f"{shape}")
+                written = standin.memory.bytes_at("device", address, nbytes, f"engine writes {name}")
+                written[:] = np.ascontiguousarray(values).view(np.uint8).ravel()  # row-major, as TensorRT's
         queue.append(run)
         return True
 

@@ -351,7 +351,7 @@ def test_lite0_pspnet_exports_and_builds_like_the_others(tmp_path: Path, monkeyp
     plugin_lib.write_bytes(b"stand-in")
     engine = build_engine(plugin, tmp_path / "plugin.engine", plugin_lib=str(plugin_lib), say=lambda s: None)
     frames = np.random.default_rng(2).integers(0, 256, (1, 64, 128, 3), dtype=np.uint8)
-    labels = TensorRTBackend(engine, str(plugin_lib)).infer(frames)
+    labels = TensorRTBackend(engine, str(plugin_lib)).infer(frames).labels
     # DANNet's inference written plainly: normalise, relight, segment, logits x w, upsample, argmax
     x = normalised(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
     with torch.no_grad():

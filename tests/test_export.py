@@ -1,6 +1,7 @@
 """Export: ONNX Runtime on the exported graphs against a plainly written PyTorch reference pipeline,
 the plugin tail as an exact replacement of the portable one, fp16 structure, every architecture,
-released-style files, dynamic shapes, and the engine cache logic (which needs no TensorRT)."""
+released-style files, dynamic shapes, the confidence output of both tails, and the engine cache logic
+(which needs no TensorRT)."""
 from __future__ import annotations
 
 import json
@@ -17,12 +18,15 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+from confidence_checkpoint import unsure
 from tensorrt_standin import onnx_problems
 
 from export import ExportSpec, read_metadata, to_onnx
 from export.engine import EngineError, Machine, Sidecar, decide, engine_problems, parse_shape, sidecar_path
+from export.tails import append_plugin_tail
 from runtime.engine_sidecar import sha256_of
 from runtime.classes import class_weights
+from runtime.reweight_argmax import reweight_argmax_confidence
 from train.checkpoint import save_checkpoint
 from train.data.synth import generate
 from train.models import RelightNet, build_segmenter
@@ -184,6 +188,129 @@ def test_dynamic_shapes(checkpoint: Path, tmp_path: Path) -> None:
     for h, w in ((128, 256), (96, 160)):
         frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
         assert (run_onnx(path, frame) == reference_labels(checkpoint, frame, (64, 96))).mean() >= 0.999
+
+
+# --- the confidence output --------------------------------------------------------------------------
+
+SMALL = dict(input_size=(64, 128), output_size=(96, 150))
+
+
+@pytest.fixture(scope="module")
+def unsure_checkpoint(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return unsure(checkpoint, tmp_path_factory.mktemp("unsure") / "unsure.pth", scale=2.0 ** -6)  # surer than most
+
+
+@pytest.fixture(scope="module")
+def confidence_graphs(unsure_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The small portable export without confidence, and with it in both re-weighting modes."""
+    root = tmp_path_factory.mktemp("confidence")
+    return {name: to_onnx(unsure_checkpoint, root / f"{name}.onnx", ExportSpec(**SMALL, **spec), say=lambda s: None)
+            for name, spec in (("labels", {}), ("logits", dict(confidence=True)),
+                               ("probs", dict(confidence=True, reweight="probs")))}
+
+
+def reference_confidence(checkpoint_path: Path, frame: np.ndarray, out_size: tuple[int, int],
+                         reweight: str) -> np.ndarray:
+    """The winning class's probability written plainly, as levels: torch's softmax of the upsampled logits x w
+    (``logits``), or the paper's re-weighted probabilities p w / sum(p w) with p = softmax of the upsampled
+    logits (``probs``)."""
+    from train.evaluate import load_networks
+
+    seg, light, _, _ = load_networks(str(checkpoint_path), None, "pspnet", "resnet18")
+    x = torch.from_numpy(((frame / 255.0 - MEAN) / STD).astype(np.float32)).permute(2, 0, 1)[None]
+    w = torch.from_numpy(class_weights(0.16)).view(1, -1, 1, 1)
+    with torch.no_grad():
+        logits = seg(x + light.residual(x))
+        if reweight == "logits":
+            p = F.softmax(F.interpolate(logits * w, size=out_size, mode="bilinear", align_corners=True), dim=1)
+        else:
+            p = F.softmax(F.interpolate(logits, size=out_size, mode="bilinear", align_corners=True), dim=1) * w
+            p = p / p.sum(dim=1, keepdim=True)
+    return np.floor(p.amax(dim=1)[0].numpy().astype(np.float64) * 255 + 0.5)
+
+
+def with_logits_output(path: Path) -> ort.InferenceSession:
+    """The graph with its ``logits`` (the tail's input) as an extra output, in ONNX Runtime."""
+    model = onnx.load(str(path))
+    model.graph.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, None))
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("reweight", ["logits", "probs"])
+def test_portable_confidence_is_the_definition_within_one_level(confidence_graphs: dict[str, Path],
+                                                                 unsure_checkpoint: Path,
+                                                                 night_frames: list[np.ndarray], reweight: str) -> None:
+    frame = np.asarray(Image.fromarray(night_frames[0]).resize((128, 64), Image.BILINEAR))
+    labels, confidence, logits = with_logits_output(confidence_graphs[reweight]).run(
+        ["labels", "confidence", "logits"], {"frame": frame[None]})
+    assert confidence.dtype == np.uint8 and confidence.shape == labels.shape == (1, 96, 150)
+    # the op's NumPy definition on the graph's own logits: the same scores, so levels within one
+    twin_labels, twin_confidence = reweight_argmax_confidence(logits, class_weights(0.16), (96, 150), True,
+                                                              int(reweight == "probs"))
+    assert np.abs(confidence.astype(int) - twin_confidence).max() <= 1
+    assert (confidence == twin_confidence).mean() >= 0.99  # rounded as the spec says, not merely close
+    assert (labels == twin_labels).mean() >= 0.999  # ONNX Runtime's Resize vs the kernel's arithmetic
+    # torch from the checkpoint, written plainly (and for probs, the paper's formula, not softmax(z + log w))
+    expected = reference_confidence(unsure_checkpoint, frame, (96, 150), reweight)
+    assert np.abs(confidence[0] - expected).max() <= 1 and (confidence[0] == expected).mean() >= 0.99
+    assert (expected < 250).mean() > 0.3 and np.ptp(expected) > 100  # spread levels: few saturated pixels
+    output = json.loads(read_metadata(confidence_graphs[reweight])["dannet.output"])
+    assert output["confidence"] == {"name": "confidence", "format": "uint8"}
+
+
+def test_confidence_leaves_the_labels_and_the_graph_without_it_as_they_were(confidence_graphs: dict[str, Path],
+                                                                           night_frames: list[np.ndarray]) -> None:
+    plain, with_confidence = (onnx.load(str(confidence_graphs[k])) for k in ("labels", "logits"))
+    assert [o.name for o in plain.graph.output] == ["labels"]
+    assert [o.name for o in with_confidence.graph.output] == ["labels", "confidence"]
+    assert "confidence" not in json.loads(read_metadata(confidence_graphs["labels"])["dannet.output"])
+    # the labels path is node for node the graph without confidence; the confidence nodes only add to it
+    producers = {out: n for n in with_confidence.graph.node for out in n.output}
+    needed, stack = set(), ["labels"]
+    while stack:
+        node = producers.get(stack.pop())
+        if node is not None and node.name not in needed:
+            needed.add(node.name)
+            stack.extend(node.input)
+    labels_path = [n for n in with_confidence.graph.node if n.name in needed]
+    assert [n.SerializeToString() for n in labels_path] == [n.SerializeToString() for n in plain.graph.node]
+    assert not onnx_problems(with_confidence)  # TensorRT 10.3's parser takes the confidence ops too
+    frame = np.asarray(Image.fromarray(night_frames[0]).resize((128, 64), Image.BILINEAR))
+    np.testing.assert_array_equal(run_onnx(confidence_graphs["logits"], frame), run_onnx(confidence_graphs["labels"],
+                                                                                          frame))
+
+
+@pytest.mark.parametrize("pack4", [False, True])
+def test_plugin_node_with_confidence_has_the_attribute_and_a_second_output(pack4: bool) -> None:
+    def logits_graph() -> onnx.ModelProto:
+        logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 19, 12, 20])
+        nodes = [helper.make_node("Identity", ["x"], ["logits"])]
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 19, 12, 20])
+        return helper.make_model(helper.make_graph(nodes, "body", [x], [logits]))
+
+    weights = class_weights(0.16)
+    plain = append_plugin_tail(logits_graph(), weights, (96, 150), pack4=pack4).graph
+    model = append_plugin_tail(logits_graph(), weights, (96, 150), pack4=pack4, confidence=True).graph
+    node = model.node[-1]
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    assert list(node.output) == ["labels", "confidence"] and attrs["confidence"] == 1 and attrs["pack4"] == pack4
+    width = 38 if pack4 else 150  # ceil(150 / 4) int32 elements of four levels each
+    for output in model.output:
+        assert output.type.tensor_type.elem_type == TensorProto.INT32
+        assert [d.dim_value for d in output.type.tensor_type.shape.dim] == [1, 96, width]
+    assert [o.name for o in model.output] == ["labels", "confidence"]
+    # without confidence: the node plugins built before the attribute existed know, unchanged
+    assert list(plain.node[-1].output) == ["labels"] and "confidence" not in {a.name for a in plain.node[-1].attribute}
+    assert [a.name for a in plain.node[-1].attribute] == [a.name for a in node.attribute if a.name != "confidence"]
+
+
+def test_export_cli_passes_confidence_to_the_spec() -> None:
+    from export.cli import build_parser, spec_of
+
+    for command in ("onnx", "pt2"):
+        args = build_parser().parse_args([command, "--checkpoint", "c.pth", "--out", "m", "--confidence"])
+        assert spec_of(args).confidence
+        assert not spec_of(build_parser().parse_args([command, "--checkpoint", "c.pth", "--out", "m"])).confidence
 
 
 # --- engine cache logic (no TensorRT needed) ------------------------------------------------------

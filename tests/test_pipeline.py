@@ -1,4 +1,5 @@
-"""dannet-run with real GStreamer: sources and outputs by URI, the queue policy, signals and every error.
+"""dannet-run with real GStreamer: sources and outputs by URI, the queue policy, signals and every error, and
+the confidence output (--visualize confidence, --confidence-out).
 
 Videos are made by GStreamer in the tests and decoded back by a plain GStreamer pipeline written here,
 independent of the runtime's own source code.
@@ -18,6 +19,7 @@ import numpy as np
 import onnx  # noqa: F401  loaded before GStreamer initialises (see runtime/gst.py)
 import onnxruntime  # noqa: F401
 import pytest
+from confidence_checkpoint import unsure
 from PIL import Image
 
 from runtime.classes import PALETTE
@@ -85,6 +87,12 @@ def summary_of(stats_json: Path) -> dict:
     reports = [json.loads(line) for line in stats_json.read_text().splitlines()]
     assert reports[-1]["summary"] is True
     return reports[-1]
+
+
+def written_so_far(stats_json: Path) -> int:
+    """Pictures written up to the last periodic report (each report counts its own window)."""
+    lines = stats_json.read_text().splitlines() if stats_json.exists() else []
+    return sum(json.loads(line)["written"] for line in lines)
 
 
 def night_frames(folder: Path, count: int) -> list[np.ndarray]:
@@ -225,8 +233,7 @@ def test_signal_finishes_a_playable_file_and_exits_0(model: Path, tmp_path: Path
                                 "--stats-json", str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.time() + 90
-    while time.time() < deadline and not (stats.exists() and any(json.loads(line)["written"] > 2 for line in
-                                                                 stats.read_text().splitlines())):
+    while time.time() < deadline and written_so_far(stats) <= 2:
         time.sleep(0.2)
     process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=60)
@@ -419,3 +426,108 @@ def test_lost_live_source_stops_cleanly_or_gives_up(model: Path, tmp_path: Path)
     _one_line_error(subprocess.CompletedProcess([], clients[1].returncode, out1, err1), "gave up after 1")
     for n in (0, 1):
         assert len(decode(tmp_path / f"out{n}.mkv")) == summary_of(tmp_path / f"stats{n}.jsonl")["written"] > 0
+
+
+# --- confidence ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def confidence_model(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint, made unsure (tests/confidence_checkpoint.py), exported with --confidence."""
+    from export import ExportSpec, to_onnx
+
+    root = tmp_path_factory.mktemp("confidence")
+    return to_onnx(unsure(tiny_graphs["checkpoint"], root / "unsure.pth"), root / "confidence.onnx",
+                   ExportSpec(input_size=(64, 128), output_size=(FRAME_H, FRAME_W), confidence=True),
+                   say=lambda s: None)
+
+
+def test_confidence_png_output_is_exactly_the_levels_and_the_overlay_darkened_by_them(confidence_model: Path,
+                                                                                     tmp_path: Path) -> None:
+    frames = night_frames(tmp_path / "in", 3)
+    result = dannet_run("--model", str(confidence_model), "--input", str(tmp_path / "in"), "--output",
+                        f"{tmp_path}/shown/", "--visualize", "overlay-confidence", "--confidence-out",
+                        f"{tmp_path}/levels/")
+    assert result.returncode == 0, result.stderr
+    assert "+ confidence ->" in result.stdout
+    seg = Segmenter(confidence_model)
+    for i, frame in enumerate(frames):
+        labels, levels = seg.process(frame)
+        assert (levels < 250).mean() > 0.3 and np.ptp(levels) > 100  # spread: few saturated pixels
+        written = Image.open(tmp_path / "levels" / f"night_{i:02d}.png")
+        assert written.mode == "L"  # 8-bit grey
+        np.testing.assert_array_equal(np.asarray(written), levels)
+        shown = np.asarray(Image.open(tmp_path / "shown" / f"night_{i:02d}.png")).astype(float)
+        # half frame, half palette (rounded), then scaled by the confidence (rounded)
+        expected = (frame.astype(float) + PALETTE[labels]) / 2 * levels[..., None] / 255
+        assert np.abs(shown - expected).max() <= 1.5
+
+
+def test_confidence_videos_show_the_levels(confidence_model: Path, tmp_path: Path) -> None:
+    """A still test pattern: every frame of the grey videos (--visualize confidence, at the frame size, and
+    --confidence-out, at the model's output size) is that frame's levels, within H.264's loss."""
+    clip = make_video(tmp_path / "smpte.mkv", 6, pattern="smpte")
+    shown_video, levels_video = tmp_path / "shown.mp4", tmp_path / "levels.mkv"
+    result = dannet_run("--model", str(confidence_model), "--input", str(clip), "--output", str(shown_video),
+                        "--visualize", "confidence", "--confidence-out", f"file://{levels_video}", "--bitrate", "8000")
+    assert result.returncode == 0, result.stderr
+    _, levels = Segmenter(confidence_model).process(decode(clip)[0])
+    assert (levels < 250).mean() > 0.3 and np.ptp(levels) > 100
+    for video in (shown_video, levels_video):
+        frames = decode(video)
+        assert len(frames) == 6 and frames[-1].shape == (FRAME_H, FRAME_W, 3)
+        error = np.abs(frames[-1].astype(int) - levels[..., None])
+        assert np.median(error) <= 4 and (error <= 12).mean() > 0.95, (video.name, np.median(error),
+                                                                        (error <= 12).mean())
+
+
+def test_sigint_finishes_the_confidence_video_too(confidence_model: Path, tmp_path: Path) -> None:
+    out, levels, stats = tmp_path / "out.mp4", tmp_path / "levels.mp4", tmp_path / "stats.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(confidence_model), "--input",
+                                "test://", "--input-size", f"{FRAME_H}x{FRAME_W}", "--output", str(out),
+                                "--confidence-out", str(levels), "--stats-interval", "0.2", "--stats-json",
+                                str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and written_so_far(stats) <= 2:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    written = summary_of(stats)["written"]
+    assert written >= 3 and len(decode(out)) == len(decode(levels)) == written
+
+
+def in_process(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str]:
+    """``dannet-run`` in this process (its exit code and stderr): cheaper than a process for refusals."""
+    from runtime.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_confidence_errors_are_one_line(model: Path, confidence_model: Path, tmp_path: Path, capsys) -> None:
+    """Asked of a model exported without --confidence, the confidence is refused (exit 2); --confidence-out fails
+    as --output does: a bad URI, a missing folder (2), a folder where the file should be (4)."""
+    (tmp_path / "folder.mp4").mkdir()
+    run = ["--input", "test://", "--frames", "3"]
+    cases = [
+        ([*run, "--model", str(model), "--visualize", "confidence"], 2,
+         ["--visualize confidence", "has no confidence output", "--confidence"]),
+        ([*run, "--model", str(model), "--visualize", "overlay-confidence", "--confidence-out", f"{tmp_path}/c/"], 2,
+         ["--visualize overlay-confidence and --confidence-out", str(model)]),
+        ([*run, "--model", str(confidence_model), "--confidence-out", "ftp://x"], 2, ["unsupported output ftp://"]),
+        ([*run, "--model", str(confidence_model), "--confidence-out", str(tmp_path / "none" / "c.mp4")], 2,
+         ["does not exist"]),
+        ([*run, "--model", str(confidence_model), "--confidence-out", str(tmp_path / "folder.mp4")], 4,
+         ["--confidence-out", "folder.mp4"]),
+    ]
+    for argv, code, words in cases:
+        returned, stderr = in_process(capsys, *argv)
+        _one_line_error(subprocess.CompletedProcess(argv, returned, "", stderr), *words)
+        assert returned == code, (argv, returned, stderr)
+    assert not (tmp_path / "c").exists()  # refused before any output was opened
+    usage = dannet_run("--help")
+    assert "--confidence-out" in usage.stdout and "overlay-confidence" in usage.stdout

@@ -1,4 +1,5 @@
-"""Runtime core: backends, Segmenter and overlay (ONNX Runtime here; TensorRT marked)."""
+"""Runtime core: backends, Segmenter and overlay (ONNX Runtime here; TensorRT marked), the confidence output
+of the ONNX Runtime and PyTorch backends against a plainly written PyTorch computation."""
 from __future__ import annotations
 
 import subprocess
@@ -8,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from confidence_checkpoint import unsure
 from PIL import Image
 
-from runtime.backends import BackendError, OnnxRuntimeBackend, TensorRTBackend, open_backend
-from runtime.classes import PALETTE
+from runtime.backends import BackendError, Inference, OnnxRuntimeBackend, TensorRTBackend, open_backend
+from runtime.classes import IMAGENET_MEAN, IMAGENET_STD, PALETTE, class_weights
 from runtime.overlay import mask, overlay, visualize
 from runtime.segmenter import Segmenter
 
@@ -112,9 +114,9 @@ def test_torch_backend_runs_the_pt2_program_like_onnx_runtime(graphs: dict[str, 
     assert torch_seg.info.weights_std == ort_seg.info.weights_std == 0.16
     np.testing.assert_array_equal(torch_seg.info.palette, PALETTE)
     frames = np.random.default_rng(1).integers(0, 256, (3, 64, 128, 3), dtype=np.uint8)
-    labels = torch_seg.backend.infer(frames)
+    labels = torch_seg.backend.infer(frames).labels
     assert labels.dtype == np.uint8 and labels.shape == (3, 96, 160)
-    reference = np.concatenate([ort_seg.backend.infer(frame[None]) for frame in frames])  # ONNX: batch 1
+    reference = np.concatenate([ort_seg.backend.infer(frame[None]).labels for frame in frames])  # ONNX: batch 1
     assert (labels == reference).mean() > 0.999
     with pytest.raises(BackendError, match="dannet-export pt2"):
         open_backend(graphs["portable"], "torch")
@@ -166,7 +168,7 @@ def test_torch_backend_on_cuda_matches_cpu(graphs: dict[str, Path], tmp_path: Pa
     frames = np.random.default_rng(2).integers(0, 256, (2, 64, 128, 3), dtype=np.uint8)
     cuda, cpu = TorchBackend(program, device="cuda"), TorchBackend(program, device="cpu")
     assert str(cuda.device).startswith("cuda")
-    assert (cuda.infer(frames) == cpu.infer(frames)).mean() > 0.999
+    assert (cuda.infer(frames).labels == cpu.infer(frames).labels).mean() > 0.999
 
 
 def test_latency_histogram_percentiles_match_numpy() -> None:
@@ -204,3 +206,94 @@ def test_uris_name_what_they_are(tmp_path: Path) -> None:
     for bad in ("rtsp://10.0.0.1:8554/x", "display://left", "out.wmv"):
         with pytest.raises(MediaError):
             parse_output(bad)
+
+
+# --- confidence ---------------------------------------------------------------------------------------------
+
+SIZES = dict(input_size=(64, 128), output_size=(96, 160))
+
+
+@pytest.fixture(scope="module")
+def confidence_models(graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny checkpoint, made unsure (tests/confidence_checkpoint.py), exported with --confidence: ``onnx``
+    (portable, logits), ``pt2`` and ``pt2-probs``; and the ``checkpoint`` itself."""
+    from export import ExportSpec, to_onnx, to_torch_program
+
+    root = tmp_path_factory.mktemp("confidence")
+    checkpoint = unsure(graphs["checkpoint"], root / "unsure.pth")
+    spec = ExportSpec(**SIZES, confidence=True)
+    return {"checkpoint": checkpoint, "onnx": to_onnx(checkpoint, root / "c.onnx", spec, say=lambda s: None),
+            "pt2": to_torch_program(checkpoint, root / "c.pt2", spec, say=lambda s: None),
+            "pt2-probs": to_torch_program(checkpoint, root / "p.pt2",
+                                          ExportSpec(**SIZES, confidence=True, reweight="probs"), say=lambda s: None)}
+
+
+def reference(checkpoint: Path, frames: np.ndarray, reweight: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and confidence levels written plainly from the checkpoint's networks: torch's softmax of the
+    upsampled re-weighted logits (``logits``), or the paper's p w / sum(p w) of the upsampled logits' softmax
+    (``probs``); the level of the winning class's probability, rounded half up."""
+    import torch
+    import torch.nn.functional as F
+
+    from train.evaluate import load_networks
+
+    seg, light, _, _ = load_networks(str(checkpoint), None, "pspnet", "resnet18")
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    x = torch.from_numpy(((frames / 255.0 - mean) / std).astype(np.float32)).permute(0, 3, 1, 2)
+    w = torch.from_numpy(class_weights(0.16)).view(1, -1, 1, 1)
+    up = lambda z: F.interpolate(z, size=SIZES["output_size"], mode="bilinear", align_corners=True)  # noqa: E731
+    with torch.no_grad():
+        logits = seg(x + light.residual(x))
+        p = F.softmax(up(logits * w), dim=1) if reweight == "logits" else F.softmax(up(logits), dim=1) * w
+        p = p / p.sum(dim=1, keepdim=True)
+    best, labels = p.max(dim=1)
+    return labels.numpy(), np.floor(best.numpy().astype(np.float64) * 255 + 0.5)
+
+
+@pytest.mark.parametrize("model, reweight", [("onnx", "logits"), ("pt2", "logits"), ("pt2-probs", "probs")])
+def test_backends_give_the_confidence_of_the_definition(confidence_models: dict[str, Path], graphs: dict[str, Path],
+                                                        model: str, reweight: str) -> None:
+    frames = np.random.default_rng(4).integers(0, 256, (2, 64, 128, 3), dtype=np.uint8)
+    seg = Segmenter(confidence_models[model])
+    assert seg.info.confidence and not Segmenter(graphs["portable"]).info.confidence
+    results = [seg.backend.infer(frame[None]) for frame in frames]  # ONNX graphs: batch 1
+    labels = np.concatenate([r.labels for r in results])
+    confidence = np.concatenate([r.confidence for r in results])
+    assert confidence.dtype == labels.dtype == np.uint8 and confidence.shape == labels.shape == (2, 96, 160)
+    expected_labels, expected = reference(confidence_models["checkpoint"], frames, reweight)
+    assert np.abs(confidence - expected).max() <= 1 and (confidence == expected).mean() >= 0.99
+    assert (expected < 250).mean() > 0.3 and np.ptp(expected) > 100  # spread levels: few saturated pixels
+    assert (labels == expected_labels).mean() >= 0.999
+    # Segmenter.process: the pair, for one frame of any size
+    frame = np.asarray(Image.fromarray(frames[0]).resize((256, 128), Image.BILINEAR))
+    pair = seg.process(frame)
+    assert isinstance(pair, tuple) and len(pair) == 2
+    one = seg.backend.infer(seg.prepare(frame)[None])
+    np.testing.assert_array_equal(pair[0], one.labels[0])
+    np.testing.assert_array_equal(pair[1], one.confidence[0])
+
+
+def test_a_model_without_confidence_gives_labels_alone(graphs: dict[str, Path]) -> None:
+    seg = Segmenter(graphs["portable"])
+    result = seg.backend.infer(np.zeros((1, 64, 128, 3), np.uint8))
+    assert isinstance(result, Inference) and result.confidence is None and result.labels.shape == (1, 96, 160)
+    assert isinstance(seg.process(np.zeros((64, 128, 3), np.uint8)), np.ndarray)
+    with pytest.raises(TypeError):  # code written for an array of labels fails loudly, not silently
+        result[0]
+
+
+def test_confidence_pictures() -> None:
+    frame = np.random.default_rng(5).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    labels = np.array([[0, 13, 10], [2, 2, 18]], dtype=np.uint8)
+    levels = np.array([[0, 255, 128], [13, 200, 64]], dtype=np.uint8)  # 2 x 3, shown at 4 x 6 (nearest)
+    at_frame = levels.repeat(2, axis=0).repeat(2, axis=1)
+    grey = visualize(frame, labels, "confidence", confidence=levels)
+    assert grey.shape == (4, 6, 3) and (grey == at_frame[..., None]).all()
+    darkened = visualize(frame, labels, "overlay-confidence", alpha=0.5, confidence=levels)
+    expected = overlay(frame, labels, 0.5).astype(float) * at_frame[..., None] / 255
+    assert darkened.dtype == np.uint8 and np.abs(darkened - expected).max() <= 0.5
+    assert (darkened[:2, :2] == 0).all()  # no confidence: black; full confidence: the overlay itself
+    np.testing.assert_array_equal(darkened[:2, 2:4], overlay(frame, labels, 0.5)[:2, 2:4])
+    for mode in ("confidence", "overlay-confidence"):
+        with pytest.raises(ValueError, match="--confidence"):
+            visualize(frame, labels, mode)

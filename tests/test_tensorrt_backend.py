@@ -1,7 +1,8 @@
 """The TensorRT path against TensorRT's contract, on CPU, through the strict stand-in (tests/tensorrt_standin.py).
 
 Every engine variant the exporter makes (portable and plugin tails, int32 and pack4 labels, static and dynamic
-shapes) is built by ``export.build_engine`` and run by ``TensorRTBackend``; the labels must be ONNX Runtime's.
+shapes, with and without the confidence output) is built by ``export.build_engine`` and run by
+``TensorRTBackend``; the labels must be ONNX Runtime's, the confidence the op's definition on the graph's logits.
 Also: input shapes that change on a dynamic engine, a second backend in one process, a machine without a CUDA
 driver, and every exported graph against what TensorRT 10.3's ONNX parser accepts.
 """
@@ -18,26 +19,28 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from tensorrt_standin import VERSION, ContractViolation, StandIn, onnx_problems
 
 from export import ExportSpec, build_engine, read_metadata, to_onnx
 from export.onnx_export import onnx_weights
 from export.tails import append_plugin_tail, append_portable_tail
-from runtime.backends import BackendError, TensorRTBackend, labels_from_engine
+from runtime.backends import BackendError, TensorRTBackend, uint8_from_engine
 from runtime.engine_sidecar import EngineError, Sidecar, current_machine, sidecar_path
+from runtime.reweight_argmax import reweight_argmax_confidence
 
 SPEC = dict(input_size=(64, 128), output_size=(96, 150))  # 150 columns: pack4 rows end in a half-used int32
 TAILS = ("portable", "int32", "pack4")  # the label formats: uint8, plugin int32, plugin pack4
 PROFILE = {"min": (1, 32, 64, 3), "opt": (1, 64, 128, 3), "max": (2, 96, 160, 3)}
 A, B = (1, 64, 128, 3), (2, 96, 160, 3)  # two frame shapes within PROFILE; B is the larger
 
-Variant = Callable[[str, bool, str], Path]
+Variant = Callable[..., Path]
 
 
-def with_tail(exported: Path, out: Path, tail: str) -> Path:
-    """A plugin-tail export with the ``tail`` flavour instead, appended as ``to_onnx`` appends it: the body up to
-    ``logits`` is the same in every flavour (export/tails.py), so only the tail and the label format change."""
+def with_tail(exported: Path, out: Path, tail: str, confidence: bool = False) -> Path:
+    """A plugin-tail export with the ``tail`` flavour instead (and the confidence output where asked), appended as
+    ``to_onnx`` appends it: the body up to ``logits`` is the same in every flavour (export/tails.py), so only the
+    tail and the output formats change."""
     model = onnx.load(str(exported))
     metadata = {p.key: p.value for p in model.metadata_props}
     plugin = model.graph.node[-1]
@@ -49,14 +52,16 @@ def with_tail(exported: Path, out: Path, tail: str) -> Path:
     weights, size = onnx_weights(metadata), tuple(json.loads(metadata["dannet.output"])["size"])
     align_corners, mode = metadata["dannet.align_corners"] == "1", int(metadata["dannet.reweight"] == "probs")
     if tail == "portable":
-        append_portable_tail(model, weights, size, align_corners, mode)
+        append_portable_tail(model, weights, size, align_corners, mode, confidence)
         kept = [o for o in model.opset_import if o.domain != "dannet"]
         del model.opset_import[:]
         model.opset_import.extend(kept)
     else:
-        append_plugin_tail(model, weights, size, align_corners, mode, pack4=tail == "pack4")
+        append_plugin_tail(model, weights, size, align_corners, mode, pack4=tail == "pack4", confidence=confidence)
     output = json.loads(metadata["dannet.output"])
     output["format"] = "uint8" if tail == "portable" else tail
+    if confidence:
+        output["confidence"] = {"name": "confidence", "format": output["format"]}
     helper.set_model_props(model, {**metadata, "dannet.tail": "portable" if tail == "portable" else "plugin",
                                    "dannet.output": json.dumps(output)})
     onnx.checker.check_model(model)
@@ -66,8 +71,9 @@ def with_tail(exported: Path, out: Path, tail: str) -> Path:
 
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Variant:
-    """``variant(precision, dynamic, tail)``: the tiny model exported so, on first use: ``to_onnx`` with the
-    plugin tail (int32), the other tails on the same body (one dynamo export per body: the slow step)."""
+    """``variant(precision, dynamic, tail, confidence=False)``: the tiny model exported so, on first use:
+    ``to_onnx`` with the plugin tail (int32), the other tails and the confidence variants on the same body (one
+    dynamo export per body: the slow step)."""
     from train.checkpoint import save_checkpoint
     from train.models import RelightNet, build_segmenter
 
@@ -81,14 +87,17 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Variant:
             module.running_var.copy_(0.1 + torch.rand(module.num_features, generator=generator))
     checkpoint = save_checkpoint(root / "tiny.pth", {k: v.eval() for k, v in networks.items()}, arch="pspnet",
                                  config={"model": {"backbone": "resnet18", "light_channels": 16}})
-    exported: dict[tuple[str, bool, str], Path] = {}
+    exported: dict[tuple[str, bool, str, bool], Path] = {}
 
-    def get(precision: str, dynamic: bool, tail: str) -> Path:
-        key, path = (precision, dynamic, tail), root / f"{precision}_{'dynamic' if dynamic else 'static'}_{tail}.onnx"
+    def get(precision: str, dynamic: bool, tail: str, confidence: bool = False) -> Path:
+        key = (precision, dynamic, tail, confidence)
+        name = f"{precision}_{'dynamic' if dynamic else 'static'}_{tail}{'_confidence' if confidence else ''}"
+        path = root / f"{name}.onnx"
         if key not in exported:
             exported[key] = to_onnx(checkpoint, path, ExportSpec(**SPEC, precision=precision, dynamic=dynamic,
                                                                  tail="plugin"), say=lambda s: None) \
-                if tail == "int32" else with_tail(get(precision, dynamic, "int32"), path, tail)
+                if (tail, confidence) == ("int32", False) else \
+                with_tail(get(precision, dynamic, "int32"), path, tail, confidence)
         return exported[key]
     return get
 
@@ -102,17 +111,18 @@ def plugin_lib(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def engine(variant: Variant, plugin_lib: str) -> Callable[[bool, str], Path]:
-    """``engine(dynamic, tail)``: the fp32 variant built by ``export.build_engine`` (with the profile PROFILE
-    where dynamic), on first use, under the stand-in the calling test installed."""
-    built: dict[tuple[bool, str], Path] = {}
+def engine(variant: Variant, plugin_lib: str) -> Callable[..., Path]:
+    """``engine(dynamic, tail, confidence=False)``: the fp32 variant built by ``export.build_engine`` (with the
+    profile PROFILE where dynamic), on first use, under the stand-in the calling test installed."""
+    built: dict[tuple[bool, str, bool], Path] = {}
 
-    def get(dynamic: bool, tail: str) -> Path:
-        if (dynamic, tail) not in built:
-            onnx_path = variant("fp32", dynamic, tail)
-            built[dynamic, tail] = build_engine(onnx_path, onnx_path.with_suffix(".engine"), plugin_lib=plugin_lib,
-                                                shapes=PROFILE if dynamic else None, say=lambda s: None)
-        return built[dynamic, tail]
+    def get(dynamic: bool, tail: str, confidence: bool = False) -> Path:
+        if (dynamic, tail, confidence) not in built:
+            onnx_path = variant("fp32", dynamic, tail, confidence)
+            built[dynamic, tail, confidence] = build_engine(onnx_path, onnx_path.with_suffix(".engine"),
+                                                            plugin_lib=plugin_lib, shapes=PROFILE if dynamic else None,
+                                                            say=lambda s: None)
+        return built[dynamic, tail, confidence]
     return get
 
 
@@ -140,7 +150,7 @@ def onnx_runtime(path: Path, frames: np.ndarray) -> np.ndarray:
 
 # --- every engine variant through TensorRTBackend --------------------------------------------------------------
 
-Engine = Callable[[bool, str], Path]
+Engine = Callable[..., Path]
 
 
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
@@ -152,7 +162,9 @@ def test_every_engine_variant_gives_onnx_runtime_labels(variant: Variant, engine
     labels, agreement, sizes = {}, {}, {}
     for tail in TAILS:
         backend = TensorRTBackend(engine(dynamic, tail), plugin_lib)
-        labels[tail] = backend.infer(frames)
+        result = backend.infer(frames)
+        assert result.confidence is None and not backend.info.confidence
+        labels[tail] = result.labels
         same_shape = labels[tail].dtype == np.uint8 and labels[tail].shape == reference.shape
         agreement[tail] = float((labels[tail] == reference).mean()) if same_shape else labels[tail].shape
         sizes[tail] = (backend.info.input_size, backend.info.output_size)
@@ -162,17 +174,99 @@ def test_every_engine_variant_gives_onnx_runtime_labels(variant: Variant, engine
     assert set(sizes.values()) == {(None if dynamic else (64, 128), (96, 150))}, sizes
 
 
+def body(exported: Path) -> ort.InferenceSession:
+    """A plugin-tail export cut before its ReweightArgmax node, in ONNX Runtime: frames -> the tail's logits."""
+    model = onnx.load(str(exported))
+    plugin = model.graph.node[-1]
+    assert plugin.op_type == "ReweightArgmax"
+    model.graph.node.remove(plugin)
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info(plugin.input[0], TensorProto.FLOAT, None))
+    kept = [o for o in model.opset_import if o.domain != "dannet"]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+SOFTENING = 2.0 ** -14
+
+
+def softened(exported: Path, out: Path) -> Path:
+    """A plugin-tail export with its logits scaled by 2^-14 before the tail. This random network's logits are
+    ~1e5, where every softmax saturates (all levels 255); a power of two scales each product and sum of the tail
+    exactly, so the labels stay those of the export."""
+    model = onnx.load(str(exported))
+    producer = next(n for n in model.graph.node if "logits" in n.output)
+    producer.output[list(producer.output).index("logits")] = "raw_logits"
+    model.graph.initializer.append(numpy_helper.from_array(np.array(SOFTENING, np.float32), "softening"))
+    position = list(model.graph.node).index(producer) + 1
+    model.graph.node.insert(position, helper.make_node("Mul", ["raw_logits", "softening"], ["logits"]))
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.mark.parametrize("dynamic, tails", [(False, TAILS), (True, ("pack4",))], ids=["static", "dynamic"])
+def test_every_confidence_engine_gives_the_definition_on_the_graph_logits(variant: Variant, engine: Engine,
+                                                                          standin: StandIn, plugin_lib: str,
+                                                                          dynamic: bool, tails: tuple[str, ...],
+                                                                          tmp_path: Path) -> None:
+    """Each tail with --confidence: a second output read like the labels (uint8, int32, pack4), within one level
+    of the op's NumPy definition on the logits of the same graph; the labels as without it. Dynamic shapes: the
+    format whose shape differs most from the labels' map (pack4), batch 2."""
+    frames = frames_of(B if dynamic else A, seed=6)
+    exported = softened(variant("fp32", dynamic, "int32"), tmp_path / "softened.onnx")
+    logits = body(exported).run(None, {"frame": frames})[0]
+    _, expected = reweight_argmax_confidence(logits, onnx_weights(read_metadata(exported)), (96, 150))
+    assert (expected < 250).mean() > 0.3 and np.ptp(expected) > 100  # spread levels: a misread layout fails
+    confidence = {}
+    for tail in tails:
+        graph = with_tail(exported, tmp_path / f"{tail}.onnx", tail, confidence=True)
+        path = build_engine(graph, graph.with_suffix(".engine"), plugin_lib=plugin_lib,
+                            shapes=PROFILE if dynamic else None, say=lambda s: None)
+        backend = TensorRTBackend(path, plugin_lib)
+        result = backend.infer(frames)
+        assert backend.info.confidence and result.confidence.dtype == np.uint8
+        assert result.confidence.shape == expected.shape, (tail, result.confidence.shape)
+        assert np.abs(result.confidence.astype(int) - expected).max() <= 1, tail
+        assert (result.confidence == expected).mean() >= 0.99, tail  # rounded as the spec says
+        np.testing.assert_array_equal(result.labels, TensorRTBackend(engine(dynamic, tail), plugin_lib).infer(
+            frames).labels)
+        assert [o["name"] for o in Sidecar.read(sidecar_path(path)).outputs] == ["labels", "confidence"]
+        confidence[tail] = result.confidence
+    if len(tails) == len(TAILS):
+        np.testing.assert_array_equal(confidence["int32"], confidence["pack4"])  # the plugin, two formats
+    # one buffer pair per tensor: frame, labels and confidence for each engine with it, frame and labels without
+    assert len(standin.memory.live["device"]) == len(standin.memory.live["host"]) == (3 + 2) * len(tails)
+
+
+def test_an_engine_with_other_outputs_is_refused(variant: Variant, standin: StandIn, tmp_path: Path) -> None:
+    model = onnx.load(str(variant("fp32", False, "portable", True)))
+    for tensor in (*model.graph.output, *model.graph.node):
+        names = tensor.output if isinstance(tensor, onnx.NodeProto) else None
+        if names is not None and "confidence" in names:
+            names[list(names).index("confidence")] = "certainty"
+        elif names is None and tensor.name == "confidence":
+            tensor.name = "certainty"
+    onnx.save(model, str(tmp_path / "other.onnx"))
+    path = build_engine(tmp_path / "other.onnx", tmp_path / "other.engine", say=lambda s: None)
+    with pytest.raises(BackendError, match=r"expected the tensors frame \(input\), labels and optionally confidence "
+                                           r"\(outputs\), the engine has certainty, frame, labels"):
+        TensorRTBackend(path)
+
+
 def test_labels_are_read_in_each_format_the_engine_declares() -> None:
     labels = np.random.default_rng(0).integers(0, 19, (2, 3, 7), dtype=np.uint8)
     packed = np.zeros((2, 3, 2), np.uint32)  # pack4 by hand: label of column c in byte c % 4 of element c // 4
     for column in range(7):
         packed[..., column // 4] |= labels[..., column].astype(np.uint32) << np.uint32(8 * (column % 4))
     for values in (labels, labels.astype(np.int32), packed.view(np.int32)):
-        decoded = labels_from_engine(values, 7)
+        decoded = uint8_from_engine(values, 7)
         np.testing.assert_array_equal(decoded, labels)
         assert decoded.dtype == np.uint8 and not np.shares_memory(decoded, values)  # the host buffer is reused
     with pytest.raises(BackendError, match="int32 with 5 columns: not labels 7 wide"):
-        labels_from_engine(np.zeros((1, 3, 5), np.int32), 7)
+        uint8_from_engine(np.zeros((1, 3, 5), np.int32), 7)
+    with pytest.raises(BackendError, match="the engine's confidence are int32 with 5 columns"):
+        uint8_from_engine(np.zeros((1, 3, 5), np.int32), 7, "confidence")
 
 
 def test_dynamic_engine_takes_shapes_a_then_b_then_a(variant: Variant, engine: Engine, standin: StandIn,
@@ -182,13 +276,13 @@ def test_dynamic_engine_takes_shapes_a_then_b_then_a(variant: Variant, engine: E
     for seed, shape in enumerate((A, B, A, B)):
         frames = frames_of(shape, seed)
         reference = onnx_runtime(variant("fp32", True, "portable"), frames)
-        assert (backend.infer(frames) == reference).mean() >= 0.999, shape
+        assert (backend.infer(frames).labels == reference).mean() >= 0.999, shape
     assert len(standin.memory.live["device"]) == len(standin.memory.live["host"]) == 2  # frames and labels
     with pytest.raises(BackendError, match=r"^frames of shape 3x64x128x3: the engine takes 1x32x64x3 to 2x96x160x3$"):
         backend.infer(frames_of((3, 64, 128, 3), 0))
     assert len(standin.log) == 1 and "outside" in standin.log.pop()  # TensorRT's own complaint
     frames = frames_of(A, 5)
-    assert (backend.infer(frames) == onnx_runtime(variant("fp32", True, "portable"), frames)).mean() >= 0.999
+    assert (backend.infer(frames).labels == onnx_runtime(variant("fp32", True, "portable"), frames)).mean() >= 0.999
 
 
 def test_static_engine_refuses_other_frame_sizes(engine: Engine, standin: StandIn) -> None:
@@ -205,7 +299,7 @@ def test_a_second_backend_in_the_same_process_loads_the_plugin_once(engine: Engi
     path = engine(False, "int32")
     frames = frames_of(A, 2)
     first, second = TensorRTBackend(path, plugin_lib), TensorRTBackend(path, plugin_lib)
-    np.testing.assert_array_equal(first.infer(frames), second.infer(frames))
+    np.testing.assert_array_equal(first.infer(frames).labels, second.infer(frames).labels)
     assert standin.library_loads == [str(Path(plugin_lib).resolve())]  # by build_engine or by the first backend
 
 
@@ -318,10 +412,11 @@ def test_the_stand_in_catches_what_tensorrt_and_cuda_would_not_forgive(engine: E
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 @pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
 def test_every_exported_graph_uses_only_what_tensorrt_parses(variant: Variant, precision: str, dynamic: bool) -> None:
-    for tail in TAILS:
-        model = onnx.load(str(variant(precision, dynamic, tail)), load_external_data=False)
+    # with --confidence, the portable tail has ops of its own; the plugin node only gains an output
+    for tail, confidence in [*((tail, False) for tail in TAILS), ("portable", True)]:
+        model = onnx.load(str(variant(precision, dynamic, tail, confidence)), load_external_data=False)
         problems = onnx_problems(model)
-        assert not problems, f"{precision} {'dynamic' if dynamic else 'static'} {tail}: " + \
+        assert not problems, f"{precision} {'dynamic' if dynamic else 'static'} {tail} confidence {confidence}: " + \
             "; ".join(str(p) for p in problems)
 
 
