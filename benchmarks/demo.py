@@ -9,9 +9,11 @@
    reuses all of it);
 3. evaluate both on generated night val and day val: mIoU, and a picture (night | source-only |
    DANNet | ground truth);
-4. export DANNet as one ONNX graph (uint8 camera frame in, labels out) and time it in ONNX Runtime;
+4. export DANNet as one ONNX graph (uint8 camera frame in, labels and per-pixel confidence out), time it
+   in ONNX Runtime, and check on night val that its confidence predicts its errors (a reliability
+   diagram, and a picture: night | DANNet | confidence | the overlay darkened where it is unsure);
 5. render a synthetic night drive as an H.264 video and run ``dannet-run`` on it (GStreamer in and out):
-   an overlay video, and a summary with frames per second and per-stage latency.
+   an overlay video, a confidence video, and a summary with frames per second and per-stage latency.
 
 Everything lands in ``demo-output/``; ``summary.json`` holds the figures.
 """
@@ -165,8 +167,38 @@ def evaluate_checkpoints(data: Path, names: list[str]) -> tuple[dict[str, dict[s
     return scores, grid, len(night)
 
 
+def confidence_on_night_val(segmenter, data: Path) -> tuple[dict[str, float], np.ndarray]:
+    """Through the exported graph on every night val image: the reliability figures (``dannet-bench
+    reliability``'s, the diagram written to OUT), and the picture night | DANNet | confidence | overlay
+    darkened by confidence for the first GRID_ROWS images."""
+    from benchmarks.reliability import LEVELS, Reliability, count, plot
+    from train.data import dataset_samples
+    from train.data.datasets import load_image, load_label
+
+    right, wrong = np.zeros(LEVELS, np.int64), np.zeros(LEVELS, np.int64)
+    rows = []
+    for i, sample in enumerate(dataset_samples("synthetic", data)):
+        image = load_image(sample.image)
+        frame = np.asarray(image)
+        labels, levels = segmenter.process(frame)
+        r, w = count(levels, labels, load_label(sample, image.size))
+        right, wrong = right + r, wrong + w
+        if i < GRID_ROWS:
+            rows.append(np.concatenate([frame, segmenter.overlay(frame, labels, mode="overlay"),
+                                        segmenter.overlay(frame, labels, mode="confidence", confidence=levels),
+                                        segmenter.overlay(frame, labels, mode="overlay-confidence",
+                                                          confidence=levels)], axis=1))
+    result = Reliability(right, wrong)
+    plot(result, 10, "DANNet (demo) on generated night val", str(OUT / "reliability.png"))
+    low = result.least_confident(0.1)
+    figures = {"error_rate": result.error_rate, "ece": result.expected_calibration_error(10),
+               "auroc": result.auroc(), "least_confident_share": low["share"],
+               "least_confident_error_rate": low["error_rate"], "rest_error_rate": low["error_rate_rest"]}
+    return figures, np.concatenate(rows, axis=0)
+
+
 def main() -> None:
-    from export import ExportSpec, to_onnx
+    from export import ExportSpec, read_metadata, to_onnx
     from runtime.segmenter import Segmenter
     from train.data.synth import generate
 
@@ -199,10 +231,11 @@ def main() -> None:
         print(f"   {name:<12} night mIoU {s['night']:5.1f}%   day mIoU {s['day']:5.1f}%")
     print(f"   picture: {OUT / 'night_grid.png'} (night | source-only | DANNet | ground truth)")
 
-    step("4/5 export: frame -> labels ONNX graph, ONNX Runtime")
+    step("4/5 export: frame -> labels + confidence ONNX graph, ONNX Runtime")
     onnx_path = OUT / "dannet.onnx"
-    if not onnx_path.is_file():
-        to_onnx(OUT / "dannet" / "final.pth", onnx_path, ExportSpec(input_size=SIZE, output_size=SIZE),
+    if not onnx_path.is_file() or "confidence" not in json.loads(read_metadata(onnx_path)["dannet.output"]):
+        to_onnx(OUT / "dannet" / "final.pth", onnx_path, ExportSpec(input_size=SIZE, output_size=SIZE,
+                                                                    confidence=True),
                 say=lambda s: print(f"   {s}"))
     segmenter = Segmenter(onnx_path)
     frame = np.asarray(Image.open(sorted((data / "darkzurich" / "rgb_anon" / "val").rglob("*.png"))[0]).convert("RGB"))
@@ -212,6 +245,15 @@ def main() -> None:
         segmenter.process(frame)
         seconds.append(time.perf_counter() - tick)
     print(f"   {1 / np.median(seconds):.1f} frames/s (median {1e3 * np.median(seconds):.0f} ms, ONNX Runtime CPU)")
+    reliability, picture = confidence_on_night_val(segmenter, data)
+    with atomic_file(OUT / "night_confidence.png") as f:
+        Image.fromarray(picture).save(f, format="PNG")
+    print(f"   confidence on night val: the least confident {100 * reliability['least_confident_share']:.0f}% of "
+          f"pixels are wrong {100 * reliability['least_confident_error_rate']:.0f}% of the time, the rest "
+          f"{100 * reliability['rest_error_rate']:.0f}% (AUROC {reliability['auroc']:.2f}, calibration error "
+          f"{100 * reliability['ece']:.0f}%)")
+    print(f"   pictures: {OUT / 'night_confidence.png'} (night | DANNet | confidence | darkened where unsure), "
+          f"{OUT / 'reliability.png'}")
 
     step("5/5 dannet-run on a synthetic night drive (GStreamer: H.264 in, overlay H.264 out)")
     clip = OUT / "night_drive.mp4"
@@ -220,6 +262,7 @@ def main() -> None:
     stats = OUT / "run_stats.jsonl"
     command = [sys.executable, "-m", "runtime.cli", "--model", str(onnx_path), "--input", str(clip),
                "--output", str(OUT / "night_drive_overlay.mp4"), "--visualize", "both", "--legend",
+               "--confidence-out", str(OUT / "night_drive_confidence.mp4"),
                "--stats-interval", "2", "--stats-json", str(stats)]
     print("   $ dannet-run " + " ".join(command[3:]), flush=True)
     if subprocess.run(command).returncode != 0:
@@ -231,6 +274,7 @@ def main() -> None:
                "training_min": {"pretrain_from_imagenet": PRETRAIN_MIN, "dannet": ADAPT_MIN,
                                 "source_only": ADAPT_MIN},
                "onnxruntime_ms_median": round(1e3 * float(np.median(seconds)), 2),
+               "confidence_night_val": {k: round(v, 4) for k, v in reliability.items()},
                "run": {k: run[k] for k in ("captured", "written", "dropped", "elapsed_s", "fps_out")},
                "latency_ms": {stage: {k: v for k, v in s.items() if k != "count"}
                               for stage, s in run["stages"].items()},
@@ -245,7 +289,8 @@ def main() -> None:
           f"{run['dropped']} dropped")
     for stage, s in summary["latency_ms"].items():
         print(f"   {stage:<12} p50 {s['p50_ms']:7.1f} ms   p90 {s['p90_ms']:7.1f} ms")
-    print(f"   picture: {OUT / 'night_grid.png'}; videos: {clip} -> {OUT / 'night_drive_overlay.mp4'}")
+    print(f"   pictures: {OUT / 'night_grid.png'}, {OUT / 'night_confidence.png'}, {OUT / 'reliability.png'}; "
+          f"videos: {clip} -> {OUT / 'night_drive_overlay.mp4'}, {OUT / 'night_drive_confidence.mp4'}")
     print(f"\ndone in {time.perf_counter() - started:.0f} s; everything is in {OUT}/")
 
 

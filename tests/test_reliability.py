@@ -72,3 +72,62 @@ def test_ignored_pixels_are_not_counted() -> None:
     right, wrong = count(levels, predicted, label)
     assert right.sum() == 1 and right[200] == 1 and wrong.sum() == 1 and wrong[100] == 1
     assert right.size == wrong.size == LEVELS
+
+
+@pytest.fixture(scope="module")
+def confidence_graph(tiny_graphs: dict, tmp_path_factory: pytest.TempPathFactory):
+    from confidence_checkpoint import unsure
+
+    from export import ExportSpec, to_onnx
+
+    folder = tmp_path_factory.mktemp("reliability")
+    checkpoint = unsure(tiny_graphs["checkpoint"], folder / "unsure.pth")
+    return to_onnx(checkpoint, folder / "confidence.onnx", ExportSpec(input_size=(64, 128), output_size=(96, 160),
+                                                                        confidence=True), say=lambda s: None)
+
+
+def test_reliability_command_counts_every_labelled_pixel_once(confidence_graph, tmp_path) -> None:
+    """The command's table against the model's own outputs scored here pixel by pixel."""
+    import json
+
+    from PIL import Image
+
+    from benchmarks.cli import main as bench_main
+    from runtime.segmenter import Segmenter
+    from train.data import dataset_samples
+    from train.data.datasets import load_image, load_label
+    from train.data.synth import generate
+
+    root = generate(tmp_path / "dz", "darkzurich", 3, (96, 160), seed=4)
+    assert bench_main(["reliability", "--model", str(confidence_graph), "--dataset", "darkzurich-val", "--root",
+                       str(root), "--bins", "5", "--json", str(tmp_path / "r.json"),
+                       "--plot", str(tmp_path / "r.png")]) == 0
+    table = json.loads((tmp_path / "r.json").read_text())
+    seg = Segmenter(confidence_graph)
+    levels, wrong = [], []
+    for sample in dataset_samples("darkzurich-val", root):
+        image = load_image(sample.image)
+        predicted, confidence = seg.process(np.asarray(image))
+        label = load_label(sample, image.size)
+        valid = label != 255
+        levels.append(confidence[valid])
+        wrong.append(predicted[valid] != label[valid])
+    levels, wrong = np.concatenate(levels), np.concatenate(wrong)
+    assert len(np.unique(levels)) > 20  # an unsure model: the bins are not all one level
+    assert table["pixels"] == levels.size and table["error_rate"] == pytest.approx(wrong.mean())
+    right_levels, wrong_levels = levels[~wrong], np.sort(levels[wrong])  # pairs counted by sorting, not binning
+    below = np.searchsorted(wrong_levels, right_levels, side="left")
+    equal = np.searchsorted(wrong_levels, right_levels, side="right") - below
+    pairs = right_levels.size * wrong_levels.size
+    assert table["auroc"] == pytest.approx((below.sum() + 0.5 * equal.sum()) / pairs)
+    assert sum(row["pixels"] for row in table["bins"]) == levels.size
+    assert Image.open(tmp_path / "r.png").size[0] > 400
+
+
+def test_reliability_refuses_a_model_without_confidence(tiny_graphs: dict, tmp_path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    from benchmarks.cli import main as bench_main
+
+    assert bench_main(["reliability", "--model", str(tiny_graphs["portable"]), "--dataset", "synthetic",
+                       "--root", str(tmp_path)]) == 2
+    assert "has no confidence output; export it with --confidence" in capsys.readouterr().err
