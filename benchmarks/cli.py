@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "miou": ("miou", "mIoU and per-class IoU of an exported model through the runtime; two models: delta"),
     "reliability": ("reliability", "does the confidence output predict errors? error rate per confidence bin, ECE, "
                                    "AUROC, reliability diagram"),
+    "confidence-cost": ("confidence_cost", "what the confidence output costs in ONNX Runtime: one checkpoint "
+                                           "exported with and without it, timed alternately"),
     "sweep": ("sweep", "mIoU over the test-time class-weight std (paper Fig. 7), table + plot"),
     "submission": ("submission", "Dark Zurich test submission zip (labelTrainIds, labelTrainIds_invalid, "
                                  "uint16 confidence)"),

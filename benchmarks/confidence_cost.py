@@ -2,7 +2,7 @@
 both graphs run by ONNX Runtime in the same process on the same frame, alternately, so that both see the same
 machine load; median milliseconds of each and their ratio, per size.
 
-    python -m benchmarks.confidence_cost --checkpoint demo-output/dannet/final.pth \\
+    dannet-bench confidence-cost --checkpoint demo-output/dannet/final.pth \\
         --size 128x256:128x256 --size 540x960:1080x1920
 
 The portable tail computes the confidence from the upsampled scores it already has (ReduceMax, Sub, Exp,
@@ -97,7 +97,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from runtime.errors import command_line, debug_requested, run_command
-
-    argv = command_line(None)
-    raise SystemExit(run_command("dannet-bench confidence-cost", lambda: main(argv), debug_requested(argv), True))
+    main()

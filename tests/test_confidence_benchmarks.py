@@ -1,4 +1,5 @@
-"""``dannet-bench reliability``'s statistics against direct computations on the pixels themselves."""
+"""The confidence benchmarks: `dannet-bench reliability`'s statistics against direct computations on the pixels
+themselves, the command end to end, and `dannet-bench confidence-cost`."""
 from __future__ import annotations
 
 import numpy as np
@@ -131,3 +132,16 @@ def test_reliability_refuses_a_model_without_confidence(tiny_graphs: dict, tmp_p
     assert bench_main(["reliability", "--model", str(tiny_graphs["portable"]), "--dataset", "synthetic",
                        "--root", str(tmp_path)]) == 2
     assert "has no confidence output; export it with --confidence" in capsys.readouterr().err
+
+
+def test_confidence_cost_times_both_exports_of_one_checkpoint(tiny_graphs: dict, tmp_path) -> None:
+    import json
+
+    from benchmarks.cli import main as bench_main
+
+    assert bench_main(["confidence-cost", "--checkpoint", str(tiny_graphs["checkpoint"]), "--size", "64x128:96x160",
+                       "--runs", "2", "--warmup", "0", "--threads", "1", "--json", str(tmp_path / "c.json")]) == 0
+    row = json.loads((tmp_path / "c.json").read_text())["rows"][0]
+    assert row["input_size"] == [64, 128] and row["output_size"] == [96, 160]
+    medians = row["median_ms"]
+    assert row["ratio"] == pytest.approx(medians["labels+confidence"] / medians["labels"])
