@@ -1,17 +1,21 @@
-"""``dannet-bench compare``: the DANNet reference loop and our exported graph, same model, same frames, one run.
+"""``dannet-bench compare``: the DANNet reference loop and our exported graphs, same model, same frames, one run.
 
 (a) ``benchmarks.reference_loop`` (PyTorch eager fp32, full-resolution upsampling of all logits,
-NumPy argmax) and (b) our runtime path: the exported graph (frame -> labels, tail in-graph) through
-``runtime.backends`` (ONNX Runtime for ``.onnx``, TensorRT for ``.engine``).
-Prints per-path latency and the speed-up, checks that the labels agree, and writes a JSON table and
-a bar chart. Frames are generated night street scenes at the output resolution, resized to the
-network input (as the reference resizes 1080x1920 frames to 540x960). The graph must have been
-exported from --checkpoint (its metadata records the checkpoint's sha256): agreement with another
-network's labels would measure nothing.
+NumPy argmax) and (b) our runtime path: each exported graph (frame -> labels, tail in-graph) through
+``runtime.backends`` (ONNX Runtime for ``.onnx``, TensorRT for ``.engine``): ``--model`` and any
+``--also-model`` (e.g. the FP32 graph and its ``dannet-export int8`` graph). Every frame goes through
+every path in turn, so a busy machine slows them alike and the speed-ups are ratios within one run.
+Prints per-path latency, the speed-up over the reference, the share of labels equal to the reference's
+and to the first model's, optionally the night mIoU of every path on a generated dataset
+(``--night-root``), and writes a JSON table and a bar chart. Frames are generated night street scenes
+at the output resolution, resized to the network input (as the reference resizes 1080x1920 frames to
+540x960). Every graph must have been exported from --checkpoint (its metadata records the checkpoint's
+sha256): agreement with another network's labels would measure nothing.
 """
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -78,15 +82,19 @@ def size_flag(flag: str, given: tuple[int, int] | None, model_size: tuple[int, i
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from runtime.backends import open_backend
-    from runtime.cli import add_model_arguments
     from runtime.classes import class_weights
+    from runtime.cli import add_model_arguments
+    from runtime.segmenter import Segmenter
     from train.evaluate import load_networks
 
-    from .reference_loop import reference_labels
+    from .miou import evaluate, precision_of
+    from .reference_loop import ReferenceSegmenter, reference_labels
 
     parser = command_parser("compare", __doc__)
     add_model_arguments(parser, help="the exported model to compare with the reference loop")
+    parser.add_argument("--also-model", action="append", default=[],
+                        help="another export of the same checkpoint (e.g. dannet-export int8), timed in the same run, "
+                             "frame by frame with the others; repeatable")
     parser.add_argument("--checkpoint", required=True, help="the checkpoint the graph was exported from")
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--arch", help="architecture when the file does not say")
@@ -98,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=integer(1), default=10, help="timed frames, >= 1 (default 10)")
     parser.add_argument("--warmup", type=integer(0), default=2, help="untimed frames first, >= 0 (default 2)")
     parser.add_argument("--threads", type=integer(0, 1024), default=0,
-                        help="CPU threads for both paths (0: library default)")
+                        help="CPU threads for every path (0: library default)")
+    parser.add_argument("--night-root", help="also score every path's night mIoU on this generated (synthetic) "
+                                             "dataset's labelled val images")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a bar chart (PNG) here")
     args = parser.parse_args(argv)
@@ -106,50 +116,76 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    options = {"threads": args.threads} if args.threads and args.model.endswith(".onnx") else {}
-    backend = open_backend(args.model, args.backend, **options)
-    info = backend.info
-    if info.weights_std is None:  # the reference loop must apply the same class weights
-        raise DannetError(f"{args.model}: does not record its class weights std; re-export it with dannet-export")
-    check_provenance(args.model, info.checkpoint_sha256, args.checkpoint)
-    args.input_size = size_flag("--input-size", args.input_size, info.input_size, args.model)
-    args.output_size = size_flag("--output-size", args.output_size, info.output_size, args.model)
-    weights = class_weights(info.weights_std)
+    paths = [args.model, *args.also_model]
+    models = []
+    for path in paths:
+        options = {"threads": args.threads} if args.threads and path.endswith(".onnx") else {}
+        models.append(Segmenter(path, args.backend, **options))
+        info = models[-1].info
+        if info.weights_std is None:  # the reference loop must apply the same class weights
+            raise DannetError(f"{path}: does not record its class weights std; re-export it with dannet-export")
+        check_provenance(path, info.checkpoint_sha256, args.checkpoint)
+        args.input_size = size_flag("--input-size", args.input_size, info.input_size, path)
+        args.output_size = size_flag("--output-size", args.output_size, info.output_size, path)
+    weights = class_weights(models[0].info.weights_std)
     segmenter, relight, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
     frames = night_frames(args.frames + args.warmup, args.input_size, args.output_size)
     reference_stages: dict[str, list[float]] = {}
-    times: dict[str, list[float]] = {"reference": [], "ours": []}
-    agree = []
-    for i, frame in enumerate(frames):
+    times: list[list[float]] = [[] for _ in range(len(models) + 1)]  # the reference, then each model
+    same_as_reference, same_as_first = [[] for _ in models], [[] for _ in models]
+    for i, frame in enumerate(frames):  # frame by frame, path after path: the machine's load hits all alike
         t = time.perf_counter()
         expected = reference_labels(segmenter, relight, frame, weights, args.output_size,
                                     reference_stages if i >= args.warmup else None)
-        t1 = time.perf_counter()
-        labels = backend.infer(frame[None])[0]
-        t2 = time.perf_counter()
+        spent = [time.perf_counter() - t]
+        labels = []
+        for seg in models:
+            t = time.perf_counter()
+            labels.append(seg.backend.infer(frame[None]).labels[0])
+            spent.append(time.perf_counter() - t)
         if i >= args.warmup:
-            times["reference"].append(t1 - t)
-            times["ours"].append(t2 - t1)
-            agree.append(float((labels == expected).mean()))
+            for record, seconds in zip(times, spent):
+                record.append(seconds)
+            for k, ours in enumerate(labels):
+                same_as_reference[k].append(float((ours == expected).mean()))
+                same_as_first[k].append(float((ours == labels[0]).mean()))
+    rows = [{"model": path, "precision": precision_of(path), "backend": seg.backend.name, **stats(spent),
+             "speedup_p50": float(np.median(times[0]) / np.median(spent)),
+             "identical_to_reference": float(np.mean(same_as_reference[k])),
+             "identical_to_first": float(np.mean(same_as_first[k]))}
+            for k, (path, seg, spent) in enumerate(zip(paths, models, times[1:]))]
     result = {
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "load_average": list(os.getloadavg()),
         "model": str(args.model), "arch": arch, "backbone": backbone,
         "input_size": list(args.input_size), "output_size": list(args.output_size), "frames": args.frames,
-        "backend": backend.name, "providers": getattr(backend, "providers", None), "torch": torch.__version__,
-        "reference": stats(times["reference"]), "ours": stats(times["ours"]),
+        "backend": models[0].backend.name, "providers": getattr(models[0].backend, "providers", None),
+        "torch": torch.__version__, "reference": stats(times[0]), "ours": stats(times[1]),
         "reference_stages_p50_ms": {k: float(np.median(v) * 1e3) for k, v in reference_stages.items()},
-        "speedup_p50": float(np.median(times["reference"]) / np.median(times["ours"])),
-        "identical_pixels": float(np.mean(agree)),
+        "speedup_p50": rows[0]["speedup_p50"], "identical_pixels": rows[0]["identical_to_reference"], "models": rows,
     }
+    if args.night_root:
+        from train.data import dataset_samples
+
+        reference = ReferenceSegmenter(segmenter, relight, weights, args.input_size, args.output_size)
+        scored = evaluate([reference, *models], dataset_samples("synthetic", args.night_root), progress=False)
+        result["night_miou"] = {"reference": scored.meters[0].miou}
+        for row, meter in zip(rows, scored.meters[1:]):
+            row["night_miou"] = meter.miou
     print(f"{arch} ({backbone}), {args.input_size[0]}x{args.input_size[1]} -> {args.output_size[0]}x"
-          f"{args.output_size[1]}, {args.frames} frames, {result['machine']}")
-    print(f"{'path':<44} {'p50 ms':>9} {'p90 ms':>9}")
-    print(f"{'reference loop (PyTorch eager + NumPy argmax)':<44} {result['reference']['p50_ms']:>9.1f} "
-          f"{result['reference']['p90_ms']:>9.1f}")
-    print(f"{'ours (' + backend.name + ')':<44} "
-          f"{result['ours']['p50_ms']:>9.1f} {result['ours']['p90_ms']:>9.1f}")
-    print(f"speed-up {result['speedup_p50']:.2f}x; identical labels {100 * result['identical_pixels']:.3f}%; "
-          "reference stages p50: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result["reference_stages_p50_ms"].items()))
+          f"{args.output_size[1]}, {args.frames} frames, {result['machine']}, load {result['load_average'][0]:.2f}")
+    print(f"{'path':<46} {'p50 ms':>9} {'p90 ms':>9} {'speed-up':>8} {'= ref %':>8} {'= first %':>9} {'mIoU':>6}")
+    miou = result.get("night_miou", {}).get("reference")
+    print(f"{'reference loop (PyTorch eager + NumPy argmax)':<46} {result['reference']['p50_ms']:>9.1f} "
+          f"{result['reference']['p90_ms']:>9.1f} {1:>8.2f} {100:>8.3f} {'':>9} "
+          f"{'' if miou is None else f'{100 * miou:6.2f}'}")
+    for row in rows:
+        name = f"{Path(row['model']).name} ({row['backend']}, {row['precision']})"
+        miou = row.get("night_miou")
+        print(f"{name[-46:]:<46} {row['p50_ms']:>9.1f} {row['p90_ms']:>9.1f} {row['speedup_p50']:>8.2f} "
+              f"{100 * row['identical_to_reference']:>8.3f} {100 * row['identical_to_first']:>9.3f} "
+              f"{'' if miou is None else f'{100 * miou:6.2f}'}")
+    print("reference stages p50: " + ", ".join(f"{k} {v:.1f} ms" for k, v in result["reference_stages_p50_ms"].items()))
     if args.json:
         atomic_write(args.json, json.dumps(result, indent=1))
     if args.plot:
@@ -166,10 +202,12 @@ def plot(result: dict, path: Path) -> None:
     for (name, ms), color in zip(stages.items(), ("tab:blue", "tab:orange", "tab:red")):
         ax.barh("reference loop", ms, left=left, color=color, label=f"reference: {name}")
         left += ms
-    ax.barh(f"ours ({result['backend']})", result["ours"]["p50_ms"], color="tab:green", label="ours: whole graph")
+    for row in result["models"]:
+        ax.barh(f"{Path(row['model']).name} ({row['precision']}): {row['speedup_p50']:.2f}x", row["p50_ms"],
+                color="tab:green")
     ax.set_xlabel("median latency per frame (ms)")
     ax.set_title(f"{result['arch']} {result['input_size'][0]}x{result['input_size'][1]} -> "
-                 f"{result['output_size'][0]}x{result['output_size'][1]}: {result['speedup_p50']:.2f}x")
+                 f"{result['output_size'][0]}x{result['output_size'][1]}: speed-up over the reference loop")
     ax.legend(fontsize=7, loc="lower right")
     save(fig, path)
 

@@ -1,18 +1,23 @@
-"""``dannet-bench miou``: mIoU of an exported model through the runtime, on a night set, at full label resolution.
+"""``dannet-bench miou``: mIoU of exported models through the runtime, on a night set, at full label resolution.
 
 Each image goes through ``runtime.segmenter.Segmenter`` as a camera frame would (resized to the
 network input, labels out at the graph's output size; labels of another size are resized to the
 ground truth's, nearest neighbour). The confusion matrix and per-class IoU come from
-``train.metrics`` (the project's one mIoU). With ``--compare-model``, a second model/backend runs on
-the same images: the mIoU delta and the share of identical pixels (e.g. TensorRT FP16 vs ONNX
-Runtime FP32); the output says whether the two were exported from the same checkpoint (if not, identical
-pixels compare two networks, not two backends). A damaged image or a label of another size than its
-image stops the run at that file, named (exit 3).
+``train.metrics`` (the project's one mIoU). Several ``--model`` arguments (e.g. FP32, FP16 and INT8
+exports of one checkpoint) run side by side on the same images: one mIoU column each, with the
+delta to the first model and the share of pixels labelled as the first model labels them. With
+``--compare-model``, a second model/backend runs on the same images: the mIoU delta and the share of
+identical pixels (e.g. TensorRT FP16 vs ONNX Runtime FP32); the output says whether the two were
+exported from the same checkpoint (if not, identical pixels compare two networks, not two backends).
+A damaged image or a label of another size than its image stops the run at that file, named (exit 3).
+``evaluate`` is also the accuracy gate of ``dannet-export int8``.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -20,35 +25,82 @@ from tqdm import tqdm
 
 from runtime.arguments import integer
 from runtime.atomic import atomic_save_image, atomic_write, check_folder_writable
+from train.metrics import ConfusionMeter
 
 from .cli import check_outputs, command_parser
 
 
 def predict(seg, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    labels = seg.process(frame)
+    labels = seg.backend.infer(seg.prepare(frame)[None]).labels[0]  # with or without confidence
     if labels.shape != size:
         labels = np.asarray(Image.fromarray(np.ascontiguousarray(labels)).resize(size[::-1], Image.NEAREST))
     return labels
 
 
+@dataclass
+class Evaluation:
+    """Per model, in the order given: its confusion matrix, and the share of pixels (ignored ones included) it
+    labels as the first model does (1.0 for the first)."""
+
+    meters: list[ConfusionMeter]
+    same_as_first: list[float]
+
+
+def evaluate(models: Sequence, samples: Sequence, progress: bool = True,
+             each: Callable[[object, list[np.ndarray], np.ndarray], None] | None = None) -> Evaluation:
+    """Run every ``Segmenter`` in ``models`` on every sample, scored with ``train.metrics``; ``each(sample,
+    predictions, label)`` sees every image's predictions (to save or re-score them)."""
+    from train.data.datasets import load_image, load_label
+
+    meters = [ConfusionMeter() for _ in models]
+    same, total = np.zeros(len(models), dtype=np.int64), 0
+    for sample in tqdm(samples, desc="miou", unit="img", disable=not progress):
+        image = load_image(sample.image)
+        frame, label = np.asarray(image), load_label(sample, image.size)
+        preds = [predict(seg, frame, label.shape) for seg in models]
+        for meter, pred in zip(meters, preds):
+            meter.update(pred, label)
+        same += [int((pred == preds[0]).sum()) for pred in preds]
+        total += label.size
+        if each is not None:
+            each(sample, preds, label)
+    return Evaluation(meters, [float(n / total) if total else float("nan") for n in same])
+
+
+def precision_of(model: str | Path) -> str:
+    """What the model computes in, as its export (graph metadata) or its engine's sidecar records it."""
+    from runtime.engine_sidecar import sidecar_path
+
+    model = Path(model)
+    if model.suffix == ".onnx":
+        from export import read_metadata
+
+        return read_metadata(model).get("dannet.precision", "?")
+    sidecar = sidecar_path(model)
+    return json.loads(sidecar.read_text()).get("precision", "?") if sidecar.is_file() else "?"
+
+
 def main(argv: list[str] | None = None) -> None:
+    from runtime.backends import BACKENDS
     from runtime.cli import add_model_arguments
     from runtime.overlay import mask
     from runtime.segmenter import Segmenter
     from train.data import DATASETS, dataset_samples
-    from train.data.datasets import load_image, load_label
-    from train.metrics import ConfusionMeter
 
     parser = command_parser("miou", __doc__)
-    add_model_arguments(parser, help="the model to evaluate")
+    # --model repeats: FP32 / FP16 / INT8 exports side by side (each model's backend from its file type)
+    parser.add_argument("--model", action="append", required=True,
+                        help="a model to evaluate: .engine (TensorRT), .onnx with the portable tail (ONNX Runtime) "
+                             "or .pt2 (PyTorch); repeat it to evaluate several side by side on the same images")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: from each model file's type")
     parser.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "darkzurich-test"])
     parser.add_argument("--root", required=True, help="dataset root folder")
     parser.add_argument("--split", help="split where the dataset has several (default: val)")
     add_model_arguments(parser, "compare-", required=False,
                         help="a second model on the same images: delta and identical pixels")
-    parser.add_argument("--save-predictions", help="write labelTrainIds and colour PNGs here")
+    parser.add_argument("--save-predictions", help="write the first model's labelTrainIds and colour PNGs here")
     parser.add_argument("--check-cityscapesscripts", action="store_true",
-                        help="also score the predictions with the official Cityscapes evaluation and compare")
+                        help="also score the first model's predictions with the official Cityscapes evaluation")
     parser.add_argument("--max-images", type=integer(1), help="evaluate the first N images only")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
@@ -57,55 +109,69 @@ def main(argv: list[str] | None = None) -> None:
         check_folder_writable(args.save_predictions, "--save-predictions")
 
     samples = dataset_samples(args.dataset, args.root, args.split)[: args.max_images]
-    models = [("model", Segmenter(args.model, args.backend))]
+    models = [Segmenter(m, args.backend) for m in args.model]
     if args.compare_model:
-        models.append(("compare", Segmenter(args.compare_model, args.compare_backend)))
-    meters = {name: ConfusionMeter() for name, _ in models}
-    same = total = 0
+        models.append(Segmenter(args.compare_model, args.compare_backend))
     kept: list[tuple[np.ndarray, np.ndarray]] = []
     out = Path(args.save_predictions) if args.save_predictions else None
-    for sample in tqdm(samples, desc="miou", unit="img"):
-        image = load_image(sample.image)
-        frame, label = np.asarray(image), load_label(sample, image.size)
-        preds = {name: predict(seg, frame, label.shape) for name, seg in models}
-        for name, pred in preds.items():
-            meters[name].update(pred, label)
+
+    def each(sample, preds: list[np.ndarray], label: np.ndarray) -> None:
         if args.check_cityscapesscripts:
-            kept.append((preds["model"], label))
-        if len(preds) == 2:
-            same += int((preds["model"] == preds["compare"]).sum())
-            total += label.size
+            kept.append((preds[0], label))
         if out is not None:
             stem = out / sample.name
-            atomic_save_image(f"{stem}_labelTrainIds.png", preds["model"])
-            atomic_save_image(f"{stem}_color.png", mask(preds["model"], models[0][1].info.palette))
-    print(f"{args.dataset}: {len(samples)} images, {args.model} ({models[0][1].backend.name})")
-    print(meters["model"].table())
-    result = {"dataset": args.dataset, "images": len(samples), "model": args.model,
-              "backend": models[0][1].backend.name, "miou": meters["model"].miou,
-              "iou": [None if np.isnan(v) else float(v) for v in meters["model"].iou]}
+            atomic_save_image(f"{stem}_labelTrainIds.png", preds[0])
+            atomic_save_image(f"{stem}_color.png", mask(preds[0], models[0].info.palette))
+
+    evaluation = evaluate(models, samples, each=each)
+    meters = evaluation.meters
+    first = meters[0]
+    print(f"{args.dataset}: {len(samples)} images, {args.model[0]} ({models[0].backend.name})")
+    print(first.table())
+    result = {"dataset": args.dataset, "images": len(samples), "model": args.model[0],
+              "backend": models[0].backend.name, "miou": first.miou,
+              "iou": [None if np.isnan(v) else float(v) for v in first.iou]}
+    if len(args.model) > 1:
+        result["models"] = side_by_side(args.model, models, evaluation)
     if args.check_cityscapesscripts:
         from .cityscapes_eval import cityscapes_miou
 
         official = cityscapes_miou([p for p, _ in kept], [g for _, g in kept])
         result["cityscapesscripts_miou"] = official
         print(f"cityscapesscripts on the same predictions: mIoU {100 * official:.2f} "
-              f"({'agrees' if abs(official - meters['model'].miou) < 1e-6 else 'DIFFERS'})")
-    if len(models) == 2:
-        delta = meters["compare"].miou - meters["model"].miou
-        origins = [seg.info.checkpoint_sha256 for _, seg in models]
+              f"({'agrees' if abs(official - first.miou) < 1e-6 else 'DIFFERS'})")
+    if args.compare_model:
+        compare, same = meters[-1], evaluation.same_as_first[-1]
+        delta = compare.miou - first.miou
+        origins = [models[0].info.checkpoint_sha256, models[-1].info.checkpoint_sha256]
         same_checkpoint = None if None in origins else origins[0] == origins[1]
-        result.update(compare_model=args.compare_model, compare_backend=models[1][1].backend.name,
-                      compare_miou=meters["compare"].miou, delta_miou=delta, identical_pixels=same / total,
+        result.update(compare_model=args.compare_model, compare_backend=models[-1].backend.name,
+                      compare_miou=compare.miou, delta_miou=delta, identical_pixels=same,
                       same_checkpoint=same_checkpoint)
-        print(f"{args.compare_model} ({models[1][1].backend.name}): mIoU {100 * meters['compare'].miou:.2f} "
-              f"({100 * delta:+.2f} points), identical pixels {100 * same / total:.3f}%")
+        print(f"{args.compare_model} ({models[-1].backend.name}): mIoU {100 * compare.miou:.2f} "
+              f"({100 * delta:+.2f} points), identical pixels {100 * same:.3f}%")
         if not same_checkpoint:
             print("note: the two models were " + ("exported from different checkpoints" if same_checkpoint is False
                                                   else "not both recorded with the checkpoint they came from") +
                   ": identical pixels compares two networks, not two backends of one")
     if args.json:
         atomic_write(args.json, json.dumps(result, indent=1))
+
+
+def side_by_side(paths: list[str], models: list, evaluation: Evaluation) -> list[dict]:
+    """One row per ``--model`` (printed as a table): precision, backend, mIoU, delta to the first model, and the
+    share of pixels labelled as the first model labels them."""
+    rows = []
+    base = evaluation.meters[0].miou
+    print(f"\n{'model':<40} {'precision':>9} {'backend':>12} {'mIoU %':>7} {'delta':>7} {'same px %':>9}")
+    for path, seg, meter, same in zip(paths, models, evaluation.meters, evaluation.same_as_first):
+        row = {"model": path, "precision": precision_of(path), "backend": seg.backend.name, "miou": meter.miou,
+               "delta_miou": meter.miou - base, "identical_pixels": same,
+               "iou": [None if np.isnan(v) else float(v) for v in meter.iou]}
+        rows.append(row)
+        print(f"{Path(path).name[-40:]:<40} {row['precision']:>9} {row['backend']:>12} {100 * meter.miou:>7.2f} "
+              f"{100 * row['delta_miou']:>+7.2f} {100 * same:>9.3f}")
+    return rows
 
 
 if __name__ == "__main__":

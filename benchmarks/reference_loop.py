@@ -4,12 +4,15 @@ of all C logits to full resolution (align_corners=True), NumPy argmax. The basel
 from __future__ import annotations
 
 import time
+from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runtime.backends import Inference
 from runtime.classes import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -32,3 +35,23 @@ def reference_labels(segmenter: nn.Module, relight: nn.Module | None, frame: np.
         for stage, seconds in (("preprocess", t1 - t0), ("network", t2 - t1), ("postprocess", t3 - t2)):
             timings.setdefault(stage, []).append(seconds)
     return labels
+
+
+class ReferenceSegmenter:
+    """The reference loop behind ``Segmenter``'s evaluation interface (``prepare``, ``backend.infer``), so that
+    ``benchmarks.miou.evaluate`` scores it on the same images, resized the same way, as the exported graphs."""
+
+    name = "reference loop"
+
+    def __init__(self, segmenter: nn.Module, relight: nn.Module | None, weights: np.ndarray,
+                 input_size: tuple[int, int], output_size: tuple[int, int]) -> None:
+        from runtime.segmenter import Segmenter
+
+        self.networks, self.weights, self.output_size = (segmenter, relight), weights, output_size
+        self.info = SimpleNamespace(input_size=input_size)
+        self.prepare = partial(Segmenter.prepare, self)  # the runtime's own resize of a camera frame
+        self.backend = self
+
+    def infer(self, frames: np.ndarray) -> Inference:
+        return Inference(np.stack([reference_labels(*self.networks, frame, self.weights, self.output_size)
+                                   for frame in frames]))

@@ -38,6 +38,15 @@ def cmd_engine(args: argparse.Namespace) -> None:
                  timing_cache=args.timing_cache, dla_core=args.dla_core, shapes=shapes, rebuild=args.rebuild)
 
 
+def cmd_int8(args: argparse.Namespace) -> None:
+    from .quantize import Int8Spec, to_int8
+
+    spec = Int8Spec(calibration_images=args.calibration_images, eval_images=args.eval_images, method=args.method,
+                    per_channel=not args.per_tensor, keep_fp32=tuple(filter(None, args.keep_fp32.split(","))),
+                    max_miou_drop=args.max_miou_drop)
+    to_int8(args.onnx, args.out, args.dataset, args.root, spec)
+
+
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """What to export and how: the flags ``onnx`` and ``pt2`` share."""
     p.add_argument("--checkpoint", required=True, help="our checkpoint, or a released segmentation .pth")
@@ -60,6 +69,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                                                              "as DANNet was evaluated)")
     p.add_argument("--dynamic", action="store_true",
                    help="dynamic batch and H/W (multiples of 4); TensorRT then needs min/opt/max shapes")
+    p.add_argument("--confidence", action="store_true",
+                   help="a second output 'confidence': per pixel, the winning class's re-weighted softmax "
+                        "probability p as a level floor(255 p + 0.5), shaped and typed like the labels")
     add_debug_flag(p)
 
 
@@ -68,7 +80,7 @@ def spec_of(args: argparse.Namespace, tail: str = "portable", pack4: bool = Fals
 
     return ExportSpec(input_size=args.input_size, output_size=args.output_size, tail=tail, precision=args.precision,
                       weights_std=args.weights_std, reweight=args.reweight, align_corners=not args.half_pixel,
-                      pack4=pack4, dynamic=args.dynamic)
+                      pack4=pack4, dynamic=args.dynamic, confidence=args.confidence)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dannet-export",
         description="Export a trained DANNet (relighting + segmentation + reweight/upsample/argmax tail) "
                     "to one ONNX graph from camera frame to labels, and build a TensorRT FP16 engine from it.",
-        epilog="Exit codes: 0 done, 2 bad flag, checkpoint or graph, 4 output not writable (an existing file is "
+        epilog="Exit codes: 0 done, 1 int8: the accuracy gate refused the model, 2 bad flag, checkpoint or graph, "
+               "4 output not writable (an existing file is "
                "never left half written), 70 internal error (--debug for the traceback), 130/143 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -100,6 +113,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.add_argument("--out", required=True, help="output .pt2 file")
     p.set_defaults(func=cmd_pt2)
+
+    from .quantize import DEFAULT_KEEP_FP32, KEEP_FP32, METHODS
+
+    p = sub.add_parser("int8", help="INT8 Q/DQ graph (ONNX Runtime CPU and TensorRT) behind a night-mIoU gate",
+                       description="Quantise the fp32 portable-tail graph of dannet-export onnx with ONNX Runtime's "
+                                   "static quantisation (QDQ, symmetric int8, zero point 0, as TensorRT's explicit "
+                                   "quantisation takes it), calibrated on night images of --dataset; the tail stays "
+                                   "fp32. FP32 and INT8 are then evaluated on held-out labelled night images (never "
+                                   "the calibration ones); if INT8 loses more than --max-miou-drop points of mIoU, "
+                                   "nothing is written and the command fails (exit 1).")
+    p.add_argument("--onnx", required=True, help="fp32 portable-tail graph from dannet-export onnx")
+    p.add_argument("--dataset", required=True, choices=["darkzurich-val", "synthetic", "acdc-night", "nightdriving"],
+                   help="night images: Dark Zurich-style sets calibrate on their unlabelled rgb_anon/train/night "
+                        "images and evaluate on the labelled val ones")
+    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument("--calibration-images", type=integer(1), default=32,
+                   help="calibration images, spread over the calibration split (default 32)")
+    p.add_argument("--eval-images", type=integer(1), help="held-out labelled images for the gate (default: all)")
+    p.add_argument("--method", choices=METHODS, default="minmax",
+                   help="activation range calibration (default minmax); entropy and percentile hold every activation "
+                        "of every calibration image in memory (at 540x960, 16 images needed more than 23 GB)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
+    p.add_argument("--keep-fp32", default=",".join(DEFAULT_KEEP_FP32),
+                   help=f"comma-separated node groups left fp32 besides the tail: {', '.join(KEEP_FP32)}, or '' "
+                        f"(default {','.join(DEFAULT_KEEP_FP32)})")
+    p.add_argument("--max-miou-drop", type=number(0, 100), default=1.0,
+                   help="largest night mIoU loss accepted, in points (default 1.0)")
+    p.add_argument("--out", required=True, help="output .onnx file (left untouched when the gate refuses)")
+    add_debug_flag(p)
+    p.set_defaults(func=cmd_int8)
 
     p = sub.add_parser("engine", help="TensorRT engine (strongly typed) + JSON sidecar from an exported graph",
                        description="Build a TensorRT engine from an exported graph on the GPU that will run it "

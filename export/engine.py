@@ -3,7 +3,9 @@
 One code path for TensorRT 10.x (JetPack 6) and 11.x: a strongly typed network, so precision comes
 from the ONNX graph's types (an fp16 export gives an fp16 engine; TensorRT 11 has no precision
 flags), the plugin library loaded before parsing when the graph has the ReweightArgmax node, an
-optimisation profile for dynamic shapes, timing-cache reuse, DLA with GPU fallback.
+optimisation profile for dynamic shapes, timing-cache reuse, DLA with GPU fallback. An INT8 graph from
+``dannet-export int8`` is a Q/DQ graph: strongly typed, TensorRT builds it by explicit quantisation (its
+docs: no precision flags with strong typing), so it takes the same path; its Q/DQ are checked first.
 
 Engines only run where they were built (same TensorRT, same GPU). The sidecar records what an
 engine was built from and for; ``engine_problems`` compares it with the ONNX file and the machine,
@@ -15,6 +17,9 @@ import json
 import time
 from pathlib import Path
 from typing import Callable
+
+import onnx
+from onnx import TensorProto, numpy_helper
 
 from runtime.atomic import atomic_write, atomic_write_all, check_writable
 from runtime.engine_sidecar import (EngineError, Machine, Sidecar, current_machine, engine_problems, import_tensorrt,
@@ -56,6 +61,25 @@ def _has_plugin_node(onnx_path: Path) -> bool:
     return any(node.op_type == PLUGIN_OP for node in model.graph.node)
 
 
+def quantization_problems(model: onnx.ModelProto) -> list[str]:
+    """Why TensorRT would refuse the graph's Q/DQ nodes (empty: none, or none there). Its explicit quantisation is
+    symmetric signed int8: a QuantizeLinear/DequantizeLinear needs an int8 zero point that is 0 and a constant
+    scale (onnx-tensorrt docs/operators.md; dannet-export int8 writes exactly that)."""
+    constants = {init.name: init for init in model.graph.initializer}
+    problems = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        zero = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if node.input[1] not in constants:
+            problems.append(f"{node.name} ({node.op_type}): its scale is not a constant")
+        elif zero is None or zero.data_type != TensorProto.INT8 or numpy_helper.to_array(zero).any():
+            problems.append(f"{node.name} ({node.op_type}): not symmetric int8 (zero point "
+                            f"{'missing' if zero is None else TensorProto.DataType.Name(zero.data_type)}, expected "
+                            "INT8 zeros)")
+    return problems
+
+
 def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | None = None,
                  workspace_gb: float | None = None, timing_cache: str | None = None, dla_core: int | None = None,
                  shapes: dict[str, tuple[int, ...]] | None = None, rebuild: str = "auto",
@@ -75,6 +99,11 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
     if "dannet.output" not in metadata:
         raise EngineError(f"--onnx {onnx_path}: not a dannet-export graph (no dannet.* metadata)")
     output_size = json.loads(metadata["dannet.output"])["size"]  # the runtime needs it to read pack4 labels
+    # a Q/DQ graph (dannet-export int8) builds as it is: strongly typed, explicit quantisation, no INT8 flag
+    if problems := quantization_problems(onnx.load(str(onnx_path), load_external_data=False)):
+        raise EngineError(f"--onnx {onnx_path}: TensorRT takes symmetric int8 Q/DQ only: {problems[0]}"
+                          f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; re-quantise "
+                          "with dannet-export int8")
     dynamic = json.loads(metadata.get("dannet.input", "{}")).get("size") is None
     if dynamic and not shapes:
         raise EngineError(f"{onnx_path} has dynamic shapes: give --min-shape, --opt-shape and --max-shape")

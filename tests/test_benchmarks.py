@@ -277,3 +277,72 @@ def test_demo_trains_its_two_runs_side_by_side_for_the_same_minutes(tmp_path: Pa
     monkeypatch.setattr(demo, "ADAPT_MIN", demo.ADAPT_MIN + 1)
     demo.start_over_if_settings_changed()
     assert not (demo.OUT / "pretrain").exists()
+
+
+@pytest.fixture(scope="module")
+def unweighted(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint exported again without class weights: a second model whose labels differ."""
+    from export import ExportSpec, to_onnx
+
+    return to_onnx(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("unweighted") / "std0.onnx",
+                   ExportSpec(input_size=(64, 128), output_size=(96, 160), weights_std=0.0), say=lambda s: None)
+
+
+def onnx_labels(path: Path, image: Path) -> np.ndarray:
+    """Labels of a generated 96x160 image as a camera frame gets them: resized to the 64x128 input, bilinear."""
+    import onnxruntime as ort
+
+    frame = np.asarray(Image.open(image).convert("RGB").resize((128, 64), Image.BILINEAR))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["labels"], {"frame": frame[None]})[0][0]
+
+
+def test_miou_shows_several_models_side_by_side(tiny_graphs: dict[str, Path], unweighted: Path,
+                                                tmp_path: Path) -> None:
+    from train.data.synth import generate
+    from train.metrics import ConfusionMeter
+
+    root = generate(tmp_path / "dz", "darkzurich", 4, (96, 160), seed=2)
+    models = [tiny_graphs["portable"], unweighted]
+    assert bench_main(["miou", "--model", str(models[0]), "--model", str(models[1]), "--dataset", "darkzurich-val",
+                       "--root", str(root), "--compare-model", str(unweighted), "--json",
+                       str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    rows = result["models"]
+    assert [row["model"] for row in rows] == [str(m) for m in models]
+    assert [row["precision"] for row in rows] == ["fp32", "fp32"]
+    meters, same, total = [ConfusionMeter(), ConfusionMeter()], 0, 0
+    for image in sorted((root / "rgb_anon" / "val" / "night").rglob("*_rgb_anon.png")):
+        gt = root / "gt" / "val" / "night" / image.parent.name / image.name.replace("_rgb_anon", "_gt_labelTrainIds")
+        preds = [onnx_labels(m, image) for m in models]
+        for meter, pred in zip(meters, preds):
+            meter.update(pred, np.asarray(Image.open(gt)))
+        same, total = same + int((preds[0] == preds[1]).sum()), total + preds[0].size
+    for row, meter in zip(rows, meters):
+        assert row["miou"] == pytest.approx(meter.miou) and row["delta_miou"] == pytest.approx(meter.miou -
+                                                                                                meters[0].miou)
+    assert rows[0]["identical_pixels"] == 1.0 and rows[1]["identical_pixels"] == pytest.approx(same / total)
+    assert same < total  # the two models differ: agreement measured something
+    # --compare-model still works beside them: the same second model, the same numbers
+    assert result["compare_miou"] == pytest.approx(meters[1].miou)
+    assert result["identical_pixels"] == pytest.approx(same / total) and result["miou"] == pytest.approx(meters[0].miou)
+
+
+def test_compare_times_several_exports_in_one_run(tiny_graphs: dict[str, Path], unweighted: Path, night_val: Path,
+                                                  tmp_path: Path) -> None:
+    """The unweighted graph is compared with a weighted reference loop: its labels must be seen to differ."""
+    ckpt, portable = tiny_graphs["checkpoint"], tiny_graphs["portable"]
+    assert bench_main(["compare", "--model", str(portable), "--also-model", str(unweighted), "--checkpoint", str(ckpt),
+                       "--frames", "2", "--warmup", "0", "--night-root", str(night_val), "--json",
+                       str(tmp_path / "c.json")]) == 0
+    result = json.loads((tmp_path / "c.json").read_text())
+    rows = result["models"]
+    assert [row["model"] for row in rows] == [str(portable), str(unweighted)]
+    for row in rows:
+        assert row["speedup_p50"] == pytest.approx(result["reference"]["p50_ms"] / row["p50_ms"], rel=1e-6)
+    assert rows[0]["identical_to_reference"] >= 0.999 and rows[0]["identical_to_first"] == 1.0
+    assert rows[1]["identical_to_reference"] == pytest.approx(rows[1]["identical_to_first"], abs=1e-3)
+    assert rows[1]["identical_to_reference"] < 0.999
+    # night mIoU of every path; the reference loop and the fp32 graph compute the same network
+    assert result["night_miou"]["reference"] == pytest.approx(rows[0]["night_miou"], abs=5e-3)
+    assert rows[1]["night_miou"] != pytest.approx(rows[0]["night_miou"], abs=1e-9)

@@ -1,0 +1,304 @@
+"""``export.to_int8``: an INT8 deployment graph by explicit quantisation, refused when night accuracy drops.
+
+The FP32 portable-tail graph from ``dannet-export onnx`` gets QuantizeLinear/DequantizeLinear (Q/DQ) pairs
+from ONNX Runtime's static quantisation (``quantize_static``, QDQ format), calibrated on night images of a
+dataset fed through the graph's own uint8 ``frame`` input. The same graph serves both targets:
+
+- ONNX Runtime (CPU) fuses DQ -> Conv -> Q into integer convolutions;
+- TensorRT builds it as a strongly typed network with explicit quantisation, which takes only symmetric
+  signed int8 (QuantizeLinear's zero point must be 0: onnx-tensorrt docs/operators.md), so activations and
+  weights are both quantised QInt8 *symmetric* (zero point 0), weights per output channel, biases fp32.
+
+The tail (nodes named ``tail_*``: re-weighting, upsampling, argmax) is never quantised: its argmax compares
+scores that differ in the third digit. ``KEEP_FP32`` names further groups that can stay FP32, chosen by
+measurement (BENCHMARKS.md, "INT8 and the CPU path").
+
+The gate: FP32 and INT8 are evaluated through ``runtime.segmenter.Segmenter`` on held-out labelled night
+images (``benchmarks.miou.evaluate``, the project's one mIoU); calibration images never overlap them
+(``night_sets``). When the INT8 mIoU is more than ``max_miou_drop`` points below FP32, nothing is written.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import numpy as np
+import onnx
+
+from runtime.atomic import atomic_write, check_writable
+from runtime.engine_sidecar import sha256_of
+from runtime.errors import EXIT_FAILED, DannetError
+
+from .onnx_export import ExportError, read_metadata
+from .tails import LOGITS
+
+if TYPE_CHECKING:
+    from train.data import Sample
+
+
+#: nodes of the tail (export.tails names them so): never quantised
+TAIL_PREFIX = "tail_"
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+METHODS = ("minmax", "entropy", "percentile")
+#: node groups that can be kept in FP32 (``fp32_nodes``)
+KEEP_FP32 = ("relight", "relight-output", "classifier", "bottleneck")
+#: measured on the demo's PSPNet-Lite0 (BENCHMARKS.md): the relighting net's output (the image the segmentation
+#: net reads) in FP32 keeps 0.3-0.6% more labels equal to FP32 at no measurable cost; the bottleneck in FP32 undoes
+#: the speed-up, and the whole relighting net in FP32 costs 5-10% of the time for a similar agreement
+DEFAULT_KEEP_FP32 = ("relight-output",)
+#: Dark Zurich-style datasets keep unlabelled night images in rgb_anon/train/night: calibration comes from there
+CALIBRATION_SPLIT = {"darkzurich-val": "train", "synthetic": "train", "acdc-night": "train"}
+
+
+class GateError(DannetError):
+    """The INT8 model lost more night mIoU than allowed; nothing was written."""
+
+    exit_code = EXIT_FAILED
+
+
+@dataclass(frozen=True)
+class Int8Spec:
+    calibration_images: int = 32
+    eval_images: int | None = None    # None: every held-out image
+    method: str = "minmax"            # minmax | entropy | percentile
+    per_channel: bool = True          # weights: one scale per output channel (False: per tensor)
+    keep_fp32: tuple[str, ...] = DEFAULT_KEEP_FP32
+    max_miou_drop: float = 1.0        # points of mIoU (percent)
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise ExportError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        unknown = sorted(set(self.keep_fp32) - set(KEEP_FP32))
+        if unknown:
+            raise ExportError(f"--keep-fp32 {','.join(unknown)}: expected names from {', '.join(KEEP_FP32)}")
+        if self.calibration_images < 1 or (self.eval_images is not None and self.eval_images < 1):
+            raise ExportError("--calibration-images and --eval-images must be >= 1")
+        if self.max_miou_drop < 0:
+            raise ExportError(f"--max-miou-drop must be >= 0 points, got {self.max_miou_drop}")
+
+
+def check_source(path: Path) -> onnx.ModelProto:
+    """The FP32 portable-tail graph that ``dannet-export onnx`` writes, static shape, not quantised yet."""
+    metadata = read_metadata(path)
+    if "dannet.output" not in metadata:
+        raise ExportError(f"--onnx {path}: not a dannet-export graph (no dannet.* metadata)")
+    found = {"tail": metadata.get("dannet.tail"), "precision": metadata.get("dannet.precision")}
+    if found != {"tail": "portable", "precision": "fp32"}:
+        raise ExportError(f"--onnx {path}: a {found['precision']} graph with the {found['tail']} tail; expected the "
+                          "fp32 portable-tail graph of dannet-export onnx (without --precision fp16 or --tail plugin)")
+    if json.loads(metadata["dannet.input"]).get("size") is None:
+        raise ExportError(f"--onnx {path}: has dynamic shapes; calibration needs one input size (export without "
+                          "--dynamic)")
+    model = onnx.load(str(path))
+    if any(node.op_type in QDQ_OPS for node in model.graph.node):
+        raise ExportError(f"--onnx {path}: is quantised already; expected the fp32 graph of dannet-export onnx")
+    return model
+
+
+def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    return {name: node for node in graph.node for name in node.output}
+
+
+def _ancestors(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """Every node whose output ``node`` depends on."""
+    found: dict[str, onnx.NodeProto] = {}
+    waiting = [name for name in node.input if name in producer]
+    while waiting:
+        parent = producer[waiting.pop()]
+        if parent.name not in found:
+            found[parent.name] = parent
+            waiting += [name for name in parent.input if name in producer]
+    return list(found.values())
+
+
+def fp32_nodes(model: onnx.ModelProto, groups: tuple[str, ...]) -> list[str]:
+    """Names of the nodes to leave unquantised: the tail, and the ``groups`` found by the graph's structure:
+
+    - ``relight``: the whole relighting net (every node the Tanh of its output depends on, with the frame's
+      normalisation) and the residual add: it runs at the full input resolution with few channels;
+    - ``relight-output``: the relighting net's output conv, its Tanh, and the residual add R = I + r;
+    - ``classifier``: the last conv (its output is the logits the tail reads);
+    - ``bottleneck``: the conv that feeds the classifier (PSP's 3x3 bottleneck), through any activation.
+    """
+    graph = model.graph
+    producer = _producers(graph)
+    chosen = [node.name for node in graph.node if node.name.startswith(TAIL_PREFIX)]
+    for tanh in (node for node in graph.node if node.op_type == "Tanh"):
+        readers = [node.name for node in graph.node if tanh.output[0] in node.input]
+        if "relight-output" in groups:
+            chosen += [producer[tanh.input[0]].name, tanh.name, *readers]
+        if "relight" in groups:
+            chosen += [node.name for node in _ancestors(tanh, producer)] + [tanh.name, *readers]
+    classifier = producer[LOGITS]
+    if "classifier" in groups:
+        chosen.append(classifier.name)
+    if "bottleneck" in groups:
+        node = producer[classifier.input[0]]
+        while node.op_type != "Conv":  # an activation between them
+            node = producer[node.input[0]]
+        chosen.append(node.name)
+    return list(dict.fromkeys(chosen))
+
+
+@dataclass(frozen=True)
+class NightSets:
+    """Disjoint night images: ``calibration`` (labels not needed) and ``evaluation`` (labelled, held out)."""
+
+    calibration: list[Sample]
+    evaluation: list[Sample]
+    calibration_from: str
+    evaluation_from: str
+
+
+def _spread(count: int, available: int) -> list[int]:
+    """``count`` indices spread evenly over ``available`` (sequences of frames: neighbours are near copies)."""
+    return sorted(set(np.linspace(0, available - 1, min(count, available)).round().astype(int).tolist()))
+
+
+def night_sets(dataset: str, root: str | Path, calibration_images: int, eval_images: int | None) -> NightSets:
+    """Evaluation: the first ``eval_images`` of the dataset's labelled night split. Calibration:
+    ``calibration_images`` spread over the unlabelled night training split where the dataset has one
+    (``CALIBRATION_SPLIT``), else over the labelled images after the evaluation ones."""
+    from train.data import dataset_samples
+
+    labelled = dataset_samples(dataset, root)
+    evaluation = labelled[:eval_images]
+    split = CALIBRATION_SPLIT.get(dataset)
+    if split is not None:
+        if dataset == "darkzurich-val":
+            from train.data.datasets import darkzurich_samples
+
+            pool = darkzurich_samples(Path(root), split)
+        else:
+            pool = dataset_samples(dataset, root, split)
+        pool_name = f"{split} night split"
+    else:
+        pool = labelled[len(evaluation):]
+        pool_name = f"labelled images after the first {len(evaluation)}"
+        if not pool:
+            raise ExportError(f"--eval-images {len(evaluation)}: leaves none of the {len(labelled)} {dataset} "
+                              "images for calibration; give fewer")
+    picked = _spread(calibration_images, len(pool))
+    return NightSets([pool[i] for i in picked], evaluation,
+                     f"{dataset} {pool_name}: {len(picked)} of {len(pool)} images, indices {picked}",
+                     f"{dataset} labelled night split: the first {len(evaluation)} images")
+
+
+class _FrameReader:
+    """Calibration batches for ``quantize_static``, each image as the runtime would feed it (``prepare``); ONNX
+    Runtime's ``CalibrationDataReader`` recognises any class with ``get_next``."""
+
+    def __init__(self, samples: list[Sample], prepare: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.frames = self._frames(samples, prepare)
+
+    @staticmethod
+    def _frames(samples: list[Sample], prepare: Callable[[np.ndarray], np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        from train.data.datasets import load_image
+
+        for sample in samples:
+            yield {"frame": prepare(np.asarray(load_image(sample.image)))[None]}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.frames, None)
+
+
+def quantize(source: Path, out: Path, reader: _FrameReader, spec: Int8Spec, excluded: list[str]) -> None:
+    """ONNX Runtime's static QDQ quantisation, symmetric int8 for activations and weights (TensorRT's scheme).
+    Biases stay fp32: ONNX Runtime would store them as int32 behind a DequantizeLinear, which TensorRT's parser
+    refuses (DequantizeLinear takes int8, fp8, int4; onnx-tensorrt docs/operators.md); measured on the demo's
+    model, ONNX Runtime runs fp32 biases as fast, with the same labels (BENCHMARKS.md)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ONNX Runtime's advice to pre-process the graph: onnxsim did that
+    try:
+        quantize_static(str(source), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=spec.per_channel,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                        calibrate_method=methods[spec.method], calibration_providers=["CPUExecutionProvider"],
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    finally:
+        root.setLevel(level)
+
+
+def unquantize_logits(model: onnx.ModelProto) -> None:
+    """Remove the Q/DQ pair ONNX Runtime puts on the classifier's output: the tail must read fp32 logits (int8
+    logits would make argmax ties of scores 1/127 of the range apart). The classifier conv still takes int8 input
+    and weights (TensorRT: int8 in, fp32 out; ONNX Runtime runs that one conv in fp32)."""
+    graph = model.graph
+    quantize = [node for node in graph.node if node.op_type == "QuantizeLinear" and node.input[0] == LOGITS]
+    for q in quantize:
+        for dq in [node for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] == q.output[0]]:
+            for node in graph.node:
+                node.input[:] = [LOGITS if name == dq.output[0] else name for name in node.input]
+            graph.node.remove(dq)
+        graph.node.remove(q)
+    used = {name for node in graph.node for name in node.input}
+    for unused in [init for init in graph.initializer if init.name not in used]:  # the pair's scale and zero point
+        graph.initializer.remove(unused)
+
+
+def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Path, spec: Int8Spec = Int8Spec(),
+            say: Callable[[str], None] = print) -> Path:
+    """Quantise ``onnx_path`` to ``out``, unless INT8 loses more than ``spec.max_miou_drop`` points of night mIoU
+    (``GateError``; ``out`` is then left as it was)."""
+    import onnxruntime
+
+    from benchmarks.miou import evaluate
+    from runtime.segmenter import Segmenter
+
+    started = time.perf_counter()
+    onnx_path, out = Path(onnx_path), Path(out)
+    spec.check()
+    check_writable(out, "--out")  # before the work, not after it
+    source = check_source(onnx_path)
+    excluded = fp32_nodes(source, spec.keep_fp32)
+    sets = night_sets(dataset, root, spec.calibration_images, spec.eval_images)
+    fp32 = Segmenter(onnx_path, "onnxruntime")
+    say(f"[1/3] calibrating ({spec.method}) on {sets.calibration_from}")
+    with tempfile.TemporaryDirectory(prefix="dannet-int8.") as folder:
+        candidate = Path(folder) / "int8.onnx"
+        quantize(onnx_path, candidate, _FrameReader(sets.calibration, fp32.prepare), spec, excluded)
+        model = onnx.load(str(candidate))
+        unquantize_logits(model)
+        onnx.save(model, str(candidate))
+        say(f"[2/3] the gate: FP32 and INT8 on {sets.evaluation_from}")
+        int8 = Segmenter(candidate, "onnxruntime")
+        evaluation = evaluate([fp32, int8], sets.evaluation, progress=False)
+        fp32_miou, int8_miou = (100 * meter.miou for meter in evaluation.meters)
+        drop = fp32_miou - int8_miou
+        if not drop <= spec.max_miou_drop:  # NaN (no labelled pixel) refuses too
+            raise GateError(f"INT8 night mIoU {int8_miou:.2f} is {drop:.2f} points below FP32 {fp32_miou:.2f} on "
+                            f"{len(sets.evaluation)} {dataset} images (--max-miou-drop {spec.max_miou_drop:g}); "
+                            f"{out} not written")
+    metadata = {p.key: p.value for p in source.metadata_props}
+    metadata.update({
+        "dannet.precision": "int8",
+        "dannet.quantization": json.dumps({
+            "tool": f"onnxruntime {onnxruntime.__version__} quantize_static, QDQ",
+            "activations": "int8 symmetric (zero point 0), per tensor",
+            "weights": f"int8 symmetric (zero point 0), {'per channel' if spec.per_channel else 'per tensor'}",
+            "biases": "fp32",
+            "calibration": {"method": spec.method, "images": len(sets.calibration), "from": sets.calibration_from},
+            "fp32_nodes": excluded, "keep_fp32": list(spec.keep_fp32),
+            "source_sha256": sha256_of(onnx_path)}),
+        "dannet.accuracy_gate": json.dumps({
+            "evaluated_on": sets.evaluation_from, "images": len(sets.evaluation), "fp32_miou": fp32_miou,
+            "int8_miou": int8_miou, "drop_points": drop, "max_drop_points": spec.max_miou_drop,
+            "identical_pixels": evaluation.same_as_first[1]}),
+    })
+    onnx.helper.set_model_props(model, metadata)
+    onnx.checker.check_model(model)
+    out = atomic_write(out, model.SerializeToString())  # an existing model is replaced whole or not at all
+    say(f"[3/3] wrote {out}: INT8 night mIoU {int8_miou:.2f} vs FP32 {fp32_miou:.2f} ({-drop:+.2f} points, "
+        f"{100 * evaluation.same_as_first[1]:.2f}% of pixels labelled as FP32), {len(excluded)} nodes kept FP32, "
+        f"{time.perf_counter() - started:.0f} s")
+    return out
+

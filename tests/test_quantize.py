@@ -1,0 +1,222 @@
+"""``dannet-export int8``: the Q/DQ graph ONNX Runtime runs and TensorRT's builder code takes, and the accuracy gate.
+
+The gate is tested on a dataset whose ground truth *is* the FP32 graph's labels (computed here with ONNX
+Runtime directly): FP32 mIoU is then exactly 100, and INT8 loses mIoU exactly where its labels differ, so a
+gate of 0 points must refuse a model whose INT8 labels differ from FP32 anywhere.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+from tensorrt_standin import ONNX_OPS, StandIn
+
+from export import ExportSpec, build_engine, read_metadata, to_onnx
+from export.cli import main as export_main
+from export.engine import EngineError
+from export.quantize import night_sets
+from runtime.engine_sidecar import Sidecar, sidecar_path
+from train.metrics import ConfusionMeter
+
+SIZE = (64, 128)  # network input = label map: no resizing anywhere between an image and its labels
+
+
+def run_onnx(path: Path, frame: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["labels"], {"frame": frame[None]})[0][0]
+
+
+def val_pairs(root: Path) -> list[tuple[Path, Path]]:
+    images = sorted((root / "rgb_anon" / "val" / "night").rglob("*_rgb_anon.png"))
+    return [(p, root / "gt" / "val" / "night" / p.parent.name / p.name.replace("_rgb_anon", "_gt_labelTrainIds"))
+            for p in images]
+
+
+@pytest.fixture(scope="module")
+def fp32_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small PSPNet-ResNet18 + relighting net whose batch norms have non-trivial statistics, as a trained net's
+    do: folded into the convs they give every conv a bias (a fresh net's fold to none)."""
+    import torch
+
+    from train.checkpoint import save_checkpoint
+    from train.models import RelightNet, build_segmenter
+
+    torch.manual_seed(0)
+    nets = {"segmenter": build_segmenter("pspnet", backbone="resnet18"), "light": RelightNet(channels=16)}
+    for net in nets.values():
+        for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.uniform_(-0.1, 0.1)
+            bn.running_var.uniform_(0.5, 1.5)
+            bn.bias.data.uniform_(-0.1, 0.1)
+        net.eval()
+    folder = tmp_path_factory.mktemp("fp32")
+    checkpoint = save_checkpoint(folder / "net.pth", nets, arch="pspnet", config={"model": {"backbone": "resnet18"}})
+    return to_onnx(checkpoint, folder / "fp32.onnx", ExportSpec(input_size=SIZE, output_size=SIZE), say=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def night(fp32_graph: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated night images (4 unlabelled training images for calibration, 2 labelled val images), the val
+    ground truth replaced by the FP32 graph's own labels."""
+    from train.data.synth import generate
+
+    root = generate(tmp_path_factory.mktemp("night") / "dz", "darkzurich", 4, SIZE, seed=8)
+    for image, label in val_pairs(root):
+        Image.fromarray(run_onnx(fp32_graph, np.asarray(Image.open(image).convert("RGB")))).save(label)
+    return root
+
+
+def int8_args(graph: Path, root: Path, out: Path, max_drop: str) -> list[str]:
+    return ["int8", "--onnx", str(graph), "--dataset", "synthetic", "--root", str(root), "--calibration-images", "3",
+            "--max-miou-drop", max_drop, "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def int8_graph(fp32_graph: Path, night: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("int8") / "int8.onnx"
+    assert export_main(int8_args(fp32_graph, night, out, "100")) == 0
+    return out
+
+
+def test_a_passing_gate_writes_a_symmetric_qdq_model_that_onnx_runtime_runs(fp32_graph: Path, night: Path,
+                                                                            int8_graph: Path) -> None:
+    model = onnx.load(str(int8_graph))
+    graph = model.graph
+    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    qdq = [node for node in graph.node if node.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert qdq and sum(node.op_type == "DequantizeLinear" for node in qdq) > len(convs)  # activations and weights
+    biases = [conv.input[2] for conv in convs if len(conv.input) > 2]
+    assert len(biases) > len(convs) / 2  # fp32 initializers: TensorRT has no int32 DequantizeLinear
+    assert all(bias in constants and constants[bias].dtype == np.float32 for bias in biases)
+    for node in qdq:  # TensorRT's scheme: signed int8, zero point 0, constant scales
+        assert constants[node.input[2]].dtype == np.int8 and not constants[node.input[2]].any(), node.name
+        assert node.input[1] in constants
+    conv_weights = [node for node in qdq if node.output[0] in {conv.input[1] for conv in convs}]
+    assert conv_weights and all(constants[node.input[1]].size == constants[node.input[0]].shape[0] > 1
+                                for node in conv_weights)  # one scale per output channel
+    tail = [node for node in graph.node if node.name.startswith("tail_")]
+    tail_tensors = {name for node in tail for name in [*node.input, *node.output]}
+    assert tail and not tail_tensors & {name for node in qdq for name in [*node.input, *node.output]}  # tail in fp32
+
+    # ONNX Runtime runs it; the recorded mIoUs are what an independent scoring of its labels gives
+    meters = [ConfusionMeter(), ConfusionMeter()]
+    differ = 0
+    for image, label in val_pairs(night):
+        frame, truth = np.asarray(Image.open(image).convert("RGB")), np.asarray(Image.open(label))
+        fp32, int8 = run_onnx(fp32_graph, frame), run_onnx(int8_graph, frame)
+        assert int8.dtype == np.uint8 and int8.shape == SIZE
+        meters[0].update(fp32, truth)
+        meters[1].update(int8, truth)
+        differ += int((fp32 != int8).sum())
+    metadata, source = read_metadata(int8_graph), read_metadata(fp32_graph)
+    assert {k: v for k, v in metadata.items() if k in source and k != "dannet.precision"} == \
+        {k: v for k, v in source.items() if k != "dannet.precision"}  # every key the runtime reads is kept
+    assert metadata["dannet.precision"] == "int8"
+    gate = json.loads(metadata["dannet.accuracy_gate"])
+    assert gate["fp32_miou"] == pytest.approx(100 * meters[0].miou) == pytest.approx(100.0)
+    assert gate["int8_miou"] == pytest.approx(100 * meters[1].miou)
+    assert gate["drop_points"] == pytest.approx(gate["fp32_miou"] - gate["int8_miou"]) and gate["images"] == 2
+    quantization = json.loads(metadata["dannet.quantization"])
+    assert quantization["calibration"]["method"] == "minmax" and quantization["calibration"]["images"] == 3
+    kept = set(quantization["fp32_nodes"])
+    assert kept >= {node.name for node in tail}
+    dequantized = {node.output[0]: node.input[0] for node in qdq if node.op_type == "DequantizeLinear"}
+    for conv in convs:  # int8 weights exactly where the node was not kept in fp32
+        weight = constants[dequantized.get(conv.input[1], conv.input[1])]
+        assert (weight.dtype == np.float32) == (conv.name in kept), conv.name
+    assert differ > 0, "INT8 labels equal FP32 everywhere: the refusal test below would test nothing"
+
+
+def test_a_failing_gate_refuses_and_leaves_the_old_file(fp32_graph: Path, night: Path, int8_graph: Path,
+                                                         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The same calibration as the passing run, whose INT8 labels differ from FP32 (asserted there): with the
+    ground truth = FP32 labels, any difference is a drop above 0 points."""
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"the model that was here before")
+    assert export_main(int8_args(fp32_graph, night, out, "0")) == 1
+    err = capsys.readouterr().err.strip()
+    gate = json.loads(read_metadata(int8_graph)["dannet.accuracy_gate"])
+    assert len(err.splitlines()) == 1 and f"INT8 night mIoU {gate['int8_miou']:.2f}" in err
+    assert "below FP32 100.00" in err and "--max-miou-drop 0" in err and "not written" in err
+    assert out.read_bytes() == b"the model that was here before" and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_calibration_and_evaluation_images_are_disjoint(night: Path) -> None:
+    sets = night_sets("synthetic", night, 3, None)
+    calibration, evaluation = {s.image for s in sets.calibration}, {s.image for s in sets.evaluation}
+    assert len(calibration) == 3 and len(evaluation) == 2 and not calibration & evaluation
+    assert all(path.parent.parent.name == "night" and path.parents[2].name == "train" for path in calibration)
+    sets = night_sets("darkzurich-val", night, 2, 1)  # Dark Zurich's own layout: the same train split
+    train = sorted((night / "rgb_anon" / "train" / "night").rglob("*_rgb_anon.png"))
+    assert [s.image for s in sets.calibration] == [train[0], train[-1]] and len(sets.evaluation) == 1  # spread
+
+
+@pytest.mark.parametrize("graph, message", [
+    ("plugin", "with the plugin tail; expected the fp32 portable-tail graph"),
+    ("int8", "is quantised already"),
+    ("not-onnx", "not an ONNX graph"),
+])
+def test_only_the_fp32_portable_graph_is_quantised(graph: str, message: str, tiny_graphs: dict[str, Path],
+                                                   int8_graph: Path, night: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    source = {"plugin": tiny_graphs["plugin"], "int8": int8_graph, "not-onnx": tiny_graphs["checkpoint"]}[graph]
+    if graph == "int8":  # an int8 graph with its precision recorded as fp32 is still refused
+        model = onnx.load(str(int8_graph))
+        helper.set_model_props(model, {**read_metadata(int8_graph), "dannet.precision": "fp32"})
+        source = tmp_path / "relabelled.onnx"
+        onnx.save(model, str(source))
+    assert export_main(int8_args(source, night, tmp_path / "out.onnx", "1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out.onnx").exists()
+
+
+def _qdq_rule(node) -> list[str]:
+    """onnx-tensorrt docs/operators.md (TensorRT 10.x): QuantizeLinear/DequantizeLinear, ``zero_point must be 0``;
+    scales and zero points as initializers."""
+    problems = [] if node.constant(1) and node.constant(2) else ["scale and zero point must be initializers"]
+    if node.type(node.node.input[2]) != TensorProto.INT8:
+        problems.append("int8 only")
+    return problems
+
+
+def test_tensorrt_builder_code_takes_the_qdq_graph_and_records_int8(int8_graph: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.backends import TensorRTBackend
+
+    # the stand-in's parser table lacks Q/DQ: add TensorRT 10.x's rules for this test
+    monkeypatch.setitem(ONNX_OPS, ("", "QuantizeLinear"), ({TensorProto.FLOAT}, (0,), _qdq_rule))
+    monkeypatch.setitem(ONNX_OPS, ("", "DequantizeLinear"), ({TensorProto.INT8}, (0,), _qdq_rule))
+    standin = StandIn().install(monkeypatch)
+    engine = build_engine(int8_graph, tmp_path / "int8.engine", say=lambda s: None)
+    assert Sidecar.read(sidecar_path(engine)).precision == "int8" and not standin.log
+    frame = np.random.default_rng(0).integers(0, 255, (1, *SIZE, 3), dtype=np.uint8)
+    labels = TensorRTBackend(engine).infer(frame).labels
+    assert np.array_equal(labels[0], run_onnx(int8_graph, frame[0]))
+
+
+def test_tensorrt_builder_code_refuses_asymmetric_qdq_in_one_line(fp32_graph: Path, tmp_path: Path) -> None:
+    """uint8 activations with a zero point (ONNX Runtime's default scheme) are not TensorRT's: refused before
+    minutes of building, naming a node."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    frames = iter([{"frame": np.full((1, *SIZE, 3), 40, np.uint8)}])
+    reader = type("Reader", (), {"get_next": lambda self: next(frames, None)})()
+    asymmetric = tmp_path / "asymmetric.onnx"
+    quantize_static(str(fp32_graph), str(asymmetric), reader, quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=[n.name for n in onnx.load(str(fp32_graph)).graph.node
+                                      if n.name.startswith("tail_")])
+    model = onnx.load(str(asymmetric))
+    helper.set_model_props(model, {**read_metadata(fp32_graph), "dannet.precision": "int8"})
+    onnx.save(model, str(asymmetric))
+    expected = r"TensorRT takes symmetric int8 Q/DQ only: \S+ \((Quantize|Dequantize)Linear\): not symmetric int8"
+    with pytest.raises(EngineError, match=expected + r" \(zero point UINT8") as error:
+        build_engine(asymmetric, tmp_path / "asymmetric.engine", say=lambda s: None)
+    assert len(str(error.value).splitlines()) == 1
