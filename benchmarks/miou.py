@@ -54,7 +54,9 @@ def evaluate(models: Sequence, samples: Sequence, progress: bool = True,
 
     meters = [ConfusionMeter() for _ in models]
     same, total = np.zeros(len(models), dtype=np.int64), 0
-    for sample in tqdm(samples, desc="miou", unit="img", disable=not progress):
+    # disable only when asked: an explicit disable=False would override the user's TQDM_DISABLE
+    bar = {} if progress else {"disable": True}
+    for sample in tqdm(samples, desc="miou", unit="img", **bar):
         image = load_image(sample.image)
         frame, label = np.asarray(image), load_label(sample, image.size)
         preds = [predict(seg, frame, label.shape) for seg in models]

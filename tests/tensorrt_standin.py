@@ -231,6 +231,16 @@ def _plugin_rule(n: _Node) -> list[str]:
                                                                        f"{namespace!r} is not ours"]
 
 
+def _qdq_rule(n: _Node) -> list[str]:
+    """QuantizeLinear/DequantizeLinear: explicit quantisation is symmetric int8 ("zero_point must be 0"), with
+    the scale and zero point as initializers (onnx-tensorrt operators.md)."""
+    if not (len(n.node.input) > 2 and n.constant(1) and n.constant(2)):
+        return ["scale and zero point must be initializers"]
+    if n.type(n.node.input[2]) != TensorProto.INT8:
+        return ["only int8 (zero point 0)"]
+    return []
+
+
 #: op -> (types the data inputs may have, which inputs are data (None: all), extra rule). Types and
 #: restrictions from onnx-tensorrt's docs/operators.md for TensorRT 10.x and its Changelog.md up to 10.3
 #: (Slice: tensor axes since 10.3; Pad: axes an initializer until 10.4; Squeeze/Unsqueeze: constant axes until
@@ -256,6 +266,8 @@ ONNX_OPS: dict[tuple[str, str], tuple[set[int], tuple[int, ...] | None, Callable
     ("", "MatMul"): (FLOATS, None, None),
     ("", "MaxPool"): (FLOATS, (0,), _maxpool_rule),
     ("", "Pad"): (FLOATS | INTS, (0,), _constant_input(3, "axes must be an initializer")),
+    ("", "QuantizeLinear"): (FLOATS, (0,), _qdq_rule),
+    ("", "DequantizeLinear"): ({TensorProto.INT8}, (0,), _qdq_rule),
     ("", "Range"): (FLOATS | INTS, None, None),
     ("", "Reciprocal"): (FLOATS, None, None),
     ("", "ReduceMax"): (FLOATS | INTS, (0,), _constant_input(1, "axes must be an initializer")),

@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 from PIL import Image
-from tensorrt_standin import ONNX_OPS, StandIn
+from tensorrt_standin import StandIn
 
 from export import ExportSpec, build_engine, read_metadata, to_onnx
 from export.cli import main as export_main
@@ -177,22 +177,10 @@ def test_only_the_fp32_portable_graph_is_quantised(graph: str, message: str, tin
     assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "out.onnx").exists()
 
 
-def _qdq_rule(node) -> list[str]:
-    """onnx-tensorrt docs/operators.md (TensorRT 10.x): QuantizeLinear/DequantizeLinear, ``zero_point must be 0``;
-    scales and zero points as initializers."""
-    problems = [] if node.constant(1) and node.constant(2) else ["scale and zero point must be initializers"]
-    if node.type(node.node.input[2]) != TensorProto.INT8:
-        problems.append("int8 only")
-    return problems
-
-
 def test_tensorrt_builder_code_takes_the_qdq_graph_and_records_int8(int8_graph: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from runtime.backends import TensorRTBackend
 
-    # the stand-in's parser table lacks Q/DQ: add TensorRT 10.x's rules for this test
-    monkeypatch.setitem(ONNX_OPS, ("", "QuantizeLinear"), ({TensorProto.FLOAT}, (0,), _qdq_rule))
-    monkeypatch.setitem(ONNX_OPS, ("", "DequantizeLinear"), ({TensorProto.INT8}, (0,), _qdq_rule))
     standin = StandIn().install(monkeypatch)
     engine = build_engine(int8_graph, tmp_path / "int8.engine", say=lambda s: None)
     assert Sidecar.read(sidecar_path(engine)).precision == "int8" and not standin.log
