@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "miou": ("miou", "mIoU and per-class IoU of an exported model through the runtime; two models: delta"),
     "reliability": ("reliability", "does the confidence output predict errors? error rate per confidence bin, ECE, "
                                    "AUROC, reliability diagram"),
+    "flicker": ("flicker", "label flicker and mIoU on the generated night drive, with and without each temporal "
+                           "stabiliser (dannet-run --temporal), and each stabiliser's cost per frame"),
     "confidence-cost": ("confidence_cost", "what the confidence output costs in ONNX Runtime: one checkpoint "
                                            "exported with and without it, timed alternately"),
     "sweep": ("sweep", "mIoU over the test-time class-weight std (paper Fig. 7), table + plot"),

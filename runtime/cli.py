@@ -11,6 +11,7 @@ from .backends import BACKENDS
 from .errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 from .overlay import MODES
 from .sources import CaptureOptions
+from .temporal import TEMPORAL_MODES, TemporalOptions
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, prefix: str = "", required: bool = True,
@@ -38,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                "Confidence (models exported with dannet-export --confidence): per pixel, the winning class's\n"
                "re-weighted softmax probability p as a level floor(255 p + 0.5); --visualize confidence shows it\n"
                "in grey, overlay-confidence darkens the overlay where it is low, --confidence-out writes it.\n"
+               "Temporal stability: --temporal hysteresis keeps a pixel's label until a new one was predicted for\n"
+               "--temporal-frames K frames in a row (or, with --temporal-confidence P, at confidence >= P); ema\n"
+               "averages each pixel's evidence for its label and one challenger (weight 1/K). Both start afresh on a\n"
+               "scene cut (--temporal-cut-difference, --temporal-cut), a reconnect or a new size.\n"
                "Ctrl-C stops cleanly: queued frames go through and the output files are finished (exit 0).\n"
                "Exit codes: 0 done or stopped, 1 failed while running (input lost for good), 2 bad flag, URI or\n"
                "model, 4 output not writable (e.g. disk full), 130/143 SIGINT/SIGTERM while starting.\n\n"
@@ -59,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stats-interval", type=number(0), default=5.0, metavar="S",
                         help="seconds between reports (0: summary only; default 5)")
     add_debug_flag(parser)
+    temporal = parser.add_argument_group("temporal stability (see below)")
+    temporal.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
+                          help="stabilise the labels from frame to frame (default none)")
+    temporal.add_argument("--temporal-frames", type=integer(1, 255), default=3, metavar="K",
+                          help="hysteresis: frames a new label must persist; ema: weight 1/K of a frame (default 3)")
+    temporal.add_argument("--temporal-confidence", type=number(0, 1), metavar="P",
+                          help="hysteresis: adopt a new label at once at confidence >= P, in [0, 1] (models "
+                               "exported with --confidence)")
+    temporal.add_argument("--temporal-cut", type=number(0, 1, low_open=True), default=0.8, metavar="SHARE",
+                          help="a scene cut (start afresh): more than SHARE of the pixels predicted other than "
+                               "shown, in (0, 1] (default 0.8)")
+    temporal.add_argument("--temporal-cut-difference", type=number(0, 255, low_open=True), default=28.0,
+                          metavar="LEVELS", help="a scene cut: the frame's mean absolute difference to the previous "
+                                                 "one above LEVELS, in (0, 255] (default 28)")
     capture = parser.add_argument_group("input options")
     capture.add_argument("--input-size", type=landscape_size_hw, metavar="HxW", help="frame size the input delivers, "
                          "height first like every size here, e.g. 720x1280 (cameras: the mode to ask for; files "
@@ -108,7 +127,9 @@ def run_pipeline(args: argparse.Namespace, program: bool) -> None:
         capture=CaptureOptions(args.input_size, args.input_rate), codec=args.codec, bitrate_kbps=args.bitrate,
         confidence_out=args.confidence_out, visualize=args.visualize, alpha=args.alpha, legend=args.legend,
         queue_size=args.queue_size, max_frames=args.frames, loop=args.loop, reconnect=args.reconnect,
-        stats_interval_s=args.stats_interval, stats_json=args.stats_json, say=say, keep_signal_handlers=program)
+        stats_interval_s=args.stats_interval, stats_json=args.stats_json, say=say, keep_signal_handlers=program,
+        temporal=TemporalOptions(args.temporal, args.temporal_frames, args.temporal_confidence, args.temporal_cut,
+                                 args.temporal_cut_difference))
 
 
 if __name__ == "__main__":

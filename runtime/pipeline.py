@@ -3,6 +3,7 @@
     from runtime.pipeline import run
     summary = run("dannet.onnx", "v4l2:///dev/video0", "file://night.mp4", visualize="both")
     run("dannet_confidence.onnx", "drive.mp4", "null://", confidence_out="confidence/")  # 8-bit grey PNGs
+    run("dannet.onnx", "drive.mp4", "out.mp4", temporal=TemporalOptions("hysteresis", frames=3))  # steadier masks
 
 Live sources (cameras, RTSP, ``test://``) drop the oldest waiting frame when inference falls behind, so
 what is shown is as fresh as inference allows and memory never grows; files and images keep every
@@ -18,14 +19,17 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable
 
+import numpy as np
+
 from .backends import ModelInfo
 from .errors import EXIT_FAILED, DannetError
 from .gst import MediaError
 from .overlay import CONFIDENCE_MODES, legend, visualize
 from .segmenter import Segmenter
 from .sinks import OutputClosed, Sink, open_sink
-from .sources import CaptureOptions, Source, SourceLost, open_source
+from .sources import CaptureOptions, Frame, Source, SourceLost, open_source
 from .stats import JsonLines, PipelineStats, format_report, format_summary
+from .temporal import TemporalFilter, TemporalOptions
 from .uris import parse_input, parse_output
 
 #: frames per second stamped on outputs when the source does not say (images, variable-rate streams)
@@ -98,6 +102,7 @@ class PipelineOptions:
     stall_timeout_s: float = 10.0     # live source silent this long = lost
     stats_interval_s: float = 5.0     # 0: no periodic report
     stats_json: str | None = None
+    temporal: TemporalOptions = TemporalOptions()  # a stabiliser of the labels shown (runtime/temporal.py)
 
 
 def check_confidence_wanted(info: ModelInfo, model: str, visualize: str, confidence_out: bool) -> None:
@@ -116,6 +121,7 @@ class Pipeline:
     def __init__(self, segmenter: Segmenter, source: Source, sink: Sink, options: PipelineOptions = PipelineOptions(),
                  say: Callable[[str], None] = print, confidence_sink: Sink | None = None) -> None:
         check_confidence_wanted(segmenter.info, "the model", options.visualize, confidence_sink is not None)
+        options.temporal.check_model(segmenter.info.confidence, "the model")
         self.segmenter, self.source, self.sink, self.options, self.say = segmenter, source, sink, options, say
         self.confidence_sink = confidence_sink
         self.stats = PipelineStats()
@@ -125,6 +131,10 @@ class Pipeline:
         self.stopping = threading.Event()
         self.errors: list[BaseException] = []
         self.signals: list[int] = []  # the first two SIGINT/SIGTERM received (later ones change nothing)
+        self.stable = TemporalFilter(options.temporal)
+        # the first frame index after the source was last reopened (reconnect, loop), and the last such index
+        # the stabiliser has started afresh at: frames from before a reconnect may still be queued
+        self.reopened_at = self.stable_since = 0
 
     # -- stages -------------------------------------------------------------------------------------------
     def _capture(self) -> None:
@@ -146,7 +156,7 @@ class Pipeline:
                 attempts = self._reconnect(str(lost), attempts)
                 if attempts is None:
                     return
-                last_frame = time.perf_counter()
+                last_frame, self.reopened_at = time.perf_counter(), count
                 continue
             if frame is None:
                 if source.ended:
@@ -155,6 +165,7 @@ class Pipeline:
                     passes += 1
                     source.close()
                     source.open()
+                    self.reopened_at = count
                 continue
             attempts, last_frame = 0, time.perf_counter()
             frame.index, count = count, count + 1
@@ -205,6 +216,7 @@ class Pipeline:
         while (item := self.inferred.get()) is not None:
             frame, labels, confidence = item
             start = time.perf_counter()
+            labels = self._stabilise(frame, labels, confidence)
             picture = visualize(frame.image, labels, options.visualize, options.alpha, info.palette, confidence)
             if options.legend:
                 picture = legend(picture, labels, info.palette, info.class_names)
@@ -225,6 +237,15 @@ class Pipeline:
             self.stats.add("output", end - middle)
             self.stats.add("end_to_end", end - frame.arrived)
             self.stats.count("written")
+
+    def _stabilise(self, frame: Frame, labels: np.ndarray, confidence: np.ndarray | None) -> np.ndarray:
+        """The labels to show (``--temporal``); the stabiliser starts afresh at the first frame after the
+        source was reopened. Timed as part of the overlay stage."""
+        reopened = self.reopened_at
+        fresh = frame.index >= reopened > self.stable_since
+        if fresh:
+            self.stable_since = reopened
+        return self.stable.update(labels, confidence, fresh, frame.image)
 
     def _stage(self, work: Callable[[], None], then: Callable[[], None]) -> Callable[[], None]:
         """A stage body: an error stops everything; the end (or a capture error) lets later stages drain."""
@@ -348,6 +369,7 @@ def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", c
     pipeline_options = PipelineOptions(**options)
     segmenter = Segmenter(model, backend)
     check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, confidence_spec is not None)
+    pipeline_options.temporal.check_model(segmenter.info.confidence, model)
     sink = open_sink(out, codec, bitrate_kbps)
     confidence_sink = open_sink(confidence_spec, codec, bitrate_kbps, "--confidence-out") \
         if confidence_spec is not None else None
