@@ -216,7 +216,10 @@ class Pipeline:
         while (item := self.inferred.get()) is not None:
             frame, labels, confidence = item
             start = time.perf_counter()
-            labels = self._stabilise(frame, labels, confidence)
+            if self.options.temporal.mode != "none":
+                labels = self._stabilise(frame, labels, confidence)
+                self.stats.add("temporal", time.perf_counter() - start)
+                start = time.perf_counter()
             picture = visualize(frame.image, labels, options.visualize, options.alpha, info.palette, confidence)
             if options.legend:
                 picture = legend(picture, labels, info.palette, info.class_names)
@@ -240,7 +243,7 @@ class Pipeline:
 
     def _stabilise(self, frame: Frame, labels: np.ndarray, confidence: np.ndarray | None) -> np.ndarray:
         """The labels to show (``--temporal``); the stabiliser starts afresh at the first frame after the
-        source was reopened. Timed as part of the overlay stage."""
+        source was reopened. Timed as its own stage."""
         reopened = self.reopened_at
         fresh = frame.index >= reopened > self.stable_since
         if fresh:

@@ -13,7 +13,7 @@ from typing import IO
 
 import numpy as np
 
-STAGES = ("capture", "preprocess", "inference", "overlay", "output", "end_to_end")
+STAGES = ("capture", "preprocess", "inference", "temporal", "overlay", "output", "end_to_end")
 
 
 class LatencyHistogram:

@@ -118,6 +118,7 @@ def test_test_source_to_mp4_decodes_back_with_every_frame(model: Path, tmp_path:
     assert summary["captured"] == 12 and len(frames) == summary["written"] == 12 - summary["dropped"]
     assert frames[0].shape == (FRAME_H, 2 * FRAME_W, 3)  # overlay | mask
     assert set(summary["stages"]) >= {"capture", "inference", "overlay", "output", "end_to_end"}
+    assert "temporal" not in summary["stages"]  # no --temporal: no stabiliser stage
     assert "frames: 12 captured" in result.stdout
 
 

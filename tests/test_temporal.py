@@ -2,6 +2,7 @@
 sequences and a per-pixel reference written here, and ``dannet-run --temporal`` end to end."""
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -174,11 +175,13 @@ def test_dannet_run_hysteresis_through_gstreamer_matches_the_rule(tiny_graphs: d
     result = gst_tests.dannet_run("--model", str(model), "--input", str(clip), "--output", f"{tmp_path}/out/%05d.png",
                                   "--visualize", "mask", "--temporal", "hysteresis", "--temporal-frames", "3",
                                   "--temporal-cut", "1", "--temporal-cut-difference", "255",
-                                  "--stats-interval", "0")
+                                  "--stats-interval", "0", "--stats-json", str(tmp_path / "stats.jsonl"))
     assert result.returncode == 0, result.stderr
     seg = Segmenter(model)
     raw = [seg.process(frame) for frame in gst_tests.decode(clip)]
     expected = hysteresis_reference(raw, 3)
+    summary = json.loads((tmp_path / "stats.jsonl").read_text().splitlines()[-1])
+    assert summary["stages"]["temporal"]["count"] == len(raw)  # the stabiliser is timed as its own stage
     assert any((r != e).any() for r, e in zip(raw, expected))  # the rule changed something here
     for written, want in zip(masks(tmp_path / "out", len(raw)), expected):
         np.testing.assert_array_equal(written, PALETTE[want])
