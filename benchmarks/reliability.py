@@ -43,9 +43,10 @@ class Reliability:
 
     def bins(self, count: int) -> list[dict[str, float]]:
         """``count`` equal-width confidence bins over [0, 1]: pixels, mean confidence, error rate (empty bins
-        are left out)."""
+        are left out). Level ``l`` stands for the confidence ``l / 255`` and falls in bin ``floor(count l / 255)``
+        (the last bin also holds 1)."""
         levels = np.arange(LEVELS)
-        which = np.minimum(levels * count // LEVELS, count - 1)
+        which = np.minimum(levels * count // (LEVELS - 1), count - 1)
         rows = []
         for b in range(count):
             inside = which == b

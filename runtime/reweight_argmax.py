@@ -101,7 +101,8 @@ def reweight_argmax_confidence(logits: np.ndarray, weights: np.ndarray, out_size
     rescaled when the maximum moves; the level is ``floor(255 * confidence + 0.5)``.
     """
     best = labels = total = None
-    with np.errstate(over="ignore", under="ignore"):
+    # non-finite logits (an fp16 engine's overflow) give inf and NaN here, as in the kernel: no warnings
+    with np.errstate(all="ignore"):
         for k, score in enumerate(_scores(logits, weights, out_size, align_corners, mode)):
             if best is None:
                 best, labels = np.full_like(score, -np.finfo(_F).max), np.zeros(score.shape, dtype=np.uint8)
@@ -109,12 +110,15 @@ def reweight_argmax_confidence(logits: np.ndarray, weights: np.ndarray, out_size
             better = score > best
             total = np.where(better, total * np.exp(best - score) + _F(1), total + np.exp(score - best))
             best[better], labels[better] = score[better], k
-    return labels, confidence_levels(_F(1) / total)
+        return labels, confidence_levels(_F(1) / total)
 
 
 def confidence_levels(confidence: np.ndarray) -> np.ndarray:
-    """Probabilities in [0, 1] as uint8 levels 0-255 (``floor(255 p + 0.5)``), as every tail writes them."""
-    return np.floor(np.asarray(confidence, dtype=_F) * _F(255) + _F(0.5)).astype(np.uint8)
+    """Probabilities in [0, 1] as uint8 levels 0-255 (``floor(255 p + 0.5)``), as every tail writes them.
+    Clamped as the kernel's ``confidenceLevel`` clamps: NaN gives 0 and anything from 255 up (the infinite
+    1 / 0 of scores that are all -inf) 255, where a cast of NaN or inf to uint8 would be undefined."""
+    level = np.floor(np.asarray(confidence, dtype=_F) * _F(255) + _F(0.5))
+    return np.where(level >= 255, _F(255), np.where(level >= 0, level, _F(0))).astype(np.uint8)
 
 
 def pack4(labels: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ def test_bins_and_ece_match_binning_the_pixels() -> None:
     levels, wrong = pixels(2)
     result = from_pixels(levels, wrong)
     confidence = levels / 255
-    which = np.minimum((levels * 10) // 256, 9)
+    which = np.minimum(np.floor(confidence * 10), 9).astype(int)  # bin b holds confidences in [b/10, (b+1)/10)
     gaps = 0.0
     rows = {round(r["low"] * 10): r for r in result.bins(10)}
     for b in np.unique(which):

@@ -9,6 +9,7 @@ import ctypes.util
 import itertools
 import platform
 import re
+import warnings
 from decimal import Decimal, localcontext
 from pathlib import Path
 
@@ -174,6 +175,27 @@ def test_cpp_host_reference_confidence_within_one_level_of_numpy_definition(host
         assert_levels_agree(levels, expected_levels, f"{shape} -> {size}")
         if shape[1] == 1:
             assert (levels == 255).all()  # one class: certain
+
+
+def test_numpy_confidence_of_non_finite_scores_is_the_kernels(host_library: ctypes.CDLL) -> None:
+    """Infinite and NaN logits (an fp16 engine's overflow) get the levels the kernel's ``confidenceLevel``
+    gives them, on every platform and without warnings: NaN scores 0, scores that are all -inf 255 (a cast of
+    NaN or inf to uint8 would be undefined). 2 x 2 -> 3 x 3, align_corners: the centre interpolates -inf
+    with weights 1/2 (-inf), the other pixels also with a weight 0 (-inf x 0: NaN)."""
+    z = np.random.default_rng(5).normal(0, 2, (4, 3, 2, 2)).astype(np.float32)
+    z[0] = -np.inf                      # every score -inf at the centre, NaN elsewhere
+    z[1, 0] = z[1, 1] = np.inf          # two classes +inf: inf - inf in the running sum
+    z[2, 1] = np.nan
+    w = np.array([0.9, 1.0, 1.1], np.float32)
+    for mode in (0, 1):
+        labels, levels = host_reference(host_library, z, w, (3, 3), True, mode, confidence=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            expected_labels, expected_levels = reweight_argmax_confidence(z, w, (3, 3), True, mode)
+        np.testing.assert_array_equal(expected_labels, labels)
+        np.testing.assert_array_equal(expected_levels[:3], levels[:3])
+        assert levels[0, 1, 1] == 255 and levels[0, 0, 0] == 0  # both special cases are here
+        assert_levels_agree(expected_levels[3], levels[3], f"finite logits, mode {mode}")
 
 
 def near_tie_logits(shape: tuple[int, int, int, int], seed: int, dtype: type = np.float32) -> np.ndarray:
