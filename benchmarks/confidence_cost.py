@@ -21,6 +21,7 @@ import numpy as np
 
 from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
+from runtime.errors import EXIT_FAILED, DannetError
 
 from .cli import check_outputs, command_parser
 
@@ -57,7 +58,9 @@ def measure(checkpoint: str, input_size: tuple[int, int], output_size: tuple[int
             if i >= warmup:
                 times[name].append(time.perf_counter() - started)
     if not np.array_equal(results["labels"].labels, results["labels+confidence"].labels):
-        raise AssertionError("the labels differ between the two graphs of one checkpoint")
+        raise DannetError(f"--checkpoint {checkpoint}: its two exports gave different labels at "
+                          f"{input_size[0]}x{input_size[1]}; the confidence output must not change them "
+                          "(a bug: report it)", EXIT_FAILED)
     medians = {name: median_ms(t) for name, t in times.items()}
     return {"input_size": list(input_size), "output_size": list(output_size), "runs": runs,
             "median_ms": medians, "min_ms": {name: float(min(t) * 1e3) for name, t in times.items()},

@@ -274,7 +274,10 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
         evaluation = evaluate([fp32, int8], sets.evaluation, progress=False)
         fp32_miou, int8_miou = (100 * meter.miou for meter in evaluation.meters)
         drop = fp32_miou - int8_miou
-        if not drop <= spec.max_miou_drop:  # NaN (no labelled pixel) refuses too
+        if np.isnan(drop):
+            raise GateError(f"--eval-images: the {len(sets.evaluation)} {dataset} evaluation images have no labelled "
+                            f"pixel, so the gate cannot measure INT8; {out} not written")
+        if not drop <= spec.max_miou_drop:
             raise GateError(f"INT8 night mIoU {int8_miou:.2f} is {drop:.2f} points below FP32 {fp32_miou:.2f} on "
                             f"{len(sets.evaluation)} {dataset} images (--max-miou-drop {spec.max_miou_drop:g}); "
                             f"{out} not written")

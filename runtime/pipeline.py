@@ -17,6 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -30,7 +31,7 @@ from .sinks import OutputClosed, Sink, open_sink
 from .sources import CaptureOptions, Frame, Source, SourceLost, open_source
 from .stats import JsonLines, PipelineStats, format_report, format_summary
 from .temporal import TemporalFilter, TemporalOptions
-from .uris import parse_input, parse_output
+from .uris import OutputSpec, parse_input, parse_output
 
 #: frames per second stamped on outputs when the source does not say (images, variable-rate streams)
 DEFAULT_RATE = Fraction(30)
@@ -361,6 +362,20 @@ class Pipeline:
         return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
+def same_destination(a: OutputSpec, b: OutputSpec) -> bool:
+    """Whether two outputs would write the same video file or into the same image folder (whose pictures would
+    overwrite each other's), or serve on the same RTSP port."""
+    def folder(spec: OutputSpec) -> Path:
+        path = Path(spec.location)
+        return path if spec.location.endswith("/") or not path.suffix or path.is_dir() else path.parent
+
+    if a.kind == b.kind == "video":
+        return Path(a.location).resolve() == Path(b.location).resolve()
+    if a.kind == b.kind == "images":
+        return folder(a).resolve() == folder(b).resolve()
+    return a.kind == b.kind == "rtsp" and a.port == b.port
+
+
 def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", capture: CaptureOptions = CaptureOptions(),
         codec: str = "h264", bitrate_kbps: int = 4000, confidence_out: str | None = None,
         say: Callable[[str], None] = print, keep_signal_handlers: bool = False, **options: Any) -> dict:
@@ -369,6 +384,9 @@ def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", c
     output size (models exported with ``--confidence``)."""
     spec, out = parse_input(input_uri), parse_output(output_uri)
     confidence_spec = parse_output(confidence_out) if confidence_out is not None else None
+    if confidence_spec is not None and same_destination(out, confidence_spec):
+        raise DannetError(f"--confidence-out {confidence_out}: the same destination as --output {output_uri}; give "
+                          "it its own file, folder or port")
     pipeline_options = PipelineOptions(**options)
     segmenter = Segmenter(model, backend)
     check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, confidence_spec is not None)

@@ -524,6 +524,10 @@ def test_confidence_errors_are_one_line(model: Path, confidence_model: Path, tmp
          ["does not exist"]),
         ([*run, "--model", str(confidence_model), "--confidence-out", str(tmp_path / "folder.mp4")], 4,
          ["--confidence-out", "folder.mp4"]),
+        ([*run, "--model", str(confidence_model), "--output", str(tmp_path / "o.mp4"), "--confidence-out",
+          f"file://{tmp_path}/o.mp4"], 2, ["--confidence-out", "the same destination as --output"]),
+        ([*run, "--model", str(confidence_model), "--output", f"{tmp_path}/pictures/", "--confidence-out",
+          f"{tmp_path}/pictures/%05d.png"], 2, ["the same destination as --output"]),
     ]
     for argv, code, words in cases:
         returned, stderr = in_process(capsys, *argv)

@@ -148,6 +148,20 @@ def test_a_failing_gate_refuses_and_leaves_the_old_file(fp32_graph: Path, night:
     assert out.read_bytes() == b"the model that was here before" and sorted(tmp_path.iterdir()) == [out]
 
 
+def test_a_gate_without_labelled_pixels_refuses_and_says_why(night: Path, fp32_graph: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    unlabelled = tmp_path / "dz"
+    shutil.copytree(night, unlabelled)
+    for _, label in val_pairs(unlabelled):
+        Image.fromarray(np.full(SIZE, 255, np.uint8)).save(label)  # every pixel ignored
+    assert export_main(int8_args(fp32_graph, unlabelled, tmp_path / "out.onnx", "100")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "have no labelled pixel" in err and "nan" not in err
+    assert not (tmp_path / "out.onnx").exists()
+
+
 def test_calibration_and_evaluation_images_are_disjoint(night: Path) -> None:
     sets = night_sets("synthetic", night, 3, None)
     calibration, evaluation = {s.image for s in sets.calibration}, {s.image for s in sets.evaluation}
