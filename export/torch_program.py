@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from runtime.atomic import atomic_file, check_writable
 from runtime.backends import PT2_METADATA
 from runtime.classes import class_weights
+from train.evaluate import reweighted_scores
 
 from .onnx_export import ExportError, ExportSpec, deployment_metadata, deployment_model, dynamic_shapes
 
@@ -34,11 +34,8 @@ class FrameToLabels(nn.Module):
         self.register_buffer("weights", torch.tensor(class_weights(spec.weights_std)))
 
     def forward(self, frame: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        logits, w = self.body(frame).float(), self.weights.view(1, -1, 1, 1)
-        # mode 1 multiplies probabilities: argmax(softmax(z) * w) = argmax(z + log w) (export.tails)
-        scores = logits + torch.log(w) if self.spec.reweight == "probs" else logits * w
-        scores = F.interpolate(scores, size=self.spec.output_size, mode="bilinear",
-                               align_corners=self.spec.align_corners)
+        scores = reweighted_scores(self.body(frame).float(), self.weights, self.spec.output_size, self.spec.reweight,
+                                   self.spec.align_corners)
         labels = scores.argmax(dim=1).to(torch.uint8)
         if not self.spec.confidence:
             return labels

@@ -52,11 +52,10 @@ def load_networks(checkpoint: str, light: str | None = None, arch: str | None = 
     return segmenter.eval(), relight, arch, backbone
 
 
-def reweight_upsample_argmax(logits: torch.Tensor, weights: torch.Tensor, size: tuple[int, int],
-                             reweight: str = "logits", align_corners: bool = True) -> torch.Tensor:
-    """Labels (N x H x W, int64) from low-resolution logits: scores ``w * z`` (``logits``) or
-    ``z + log w`` (``probs``), bilinearly upsampled to ``size``, argmax (see the module docstring).
-    The deployment tail in PyTorch."""
+def reweighted_scores(logits: torch.Tensor, weights: torch.Tensor, size: tuple[int, int], reweight: str = "logits",
+                      align_corners: bool = True) -> torch.Tensor:
+    """The scores the tail's argmax compares (N x C x H x W): ``w * z`` (``logits``) or ``z + log w``
+    (``probs``), bilinearly upsampled to ``size`` (see the module docstring)."""
     w = weights.to(logits.device, logits.dtype).view(1, -1, 1, 1)
     if reweight == "logits":
         scores = logits * w
@@ -64,7 +63,14 @@ def reweight_upsample_argmax(logits: torch.Tensor, weights: torch.Tensor, size: 
         scores = logits + torch.log(w)
     else:
         raise ValueError(f"eval.reweight must be 'logits' or 'probs', got {reweight!r}")
-    return F.interpolate(scores, size=size, mode="bilinear", align_corners=align_corners).argmax(dim=1)
+    return F.interpolate(scores, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def reweight_upsample_argmax(logits: torch.Tensor, weights: torch.Tensor, size: tuple[int, int],
+                             reweight: str = "logits", align_corners: bool = True) -> torch.Tensor:
+    """Labels (N x H x W, int64) from low-resolution logits: the argmax of ``reweighted_scores``.
+    The deployment tail in PyTorch."""
+    return reweighted_scores(logits, weights, size, reweight, align_corners).argmax(dim=1)
 
 
 @torch.no_grad()
