@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                    "AUROC, reliability diagram"),
     "flicker": ("flicker", "label flicker and mIoU on the generated night drive, with and without each temporal "
                            "stabiliser (dannet-run --temporal), and each stabiliser's cost per frame"),
+    "multicam": ("multicam", "several live test:// cameras through one model (dannet-run --input A --input B): total "
+                             "and per-camera frames/s and latency, batched vs one at a time"),
     "confidence-cost": ("confidence_cost", "what the confidence output costs in ONNX Runtime: one checkpoint "
                                            "exported with and without it, timed alternately"),
     "sweep": ("sweep", "mIoU over the test-time class-weight std (paper Fig. 7), table + plot"),

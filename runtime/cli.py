@@ -8,7 +8,7 @@ import sys
 from .arguments import integer, landscape_size_hw, number
 from .atomic import check_writable
 from .backends import BACKENDS
-from .errors import Parser, add_debug_flag, command_line, debug_requested, run_command
+from .errors import DannetError, Parser, add_debug_flag, command_line, debug_requested, run_command
 from .overlay import MODES
 from .sources import CaptureOptions
 from .temporal import TEMPORAL_MODES, TemporalOptions
@@ -43,13 +43,22 @@ def build_parser() -> argparse.ArgumentParser:
                "--temporal-frames K frames in a row (or, with --temporal-confidence P, at confidence >= P); ema\n"
                "averages each pixel's evidence for its label and one challenger (weight 1/K). Both start afresh on a\n"
                "scene cut (--temporal-cut-difference, --temporal-cut), a reconnect or a new size.\n"
+               "Several cameras (--input given N times): one capture thread per input, one inference thread. Each\n"
+               "step waits for the first frame of any input, then at most --batch-wait-ms for the others, and takes\n"
+               "the newest frame of every live input that has one (older ones are dropped) and the next frame of\n"
+               "every file; an input with nothing new is skipped, never waited for. A model with a dynamic batch\n"
+               "(dannet-export --dynamic, .pt2) infers those frames in one call; a batch-1 model one at a time.\n"
+               "A lost input reconnects on its own while the others keep running.\n"
                "Ctrl-C stops cleanly: queued frames go through and the output files are finished (exit 0).\n"
                "Exit codes: 0 done or stopped, 1 failed while running (input lost for good), 2 bad flag, URI or\n"
                "model, 4 output not writable (e.g. disk full), 130/143 SIGINT/SIGTERM while starting.\n\n"
                "example:  dannet-run --model dannet.onnx --input v4l2:///dev/video0 --output display://0")
     add_model_arguments(parser)
-    parser.add_argument("--input", required=True, metavar="URI", help="where frames come from (see below)")
-    parser.add_argument("--output", default="null://", metavar="URI", help="where pictures go (default null://)")
+    parser.add_argument("--input", required=True, action="append", metavar="URI",
+                        help="where frames come from (see below); several times for several cameras")
+    parser.add_argument("--output", action="append", metavar="URI",
+                        help="where pictures go (default null://); with several --input, one per input in the "
+                             "same order, or a single null://")
     parser.add_argument("--visualize", choices=MODES, default="overlay",
                         help="palette over the frame, the palette alone, both side by side; for models exported "
                              "with --confidence: confidence (grey, white = certain) or overlay-confidence (the "
@@ -91,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     capture.add_argument("--reconnect", type=integer(0), default=5, metavar="N",
                          help="live inputs: reconnect attempts after a loss, waiting 1, 2, 4 ... s "
                               "(0: stop cleanly instead; default 5)")
+    capture.add_argument("--batch-wait-ms", type=number(0, 1000), default=5.0, metavar="MS",
+                         help="several inputs: after the first frame of a step, wait at most MS for the other "
+                              "inputs, in [0, 1000] (default 5)")
     capture.add_argument("--queue-size", type=integer(1, 1000), default=2, metavar="N",
                          help="frames waiting between stages, in [1, 1000] (default 2)")
     output = parser.add_argument_group("output options")
@@ -116,20 +128,43 @@ def main(argv: list[str] | None = None) -> int:
     return run_command("dannet-run", lambda: run_pipeline(args, program), debug_requested(argv), program)
 
 
+def temporal_options(args: argparse.Namespace) -> TemporalOptions:
+    return TemporalOptions(args.temporal, args.temporal_frames, args.temporal_confidence, args.temporal_cut,
+                           args.temporal_cut_difference)
+
+
 def run_pipeline(args: argparse.Namespace, program: bool) -> None:
     from .pipeline import run
 
     if args.stats_json:
         check_writable(args.stats_json, "--stats-json")
+    outputs = args.output or ["null://"]
+    if len(args.input) > 1:
+        return run_cameras(args, outputs, program)
+    if len(outputs) > 1:
+        raise DannetError(f"--output given {len(outputs)} times for one --input: expected one output per input")
     # as the program, the pipeline's signal handlers stay to the end: a late second Ctrl-C or SIGTERM cannot
     # change the exit status the run ended with
-    run(args.model, args.input, args.output, backend=args.backend,
+    run(args.model, args.input[0], outputs[0], backend=args.backend,
         capture=CaptureOptions(args.input_size, args.input_rate), codec=args.codec, bitrate_kbps=args.bitrate,
         confidence_out=args.confidence_out, visualize=args.visualize, alpha=args.alpha, legend=args.legend,
         queue_size=args.queue_size, max_frames=args.frames, loop=args.loop, reconnect=args.reconnect,
         stats_interval_s=args.stats_interval, stats_json=args.stats_json, say=say, keep_signal_handlers=program,
-        temporal=TemporalOptions(args.temporal, args.temporal_frames, args.temporal_confidence, args.temporal_cut,
-                                 args.temporal_cut_difference))
+        temporal=temporal_options(args))
+
+
+def run_cameras(args: argparse.Namespace, outputs: list[str], program: bool) -> None:
+    """Several ``--input``: runtime/multicam.py, one output per input."""
+    from .multicam import run_cameras as run
+
+    if args.confidence_out:
+        raise DannetError("--confidence-out: not available with several --input (one camera at a time)")
+    run(args.model, args.input, outputs, backend=args.backend, capture=CaptureOptions(args.input_size, args.input_rate),
+        codec=args.codec, bitrate_kbps=args.bitrate, batch_wait_s=args.batch_wait_ms / 1000,
+        visualize=args.visualize, alpha=args.alpha, legend=args.legend, queue_size=args.queue_size,
+        max_frames=args.frames, loop=args.loop, reconnect=args.reconnect, stats_interval_s=args.stats_interval,
+        stats_json=args.stats_json, say=say, keep_signal_handlers=program,
+        temporal=temporal_options(args))
 
 
 if __name__ == "__main__":

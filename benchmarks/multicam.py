@@ -1,0 +1,114 @@
+"""Several live cameras through one model: total and per-camera frames/s and latency, batched vs one camera at
+a time (runtime/multicam.py), for 1, 2 and 4 ``test://`` cameras.
+
+Each configuration runs ``--seconds`` of live frames per camera into ``null://``. Total frames/s is every
+picture written over the run's time; a camera's share is its own; latency is each camera's end-to-end p50/p99
+(arrival of the frame to its picture written). "Batched" stacks the cameras' frames into one call of a
+dynamic-batch graph; "one at a time" makes one call per frame, as a batch-1 graph must.
+
+    dannet-bench multicam --json benchmarks/results/multicam_cpu.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtime.arguments import integer, number, size_hw
+from runtime.atomic import atomic_write
+from runtime.multicam import MultiCamera
+from runtime.pipeline import PipelineOptions
+from runtime.segmenter import Segmenter
+from runtime.sinks import NullSink
+from runtime.sources import CaptureOptions, open_source
+from runtime.uris import parse_input
+
+from .cli import check_outputs, command_parser
+
+PATTERNS = ("ball", "smpte", "snow", "checkers-8")  # a different picture per camera
+
+
+def dynamic_model(folder: Path, size: tuple[int, int]) -> Path:
+    """An untrained PSPNet-ResNet18 + relighting graph with a dynamic batch: speed does not depend on weights."""
+    import torch
+
+    from export import ExportSpec, to_onnx
+    from train.checkpoint import save_checkpoint
+    from train.models import RelightNet, build_segmenter
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(folder / "multicam.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval(),
+                                                     "light": RelightNet(channels=16).eval()}, arch="pspnet",
+                           config={"model": {"backbone": "resnet18"}})
+    return to_onnx(ckpt, folder / "multicam.onnx", ExportSpec(input_size=size, output_size=size, dynamic=True),
+                   say=lambda s: None)
+
+
+def measure(segmenter: Segmenter, cameras: int, batched: bool, seconds: float, rate: float,
+            size: tuple[int, int]) -> dict:
+    """One configuration: its summary's totals, batching figures and per-camera rate and latency."""
+    capture = CaptureOptions(size, rate)
+    sources = [open_source(parse_input(f"test://{PATTERNS[i % len(PATTERNS)]}"), capture) for i in range(cameras)]
+    options = PipelineOptions(max_frames=int(seconds * rate), stats_interval_s=0)
+    summary = MultiCamera(segmenter, sources, [NullSink() for _ in sources], options, say=lambda s: None,
+                          batched=batched).run()
+    per_camera = [{"fps_out": c["fps_out"], "written": c["written"], "dropped": c["dropped"],
+                   "p50_ms": c["stages"]["end_to_end"]["p50_ms"], "p99_ms": c["stages"]["end_to_end"]["p99_ms"]}
+                  for c in summary["cameras"]]
+    return {"cameras": cameras, "batched": batched, "fps_out": summary["fps_out"],
+            "inference_calls": summary["inference_calls"], "mean_batch": summary["mean_batch"],
+            "per_camera": per_camera}
+
+
+def camera_counts(text: str) -> list[int]:
+    """``--cameras 1,2,4``: the first count is the baseline of the "vs" column."""
+    return [integer(1, len(PATTERNS) * 4)(n) for n in text.split(",")]
+
+
+def row(result: dict, single: float) -> str:
+    shares = " / ".join(f"{c['fps_out']:.1f}" for c in result["per_camera"])
+    latency = " / ".join(f"{c['p50_ms']:.0f}, {c['p99_ms']:.0f}" for c in result["per_camera"])
+    return (f"| {result['cameras']} | {'batched' if result['batched'] else 'one at a time'} | "
+            f"{result['fps_out']:.1f} | {result['fps_out'] / single:.2f}x | {result['mean_batch']:.2f} | {shares} | "
+            f"{latency} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = command_parser("multicam", __doc__)
+    parser.add_argument("--model", help="a dynamic-batch portable ONNX graph or .pt2 (default: a small untrained "
+                                        "graph at --size)")
+    parser.add_argument("--cameras", type=camera_counts, default=[1, 2, 4], metavar="N,N,...",
+                        help="camera counts, comma-separated (default 1,2,4)")
+    parser.add_argument("--seconds", type=number(0, low_open=True), default=10.0,
+                        help="live frames per camera, in seconds (default 10)")
+    parser.add_argument("--rate", type=number(0, 1000, low_open=True), default=30.0,
+                        help="test:// frames per second (default 30)")
+    parser.add_argument("--size", type=size_hw, default=(64, 128), metavar="HxW",
+                        help="test:// frame size, height first (default 64x128)")
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args(argv)
+    check_outputs(args, ("json",))
+    with tempfile.TemporaryDirectory() as folder:
+        segmenter = Segmenter(args.model or dynamic_model(Path(folder), args.size))
+        segmenter.backend.infer(np.zeros((1, *args.size, 3), np.uint8))  # warm-up: ORT's first call allocates
+        results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size)
+                   for n in args.cameras for batched in (True, False)]
+    single = next(r["fps_out"] for r in results if r["cameras"] == args.cameras[0] and not r["batched"])
+    print(f"| cameras | inference | total frames/s | vs {args.cameras[0]} camera(s) | frames per call | frames/s per camera | "
+          "p50, p99 ms per camera |\n| --- | --- | --- | --- | --- | --- | --- |")
+    for result in results:
+        print(row(result, single))
+    if args.json:
+        machine = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "cores": os.cpu_count()}
+        atomic_write(args.json, json.dumps({**machine, "args": vars(args) | {"size": list(args.size)},
+                                            "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,254 @@
+"""Several cameras (dannet-run --input A --input B ...) through real GStreamer: each output shows its own
+camera's labels, per-camera statistics, the batching policy, SIGINT finishing every output, one-line errors.
+
+Expected labels come from ``Segmenter.process`` on frames decoded by the tests' own GStreamer pipeline
+(tests/test_pipeline.py's ``decode``), one frame at a time, independent of the multi-camera runner.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_pipeline import FRAME_H, FRAME_W, REPO, dannet_run, decode, make_video, summary_of, written_so_far
+
+from runtime.classes import PALETTE
+from runtime.multicam import Intake, MultiCamera, batch_limit, in_turn
+from runtime.pipeline import PipelineOptions
+from runtime.segmenter import Segmenter
+from runtime.sinks import NullSink
+from runtime.sources import Frame, open_source
+from runtime.uris import parse_input
+
+
+@pytest.fixture(scope="module")
+def model(tiny_graphs: dict[str, Path]) -> Path:
+    return tiny_graphs["portable"]
+
+
+@pytest.fixture(scope="module")
+def dynamic_model(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint exported with a dynamic batch (and size): frames of several cameras in one call."""
+    from export import ExportSpec, to_onnx
+
+    return to_onnx(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("dynamic") / "dynamic.onnx",
+                   ExportSpec(input_size=(64, 128), output_size=(FRAME_H, FRAME_W), dynamic=True), say=lambda s: None)
+
+
+def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def frame(index: int) -> Frame:
+    return Frame(np.zeros((2, 2, 3), np.uint8), index, time.perf_counter(), time.perf_counter())
+
+
+# --- the batching policy -----------------------------------------------------------------------------------
+
+def test_intake_takes_the_newest_live_frame_and_every_file_frame() -> None:
+    drops = [0, 0]
+    counters = [lambda: drops.__setitem__(0, drops[0] + 1), lambda: drops.__setitem__(1, drops[1] + 1)]
+    intake = Intake([True, False], capacity=3, on_drop=counters)
+    for i in range(5):  # the live camera overflows its queue of 3: two dropped on the way in
+        intake.put(0, frame(i))
+    intake.put(1, frame(0))
+    intake.put(1, frame(1))
+    step = intake.take(0.0)
+    assert [(camera, f.index) for camera, f in step] == [(0, 4), (1, 0)]  # newest live, oldest file frame
+    assert drops == [4, 0]  # 2 on the way in + 2 older ones skipped at the take
+    assert [(camera, f.index) for camera, f in intake.take(0.0)] == [(1, 1)]  # nothing new live: skipped
+
+
+def test_intake_waits_for_a_silent_camera_only_until_the_deadline() -> None:
+    intake = Intake([True, True], capacity=2, on_drop=[lambda: None, lambda: None])
+    intake.put(0, frame(0))
+    start = time.perf_counter()
+    step = intake.take(0.2)
+    waited = time.perf_counter() - start
+    assert [camera for camera, _ in step] == [0] and 0.15 < waited < 1.0
+    # a frame from the other camera within the deadline ends the wait at once, in one step
+    intake.put(0, frame(1))
+    threading.Timer(0.05, intake.put, (1, frame(0))).start()
+    start = time.perf_counter()
+    step = intake.take(5.0)
+    assert [camera for camera, _ in step] == [0, 1] and time.perf_counter() - start < 2.0
+
+
+def test_intake_ends_once_every_camera_is_closed_and_drained() -> None:
+    intake = Intake([False, False], capacity=2, on_drop=[lambda: None, lambda: None])
+    intake.put(1, frame(0))
+    intake.close(0)
+    intake.close(1)
+    assert intake.finished(0) and not intake.finished(1)
+    assert [camera for camera, _ in intake.take(1.0)] == [1]
+    assert intake.take(1.0) == [] and intake.finished(1)
+
+
+def test_cameras_take_turns_at_being_inferred_first() -> None:
+    """One at a time (a batch-1 graph), whoever goes first waits least: over N steps each of N cameras is first
+    once, and every step keeps every frame."""
+    taken = ["a", "b", "c"]
+    orders = [in_turn(taken, step) for step in range(3)]
+    assert sorted(order[0] for order in orders) == taken
+    assert all(sorted(order) == taken for order in orders)
+
+
+def test_static_graph_runs_one_at_a_time(model: Path) -> None:
+    assert batch_limit(Segmenter(model).backend) == 1
+
+
+# --- through dannet-run --------------------------------------------------------------------------------------
+
+def test_two_files_each_output_shows_its_own_camera(model: Path, tmp_path: Path) -> None:
+    """Two different clips -> two PNG folders: output i holds exactly camera i's labels, every frame kept."""
+    clips = [make_video(tmp_path / "smpte.mkv", 6, pattern="smpte"), make_video(tmp_path / "ball.mkv", 8)]
+    outs, stats = [tmp_path / "out0", tmp_path / "out1"], tmp_path / "stats.jsonl"
+    result = dannet_run("--model", str(model), "--input", str(clips[0]), "--input", f"file://{clips[1]}",
+                        "--output", f"{outs[0]}/", "--output", f"{outs[1]}/", "--visualize", "mask",
+                        "--stats-json", str(stats))
+    assert result.returncode == 0, result.stderr
+    assert "one at a time" in result.stdout
+    seg = Segmenter(model)
+    for clip, out in zip(clips, outs):
+        frames = decode(clip)
+        pictures = sorted(out.iterdir())
+        assert len(pictures) == len(frames)
+        for source, picture in zip(frames, pictures):
+            shown = np.asarray(Image.open(picture))
+            assert (shown == PALETTE[seg.process(source)]).all(-1).mean() > 0.999, picture
+    first = [np.asarray(Image.open(sorted(out.iterdir())[0])) for out in outs]
+    assert (first[0] != first[1]).any(-1).mean() > 0.1  # the cameras differ, so a swap could not pass
+    summary = summary_of(stats)
+    assert [c["written"] for c in summary["cameras"]] == [6, 8] and summary["written"] == 14
+    assert [c["input"] for c in summary["cameras"]] == [str(clips[0]), f"file://{clips[1]}"]
+    for camera in summary["cameras"]:
+        assert camera["dropped"] == 0 and {"p50_ms", "p99_ms"} <= set(camera["stages"]["end_to_end"])
+
+
+def test_dynamic_batch_graph_infers_the_cameras_in_one_call(dynamic_model: Path, tmp_path: Path) -> None:
+    """Two clips (the graph keeps their size) through a dynamic-batch graph: fewer calls than frames, and each
+    output still shows exactly its own camera's labels (inferred here one frame at a time)."""
+    assert batch_limit(Segmenter(dynamic_model).backend) is None
+    clips = [make_video(tmp_path / f"{pattern}.mkv", 6, pattern=pattern) for pattern in ("smpte", "ball")]
+    outs, stats = [tmp_path / "out0", tmp_path / "out1"], tmp_path / "stats.jsonl"
+    result = dannet_run("--model", str(dynamic_model), "--input", str(clips[0]), "--input", str(clips[1]),
+                        "--output", f"{outs[0]}/", "--output", f"{outs[1]}/", "--visualize", "mask",
+                        "--batch-wait-ms", "200", "--stats-json", str(stats))
+    assert result.returncode == 0, result.stderr
+    assert "cameras are batched" in result.stdout
+    summary = summary_of(stats)
+    assert summary["written"] == 12 and summary["inference_calls"] < 12 and summary["mean_batch"] > 1
+    seg = Segmenter(dynamic_model)
+    for clip, out in zip(clips, outs):
+        pictures = sorted(out.iterdir())
+        assert len(pictures) == 6
+        for source, picture in zip(decode(clip), pictures):
+            expected = PALETTE[seg.process(source)]
+            assert (np.asarray(Image.open(picture)) == expected).all(-1).mean() > 0.999, picture
+
+
+def test_sigint_finishes_both_outputs(model: Path, tmp_path: Path) -> None:
+    outs, stats = [tmp_path / "a.mp4", tmp_path / "b.mkv"], tmp_path / "stats.jsonl"
+    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
+                                "--input", "test://ball", "--input-size", f"{FRAME_H}x{FRAME_W}", "--output",
+                                str(outs[0]), "--output", str(outs[1]), "--stats-interval", "0.2", "--stats-json",
+                                str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and written_so_far(stats) <= 6:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "SIGINT: stopping" in stdout
+    cameras = summary_of(stats)["cameras"]
+    for out, camera in zip(outs, cameras):
+        assert camera["written"] >= 1 and len(decode(out)) == camera["written"]
+        assert camera["captured"] == camera["written"] + camera["dropped"]
+
+
+def test_a_lost_camera_reconnects_while_the_other_keeps_running(model: Path, tmp_path: Path) -> None:
+    """Camera 1 is an RTSP stream served by another dannet-run; it is killed and restarted. Camera 0
+    (test://) keeps being written while camera 1 is away; camera 1 reconnects on its own."""
+    port = 20554 + os.getpid() % 1000
+    serve = [sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://", "--input-size",
+             f"{FRAME_H}x{FRAME_W}", "--output", f"rtsp://@:{port}/cam", "--stats-interval", "0"]
+    stats = tmp_path / "client.jsonl"
+    server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4)
+    client = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
+                               "--input-size", f"{FRAME_H}x{FRAME_W}", "--input", f"rtsp://127.0.0.1:{port}/cam",
+                               "--reconnect", "8", "--stats-interval", "0.5", "--stats-json", str(stats)],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def windows() -> list[list[int]]:
+        """Pictures written per camera in each periodic report so far."""
+        lines = stats.read_text().splitlines() if stats.exists() else []
+        return [[camera["written"] for camera in json.loads(line)["cameras"]] for line in lines]
+
+    def wait_for(condition, seconds: float) -> bool:
+        deadline = time.time() + seconds
+        while time.time() < deadline and not condition():
+            time.sleep(0.2)
+        return condition()
+
+    try:
+        assert wait_for(lambda: sum(w[1] for w in windows()) > 3, 60), "no frames over RTSP"
+        server.kill()  # camera 1 goes away
+        server.wait()
+        lost_at = len(windows())
+        assert wait_for(lambda: len(windows()) > lost_at + 4, 30)
+        server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        back = len(windows())
+        assert wait_for(lambda: sum(w[1] for w in windows()[back:]) > 3, 90), "camera 1 did not come back"
+    finally:
+        client.send_signal(signal.SIGINT)
+        stdout, stderr = client.communicate(timeout=60)
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+    assert client.returncode == 0, stderr
+    away = windows()[lost_at + 2: back]  # reports while camera 1 was gone (its last frames may straggle in)
+    assert away and all(w[1] == 0 for w in away) and all(w[0] > 0 for w in away)
+    cameras = summary_of(stats)["cameras"]
+    assert "reconnecting in" in stdout and cameras[1]["reconnects"] >= 1 and cameras[0]["reconnects"] == 0
+
+
+def test_live_cameras_share_inference_fairly(model: Path) -> None:
+    """Two live cameras, inference slower than both together: both get frames through (the rest dropped).
+    Their latencies are measured by dannet-bench multicam, not asserted here."""
+    sources = [open_source(parse_input(uri)) for uri in ("test://", "test://ball")]
+    runner = MultiCamera(Segmenter(model), sources, [NullSink(), NullSink()],
+                         PipelineOptions(max_frames=40, stats_interval_s=0), say=lambda s: None)
+    summary = runner.run()
+    written = [camera["written"] for camera in summary["cameras"]]
+    assert all(camera["captured"] == 40 for camera in summary["cameras"])
+    assert min(written) >= 0.5 * max(written) and min(written) > 0
+    assert summary["processed"] == summary["written"] == 80 - summary["dropped"]
+
+
+def test_errors_are_one_line(model: Path, tmp_path: Path) -> None:
+    m = ["--model", str(model), "--frames", "3"]
+    one_line_error(dannet_run(*m, "--input", "test://", "--input", "test://", "--output", str(tmp_path / "a.mkv")),
+                   "--output given 1 times for 2 --input")
+    one_line_error(dannet_run(*m, "--input", "test://", "--output", "null://", "--output", "null://"),
+                   "--output given 2 times for one --input")
+    one_line_error(dannet_run(*m, "--input", "test://", "--input", "v4l2:///dev/video97"), "/dev/video97")
+    one_line_error(dannet_run(*m, "--input", "test://", "--input", "http://example.com/x.mp4"),
+                   "unsupported input http://")
+
+
+def test_help_explains_the_batching_policy() -> None:
+    result = dannet_run("--help")
+    assert result.returncode == 0
+    for words in ("--batch-wait-ms", "newest frame of every live input", "one per input"):
+        assert words in " ".join(result.stdout.split()), words
