@@ -31,7 +31,7 @@ import numpy as np
 
 from .backends import Backend
 from .errors import DannetError
-from .pipeline import Aborted, Pipeline, PipelineOptions, check_confidence_wanted
+from .pipeline import Aborted, Pipeline, PipelineOptions, check_confidence_wanted, install_stop_handlers
 from .segmenter import Segmenter
 from .sinks import OutputClosed, Sink, open_sink
 from .sources import CaptureOptions, Frame, Source, open_source
@@ -336,18 +336,7 @@ class MultiCamera:
                 next_report += self.options.stats_interval_s
 
     def _install_signal_handlers(self) -> dict:
-        """SIGINT/SIGTERM: a clean stop; a second one: stop without draining (the outputs are still finished)."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handle(signum: int, _frame: Any) -> None:
-            if len(self.signals) < 2:
-                self.signals.append(signum)
-            if len(self.signals) > 1:
-                self._abort()
-            self.stop()
-
-        return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return install_stop_handlers(self.signals, self.stop, self._abort)
 
 
 def run_cameras(model: str, input_uris: Sequence[str], output_uris: Sequence[str], *, backend: str = "auto",

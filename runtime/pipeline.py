@@ -347,19 +347,24 @@ class Pipeline:
                 next_report += self.options.stats_interval_s
 
     def _install_signal_handlers(self) -> dict:
-        """SIGINT/SIGTERM: a clean stop; a second one: stop without draining (the output is still closed).
-        The handler only records and sets flags; after the run it does nothing that changes the outcome."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
+        return install_stop_handlers(self.signals, self.stop, self._abort)
 
-        def handle(signum: int, _frame: Any) -> None:
-            if len(self.signals) < 2:
-                self.signals.append(signum)
-            if len(self.signals) > 1:
-                self._abort()
-            self.stop()
 
-        return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+def install_stop_handlers(signals: list[int], stop: Callable[[], None], abort: Callable[[], None]) -> dict:
+    """SIGINT/SIGTERM: a clean stop; a second one: stop without draining (outputs are still finished). The
+    handler only records the signal in ``signals`` and sets flags; after the run it does nothing that changes
+    the outcome. Returns the handlers it replaced (none off the main thread, where Python allows no handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handle(signum: int, _frame: Any) -> None:
+        if len(signals) < 2:
+            signals.append(signum)
+        if len(signals) > 1:
+            abort()
+        stop()
+
+    return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def same_destination(a: OutputSpec, b: OutputSpec) -> bool:
