@@ -96,6 +96,19 @@ def test_released_state_dict_loads(arch: str, prefix: str) -> None:
         assert torch.equal(value, sd[key]), key
 
 
+@pytest.mark.parametrize("arch, backbone", [("pspnet", "resnet18"), ("pspnet", "efficientnet_lite0"),
+                                            ("deeplab", "resnet18"), ("deeplab", "efficientnet_lite0")])
+def test_fresh_segmenter_starts_near_chance(arch: str, backbone: str) -> None:
+    """A new network's first training loss is about log(classes), the cross entropy of a uniform guess:
+    training starts from "no idea", not from large random logits it must first unlearn."""
+    torch.manual_seed(0)
+    model = build_segmenter(arch, 19, backbone).train()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 64, 64))
+    labels = torch.randint(0, 19, (logits.shape[0], *logits.shape[2:]))
+    assert F.cross_entropy(logits, labels).item() == pytest.approx(math.log(19), abs=0.25)
+
+
 def test_eval_mode_is_deterministic() -> None:
     torch.manual_seed(0)
     for model in (build_segmenter("pspnet", backbone="resnet18"), RelightNet(), Discriminator(19)):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .efficientnet import EfficientNetLite
-from .resnet import ResNet
+from .resnet import ResNet, classifier_init
 
 
 class ASPPClassifier(nn.Module):
@@ -35,9 +35,7 @@ class ASPPClassifier(nn.Module):
             nn.Conv2d(in_channels, num_classes, 3, padding=d, dilation=d) for d in dilations
         )
         self.active_branches = active_branches
-        for conv in self.conv2d_list:
-            nn.init.normal_(conv.weight, 0.0, 0.01)
-            nn.init.zeros_(conv.bias)
+        classifier_init(*self.conv2d_list)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2d_list[0](x)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .efficientnet import EfficientNetLite
-from .resnet import ResNet
+from .resnet import ResNet, classifier_init
 
 
 class PSPModule(nn.Module):
@@ -57,6 +57,11 @@ class PSPHeads:
             nn.Dropout2d(0.1),
             nn.Conv2d(512, num_classes, 1),
         )
+
+    def init_weights(self) -> None:
+        """The trunk's init for everything, then small classifiers (:func:`.resnet.classifier_init`)."""
+        super().init_weights()
+        classifier_init(self.head[1], self.dsn[3])
 
     def forward(self, x: torch.Tensor, with_aux: bool = False):
         """Main logits; ``(main, aux)`` with ``with_aux`` (a flag so that DDP, which only routes

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .resnet import ResNet
+from .resnet import ResNet, classifier_init
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool = False) -> nn.Conv2d:
@@ -86,6 +86,7 @@ class RefineNet(ResNet):
                 self.add_module(f"mflow_conv_g{path}_b3_joint_varout_dimred", conv3x3(256, 256))
         self.clf_conv = nn.Conv2d(256, num_classes, 3, padding=1)
         self.init_weights()
+        classifier_init(self.clf_conv)
 
     def _refine(self, path: int, x: torch.Tensor) -> torch.Tensor:
         x = getattr(self, f"mflow_conv_g{path}_pool")(x)
