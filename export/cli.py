@@ -41,9 +41,9 @@ def cmd_engine(args: argparse.Namespace) -> None:
 def cmd_int8(args: argparse.Namespace) -> None:
     from .quantize import Int8Spec, to_int8
 
+    keep = None if args.keep_fp32 is None else tuple(filter(None, args.keep_fp32.split(",")))
     spec = Int8Spec(calibration_images=args.calibration_images, eval_images=args.eval_images, method=args.method,
-                    per_channel=not args.per_tensor, keep_fp32=tuple(filter(None, args.keep_fp32.split(","))),
-                    max_miou_drop=args.max_miou_drop)
+                    per_channel=not args.per_tensor, keep_fp32=keep, max_miou_drop=args.max_miou_drop)
     to_int8(args.onnx, args.out, args.dataset, args.root, spec)
 
 
@@ -135,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activation range calibration (default minmax); entropy and percentile hold every activation "
                         "of every calibration image in memory (at 540x960, 16 images needed more than 23 GB)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)")
-    p.add_argument("--keep-fp32", default=",".join(DEFAULT_KEEP_FP32),
+    p.add_argument("--keep-fp32", default=None,
                    help=f"comma-separated node groups left fp32 besides the tail: {', '.join(KEEP_FP32)}, or '' "
-                        f"(default {','.join(DEFAULT_KEEP_FP32)})")
+                        f"(default {','.join(DEFAULT_KEEP_FP32)} where the graph has a relighting net, else none; "
+                        "relight groups asked of a graph without one are an error)")
     p.add_argument("--max-miou-drop", type=number(0, 100), default=1.0,
                    help="largest night mIoU loss accepted, in points (default 1.0)")
     p.add_argument("--out", required=True, help="output .onnx file (left untouched when the gate refuses)")

@@ -45,8 +45,9 @@ if TYPE_CHECKING:
 TAIL_PREFIX = "tail_"
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 METHODS = ("minmax", "entropy", "percentile")
-#: node groups that can be kept in FP32 (``fp32_nodes``)
+#: node groups that can be kept in FP32 (``fp32_nodes``); the first two exist only in a graph with a relighting net
 KEEP_FP32 = ("relight", "relight-output", "classifier", "bottleneck")
+RELIGHT_GROUPS = ("relight", "relight-output")
 #: measured on the demo's PSPNet-Lite0 (BENCHMARKS.md): the relighting net's output (the image the segmentation
 #: net reads) in FP32 keeps 0.3-0.6% more labels equal to FP32 at no measurable cost; the bottleneck in FP32 undoes
 #: the speed-up, and the whole relighting net in FP32 costs 5-10% of the time for a similar agreement
@@ -67,13 +68,13 @@ class Int8Spec:
     eval_images: int | None = None    # None: every held-out image
     method: str = "minmax"            # minmax | entropy | percentile
     per_channel: bool = True          # weights: one scale per output channel (False: per tensor)
-    keep_fp32: tuple[str, ...] = DEFAULT_KEEP_FP32
+    keep_fp32: tuple[str, ...] | None = None  # None: DEFAULT_KEEP_FP32, where the graph has those parts
     max_miou_drop: float = 1.0        # points of mIoU (percent)
 
     def check(self) -> None:
         if self.method not in METHODS:
             raise ExportError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        unknown = sorted(set(self.keep_fp32) - set(KEEP_FP32))
+        unknown = sorted(set(self.keep_fp32 or ()) - set(KEEP_FP32))
         if unknown:
             raise ExportError(f"--keep-fp32 {','.join(unknown)}: expected names from {', '.join(KEEP_FP32)}")
         if self.calibration_images < 1 or (self.eval_images is not None and self.eval_images < 1):
@@ -116,6 +117,15 @@ def _ancestors(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto]) -> lis
     return list(found.values())
 
 
+def keep_fp32_groups(model: onnx.ModelProto, spec: Int8Spec) -> tuple[str, ...]:
+    """The groups to keep FP32: those asked for, or by default ``DEFAULT_KEEP_FP32`` less the relighting
+    groups of a graph without a relighting net."""
+    if spec.keep_fp32 is not None:
+        return spec.keep_fp32
+    has_relight = any(node.op_type == "Tanh" for node in model.graph.node)
+    return tuple(g for g in DEFAULT_KEEP_FP32 if has_relight or g not in RELIGHT_GROUPS)
+
+
 def fp32_nodes(model: onnx.ModelProto, groups: tuple[str, ...]) -> list[str]:
     """Names of the nodes to leave unquantised: the tail, and the ``groups`` found by the graph's structure:
 
@@ -128,7 +138,12 @@ def fp32_nodes(model: onnx.ModelProto, groups: tuple[str, ...]) -> list[str]:
     graph = model.graph
     producer = _producers(graph)
     chosen = [node.name for node in graph.node if node.name.startswith(TAIL_PREFIX)]
-    for tanh in (node for node in graph.node if node.op_type == "Tanh"):
+    tanhs = [node for node in graph.node if node.op_type == "Tanh"]
+    asked = [g for g in groups if g in RELIGHT_GROUPS]
+    if asked and not tanhs:  # a silent no-op would leave the user believing those layers stayed FP32
+        raise ExportError(f"--keep-fp32 {','.join(asked)}: the graph has no relighting net (exported from a "
+                          "segmentation-only checkpoint); expected classifier and/or bottleneck only")
+    for tanh in tanhs:
         readers = [node.name for node in graph.node if tanh.output[0] in node.input]
         if "relight-output" in groups:
             chosen += [producer[tanh.input[0]].name, tanh.name, *readers]
@@ -259,7 +274,8 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
     spec.check()
     check_writable(out, "--out")  # before the work, not after it
     source = check_source(onnx_path)
-    excluded = fp32_nodes(source, spec.keep_fp32)
+    groups = keep_fp32_groups(source, spec)
+    excluded = fp32_nodes(source, groups)
     sets = night_sets(dataset, root, spec.calibration_images, spec.eval_images)
     fp32 = Segmenter(onnx_path, "onnxruntime")
     say(f"[1/3] calibrating ({spec.method}) on {sets.calibration_from}")
@@ -290,7 +306,7 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
             "weights": f"int8 symmetric (zero point 0), {'per channel' if spec.per_channel else 'per tensor'}",
             "biases": "fp32",
             "calibration": {"method": spec.method, "images": len(sets.calibration), "from": sets.calibration_from},
-            "fp32_nodes": excluded, "keep_fp32": list(spec.keep_fp32),
+            "fp32_nodes": excluded, "keep_fp32": list(groups),
             "source_sha256": sha256_of(onnx_path)}),
         "dannet.accuracy_gate": json.dumps({
             "evaluated_on": sets.evaluation_from, "images": len(sets.evaluation), "fp32_miou": fp32_miou,

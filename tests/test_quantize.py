@@ -222,3 +222,38 @@ def test_tensorrt_builder_code_refuses_asymmetric_qdq_in_one_line(fp32_graph: Pa
     with pytest.raises(EngineError, match=expected + r" \(zero point UINT8") as error:
         build_engine(asymmetric, tmp_path / "asymmetric.engine", say=lambda s: None)
     assert len(str(error.value).splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def segmentation_only_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fp32 graph of a checkpoint without a relighting net."""
+    import torch
+
+    from train.checkpoint import save_checkpoint
+    from train.models import build_segmenter
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("segmentation_only")
+    checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval()},
+                                 arch="pspnet", config={"model": {"backbone": "resnet18"}})
+    return to_onnx(checkpoint, folder / "fp32.onnx", ExportSpec(input_size=SIZE, output_size=SIZE), say=lambda s: None)
+
+
+@pytest.mark.parametrize("group", ["relight", "relight-output"])
+def test_keeping_a_relighting_net_the_graph_lacks_is_refused(group: str, segmentation_only_graph: Path, night: Path,
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out.onnx"
+    assert export_main([*int8_args(segmentation_only_graph, night, out, "100"), "--keep-fp32", f"classifier,{group}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--keep-fp32 {group}: the graph has no relighting net" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_the_default_keeps_only_what_the_graph_has(segmentation_only_graph: Path, int8_graph: Path, night: Path,
+                                                  tmp_path: Path) -> None:
+    """Without --keep-fp32: the relighting net's output stays FP32 where there is one; a segmentation-only graph
+    is quantised with nothing but the tail kept, and its metadata says so."""
+    out = tmp_path / "out.onnx"
+    assert export_main(int8_args(segmentation_only_graph, night, out, "100")) == 0
+    kept = {path: json.loads(read_metadata(path)["dannet.quantization"])["keep_fp32"] for path in (out, int8_graph)}
+    assert kept == {out: [], int8_graph: ["relight-output"]}
