@@ -257,3 +257,18 @@ def test_the_default_keeps_only_what_the_graph_has(segmentation_only_graph: Path
     assert export_main(int8_args(segmentation_only_graph, night, out, "100")) == 0
     kept = {path: json.loads(read_metadata(path)["dannet.quantization"])["keep_fp32"] for path in (out, int8_graph)}
     assert kept == {out: [], int8_graph: ["relight-output"]}
+
+
+def test_onnx_runtime_runs_every_quantised_conv_as_an_integer_conv(int8_graph: Path, tmp_path: Path) -> None:
+    """ONNX Runtime's own optimiser is the judge: after it has fused the Q/DQ graph, the only convolutions left in
+    floating point are those kept FP32 on purpose (the groups in the metadata, and the classifier, whose output the
+    tail reads unquantised). A tensor read by two nodes (a residual block's input) used to leave its conv in fp32."""
+    optimised = tmp_path / "optimised.onnx"
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(optimised)
+    ort.InferenceSession(str(int8_graph), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(int8_graph))
+    kept = set(json.loads(read_metadata(int8_graph)["dannet.quantization"])["fp32_nodes"])
+    meant = [n for n in model.graph.node if n.op_type == "Conv" and (n.name in kept or "logits" in n.output)]
+    ops = [n.op_type for n in onnx.load(str(optimised)).graph.node]
+    assert ops.count("Conv") + ops.count("FusedConv") == len(meant) and ops.count("QLinearConv") >= 20
