@@ -43,7 +43,8 @@ def cmd_int8(args: argparse.Namespace) -> None:
 
     keep = None if args.keep_fp32 is None else tuple(filter(None, args.keep_fp32.split(",")))
     spec = Int8Spec(calibration_images=args.calibration_images, eval_images=args.eval_images, method=args.method,
-                    per_channel=not args.per_tensor, keep_fp32=keep, max_miou_drop=args.max_miou_drop)
+                    per_channel=not args.per_tensor, keep_fp32=keep, max_miou_drop=args.max_miou_drop,
+                    target=args.target)
     to_int8(args.onnx, args.out, args.dataset, args.root, spec)
 
 
@@ -114,12 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .pt2 file")
     p.set_defaults(func=cmd_pt2)
 
-    from .quantize import DEFAULT_KEEP_FP32, KEEP_FP32, METHODS
+    from .quantize import DEFAULT_KEEP_FP32, KEEP_FP32, METHODS, TARGETS
 
     p = sub.add_parser("int8", help="INT8 Q/DQ graph (ONNX Runtime CPU and TensorRT) behind a night-mIoU gate",
                        description="Quantise the fp32 portable-tail graph of dannet-export onnx with ONNX Runtime's "
-                                   "static quantisation (QDQ, symmetric int8, zero point 0, as TensorRT's explicit "
-                                   "quantisation takes it), calibrated on night images of --dataset; the tail stays "
+                                   "static quantisation (QDQ; --target tensorrt: symmetric int8, zero point 0, as "
+                                   "TensorRT's explicit quantisation takes it; --target cpu: uint8 activations), calibrated on night images of --dataset; the tail stays "
                                    "fp32. FP32 and INT8 are then evaluated on held-out labelled night images (never "
                                    "the calibration ones); if INT8 loses more than --max-miou-drop points of mIoU, "
                                    "nothing is written and the command fails (exit 1).")
@@ -131,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-images", type=integer(1), default=32,
                    help="calibration images, spread over the calibration split (default 32)")
     p.add_argument("--eval-images", type=integer(1), help="held-out labelled images for the gate (default: all)")
+    p.add_argument("--target", choices=TARGETS, default="tensorrt",
+                   help="tensorrt (default): symmetric int8 Q/DQ, which TensorRT builds and ONNX Runtime also runs; "
+                        "cpu: uint8 activations, ONNX Runtime's own x86 integer scheme, faster there, refused by "
+                        "dannet-export engine")
     p.add_argument("--method", choices=METHODS, default="minmax",
                    help="activation range calibration (default minmax); entropy and percentile hold every activation "
                         "of every calibration image in memory (at 540x960, 16 images needed more than 23 GB)")

@@ -103,7 +103,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
     if problems := quantization_problems(onnx.load(str(onnx_path), load_external_data=False)):
         raise EngineError(f"--onnx {onnx_path}: TensorRT takes symmetric int8 Q/DQ only: {problems[0]}"
                           f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; re-quantise "
-                          "with dannet-export int8")
+                          "with dannet-export int8 --target tensorrt")
     dynamic = json.loads(metadata.get("dannet.input", "{}")).get("size") is None
     if dynamic and not shapes:
         raise EngineError(f"{onnx_path} has dynamic shapes: give --min-shape, --opt-shape and --max-shape")

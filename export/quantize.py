@@ -2,13 +2,16 @@
 
 The FP32 portable-tail graph from ``dannet-export onnx`` gets QuantizeLinear/DequantizeLinear (Q/DQ) pairs
 from ONNX Runtime's static quantisation (``quantize_static``, QDQ format), calibrated on night images of a
-dataset fed through the graph's own uint8 ``frame`` input. The same graph serves both targets:
+dataset fed through the graph's own uint8 ``frame`` input. ``TARGETS``:
 
-- ONNX Runtime (CPU) fuses DQ -> Conv -> Q into integer convolutions, given one Q/DQ pair per reader of each
-  quantised tensor (``dedicate_quantization``);
-- TensorRT builds it as a strongly typed network with explicit quantisation, which takes only symmetric
-  signed int8 (QuantizeLinear's zero point must be 0: onnx-tensorrt docs/operators.md), so activations and
-  weights are both quantised QInt8 *symmetric* (zero point 0), weights per output channel, biases fp32.
+- ``tensorrt`` (the default; runs on both): TensorRT builds it as a strongly typed network with explicit
+  quantisation, which takes only symmetric signed int8 (QuantizeLinear's zero point must be 0:
+  onnx-tensorrt docs/operators.md), so activations and weights are both quantised QInt8 *symmetric* (zero
+  point 0), weights per output channel, biases fp32. ONNX Runtime (CPU) fuses its DQ -> Conv -> Q into integer
+  convolutions too, given one Q/DQ pair per reader of each quantised tensor (``dedicate_quantization``);
+- ``cpu``: uint8 activations with a zero point (asymmetric), int8 symmetric weights: the U8S8 scheme ONNX
+  Runtime's x86 integer kernels compute in, which it otherwise reaches by converting int8 pairs where it can.
+  Measured faster on the CPU (BENCHMARKS.md); TensorRT refuses it (``dannet-export engine`` says so).
 
 The tail (nodes named ``tail_*``: re-weighting, upsampling, argmax) is never quantised: its argmax compares
 scores that differ in the third digit. ``KEEP_FP32`` names further groups that can stay FP32, chosen by
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
 TAIL_PREFIX = "tail_"
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 METHODS = ("minmax", "entropy", "percentile")
+#: what the Q/DQ graph is made for (module docstring)
+TARGETS = ("tensorrt", "cpu")
 #: node groups that can be kept in FP32 (``fp32_nodes``); the first two exist only in a graph with a relighting net
 KEEP_FP32 = ("relight", "relight-output", "classifier", "bottleneck")
 RELIGHT_GROUPS = ("relight", "relight-output")
@@ -71,8 +76,11 @@ class Int8Spec:
     per_channel: bool = True          # weights: one scale per output channel (False: per tensor)
     keep_fp32: tuple[str, ...] | None = None  # None: DEFAULT_KEEP_FP32, where the graph has those parts
     max_miou_drop: float = 1.0        # points of mIoU (percent)
+    target: str = "tensorrt"          # tensorrt (symmetric int8, also runs on the CPU) | cpu (uint8 activations)
 
     def check(self) -> None:
+        if self.target not in TARGETS:
+            raise ExportError(f"--target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.method not in METHODS:
             raise ExportError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         unknown = sorted(set(self.keep_fp32 or ()) - set(KEEP_FP32))
@@ -224,8 +232,8 @@ class _FrameReader:
 
 
 def quantize(source: Path, out: Path, reader: _FrameReader, spec: Int8Spec, excluded: list[str]) -> None:
-    """ONNX Runtime's static QDQ quantisation, symmetric int8 for activations and weights (TensorRT's scheme).
-    Biases stay fp32: ONNX Runtime would store them as int32 behind a DequantizeLinear, which TensorRT's parser
+    """ONNX Runtime's static QDQ quantisation: symmetric int8 weights; activations symmetric int8 (TensorRT's
+    scheme) or, for ``target="cpu"``, asymmetric uint8. Biases stay fp32: ONNX Runtime would store them as int32 behind a DequantizeLinear, which TensorRT's parser
     refuses (DequantizeLinear takes int8, fp8, int4; onnx-tensorrt docs/operators.md); measured on the demo's
     model, ONNX Runtime runs fp32 biases as fast, with the same labels (BENCHMARKS.md)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -235,11 +243,13 @@ def quantize(source: Path, out: Path, reader: _FrameReader, spec: Int8Spec, excl
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # ONNX Runtime's advice to pre-process the graph: onnxsim did that
+    cpu = spec.target == "cpu"
     try:
         quantize_static(str(source), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=spec.per_channel,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-                        calibrate_method=methods[spec.method], calibration_providers=["CPUExecutionProvider"],
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+                        activation_type=QuantType.QUInt8 if cpu else QuantType.QInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=excluded, calibrate_method=methods[spec.method],
+                        calibration_providers=["CPUExecutionProvider"],
+                        extra_options={"ActivationSymmetric": not cpu, "WeightSymmetric": True, "QuantizeBias": False})
     finally:
         root.setLevel(level)
 
@@ -332,7 +342,8 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
         quantize(onnx_path, candidate, _FrameReader(sets.calibration, fp32.prepare), spec, excluded)
         model = onnx.load(str(candidate))
         unquantize_logits(model)
-        dedicate_quantization(model)
+        if spec.target == "tensorrt":  # uint8 pairs need no conversion, so ORT fuses them whatever reads them
+            dedicate_quantization(model)
         onnx.save(model, str(candidate))
         say(f"[2/3] the gate: FP32 and INT8 on {sets.evaluation_from}")
         int8 = Segmenter(candidate, "onnxruntime")
@@ -350,8 +361,9 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
     metadata.update({
         "dannet.precision": "int8",
         "dannet.quantization": json.dumps({
-            "tool": f"onnxruntime {onnxruntime.__version__} quantize_static, QDQ",
-            "activations": "int8 symmetric (zero point 0), per tensor",
+            "tool": f"onnxruntime {onnxruntime.__version__} quantize_static, QDQ", "target": spec.target,
+            "activations": ("uint8 asymmetric" if spec.target == "cpu" else "int8 symmetric (zero point 0)")
+                           + ", per tensor",
             "weights": f"int8 symmetric (zero point 0), {'per channel' if spec.per_channel else 'per tensor'}",
             "biases": "fp32",
             "calibration": {"method": spec.method, "images": len(sets.calibration), "from": sets.calibration_from},

@@ -203,25 +203,33 @@ def test_tensorrt_builder_code_takes_the_qdq_graph_and_records_int8(int8_graph: 
     assert np.array_equal(labels[0], run_onnx(int8_graph, frame[0]))
 
 
-def test_tensorrt_builder_code_refuses_asymmetric_qdq_in_one_line(fp32_graph: Path, tmp_path: Path) -> None:
-    """uint8 activations with a zero point (ONNX Runtime's default scheme) are not TensorRT's: refused before
-    minutes of building, naming a node."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    frames = iter([{"frame": np.full((1, *SIZE, 3), 40, np.uint8)}])
-    reader = type("Reader", (), {"get_next": lambda self: next(frames, None)})()
-    asymmetric = tmp_path / "asymmetric.onnx"
-    quantize_static(str(fp32_graph), str(asymmetric), reader, quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    nodes_to_exclude=[n.name for n in onnx.load(str(fp32_graph)).graph.node
-                                      if n.name.startswith("tail_")])
-    model = onnx.load(str(asymmetric))
-    helper.set_model_props(model, {**read_metadata(fp32_graph), "dannet.precision": "int8"})
-    onnx.save(model, str(asymmetric))
+def test_tensorrt_builder_code_refuses_the_cpu_target_in_one_line(cpu_int8_graph: Path, tmp_path: Path) -> None:
+    """uint8 activations with a zero point (``--target cpu``, ONNX Runtime's x86 scheme) are not TensorRT's:
+    refused before minutes of building, naming a node and the flag that makes a graph TensorRT takes."""
     expected = r"TensorRT takes symmetric int8 Q/DQ only: \S+ \((Quantize|Dequantize)Linear\): not symmetric int8"
-    with pytest.raises(EngineError, match=expected + r" \(zero point UINT8") as error:
-        build_engine(asymmetric, tmp_path / "asymmetric.engine", say=lambda s: None)
+    with pytest.raises(EngineError, match=expected + r" \(zero point UINT8.*--target tensorrt") as error:
+        build_engine(cpu_int8_graph, tmp_path / "cpu.engine", say=lambda s: None)
     assert len(str(error.value).splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def cpu_int8_graph(fp32_graph: Path, night: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("int8_cpu") / "int8_cpu.onnx"
+    assert export_main([*int8_args(fp32_graph, night, out, "100"), "--target", "cpu"]) == 0
+    return out
+
+
+def test_the_cpu_target_quantises_activations_to_uint8(cpu_int8_graph: Path, int8_graph: Path) -> None:
+    def zero_point_types(path: Path) -> set[str]:
+        model = onnx.load(str(path))
+        constants = {init.name: init.data_type for init in model.graph.initializer}
+        return {onnx.TensorProto.DataType.Name(constants[n.input[2]]) for n in model.graph.node
+                if n.op_type == "QuantizeLinear"}
+
+    targets = {path: json.loads(read_metadata(path)["dannet.quantization"])["target"]
+               for path in (cpu_int8_graph, int8_graph)}
+    assert targets == {cpu_int8_graph: "cpu", int8_graph: "tensorrt"}
+    assert zero_point_types(cpu_int8_graph) == {"UINT8"} and zero_point_types(int8_graph) == {"INT8"}
 
 
 @pytest.fixture(scope="module")
@@ -259,10 +267,13 @@ def test_the_default_keeps_only_what_the_graph_has(segmentation_only_graph: Path
     assert kept == {out: [], int8_graph: ["relight-output"]}
 
 
-def test_onnx_runtime_runs_every_quantised_conv_as_an_integer_conv(int8_graph: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"], ids=["trt-target", "cpu-target"])  # "tensorrt" marks TRT tests
+def test_onnx_runtime_runs_every_quantised_conv_as_an_integer_conv(target: str, int8_graph: Path,
+                                                                  cpu_int8_graph: Path, tmp_path: Path) -> None:
     """ONNX Runtime's own optimiser is the judge: after it has fused the Q/DQ graph, the only convolutions left in
     floating point are those kept FP32 on purpose (the groups in the metadata, and the classifier, whose output the
     tail reads unquantised). A tensor read by two nodes (a residual block's input) used to leave its conv in fp32."""
+    int8_graph = {"tensorrt": int8_graph, "cpu": cpu_int8_graph}[target]
     optimised = tmp_path / "optimised.onnx"
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(optimised)
