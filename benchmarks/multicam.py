@@ -4,9 +4,12 @@ a time (runtime/multicam.py), for 1, 2 and 4 ``test://`` cameras.
 Each configuration runs ``--seconds`` of live frames per camera into ``null://``. Total frames/s is every
 picture written over the run's time; a camera's share is its own; latency is each camera's end-to-end p50/p99
 (arrival of the frame to its picture written). "Batched" stacks the cameras' frames into one call of a
-dynamic-batch graph; "one at a time" makes one call per frame, as a batch-1 graph must.
+dynamic-batch graph; "one at a time" makes one call per frame, as a batch-1 graph must. The gain of batching
+is the batched total over the one-at-a-time total for the same cameras (issue #15's goal on a GPU: >= 2x
+with 4 cameras; on the CPU no loss, as inference already fills the cores).
 
     dannet-bench multicam --json benchmarks/results/multicam_cpu.json
+    dannet-bench multicam --backend torch --size 256x512 --rate 240   # on a GPU: a .pt2 program on CUDA
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import numpy as np
 
 from runtime.arguments import integer, number, size_hw
 from runtime.atomic import atomic_write
+from runtime.backends import BACKENDS
 from runtime.multicam import MultiCamera
 from runtime.pipeline import PipelineOptions
 from runtime.segmenter import Segmenter
@@ -33,11 +37,12 @@ from .cli import check_outputs, command_parser
 PATTERNS = ("ball", "smpte", "snow", "checkers-8")  # a different picture per camera
 
 
-def dynamic_model(folder: Path, size: tuple[int, int]) -> Path:
-    """An untrained PSPNet-ResNet18 + relighting graph with a dynamic batch: speed does not depend on weights."""
+def dynamic_model(folder: Path, size: tuple[int, int], program: bool = False) -> Path:
+    """An untrained PSPNet-ResNet18 + relighting model with a dynamic batch (speed does not depend on weights):
+    an ONNX graph, or with ``program`` a .pt2 program (the torch backend, on CUDA where there is a GPU)."""
     import torch
 
-    from export import ExportSpec, to_onnx
+    from export import ExportSpec, to_onnx, to_torch_program
     from train.checkpoint import save_checkpoint
     from train.models import RelightNet, build_segmenter
 
@@ -45,8 +50,10 @@ def dynamic_model(folder: Path, size: tuple[int, int]) -> Path:
     ckpt = save_checkpoint(folder / "multicam.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval(),
                                                      "light": RelightNet(channels=16).eval()}, arch="pspnet",
                            config={"model": {"backbone": "resnet18"}})
-    return to_onnx(ckpt, folder / "multicam.onnx", ExportSpec(input_size=size, output_size=size, dynamic=True),
-                   say=lambda s: None)
+    spec = ExportSpec(input_size=size, output_size=size, dynamic=True)
+    if program:
+        return to_torch_program(ckpt, folder / "multicam.pt2", spec, say=lambda s: None)
+    return to_onnx(ckpt, folder / "multicam.onnx", spec, say=lambda s: None)
 
 
 def measure(segmenter: Segmenter, cameras: int, batched: bool, seconds: float, rate: float,
@@ -65,6 +72,22 @@ def measure(segmenter: Segmenter, cameras: int, batched: bool, seconds: float, r
             "per_camera": per_camera}
 
 
+def device_of(backend) -> str:
+    """Where inference ran: the torch device, ONNX Runtime's first provider, or TensorRT's GPU."""
+    if backend.name == "torch":
+        return str(backend.device)
+    if backend.name == "onnxruntime":
+        return backend.providers[0]
+    return "TensorRT (GPU)"
+
+
+def batching_gains(results: list[dict]) -> dict[str, float]:
+    """Per camera count: batched total frames/s over one-at-a-time total frames/s."""
+    total = {(r["cameras"], r["batched"]): r["fps_out"] for r in results}
+    return {str(n): round(total[n, True] / max(total[n, False], 1e-9), 3)
+            for n in dict.fromkeys(r["cameras"] for r in results)}
+
+
 def camera_counts(text: str) -> list[int]:
     """``--cameras 1,2,4``: the first count is the baseline of the "vs" column."""
     return [integer(1, len(PATTERNS) * 4)(n) for n in text.split(",")]
@@ -80,8 +103,11 @@ def row(result: dict, single: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = command_parser("multicam", __doc__)
-    parser.add_argument("--model", help="a dynamic-batch portable ONNX graph or .pt2 (default: a small untrained "
-                                        "graph at --size)")
+    parser.add_argument("--model", help="a dynamic-batch portable ONNX graph, .pt2 or engine with a batch profile "
+                                        "(default: a small untrained model at --size)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto: from the model file's type; without --model, torch makes the default model a .pt2 "
+                             "program (on CUDA where there is a GPU), otherwise an ONNX graph for ONNX Runtime")
     parser.add_argument("--cameras", type=camera_counts, default=[1, 2, 4], metavar="N,N,...",
                         help="camera counts, comma-separated (default 1,2,4)")
     parser.add_argument("--seconds", type=number(0, low_open=True), default=10.0,
@@ -92,10 +118,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="test:// frame size, height first (default 64x128)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
+    if args.backend == "tensorrt" and not args.model:
+        parser.error("--backend tensorrt: give --model ENGINE (built with a batch profile); the default model is "
+                     "made for onnxruntime or torch")
     check_outputs(args, ("json",))
     with tempfile.TemporaryDirectory() as folder:
-        segmenter = Segmenter(args.model or dynamic_model(Path(folder), args.size))
-        segmenter.backend.infer(np.zeros((1, *args.size, 3), np.uint8))  # warm-up: ORT's first call allocates
+        model = args.model or dynamic_model(Path(folder), args.size, program=args.backend == "torch")
+        segmenter = Segmenter(model, args.backend)
+        largest = min(max(args.cameras), segmenter.backend.max_batch or max(args.cameras))
+        for count in sorted({1, largest}):  # warm-up: the first call of a batch size allocates (ORT, CUDA)
+            segmenter.backend.infer(np.zeros((count, *(segmenter.info.input_size or args.size), 3), np.uint8))
         results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size)
                    for n in args.cameras for batched in (True, False)]
     single = next(r["fps_out"] for r in results if r["cameras"] == args.cameras[0] and not r["batched"])
@@ -103,10 +135,13 @@ def main(argv: list[str] | None = None) -> int:
           "p50, p99 ms per camera |\n| --- | --- | --- | --- | --- | --- | --- |")
     for result in results:
         print(row(result, single))
+    gains = batching_gains(results)
+    print("batched / one at a time: " + ", ".join(f"{n} camera(s) {gain:.2f}x" for n, gain in gains.items()))
     if args.json:
-        machine = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "cores": os.cpu_count()}
+        machine = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "cores": os.cpu_count(),
+                   "backend": segmenter.backend.name, "device": device_of(segmenter.backend)}
         atomic_write(args.json, json.dumps({**machine, "args": vars(args) | {"size": list(args.size)},
-                                            "results": results}, indent=1))
+                                            "results": results, "batched_vs_one_at_a_time": gains}, indent=1))
     return 0
 
 

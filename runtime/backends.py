@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import ctypes
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 
 from .classes import CLASS_NAMES, PALETTE
 from .errors import EXIT_FAILED, DannetError
 from .reweight_argmax import unpack4
+
+if TYPE_CHECKING:  # the runtime imports without torch
+    from torch.export import ExportedProgram
 
 
 class BackendError(DannetError, RuntimeError):
@@ -66,6 +70,11 @@ class ModelInfo:
 class Backend(Protocol):
     name: str
     info: ModelInfo
+    #: the most frames one ``infer`` call takes, as the model itself fixes it: None for a dynamic batch with no
+    #: bound (an ONNX graph exported with --dynamic), the bound of a bounded one (a .pt2 program's, an engine
+    #: profile's maximum), 1 for a batch-1 model (dannet-export onnx without --dynamic). A model whose batch is
+    #: fixed at N takes exactly N (dannet-export makes none with N > 1).
+    max_batch: int | None
 
     def infer(self, frames: np.ndarray) -> Inference:
         """N x H x W x 3 uint8 RGB frames at the network input size -> N x H_out x W_out uint8 labels (and
@@ -106,6 +115,8 @@ class OnnxRuntimeBackend:
         self.info = ModelInfo.from_metadata(metadata, str(path))
         self.outputs = [LABELS, CONFIDENCE] if self.info.confidence else [LABELS]
         self.providers = self.session.get_providers()
+        batch = self.session.get_inputs()[0].shape[0]
+        self.max_batch = batch if isinstance(batch, int) else None  # a symbolic dimension (or none) is dynamic
 
     def infer(self, frames: np.ndarray) -> Inference:
         return Inference(*self.session.run(self.outputs, {"frame": np.ascontiguousarray(frames, dtype=np.uint8)}))
@@ -210,6 +221,9 @@ class TensorRTBackend:
                               checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes)
         self.staging = {name: _Staging(self.cudart, self._cuda) for name in (self.INPUT, *self.output_dtypes)}
         self.input_shape: tuple[int, ...] | None = None  # the shape last set on the context
+        # -1: a dynamic batch, bounded by the optimisation profile the context uses (the first)
+        self.max_batch = frame_shape[0] if frame_shape[0] > 0 else \
+            int(self.engine.get_tensor_profile_shape(self.INPUT, 0)[2][0])
 
     def _check_tensors(self, trt, path: Path) -> dict[str, np.dtype]:
         """The engine's I/O is a uint8 ``frame`` input and a ``labels`` output, and a ``confidence`` output where
@@ -310,6 +324,7 @@ class TorchBackend:
         except Exception as e:  # a zip of another kind, a truncated file, a program from another torch
             raise BackendError(f"{path}: not a dannet-export pt2 program ({str(e).splitlines()[0][:200]})") from None
         self.torch, self.device = torch, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.max_batch = program_max_batch(program)
         if self.device.type != "cpu":
             # traced on the CPU, the program names that device in its nodes (arange, tensor checks)
             from torch.export.passes import move_to_device_pass
@@ -325,6 +340,20 @@ class TorchBackend:
         if self.info.confidence:
             return Inference(*(values.cpu().numpy() for values in outputs))
         return Inference(outputs.cpu().numpy())
+
+
+def program_max_batch(program: ExportedProgram) -> int | None:
+    """The most frames a ``torch.export`` program takes: its frame's first dimension when fixed, else the upper
+    bound the export gave that dimension (``torch.export.Dim("batch", max=...)``; the program's guards refuse a
+    larger batch), None where it has no bound."""
+    frame = next(node for node in program.graph.nodes
+                 if node.op == "placeholder" and node.name == program.graph_signature.user_inputs[0])
+    batch = frame.meta["val"].shape[0]
+    if isinstance(batch, int):
+        return batch
+    upper = program.range_constraints[batch.node.expr].upper
+    # no bound is infinity (int_oo, sympy.oo) or, in older torch, sys.maxsize - 1; all compare with ints
+    return None if upper >= sys.maxsize - 1 else int(upper)
 
 
 #: what ``--backend`` accepts everywhere (``auto``: from the model file's type)

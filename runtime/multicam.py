@@ -13,50 +13,33 @@ takes a batch (a dynamic-batch ONNX graph, a .pt2 program, an engine with a batc
 calls of at most the model's batch size and of one frame size each; a batch-1 model runs them one by one,
 the cameras taking turns at being first so that none always waits longest.
 
-Each camera is a ``Pipeline`` (runtime/pipeline.py) whose capture loop (reconnect with back-off, loop,
---frames) and output stage (overlay, --temporal, sink) are used as they are, so one camera behaves exactly as
-``dannet-run`` with one input does; only the hand-over to inference is shared. A lost camera reconnects on
-its own while the others keep running; a file that ends finishes its own output. Ctrl-C / SIGTERM stop every
-capture, let the queued frames through and finish every output.
+Each camera is a ``Camera`` (runtime/pipeline.py): the capture stage (reconnect with back-off, loop, --frames)
+and output stage (overlay, --temporal, sink) that ``dannet-run`` runs for one input, so one camera behaves
+exactly as it does there; only the hand-over to inference is shared, and the run is ``run_stages`` as there.
+A lost camera reconnects on its own while the others keep running; a file that ends finishes its own output.
+Ctrl-C / SIGTERM stop every capture, let the queued frames through and finish every output.
 """
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections import deque
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .backends import Backend
 from .errors import DannetError
-from .pipeline import Aborted, Pipeline, PipelineOptions, check_confidence_wanted, install_stop_handlers
+from .pipeline import Aborted, Camera, PipelineOptions, RunControl, Stage, check_confidence_wanted, run_stages
 from .segmenter import Segmenter
-from .sinks import OutputClosed, Sink, open_sink
+from .sinks import Sink, open_sink
 from .sources import CaptureOptions, Frame, Source, open_source
-from .stats import JsonLines, format_report, format_summary
+from .stats import format_report, format_summary
 from .uris import parse_input, parse_output
 
 #: default of ``--batch-wait-ms``: long enough for cameras running at the same rate to land in one batch,
 #: short against a frame period (33 ms at 30 fps)
 DEFAULT_BATCH_WAIT_S = 0.005
-
-
-def batch_limit(backend: Backend) -> int | None:
-    """The most frames one ``infer`` call takes: None for a dynamic batch without a bound, 1 for a graph
-    exported with batch 1 (dannet-export onnx without --dynamic), the profile's maximum for an engine."""
-    session = getattr(backend, "session", None)
-    if session is not None:  # ONNX Runtime: a symbolic first dimension is a dynamic batch
-        size = session.get_inputs()[0].shape[0]
-        return size if isinstance(size, int) else None
-    engine = getattr(backend, "engine", None)
-    if engine is not None:  # TensorRT: -1 is dynamic, bounded by the optimisation profile
-        size = engine.get_tensor_shape(backend.INPUT)[0]
-        return size if size > 0 else int(engine.get_tensor_profile_shape(backend.INPUT, 0)[2][0])
-    if backend.name == "torch":  # dannet-export pt2 programs have a dynamic batch
-        return None
-    return 1
 
 
 def in_turn(taken: list, step: int) -> list:
@@ -135,22 +118,10 @@ class Intake:
             return taken
 
 
-class IntakeSlot:
-    """One camera's entry to the intake, in the shape of the queue a ``Pipeline``'s capture loop puts into."""
-
-    def __init__(self, intake: Intake, camera: int) -> None:
-        self.intake, self.camera = intake, camera
-
-    def put(self, frame: Frame) -> None:
-        self.intake.put(self.camera, frame)
-
-    def close(self) -> None:
-        self.intake.close(self.camera)
-
-
 class MultiCamera:
     """Runs N sources through one segmenter into N sinks (source i -> sink i); ``run()`` returns the summary:
-    totals, batching figures and each camera's own counters and stage latencies under ``cameras``."""
+    totals, batching figures and each camera's own counters and stage latencies under ``cameras``.
+    ``batched=False`` infers one frame per call even where the model takes a batch (the benchmarks' baseline)."""
 
     def __init__(self, segmenter: Segmenter, sources: Sequence[Source], sinks: Sequence[Sink],
                  options: PipelineOptions = PipelineOptions(), batch_wait_s: float = DEFAULT_BATCH_WAIT_S,
@@ -160,17 +131,13 @@ class MultiCamera:
             raise DannetError(f"{len(sources)} inputs but {len(sinks)} outputs: give one output per input")
         self.segmenter, self.options, self.batch_wait_s, self.say = segmenter, options, batch_wait_s, say
         self.output_uris = list(output_uris or (f"output {index}" for index in range(len(sinks))))  # for reports
-        self.cameras = [Pipeline(segmenter, source, sink, options, say) for source, sink in zip(sources, sinks)]
-        self.stopping = threading.Event()
+        self.control = RunControl(self._abort_queues, say)  # one stop for every camera
+        self.cameras = [Camera(segmenter.info, source, sink, options, self.control)
+                        for source, sink in zip(sources, sinks)]
         self.intake = Intake([source.spec.live for source in sources], options.queue_size,
                              [lambda camera=camera: camera.stats.count("dropped") for camera in self.cameras])
-        for index, camera in enumerate(self.cameras):
-            camera.captured = IntakeSlot(self.intake, index)  # capture feeds the shared intake
-            camera.stopping = self.stopping                   # one stop for every camera
-        self.batch_size = batch_limit(segmenter.backend) if batched else 1  # not batched: one at a time (benchmarks)
+        self.batch_size = segmenter.backend.max_batch if batched else 1
         self.calls = self.inferred_frames = 0
-        self.errors: list[BaseException] = []
-        self.signals: list[int] = []
 
     def describe_batching(self) -> str:
         cameras = len(self.cameras)
@@ -216,33 +183,13 @@ class MultiCamera:
         return [group[i:i + limit] for group in by_shape.values() for i in range(0, len(group), limit)]
 
     # -- stages and control -----------------------------------------------------------------------------------
-    def _stage(self, work: Callable[[], None], then: Callable[[], None], capture: bool) -> Callable[[], None]:
-        """A stage body: an error stops every camera (inference/output errors without draining); a capture
-        that ends lets what it queued through."""
-        def body() -> None:
-            try:
-                work()
-            except Aborted:
-                pass
-            except OutputClosed as e:  # a viewer closed its window: stop like Ctrl-C, without draining
-                self.say(f"{e}: stopping")
-                self._abort()
-            except BaseException as e:  # reported by run() on the main thread
-                self.errors.append(e)
-                self.stopping.set()
-                if not capture:
-                    self._abort()
-            finally:
-                then()
-        return body
-
-    def _threads(self) -> list[threading.Thread]:
+    def _stages(self) -> list[Stage]:
+        """A capture per camera feeding the intake, the shared inference, an output per camera."""
         cameras = list(enumerate(self.cameras))
-        stages = [(f"capture-{i}", camera._capture, camera.captured.close, True) for i, camera in cameras]
-        stages.append(("inference", self._infer, self._close_outputs, False))
-        stages += [(f"output-{i}", camera._output, camera._finish_output, False) for i, camera in cameras]
-        return [threading.Thread(target=self._stage(work, then, capture), name=name, daemon=True)
-                for name, work, then, capture in stages]
+        return [*(Stage(f"capture-{i}", partial(camera.capture, partial(self.intake.put, i)),
+                        partial(self.intake.close, i), drains=True) for i, camera in cameras),
+                Stage("inference", self._infer, self._close_outputs),
+                *(Stage(f"output-{i}", camera.output, camera.finish_output) for i, camera in cameras)]
 
     def _close_outputs(self) -> None:
         for camera in self.cameras:
@@ -250,51 +197,25 @@ class MultiCamera:
 
     def stop(self) -> None:
         """Stop capturing; what is queued goes through and every output is finished (Ctrl-C does this)."""
-        self.stopping.set()
+        self.control.stop()
 
-    def _abort(self) -> None:
-        self.stopping.set()
+    def _abort_queues(self) -> None:
         self.intake.abort()
         for camera in self.cameras:
             camera.inferred.abort()
 
+    def _close_sources(self) -> None:
+        for camera in self.cameras:
+            camera.source.close()
+
     def run(self, keep_signal_handlers: bool = False, announce: str | None = None) -> dict:
         """Run until every camera has ended (or a stop) and return the summary; signals as ``Pipeline.run``."""
-        handlers = self._install_signal_handlers()
-        if announce:
-            self.say(announce)
-        self.say(self.describe_batching())
-        try:
-            journal = JsonLines(self.options.stats_json)
-            threads = self._threads()
-            for thread in threads:
-                thread.start()
-            try:
-                self._supervise(threads, journal)
-            except BaseException:  # e.g. --stats-json on a full disk: stop, but still finish the outputs
-                self._abort()
-                for thread in threads:
-                    thread.join()
-                raise
-            finally:
-                for camera in self.cameras:
-                    camera.source.close()
-            summary = self.summary()
-            journal.write(summary)
-            journal.close()
-            for index, report in enumerate(summary["cameras"]):
-                self.say(f"camera {index} {report['input']} -> {report['output']}\n{format_summary(report)}")
-            self.say(f"all cameras: {summary['written']} written of {summary['captured']} captured in "
-                     f"{summary['elapsed_s']:.1f} s ({summary['fps_out']:.1f} fps out), {summary['inference_calls']} "
-                     f"inference calls, {summary['mean_batch']:.2f} frames per call")
-        finally:
-            if not keep_signal_handlers:
-                for sig, handler in handlers.items():
-                    signal.signal(sig, handler)
-        if self.errors:
-            raise self.errors[0]
-        return summary
+        announce = "\n".join(line for line in (announce, self.describe_batching()) if line)
+        return run_stages(self._stages(), self.control, self.options, report_window=self._report_window,
+                          report_summary=self._report_summary, close_sources=self._close_sources,
+                          outputs="the outputs", keep_signal_handlers=keep_signal_handlers, announce=announce)
 
+    # -- reports ------------------------------------------------------------------------------------------
     def _labelled(self, reports: list[dict]) -> list[dict]:
         return [{"camera": index, "input": camera.source.spec.uri, "output": self.output_uris[index], **report}
                 for index, (camera, report) in enumerate(zip(self.cameras, reports))]
@@ -317,26 +238,21 @@ class MultiCamera:
         reports = self._labelled([camera.stats.window_report() for camera in self.cameras])
         return {**self._combined(reports), "cameras": reports}
 
-    def _supervise(self, threads: list[threading.Thread], journal: JsonLines) -> None:
-        """Until every stage has ended: periodic reports (a line per camera) and the notice of a signal."""
-        next_report = time.perf_counter() + self.options.stats_interval_s
-        noticed = 0
-        while any(thread.is_alive() for thread in threads):
-            threads[-1].join(timeout=0.1)
-            for index in range(noticed, len(self.signals)):
-                what = "stopping, finishing the outputs (again to hurry)" if index == 0 else \
-                    "skipping the queued frames, finishing the outputs"
-                self.say(f"\n{signal.Signals(self.signals[index]).name}: {what}")
-            noticed = len(self.signals)
-            if self.options.stats_interval_s and time.perf_counter() >= next_report:
-                report = self.window_report()
-                for camera in report["cameras"]:
-                    self.say(f"camera {camera['camera']} " + format_report(camera))
-                journal.write(report)
-                next_report += self.options.stats_interval_s
+    def _report_window(self) -> dict:
+        """A line per camera."""
+        report = self.window_report()
+        for camera in report["cameras"]:
+            self.say(f"camera {camera['camera']} " + format_report(camera))
+        return report
 
-    def _install_signal_handlers(self) -> dict:
-        return install_stop_handlers(self.signals, self.stop, self._abort)
+    def _report_summary(self) -> dict:
+        summary = self.summary()
+        for index, report in enumerate(summary["cameras"]):
+            self.say(f"camera {index} {report['input']} -> {report['output']}\n{format_summary(report)}")
+        self.say(f"all cameras: {summary['written']} written of {summary['captured']} captured in "
+                 f"{summary['elapsed_s']:.1f} s ({summary['fps_out']:.1f} fps out), {summary['inference_calls']} "
+                 f"inference calls, {summary['mean_batch']:.2f} frames per call")
+        return summary
 
 
 def run_cameras(model: str, input_uris: Sequence[str], output_uris: Sequence[str], *, backend: str = "auto",

@@ -8,6 +8,10 @@
 Live sources (cameras, RTSP, ``test://``) drop the oldest waiting frame when inference falls behind, so
 what is shown is as fresh as inference allows and memory never grows; files and images keep every
 frame. Ctrl-C / SIGTERM stop capture, let the queued frames through and finish the output file.
+
+Several cameras (runtime/multicam.py) are built from the same parts: ``Camera``, one input's capture and
+output stages, and ``run_stages``, which runs any set of stages as threads (supervision, periodic reports,
+signals, the summary).
 """
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -115,33 +120,162 @@ def check_confidence_wanted(info: ModelInfo, model: str, visualize: str, confide
                           "dannet-export onnx|pt2 --confidence")
 
 
-class Pipeline:
-    """Runs one source through a segmenter into one sink (and the confidence levels into ``confidence_sink``);
-    ``run()`` returns the summary statistics."""
+@dataclass(frozen=True)
+class Stage:
+    """One thread of a run: ``work`` until its input ends, then ``then`` (close what it feeds, finish its output)
+    whatever happened. An error in a stage that ``drains`` (a capture) still lets what is queued through the
+    later stages; an error anywhere else aborts every stage."""
 
-    def __init__(self, segmenter: Segmenter, source: Source, sink: Sink, options: PipelineOptions = PipelineOptions(),
-                 say: Callable[[str], None] = print, confidence_sink: Sink | None = None) -> None:
-        check_confidence_wanted(segmenter.info, "the model", options.visualize, confidence_sink is not None)
-        options.temporal.check_model(segmenter.info.confidence, "the model")
-        self.segmenter, self.source, self.sink, self.options, self.say = segmenter, source, sink, options, say
-        self.confidence_sink = confidence_sink
-        self.stats = PipelineStats()
-        live = source.spec.live
-        self.captured = FrameQueue(options.queue_size, drop_oldest=live, on_drop=lambda: self.stats.count("dropped"))
-        self.inferred = FrameQueue(options.queue_size, drop_oldest=False)
+    name: str
+    work: Callable[[], None]
+    then: Callable[[], None]
+    drains: bool = False
+
+
+class RunControl:
+    """What the stages of one run share: the stop flag the captures watch, the errors that end the run (raised
+    by ``run_stages`` on the calling thread), the signals received, and how to abort its queues."""
+
+    def __init__(self, abort_queues: Callable[[], None], say: Callable[[str], None] = print) -> None:
+        self.abort_queues, self.say = abort_queues, say
         self.stopping = threading.Event()
         self.errors: list[BaseException] = []
         self.signals: list[int] = []  # the first two SIGINT/SIGTERM received (later ones change nothing)
+
+    def stop(self) -> None:
+        """Stop capturing; what is queued goes through and the outputs are finished (Ctrl-C does this)."""
+        self.stopping.set()
+
+    def abort(self) -> None:
+        """Stop every stage now, queued frames unprocessed (the outputs are still finished)."""
+        self.stopping.set()
+        self.abort_queues()
+
+    def thread(self, stage: Stage) -> threading.Thread:
+        """``stage`` as a thread that records its error instead of dying with it."""
+        def body() -> None:
+            try:
+                stage.work()
+            except Aborted:
+                pass
+            except OutputClosed as e:  # a viewer closed its window: stop like Ctrl-C, without draining
+                self.say(f"{e}: stopping")
+                self.abort()
+            except BaseException as e:  # raised by run_stages on the calling thread
+                self.errors.append(e)
+                self.stopping.set()
+                if not stage.drains:  # inference/output cannot go on; capture errors still drain
+                    self.abort()
+            finally:
+                stage.then()
+        return threading.Thread(target=body, name=stage.name, daemon=True)
+
+
+def run_stages(stages: Sequence[Stage], control: RunControl, options: PipelineOptions, *,
+               report_window: Callable[[], dict], report_summary: Callable[[], dict], close_sources: Callable[[], None],
+               outputs: str = "the output", keep_signal_handlers: bool = False, announce: str | None = None) -> dict:
+    """Run ``stages`` to their end and return the summary: the skeleton of ``Pipeline.run`` and ``MultiCamera.run``.
+
+    SIGINT/SIGTERM stop the run cleanly (``install_stop_handlers``); with ``keep_signal_handlers`` the handlers
+    stay installed after it returns, so a late signal cannot end the process with another status than the run's
+    (dannet-run). ``announce`` is said once those handlers are in place: from then on a signal is a clean stop.
+    Every ``options.stats_interval_s`` the run says and journals ``report_window()`` (--stats-json); at the end,
+    after ``close_sources()``, ``report_summary()``. ``outputs`` names what a stop finishes, for its notice. The
+    first error of a stage is raised here, after the summary, with every output finished."""
+    handlers = install_stop_handlers(control.signals, control.stop, control.abort)
+    if announce:
+        control.say(announce)
+    try:
+        journal = JsonLines(options.stats_json)
+        threads = [control.thread(stage) for stage in stages]
+        for thread in threads:
+            thread.start()
+        try:
+            _supervise(threads, control, options.stats_interval_s, journal, report_window, outputs)
+        except BaseException:  # e.g. --stats-json on a full disk: stop, but still finish the outputs
+            control.abort()
+            for thread in threads:
+                thread.join()
+            raise
+        finally:
+            close_sources()
+        summary = report_summary()
+        journal.write(summary)
+        journal.close()
+    finally:
+        if not keep_signal_handlers:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+    if control.errors:
+        raise control.errors[0]
+    return summary
+
+
+def _supervise(threads: list[threading.Thread], control: RunControl, interval_s: float, journal: JsonLines,
+               report_window: Callable[[], dict], outputs: str) -> None:
+    """Until every stage has ended: periodic reports, and the notice of a signal (said here, not in the
+    handler: a print interrupted by a handler that prints fails as a reentrant call)."""
+    next_report = time.perf_counter() + interval_s
+    noticed = 0
+    while any(thread.is_alive() for thread in threads):
+        threads[-1].join(timeout=0.1)
+        for index in range(noticed, len(control.signals)):
+            what = f"stopping, finishing {outputs} (again to hurry)" if index == 0 else \
+                f"skipping the queued frames, finishing {outputs}"
+            control.say(f"\n{signal.Signals(control.signals[index]).name}: {what}")
+        noticed = len(control.signals)
+        if interval_s and time.perf_counter() >= next_report:
+            journal.write(report_window())
+            next_report += interval_s
+
+
+def install_stop_handlers(signals: list[int], stop: Callable[[], None], abort: Callable[[], None]) -> dict:
+    """SIGINT/SIGTERM: a clean stop; a second one: stop without draining (outputs are still finished). The
+    handler only records the signal in ``signals`` and sets flags; after the run it does nothing that changes
+    the outcome. Returns the handlers it replaced (none off the main thread, where Python allows no handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handle(signum: int, _frame: Any) -> None:
+        if len(signals) < 2:
+            signals.append(signum)
+        if len(signals) > 1:
+            abort()
+        stop()
+
+    return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+class Camera:
+    """One input's own stages, either side of an inference stage that is not its own: ``capture`` reads the
+    source (reconnecting a lost camera, looping files, stopping at --frames) and hands its frames on;
+    ``output`` takes the labels that inference puts into ``inferred`` through --temporal, the overlay and the
+    sink(s); ``finish_output`` closes them. ``stats`` counts and times all of it, inference included.
+
+    A ``Pipeline`` runs one camera with an inference stage of its own; ``MultiCamera`` (runtime/multicam.py)
+    runs several around a shared one, so one camera behaves the same either way."""
+
+    def __init__(self, info: ModelInfo, source: Source, sink: Sink, options: PipelineOptions, control: RunControl,
+                 confidence_sink: Sink | None = None) -> None:
+        check_confidence_wanted(info, "the model", options.visualize, confidence_sink is not None)
+        options.temporal.check_model(info.confidence, "the model")
+        self.info, self.source, self.sink, self.options, self.control = info, source, sink, options, control
+        self.confidence_sink = confidence_sink
+        self.stats = PipelineStats()
+        #: (frame, labels, confidence or None) from inference, in capture order; closed when inference is done
+        self.inferred = FrameQueue(options.queue_size, drop_oldest=False)
         self.stable = TemporalFilter(options.temporal)
         # the first frame index after the source was last reopened (reconnect, loop), and the last such index
         # the stabiliser has started afresh at: frames from before a reconnect may still be queued
         self.reopened_at = self.stable_since = 0
 
-    # -- stages -------------------------------------------------------------------------------------------
-    def _capture(self) -> None:
+    def capture(self, put: Callable[[Frame], None]) -> None:
+        """The capture stage: every frame read goes to ``put`` (a queue's, which may wait for room, drop its
+        oldest frame or raise ``Aborted``) until the source ends, --frames, a stop, or a lost live source that
+        does not come back."""
         options, source, count, passes, attempts = self.options, self.source, 0, 0, 0
         last_frame = time.perf_counter()
-        while not self.stopping.is_set() and not (options.max_frames and count >= options.max_frames):
+        while not self.control.stopping.is_set() and not (options.max_frames and count >= options.max_frames):
             try:
                 frame = source.read(timeout=0.1)
                 if frame is None and source.spec.live and (
@@ -152,7 +286,7 @@ class Pipeline:
                 if count == 0:  # nothing has worked yet: a wrong URI or a missing camera, not a lost one
                     raise MediaError(str(lost)) from None
                 if not source.spec.live:
-                    self.say(f"warning: {lost}; ending at the last readable frame ({count} frames)")
+                    self.control.say(f"warning: {lost}; ending at the last readable frame ({count} frames)")
                     return
                 attempts = self._reconnect(str(lost), attempts)
                 if attempts is None:
@@ -173,22 +307,22 @@ class Pipeline:
             self.stats.count("captured")
             self.stats.count("lost_upstream", frame.skipped)
             self.stats.add("capture", frame.captured - frame.arrived)
-            self.captured.put(frame)
+            put(frame)
 
     def _reconnect(self, reason: str, attempt: int) -> int | None:
         """Wait (doubling) and reopen a lost live source until it opens: the attempts used so far, or None
         when the run should end cleanly (``--reconnect 0``, or a stop while waiting)."""
-        options = self.options
+        options, say = self.options, self.control.say
         self.source.close()
         while True:
             if options.reconnect == 0:
-                self.say(f"warning: {reason}; stopping (--reconnect 0)")
+                say(f"warning: {reason}; stopping (--reconnect 0)")
                 return None
             if attempt >= options.reconnect:
                 raise MediaError(f"{reason}; gave up after {attempt} reconnect attempts", EXIT_FAILED)
             delay = min(options.reconnect_delay_s * 2 ** attempt, MAX_BACKOFF_S)
-            self.say(f"warning: {reason}; reconnecting in {delay:.1f} s ({attempt + 1}/{options.reconnect})")
-            if self.stopping.wait(delay):
+            say(f"warning: {reason}; reconnecting in {delay:.1f} s ({attempt + 1}/{options.reconnect})")
+            if self.control.stopping.wait(delay):
                 return None
             attempt += 1
             try:
@@ -199,25 +333,14 @@ class Pipeline:
             self.stats.count("reconnects")
             return attempt
 
-    def _infer(self) -> None:
-        prepare, infer = self.segmenter.prepare, self.segmenter.backend.infer
-        while (frame := self.captured.get()) is not None:
-            start = time.perf_counter()
-            batch = prepare(frame.image)[None]
-            middle = time.perf_counter()
-            result = infer(batch)
-            self.stats.add("preprocess", middle - start)
-            self.stats.add("inference", time.perf_counter() - middle)
-            self.stats.count("processed")
-            confidence = result.confidence[0] if result.confidence is not None else None
-            self.inferred.put((frame, result.labels[0], confidence))
-
-    def _output(self) -> None:
-        options, info, written, first = self.options, self.segmenter.info, 0, None
+    def output(self) -> None:
+        """The output stage: each inferred frame stabilised (--temporal), drawn and written, until ``inferred``
+        is closed and empty."""
+        options, info, written, first = self.options, self.info, 0, None
         while (item := self.inferred.get()) is not None:
             frame, labels, confidence = item
             start = time.perf_counter()
-            if self.options.temporal.mode != "none":
+            if options.temporal.mode != "none":
                 labels = self._stabilise(frame, labels, confidence)
                 self.stats.add("temporal", time.perf_counter() - start)
                 start = time.perf_counter()
@@ -251,120 +374,74 @@ class Pipeline:
             self.stable_since = reopened
         return self.stable.update(labels, confidence, fresh, frame.image)
 
-    def _stage(self, work: Callable[[], None], then: Callable[[], None]) -> Callable[[], None]:
-        """A stage body: an error stops everything; the end (or a capture error) lets later stages drain."""
-        def body() -> None:
-            try:
-                work()
-            except Aborted:
-                pass
-            except OutputClosed as e:  # the viewer is done: stop like Ctrl-C, without draining
-                self.say(f"{e}: stopping")
-                self._abort()
-            except BaseException as e:  # reported by run() on the main thread
-                self.errors.append(e)
-                self.stopping.set()
-                if work != self._capture:  # inference/output cannot go on; capture errors still drain
-                    self._abort()
-            finally:
-                then()
-        return body
-
-    def _finish_output(self) -> None:
-        for sink in (self.sink, self.confidence_sink):  # each finished even when the other cannot be
+    def finish_output(self) -> None:
+        """Close the sink(s), each even when the other cannot be; an error (a full disk while finishing the
+        file) ends the run like a stage's."""
+        for sink in (self.sink, self.confidence_sink):
             if sink is None:
                 continue
             try:
                 sink.close()
-            except Exception as e:  # reported by run() like a stage's error (a full disk while finishing the file)
-                self.errors.append(e)
+            except Exception as e:
+                self.control.errors.append(e)
 
-    # -- control -----------------------------------------------------------------------------------------
+
+class Pipeline:
+    """Runs one source through a segmenter into one sink (and the confidence levels into ``confidence_sink``):
+    a ``Camera``'s capture and output around an inference stage of its own. ``run()`` returns the summary
+    statistics; ``stats`` are the camera's, live while it runs."""
+
+    def __init__(self, segmenter: Segmenter, source: Source, sink: Sink, options: PipelineOptions = PipelineOptions(),
+                 say: Callable[[str], None] = print, confidence_sink: Sink | None = None) -> None:
+        self.segmenter, self.options, self.say = segmenter, options, say
+        self.control = RunControl(self._abort_queues, say)
+        self.camera = Camera(segmenter.info, source, sink, options, self.control, confidence_sink)
+        self.stats = self.camera.stats
+        self.captured = FrameQueue(options.queue_size, drop_oldest=source.spec.live,
+                                   on_drop=lambda: self.stats.count("dropped"))
+
+    def _infer(self) -> None:
+        prepare, infer, inferred = self.segmenter.prepare, self.segmenter.backend.infer, self.camera.inferred
+        while (frame := self.captured.get()) is not None:
+            start = time.perf_counter()
+            batch = prepare(frame.image)[None]
+            middle = time.perf_counter()
+            result = infer(batch)
+            self.stats.add("preprocess", middle - start)
+            self.stats.add("inference", time.perf_counter() - middle)
+            self.stats.count("processed")
+            confidence = result.confidence[0] if result.confidence is not None else None
+            inferred.put((frame, result.labels[0], confidence))
+
+    def _abort_queues(self) -> None:
+        self.captured.abort()
+        self.camera.inferred.abort()
+
     def stop(self) -> None:
         """Stop capturing; what is queued goes through and the output is finished (Ctrl-C does this)."""
-        self.stopping.set()
-
-    def _abort(self) -> None:
-        """Stop every stage now, queued frames unprocessed (the output is still finished)."""
-        self.stopping.set()
-        self.captured.abort()
-        self.inferred.abort()
+        self.control.stop()
 
     def run(self, keep_signal_handlers: bool = False, announce: str | None = None) -> dict:
-        """Run to the end and return the summary. SIGINT/SIGTERM stop it cleanly (see
-        ``_install_signal_handlers``); with ``keep_signal_handlers`` its handlers stay installed after it
-        returns, so a late signal cannot end the process with another status than the run's (dannet-run).
-        ``announce`` is said once those handlers are in place: from then on a signal is a clean stop."""
-        handlers = self._install_signal_handlers()
-        if announce:
-            self.say(announce)
-        try:
-            journal = JsonLines(self.options.stats_json)
-            threads = [threading.Thread(target=self._stage(work, then), name=name, daemon=True)
-                       for name, work, then in (("capture", self._capture, self.captured.close),
-                                                ("inference", self._infer, self.inferred.close),
-                                                ("output", self._output, self._finish_output))]
-            for thread in threads:
-                thread.start()
-            try:
-                self._supervise(threads, journal)
-            except BaseException:  # e.g. --stats-json on a full disk: stop, but still finish the output
-                self._abort()
-                for thread in threads:
-                    thread.join()
-                raise
-            finally:
-                self.source.close()
-            summary = self.stats.summary()
-            summary["queue_high_water"] = max(self.captured.high_water, self.inferred.high_water)
-            journal.write(summary)
-            journal.close()
-            self.say(format_summary(summary))
-        finally:
-            if not keep_signal_handlers:
-                for sig, handler in handlers.items():
-                    signal.signal(sig, handler)
-        if self.errors:
-            raise self.errors[0]
+        """Run to the end and return the summary; signals, ``keep_signal_handlers`` and ``announce`` as
+        ``run_stages`` says."""
+        camera = self.camera
+        stages = [Stage("capture", partial(camera.capture, self.captured.put), self.captured.close, drains=True),
+                  Stage("inference", self._infer, camera.inferred.close),
+                  Stage("output", camera.output, camera.finish_output)]
+        return run_stages(stages, self.control, self.options, report_window=self._report_window,
+                          report_summary=self._report_summary, close_sources=camera.source.close,
+                          keep_signal_handlers=keep_signal_handlers, announce=announce)
+
+    def _report_window(self) -> dict:
+        report = self.stats.window_report()
+        self.say(format_report(report))
+        return report
+
+    def _report_summary(self) -> dict:
+        summary = self.stats.summary()
+        summary["queue_high_water"] = max(self.captured.high_water, self.camera.inferred.high_water)
+        self.say(format_summary(summary))
         return summary
-
-    def _supervise(self, threads: list[threading.Thread], journal: JsonLines) -> None:
-        """Until every stage has ended: periodic reports, and the notice of a signal (printed here, not in
-        the handler: a print interrupted by a handler that prints fails as a reentrant call)."""
-        next_report = time.perf_counter() + self.options.stats_interval_s
-        noticed = 0
-        while any(thread.is_alive() for thread in threads):
-            threads[-1].join(timeout=0.1)
-            for index in range(noticed, len(self.signals)):
-                what = "stopping, finishing the output (again to hurry)" if index == 0 else \
-                    "skipping the queued frames, finishing the output"
-                self.say(f"\n{signal.Signals(self.signals[index]).name}: {what}")
-            noticed = len(self.signals)
-            if self.options.stats_interval_s and time.perf_counter() >= next_report:
-                report = self.stats.window_report()
-                self.say(format_report(report))
-                journal.write(report)
-                next_report += self.options.stats_interval_s
-
-    def _install_signal_handlers(self) -> dict:
-        return install_stop_handlers(self.signals, self.stop, self._abort)
-
-
-def install_stop_handlers(signals: list[int], stop: Callable[[], None], abort: Callable[[], None]) -> dict:
-    """SIGINT/SIGTERM: a clean stop; a second one: stop without draining (outputs are still finished). The
-    handler only records the signal in ``signals`` and sets flags; after the run it does nothing that changes
-    the outcome. Returns the handlers it replaced (none off the main thread, where Python allows no handler)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handle(signum: int, _frame: Any) -> None:
-        if len(signals) < 2:
-            signals.append(signum)
-        if len(signals) > 1:
-            abort()
-        stop()
-
-    return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def same_destination(a: OutputSpec, b: OutputSpec) -> bool:

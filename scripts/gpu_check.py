@@ -11,7 +11,10 @@ nothing GPU-side counts as working until it has run on a GPU. This script runs, 
 3. where TensorRT is installed: a PSPNet-ResNet18 + relighting graph exported with both tails at
    540x960 -> 1080x1920 (fp16), an engine built from each, and ``dannet-bench latency`` on each;
 4. ``dannet-bench kernel``: the ReweightArgmax kernel vs PyTorch interpolate + mul + argmax;
-5. DANNet adaptation as the released code trains it (PSPNet-ResNet101, 512 source crops, 960 target
+5. ``dannet-bench multicam``: 1, 2 and 4 live ``test://`` cameras through one dynamic-batch model on the
+   GPU (PyTorch on CUDA, or ONNX Runtime's CUDA provider), batched vs one at a time; issue #15's goal is
+   batched >= 2x one at a time with 4 cameras (reported, not a pass/fail condition);
+6. DANNet adaptation as the released code trains it (PSPNet-ResNet101, 512 source crops, 960 target
    crops, batch 2) on generated 1080x1920 data: seconds per step in fp32 and bf16 autocast, and
    ``dannet-train precision`` (autocast drift against fp32) at that size.
 
@@ -181,6 +184,83 @@ def kernel_bench(python: str, out: Path) -> Step:
     return step
 
 
+#: ``dannet-bench multicam`` on the GPU: frames large enough for the GPU's work to matter, cameras faster than
+#: one-at-a-time inference can follow (4 x 240 frames/s), 3 s per configuration: well under a minute with the
+#: model's export
+MULTICAM = {"cameras": "1,2,4", "size": "256x512", "rate": "240", "seconds": "3"}
+#: what the multi-camera step needs, as the Python that runs it sees it (JSON on stdout)
+MULTICAM_PROBE = """
+import json
+found = {}
+try:
+    import torch
+    found["torch_cuda"] = torch.cuda.is_available()
+except ImportError:
+    found["torch_cuda"] = False
+try:
+    import onnxruntime
+    found["onnxruntime_cuda"] = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+except ImportError:
+    found["onnxruntime_cuda"] = False
+try:
+    from runtime.gst import gst
+    gst()
+    found["gstreamer"] = True
+except Exception:
+    found["gstreamer"] = False
+print(json.dumps(found))
+"""
+
+
+def multicam_backend(found: dict[str, bool], wanted: str | None = None) -> tuple[str | None, str]:
+    """The backend the multi-camera step runs: ``wanted``, or on the GPU PyTorch where it sees CUDA, else ONNX
+    Runtime with its CUDA provider; None and why not when it cannot run. ``found``: ``MULTICAM_PROBE``'s answer."""
+    if not found["gstreamer"]:
+        return None, "GStreamer/PyGObject is not installed: the test:// cameras need it (scripts/setup.sh)"
+    if wanted is not None:
+        return wanted, ""
+    if found["torch_cuda"]:
+        return "torch", ""
+    if found["onnxruntime_cuda"]:
+        return "onnxruntime", ""
+    return None, "neither PyTorch with CUDA nor ONNX Runtime's CUDA provider (onnxruntime-gpu) is installed"
+
+
+def multicam_bench(python: str, out: Path, backend: str | None = None, settings: dict[str, str] = MULTICAM) -> Step:
+    """Several cameras through one model, batched vs one at a time, on ``backend`` (default: the one
+    ``multicam_backend`` picks); skipped with the reason when something it needs is missing."""
+    step = Step("dannet-bench multicam, batched vs one at a time")
+    probe = run(step, [python, "-c", MULTICAM_PROBE], 300)
+    if probe is None or step.status != "passed":
+        step.reason = f"could not tell what is installed: {step.reason}"
+        return step
+    backend, why_not = multicam_backend(json.loads(probe.stdout.strip().splitlines()[-1]), backend)
+    if backend is None:
+        return Step(step.name, "skipped", why_not)
+    step, result = Step(f"{step.name} ({backend})"), out / "multicam.json"
+    result.unlink(missing_ok=True)  # figures from an earlier check must not pass for this one's
+    run(step, [python, "-m", "benchmarks.cli", "multicam", "--backend", backend,
+               *(f"--{key}={value}" for key, value in settings.items()), "--json", str(result)], 300)
+    if step.status == "passed":
+        step.figures = multicam_figures(json.loads(result.read_text()))
+    return step
+
+
+def multicam_figures(data: dict) -> dict:
+    """Total frames/s batched and one at a time, and their ratio, per camera count; the goal at the most cameras."""
+    total = {(row["cameras"], row["batched"]): row["fps_out"] for row in data["results"]}
+    gains = data["batched_vs_one_at_a_time"]
+    figures: dict = {"device": data["device"]}
+    for cameras, gain in gains.items():
+        name = "1 camera" if cameras == "1" else f"{cameras} cameras"
+        figures[name] = {"batched_fps": total[int(cameras), True], "one_at_a_time_fps": total[int(cameras), False],
+                         "ratio": gain}
+    most = max(gains, key=int)
+    figures["goal"] = (f"{most} cameras batched {gains[most]:.2f}x one at a time: "
+                       f"{'met' if gains[most] >= 2 else 'not met'} (issue #15: >= 2x with 4 cameras)")
+    return figures
+
+
 TRAIN_STEPS = 30  # per precision; the first 10 (cuDNN's algorithm search, allocator growth) are not timed
 
 
@@ -266,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[Step] = []
     for stage in (lambda: build_and_ctest(python, build_dir), lambda: [pytest_gpu(python, plugin_lib)],
                   lambda: engines_and_latency(python, out, plugin_lib, args.checkpoint),
-                  lambda: [kernel_bench(python, out)], lambda: training_on_cuda(python, out)):
+                  lambda: [kernel_bench(python, out)], lambda: [multicam_bench(python, out)],
+                  lambda: training_on_cuda(python, out)):
         steps += stage()
         write_report(out, machine, steps)  # a report after every stage, in case the machine goes away
         print(f"[gpu-check] {steps[-1].name}: {steps[-1].status} {steps[-1].reason}", flush=True)

@@ -3,6 +3,7 @@ its reading of ctest's output (a skipped kernel test is a failure there)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -46,3 +47,52 @@ def test_a_skipped_kernel_test_is_recognised_in_real_ctest_output() -> None:
         pytest.skip("the GPU kernel test is not built here (no nvcc)")
     assert module.kernel_test_skipped(skipped)
     assert not module.kernel_test_skipped(ctest("reweightArgmax.hostReference"))
+
+
+# --- the multi-camera step ------------------------------------------------------------------------------------
+
+def test_the_multicam_step_runs_on_the_gpu_backend_or_says_why_not() -> None:
+    pick = gpu_check().multicam_backend
+    everything = {"torch_cuda": True, "onnxruntime_cuda": True, "gstreamer": True}
+    assert pick(everything) == ("torch", "")
+    assert pick(everything | {"torch_cuda": False}) == ("onnxruntime", "")
+    backend, reason = pick(everything | {"torch_cuda": False, "onnxruntime_cuda": False})
+    assert backend is None and "CUDA" in reason
+    backend, reason = pick(everything | {"gstreamer": False}, wanted="torch")
+    assert backend is None and "GStreamer" in reason
+
+
+def test_without_a_gpu_the_multicam_step_is_skipped_with_a_reason(tmp_path: Path) -> None:
+    """What this machine's Python has, probed for real: no CUDA here, so a skip (reported, not a failure)."""
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    module = gpu_check()
+    step = module.multicam_bench(sys.executable, tmp_path)
+    assert step.status == "skipped" and ("CUDA" in step.reason or "GStreamer" in step.reason), step
+    report = module.write_report(tmp_path, {}, [step]).read_text()
+    assert f"| {step.name} | skipped | 0 | {step.reason} |" in report
+
+
+def test_the_multicam_step_reports_each_ratio_of_the_benchmark_it_ran(tmp_path: Path) -> None:
+    """The step run for real, on the CPU's torch backend with two small cameras: its figures are the benchmark's
+    totals, and each ratio is batched over one-at-a-time total frames/s, in report.json and report.md."""
+    torch = pytest.importorskip("torch")
+    module = gpu_check()
+    settings = {"cameras": "1,2", "size": "32x64", "rate": "30", "seconds": "1"}
+    step = module.multicam_bench(sys.executable, tmp_path, backend="torch", settings=settings)
+    if step.status == "skipped":
+        pytest.skip(step.reason)  # no GStreamer here
+    assert step.status == "passed", step.output_tail
+    rows = json.loads((tmp_path / "multicam.json").read_text())["results"]
+    for cameras in (1, 2):
+        batched, in_turns = (next(r["fps_out"] for r in rows if r["cameras"] == cameras and r["batched"] == mode)
+                             for mode in (True, False))
+        figures = step.figures["1 camera" if cameras == 1 else f"{cameras} cameras"]
+        assert (figures["batched_fps"], figures["one_at_a_time_fps"]) == (batched, in_turns)
+        assert figures["ratio"] == pytest.approx(batched / in_turns, abs=1e-3)
+    assert step.figures["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
+    assert step.figures["goal"].startswith("2 cameras batched")
+    module.write_report(tmp_path, {}, [step])
+    assert json.loads((tmp_path / "report.json").read_text())["steps"][0]["figures"] == step.figures
+    assert f"| {step.name} | passed |" in (tmp_path / "report.md").read_text()

@@ -23,6 +23,15 @@ def graphs(tiny_graphs: dict[str, Path]) -> dict[str, Path]:
     return tiny_graphs
 
 
+@pytest.fixture(scope="module")
+def program(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint as a .pt2 program (dannet-export pt2), at the ONNX graphs' sizes."""
+    from export import ExportSpec, to_torch_program
+
+    return to_torch_program(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("pt2") / "tiny.pt2",
+                            ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
+
+
 def test_segmenter_resizes_frames_and_runs_the_graph(graphs: dict[str, Path]) -> None:
     seg = Segmenter(graphs["portable"])
     assert seg.backend.name == "onnxruntime" and seg.info.input_size == (64, 128)
@@ -103,11 +112,8 @@ def test_tensorrt_backend_matches_onnx_runtime(graphs: dict[str, Path], tmp_path
     assert ours.shape == reference.shape and (ours == reference).mean() >= 0.999
 
 
-def test_torch_backend_runs_the_pt2_program_like_onnx_runtime(graphs: dict[str, Path], tmp_path: Path) -> None:
-    from export import ExportSpec, to_torch_program
-
-    program = to_torch_program(graphs["checkpoint"], tmp_path / "tiny.pt2",
-                               ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
+def test_torch_backend_runs_the_pt2_program_like_onnx_runtime(graphs: dict[str, Path], program: Path,
+                                                              tmp_path: Path) -> None:
     torch_seg, ort_seg = Segmenter(program), Segmenter(graphs["portable"])
     assert torch_seg.backend.name == "torch" and torch_seg.info.class_names == ort_seg.info.class_names
     assert (torch_seg.info.input_size, torch_seg.info.output_size) == ((64, 128), (96, 160))
@@ -143,28 +149,40 @@ def test_legend_names_the_classes_in_view_largest_first() -> None:
     assert (out[2 * LEGEND_ROW + 6, 40 + 8] == 32).all()  # nothing else listed
 
 
-def test_torch_backend_moves_the_whole_program_to_its_device(graphs: dict[str, Path], tmp_path: Path) -> None:
+def test_torch_backend_moves_the_whole_program_to_its_device(program: Path) -> None:
     """A program traced on the CPU names that device in its nodes; on another device (here the
     shape-only "meta" device, standing in for CUDA) every one of them must follow the weights."""
     import torch
 
-    from export import ExportSpec, to_torch_program
     from runtime.backends import TorchBackend
 
-    program = to_torch_program(graphs["checkpoint"], tmp_path / "tiny.pt2",
-                               ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
     backend = TorchBackend(program, device="meta")
     labels = backend.module(torch.zeros(2, 64, 128, 3, dtype=torch.uint8, device="meta"))
     assert labels.device.type == "meta" and tuple(labels.shape) == (2, 96, 160) and labels.dtype == torch.uint8
 
 
-@pytest.mark.gpu
-def test_torch_backend_on_cuda_matches_cpu(graphs: dict[str, Path], tmp_path: Path) -> None:
-    from export import ExportSpec, to_torch_program
+def test_a_pt2_program_takes_up_to_its_batch_bound(program: Path) -> None:
+    """``max_batch`` of the torch backend is where the program's own guards start refusing frames: that many
+    run, one more does not (on the shape-only "meta" device, so 64 frames cost nothing)."""
+    import torch
+
     from runtime.backends import TorchBackend
 
-    program = to_torch_program(graphs["checkpoint"], tmp_path / "tiny.pt2",
-                               ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
+    backend = TorchBackend(program, device="meta")
+    assert backend.max_batch is not None and backend.max_batch > 4  # several cameras fit in one call
+
+    def frames(count: int) -> torch.Tensor:
+        return torch.zeros(count, 64, 128, 3, dtype=torch.uint8, device="meta")
+
+    assert tuple(backend.module(frames(backend.max_batch)).shape) == (backend.max_batch, 96, 160)
+    with pytest.raises(Exception, match=f"<= {backend.max_batch}"):
+        backend.module(frames(backend.max_batch + 1))
+
+
+@pytest.mark.gpu
+def test_torch_backend_on_cuda_matches_cpu(program: Path) -> None:
+    from runtime.backends import TorchBackend
+
     frames = np.random.default_rng(2).integers(0, 256, (2, 64, 128, 3), dtype=np.uint8)
     cuda, cpu = TorchBackend(program, device="cuda"), TorchBackend(program, device="cpu")
     assert str(cuda.device).startswith("cuda")
