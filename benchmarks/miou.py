@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -28,6 +28,9 @@ from runtime.atomic import atomic_save_image, atomic_write, check_folder_writabl
 from train.metrics import ConfusionMeter
 
 from .cli import check_outputs, command_parser
+
+if TYPE_CHECKING:
+    from runtime.segmenter import Segmenter
 
 
 def predict(seg, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -69,17 +72,9 @@ def evaluate(models: Sequence, samples: Sequence, progress: bool = True,
     return Evaluation(meters, [float(n / total) if total else float("nan") for n in same])
 
 
-def precision_of(model: str | Path) -> str:
-    """What the model computes in, as its export (graph metadata) or its engine's sidecar records it."""
-    from runtime.engine_sidecar import sidecar_path
-
-    model = Path(model)
-    if model.suffix == ".onnx":
-        from export import read_metadata
-
-        return read_metadata(model).get("dannet.precision", "?")
-    sidecar = sidecar_path(model)
-    return json.loads(sidecar.read_text()).get("precision", "?") if sidecar.is_file() else "?"
+def precision_of(segmenter: Segmenter) -> str:
+    """What the model computes in, as its export recorded it (graph or program metadata, engine sidecar)."""
+    return segmenter.info.precision or "?"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -167,7 +162,7 @@ def side_by_side(paths: list[str], models: list, evaluation: Evaluation) -> list
     base = evaluation.meters[0].miou
     print(f"\n{'model':<40} {'precision':>9} {'backend':>12} {'mIoU %':>7} {'delta':>7} {'same px %':>9}")
     for path, seg, meter, same in zip(paths, models, evaluation.meters, evaluation.same_as_first):
-        row = {"model": path, "precision": precision_of(path), "backend": seg.backend.name, "miou": meter.miou,
+        row = {"model": path, "precision": precision_of(seg), "backend": seg.backend.name, "miou": meter.miou,
                "delta_miou": meter.miou - base, "identical_pixels": same,
                "iou": [None if np.isnan(v) else float(v) for v in meter.iou]}
         rows.append(row)

@@ -53,6 +53,7 @@ class ModelInfo:
     weights_std: float | None = None  # test-time class weights the tail applies (None: not recorded)
     checkpoint_sha256: str | None = None  # the checkpoint the model was exported from (None: not recorded)
     confidence: bool = False  # a second output with each pixel's confidence (dannet-export --confidence)
+    precision: str | None = None  # what the export computes in: fp32, fp16, int8 (None: not recorded)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], where: str) -> "ModelInfo":
@@ -64,7 +65,8 @@ class ModelInfo:
         palette = np.asarray(json.loads(metadata.get("dannet.palette", json.dumps(PALETTE.tolist()))), np.uint8)
         std = float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None
         return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std,
-                   metadata.get("dannet.checkpoint_sha256") or None, "confidence" in out)
+                   metadata.get("dannet.checkpoint_sha256") or None, "confidence" in out,
+                   metadata.get("dannet.precision") or None)
 
 
 class Backend(Protocol):
@@ -218,7 +220,8 @@ class TensorRTBackend:
         frame_shape = tuple(self.engine.get_tensor_shape(self.INPUT))
         self.info = ModelInfo(None if min(frame_shape[1:3]) < 0 else frame_shape[1:3], tuple(sidecar.output_size),
                               tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std,
-                              checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes)
+                              checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes,
+                              precision=sidecar.precision)
         self.staging = {name: _Staging(self.cudart, self._cuda) for name in (self.INPUT, *self.output_dtypes)}
         self.input_shape: tuple[int, ...] | None = None  # the shape last set on the context
         # -1: a dynamic batch, bounded by the optimisation profile the context uses (the first)

@@ -22,6 +22,7 @@ from export.cli import main as export_main
 from export.engine import EngineError
 from export.quantize import night_sets
 from runtime.engine_sidecar import Sidecar, sidecar_path
+from runtime.segmenter import Segmenter
 from train.metrics import ConfusionMeter
 
 SIZE = (64, 128)  # network input = label map: no resizing anywhere between an image and its labels
@@ -118,7 +119,7 @@ def test_a_passing_gate_writes_a_symmetric_qdq_model_that_onnx_runtime_runs(fp32
     metadata, source = read_metadata(int8_graph), read_metadata(fp32_graph)
     assert {k: v for k, v in metadata.items() if k in source and k != "dannet.precision"} == \
         {k: v for k, v in source.items() if k != "dannet.precision"}  # every key the runtime reads is kept
-    assert metadata["dannet.precision"] == "int8"
+    assert metadata["dannet.precision"] == "int8" and Segmenter(int8_graph).info.precision == "int8"
     gate = json.loads(metadata["dannet.accuracy_gate"])
     assert gate["fp32_miou"] == pytest.approx(100 * meters[0].miou) == pytest.approx(100.0)
     assert gate["int8_miou"] == pytest.approx(100 * meters[1].miou)
@@ -199,7 +200,9 @@ def test_tensorrt_builder_code_takes_the_qdq_graph_and_records_int8(int8_graph: 
     engine = build_engine(int8_graph, tmp_path / "int8.engine", say=lambda s: None)
     assert Sidecar.read(sidecar_path(engine)).precision == "int8" and not standin.log
     frame = np.random.default_rng(0).integers(0, 255, (1, *SIZE, 3), dtype=np.uint8)
-    labels = TensorRTBackend(engine).infer(frame).labels
+    backend = TensorRTBackend(engine)
+    labels = backend.infer(frame).labels
+    assert backend.info.precision == "int8"
     assert np.array_equal(labels[0], run_onnx(int8_graph, frame[0]))
 
 

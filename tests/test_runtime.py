@@ -118,6 +118,7 @@ def test_torch_backend_runs_the_pt2_program_like_onnx_runtime(graphs: dict[str, 
     assert torch_seg.backend.name == "torch" and torch_seg.info.class_names == ort_seg.info.class_names
     assert (torch_seg.info.input_size, torch_seg.info.output_size) == ((64, 128), (96, 160))
     assert torch_seg.info.weights_std == ort_seg.info.weights_std == 0.16
+    assert torch_seg.info.precision == ort_seg.info.precision == "fp32"  # dannet-bench miou's precision column
     np.testing.assert_array_equal(torch_seg.info.palette, PALETTE)
     frames = np.random.default_rng(1).integers(0, 256, (3, 64, 128, 3), dtype=np.uint8)
     labels = torch_seg.backend.infer(frames).labels
