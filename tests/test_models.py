@@ -97,7 +97,8 @@ def test_released_state_dict_loads(arch: str, prefix: str) -> None:
 
 
 @pytest.mark.parametrize("arch, backbone", [("pspnet", "resnet18"), ("pspnet", "efficientnet_lite0"),
-                                            ("deeplab", "resnet18"), ("deeplab", "efficientnet_lite0")])
+                                            ("deeplab", "resnet18"), ("deeplab", "efficientnet_lite0"),
+                                            ("refinenet", "resnet18")])
 def test_fresh_segmenter_starts_near_chance(arch: str, backbone: str) -> None:
     """A new network's first training loss is about log(classes), the cross entropy of a uniform guess:
     training starts from "no idea", not from large random logits it must first unlearn."""

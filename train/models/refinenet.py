@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .resnet import ResNet, classifier_init
+from .resnet import ResNet, classifier_init, he_init
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool = False) -> nn.Conv2d:
@@ -86,6 +86,16 @@ class RefineNet(ResNet):
                 self.add_module(f"mflow_conv_g{path}_b3_joint_varout_dimred", conv3x3(256, 256))
         self.clf_conv = nn.Conv2d(256, num_classes, 3, padding=1)
         self.init_weights()
+
+    def init_weights(self) -> None:
+        """He init for the ResNet trunk only. The refinement path has no BatchNorm and a residual add in every unit
+        and pool: He init (gain 1 per conv) doubles the variance at each add, and a fresh network's logits reached
+        a standard deviation of ~10^4; it keeps PyTorch's default init, as the reference, whose gain below 1 keeps
+        the sums in range. The classifier gets :func:`.resnet.classifier_init`."""
+        for name in self.trunk_modules:
+            module = getattr(self, name, None)  # conv2/bn2/conv3/bn3 exist with the deep stem only
+            if module is not None:
+                he_init(module)
         classifier_init(self.clf_conv)
 
     def _refine(self, path: int, x: torch.Tensor) -> torch.Tensor:
