@@ -95,11 +95,8 @@ def main(argv: list[str] | None = None) -> None:
             versions[module] = __import__(module).__version__
         except ImportError:
             pass
-    from export import read_metadata
-
-    precision = read_metadata(args.model).get("dannet.precision") if str(args.model).endswith(".onnx") else None
     result = {"model": str(args.model), "backend": backend.name, "device": device_name(backend),
-              "providers": getattr(backend, "providers", None), "versions": versions, "precision": precision,
+              "providers": getattr(backend, "providers", None), "versions": versions, "precision": seg.info.precision,
               "frame_size": list(frame_size), "network_input": list(seg.info.input_size or frame_size),
               "output_size": list(display), "iters": args.iters,
               "stages_ms": {stage: percentiles(v) for stage, v in stage_ms.items()},

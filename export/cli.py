@@ -117,13 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .quantize import DEFAULT_KEEP_FP32, KEEP_FP32, METHODS, TARGETS
 
-    p = sub.add_parser("int8", help="INT8 Q/DQ graph (ONNX Runtime CPU and TensorRT) behind a night-mIoU gate",
+    p = sub.add_parser("int8", help="INT8 Q/DQ graph (TensorRT and ONNX Runtime, or the CPU only) behind a "
+                                    "night-mIoU gate",
                        description="Quantise the fp32 portable-tail graph of dannet-export onnx with ONNX Runtime's "
                                    "static quantisation (QDQ; --target tensorrt: symmetric int8, zero point 0, as "
-                                   "TensorRT's explicit quantisation takes it; --target cpu: uint8 activations), calibrated on night images of --dataset; the tail stays "
-                                   "fp32. FP32 and INT8 are then evaluated on held-out labelled night images (never "
-                                   "the calibration ones); if INT8 loses more than --max-miou-drop points of mIoU, "
-                                   "nothing is written and the command fails (exit 1).")
+                                   "TensorRT's explicit quantisation takes it; --target cpu: uint8 activations), "
+                                   "calibrated on night images of --dataset; the tail stays fp32. FP32 and INT8 are "
+                                   "then evaluated on held-out labelled night images (never the calibration ones); if "
+                                   "INT8 loses more than --max-miou-drop points of mIoU, nothing is written and the "
+                                   "command fails (exit 1).")
     p.add_argument("--onnx", required=True, help="fp32 portable-tail graph from dannet-export onnx")
     p.add_argument("--dataset", required=True, choices=["darkzurich-val", "synthetic", "acdc-night", "nightdriving"],
                    help="night images: Dark Zurich-style sets calibrate on their unlabelled rgb_anon/train/night "

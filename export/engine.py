@@ -64,7 +64,7 @@ def _has_plugin_node(onnx_path: Path) -> bool:
 def quantization_problems(model: onnx.ModelProto) -> list[str]:
     """Why TensorRT would refuse the graph's Q/DQ nodes (empty: none, or none there). Its explicit quantisation is
     symmetric signed int8: a QuantizeLinear/DequantizeLinear needs an int8 zero point that is 0 and a constant
-    scale (onnx-tensorrt docs/operators.md; dannet-export int8 writes exactly that)."""
+    scale (onnx-tensorrt docs/operators.md; dannet-export int8 --target tensorrt, its default, writes exactly that)."""
     constants = {init.name: init for init in model.graph.initializer}
     problems = []
     for node in model.graph.node:

@@ -8,7 +8,11 @@ dataset fed through the graph's own uint8 ``frame`` input. ``TARGETS``:
   quantisation, which takes only symmetric signed int8 (QuantizeLinear's zero point must be 0:
   onnx-tensorrt docs/operators.md), so activations and weights are both quantised QInt8 *symmetric* (zero
   point 0), weights per output channel, biases fp32. ONNX Runtime (CPU) fuses its DQ -> Conv -> Q into integer
-  convolutions too, given one Q/DQ pair per reader of each quantised tensor (``dedicate_quantization``);
+  convolutions too, given one Q/DQ pair per reader of each quantised tensor (``dedicate_quantization``), except
+  a conv whose output several nodes read: that output then has one Q per reader, and ONNX Runtime fuses only a
+  conv with a single output Q (measured: none in PSPNet-ResNet-18; in PSPNet-Lite0, 6 of the 62 convs meant to
+  be integer stay fp32: the MBConv outputs that a residual add also reads, and the trunk's last, which the
+  pyramid pooling reads; ``cpu`` fuses all 62);
 - ``cpu``: uint8 activations with a zero point (asymmetric), int8 symmetric weights: the U8S8 scheme ONNX
   Runtime's x86 integer kernels compute in, which it otherwise reaches by converting int8 pairs where it can.
   Measured faster on the CPU (BENCHMARKS.md); TensorRT refuses it (``dannet-export engine`` says so).
@@ -233,9 +237,10 @@ class _FrameReader:
 
 def quantize(source: Path, out: Path, reader: _FrameReader, spec: Int8Spec, excluded: list[str]) -> None:
     """ONNX Runtime's static QDQ quantisation: symmetric int8 weights; activations symmetric int8 (TensorRT's
-    scheme) or, for ``target="cpu"``, asymmetric uint8. Biases stay fp32: ONNX Runtime would store them as int32 behind a DequantizeLinear, which TensorRT's parser
-    refuses (DequantizeLinear takes int8, fp8, int4; onnx-tensorrt docs/operators.md); measured on the demo's
-    model, ONNX Runtime runs fp32 biases as fast, with the same labels (BENCHMARKS.md)."""
+    scheme) or, for ``target="cpu"``, asymmetric uint8. Biases stay fp32: ONNX Runtime would store them as int32
+    behind a DequantizeLinear, which TensorRT's parser refuses (DequantizeLinear takes int8, fp8, int4;
+    onnx-tensorrt docs/operators.md); measured on the demo's model, ONNX Runtime runs fp32 biases as fast, with
+    the same labels (BENCHMARKS.md)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,

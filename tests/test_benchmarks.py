@@ -53,7 +53,7 @@ def test_latency_writes_json_and_plot(tiny_graphs: dict[str, Path], tmp_path: Pa
         assert 0 <= stats["min"] <= stats["p50"] <= stats["p90"] <= stats["p99"] <= stats["max"]
     assert result["frame_size"] == [128, 256] and result["network_input"] == [64, 128]
     assert result["output_size"] == [96, 160] and result["overhead_vs_inference"] >= 1.0
-    assert result["throughput_fps"] > 0
+    assert result["throughput_fps"] > 0 and result["precision"] == "fp32"
     assert Image.open(tmp_path / "l.png").size[0] > 400
 
 

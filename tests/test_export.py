@@ -197,7 +197,7 @@ SMALL = dict(input_size=(64, 128), output_size=(96, 150))
 
 @pytest.fixture(scope="module")
 def unsure_checkpoint(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return unsure(checkpoint, tmp_path_factory.mktemp("unsure") / "unsure.pth", weight_std=0.005)  # surer than most
+    return unsure(checkpoint, tmp_path_factory.mktemp("unsure") / "unsure.pth", weight_std=0.005)  # unsurer than most
 
 
 @pytest.fixture(scope="module")

@@ -245,8 +245,9 @@ def segmentation_only_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("segmentation_only")
-    checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval()},
-                                 arch="pspnet", config={"model": {"backbone": "resnet18"}})
+    segmenter = build_segmenter("pspnet", backbone="resnet18").eval()
+    checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": segmenter}, arch="pspnet",
+                                 config={"model": {"backbone": "resnet18"}})
     return to_onnx(checkpoint, folder / "fp32.onnx", ExportSpec(input_size=SIZE, output_size=SIZE), say=lambda s: None)
 
 
@@ -254,7 +255,8 @@ def segmentation_only_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_keeping_a_relighting_net_the_graph_lacks_is_refused(group: str, segmentation_only_graph: Path, night: Path,
                                                              tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out.onnx"
-    assert export_main([*int8_args(segmentation_only_graph, night, out, "100"), "--keep-fp32", f"classifier,{group}"]) == 2
+    keep = ["--keep-fp32", f"classifier,{group}"]
+    assert export_main([*int8_args(segmentation_only_graph, night, out, "100"), *keep]) == 2
     err = capsys.readouterr().err.strip()
     assert f"--keep-fp32 {group}: the graph has no relighting net" in err and len(err.splitlines()) == 1
     assert not out.exists()
