@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                "the newest frame of every live input that has one (older ones are dropped) and the next frame of\n"
                "every file; an input with nothing new is skipped, never waited for. A model with a dynamic batch\n"
                "(dannet-export --dynamic, .pt2) infers those frames in one call; a batch-1 model one at a time.\n"
-               "A lost input reconnects on its own while the others keep running.\n"
+               "A lost input reconnects on its own while the others keep running. --output and --confidence-out\n"
+               "are given once per input, in the same order (or a single --output null://); no two outputs may\n"
+               "share a file, folder or port.\n"
                "Ctrl-C stops cleanly: queued frames go through and the output files are finished (exit 0).\n"
                "Exit codes: 0 done or stopped, 1 failed while running (input lost for good), 2 bad flag, URI or\n"
                "model, 4 output not writable (e.g. disk full), 130/143 SIGINT/SIGTERM while starting.\n\n"
@@ -63,10 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="palette over the frame, the palette alone, both side by side; for models exported "
                              "with --confidence: confidence (grey, white = certain) or overlay-confidence (the "
                              "overlay darkened where confidence is low)")
-    parser.add_argument("--confidence-out", metavar="URI",
+    parser.add_argument("--confidence-out", action="append", metavar="URI",
                         help="also write each frame's confidence levels as 8-bit grey pictures at the model's output "
                              "size, to any output URI (PNG images keep the levels exact; video is lossy); models "
-                             "exported with --confidence")
+                             "exported with --confidence; with several --input, one per input in the same order")
     parser.add_argument("--alpha", type=number(0, 1), default=0.5, help="overlay opacity in [0, 1] (default 0.5)")
     parser.add_argument("--legend", action="store_true", help="add a panel naming the classes in view")
     parser.add_argument("--stats-json", metavar="FILE", help="write the periodic reports and the summary as JSON lines")
@@ -138,32 +140,31 @@ def run_pipeline(args: argparse.Namespace, program: bool) -> None:
 
     if args.stats_json:
         check_writable(args.stats_json, "--stats-json")
-    outputs = args.output or ["null://"]
+    outputs, confidence_outs = args.output or ["null://"], args.confidence_out or []
     if len(args.input) > 1:
-        return run_cameras(args, outputs, program)
-    if len(outputs) > 1:
-        raise DannetError(f"--output given {len(outputs)} times for one --input: expected one output per input")
+        return run_cameras(args, outputs, confidence_outs, program)
+    for flag, uris in (("--output", outputs), ("--confidence-out", confidence_outs)):
+        if len(uris) > 1:
+            raise DannetError(f"{flag} given {len(uris)} times for one --input: expected one per input")
     # as the program, the pipeline's signal handlers stay to the end: a late second Ctrl-C or SIGTERM cannot
     # change the exit status the run ended with
     run(args.model, args.input[0], outputs[0], backend=args.backend,
         capture=CaptureOptions(args.input_size, args.input_rate), codec=args.codec, bitrate_kbps=args.bitrate,
-        confidence_out=args.confidence_out, visualize=args.visualize, alpha=args.alpha, legend=args.legend,
-        queue_size=args.queue_size, max_frames=args.frames, loop=args.loop, reconnect=args.reconnect,
-        stats_interval_s=args.stats_interval, stats_json=args.stats_json, say=say, keep_signal_handlers=program,
-        temporal=temporal_options(args))
+        confidence_out=confidence_outs[0] if confidence_outs else None, visualize=args.visualize, alpha=args.alpha,
+        legend=args.legend, queue_size=args.queue_size, max_frames=args.frames, loop=args.loop,
+        reconnect=args.reconnect, stats_interval_s=args.stats_interval, stats_json=args.stats_json, say=say,
+        keep_signal_handlers=program, temporal=temporal_options(args))
 
 
-def run_cameras(args: argparse.Namespace, outputs: list[str], program: bool) -> None:
-    """Several ``--input``: runtime/multicam.py, one output per input."""
+def run_cameras(args: argparse.Namespace, outputs: list[str], confidence_outs: list[str], program: bool) -> None:
+    """Several ``--input``: runtime/multicam.py, one output (and one confidence output, if any) per input."""
     from .multicam import run_cameras as run
 
-    if args.confidence_out:
-        raise DannetError("--confidence-out: not available with several --input (one camera at a time)")
     run(args.model, args.input, outputs, backend=args.backend, capture=CaptureOptions(args.input_size, args.input_rate),
-        codec=args.codec, bitrate_kbps=args.bitrate, batch_wait_s=args.batch_wait_ms / 1000,
-        visualize=args.visualize, alpha=args.alpha, legend=args.legend, queue_size=args.queue_size,
-        max_frames=args.frames, loop=args.loop, reconnect=args.reconnect, stats_interval_s=args.stats_interval,
-        stats_json=args.stats_json, say=say, keep_signal_handlers=program,
+        codec=args.codec, bitrate_kbps=args.bitrate, confidence_outs=confidence_outs,
+        batch_wait_s=args.batch_wait_ms / 1000, visualize=args.visualize, alpha=args.alpha, legend=args.legend,
+        queue_size=args.queue_size, max_frames=args.frames, loop=args.loop, reconnect=args.reconnect,
+        stats_interval_s=args.stats_interval, stats_json=args.stats_json, say=say, keep_signal_handlers=program,
         temporal=temporal_options(args))
 
 

@@ -3,6 +3,8 @@
     from runtime.multicam import run_cameras
     summary = run_cameras("dannet.onnx", ["v4l2:///dev/video0", "v4l2:///dev/video1"],
                           ["file://front.mp4", "file://rear.mp4"])
+    run_cameras("dannet_confidence.onnx", ["front.mp4", "rear.mp4"], ["null://"],
+                confidence_outs=["front_levels/", "rear_levels/"])  # each camera's 8-bit confidence levels
 
 Batching policy. Cameras are not synchronised, so the inference thread never waits for a particular one.
 At each step it waits for the first frame of any camera, then at most ``batch_wait_s`` more for the other
@@ -14,8 +16,9 @@ calls of at most the model's batch size and of one frame size each; a batch-1 mo
 the cameras taking turns at being first so that none always waits longest.
 
 Each camera is a ``Camera`` (runtime/pipeline.py): the capture stage (reconnect with back-off, loop, --frames)
-and output stage (overlay, --temporal, sink) that ``dannet-run`` runs for one input, so one camera behaves
-exactly as it does there; only the hand-over to inference is shared, and the run is ``run_stages`` as there.
+and output stage (--temporal, overlay, sink, confidence sink) that ``dannet-run`` runs for one input, so one
+camera behaves exactly as it does there; only the hand-over to inference is shared, and the run is
+``run_stages`` as there. Every output of every camera has a destination of its own (``check_destinations``).
 A lost camera reconnects on its own while the others keep running; a file that ends finishes its own output.
 Ctrl-C / SIGTERM stop every capture, let the queued frames through and finish every output.
 """
@@ -30,9 +33,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import DannetError
-from .pipeline import Aborted, Camera, PipelineOptions, RunControl, Stage, check_confidence_wanted, run_stages
+from .pipeline import (Aborted, Camera, PipelineOptions, RunControl, Stage, check_confidence_wanted, check_destinations,
+                       describe_outputs, open_outputs, run_stages)
 from .segmenter import Segmenter
-from .sinks import Sink, open_sink
+from .sinks import Sink
 from .sources import CaptureOptions, Frame, Source, open_source
 from .stats import format_report, format_summary
 from .uris import parse_input, parse_output
@@ -119,21 +123,24 @@ class Intake:
 
 
 class MultiCamera:
-    """Runs N sources through one segmenter into N sinks (source i -> sink i); ``run()`` returns the summary:
-    totals, batching figures and each camera's own counters and stage latencies under ``cameras``.
-    ``batched=False`` infers one frame per call even where the model takes a batch (the benchmarks' baseline)."""
+    """Runs N sources through one segmenter into N sinks (source i -> sink i, and its confidence levels into
+    ``confidence_sinks[i]`` when given); ``run()`` returns the summary: totals, batching figures and each camera's
+    own counters and stage latencies under ``cameras``. ``batched=False`` infers one frame per call even where
+    the model takes a batch (the benchmarks' baseline)."""
 
     def __init__(self, segmenter: Segmenter, sources: Sequence[Source], sinks: Sequence[Sink],
                  options: PipelineOptions = PipelineOptions(), batch_wait_s: float = DEFAULT_BATCH_WAIT_S,
                  say: Callable[[str], None] = print, output_uris: Sequence[str] | None = None,
-                 batched: bool = True) -> None:
-        if len(sources) != len(sinks):
-            raise DannetError(f"{len(sources)} inputs but {len(sinks)} outputs: give one output per input")
+                 batched: bool = True, confidence_sinks: Sequence[Sink | None] | None = None) -> None:
+        confidence_sinks = list(confidence_sinks or [None] * len(sinks))
+        if not len(sources) == len(sinks) == len(confidence_sinks):
+            raise DannetError(f"{len(sources)} inputs but {len(sinks)} outputs and {len(confidence_sinks)} "
+                              "confidence outputs: give one of each per input")
         self.segmenter, self.options, self.batch_wait_s, self.say = segmenter, options, batch_wait_s, say
         self.output_uris = list(output_uris or (f"output {index}" for index in range(len(sinks))))  # for reports
         self.control = RunControl(self._abort_queues, say)  # one stop for every camera
-        self.cameras = [Camera(segmenter.info, source, sink, options, self.control)
-                        for source, sink in zip(sources, sinks)]
+        self.cameras = [Camera(segmenter.info, source, sink, options, self.control, confidence_sink)
+                        for source, sink, confidence_sink in zip(sources, sinks, confidence_sinks)]
         self.intake = Intake([source.spec.live for source in sources], options.queue_size,
                              [lambda camera=camera: camera.stats.count("dropped") for camera in self.cameras])
         self.batch_size = segmenter.backend.max_batch if batched else 1
@@ -257,21 +264,28 @@ class MultiCamera:
 
 def run_cameras(model: str, input_uris: Sequence[str], output_uris: Sequence[str], *, backend: str = "auto",
                 capture: CaptureOptions = CaptureOptions(), codec: str = "h264", bitrate_kbps: int = 4000,
-                batch_wait_s: float = DEFAULT_BATCH_WAIT_S, say: Callable[[str], None] = print,
-                keep_signal_handlers: bool = False, **options: Any) -> dict:
+                confidence_outs: Sequence[str] = (), batch_wait_s: float = DEFAULT_BATCH_WAIT_S,
+                say: Callable[[str], None] = print, keep_signal_handlers: bool = False, **options: Any) -> dict:
     """``dannet-run --input A --input B ...`` as a function: one output URI per input (or one ``null://`` for
-    all); every URI and the model checked first (one-line errors naming the URI), then the cameras run."""
+    all) and, for a model exported with ``--confidence``, one ``confidence_outs`` URI per input or none; every
+    URI and the model checked first (one-line errors naming the URI), then the cameras run."""
     if len(output_uris) == 1 and len(input_uris) > 1 and parse_output(output_uris[0]).kind == "null":
         output_uris = list(output_uris) * len(input_uris)
     if len(output_uris) != len(input_uris):
         raise DannetError(f"--output given {len(output_uris)} times for {len(input_uris)} --input: expected one "
                           "output per input, in the same order (or a single null://)")
+    if confidence_outs and len(confidence_outs) != len(input_uris):
+        raise DannetError(f"--confidence-out given {len(confidence_outs)} times for {len(input_uris)} --input: "
+                          "expected one per input, in the same order")
     specs, outs = [parse_input(uri) for uri in input_uris], [parse_output(uri) for uri in output_uris]
+    confidences = [parse_output(uri) for uri in confidence_outs] or [None] * len(specs)
+    check_destinations([("--output", out) for out in outs] + [("--confidence-out", c) for c in confidences])
     pipeline_options = PipelineOptions(**options)
     segmenter = Segmenter(model, backend)
-    check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, False)
+    check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, bool(confidence_outs))
     pipeline_options.temporal.check_model(segmenter.info.confidence, model)
-    sinks = [open_sink(out, codec, bitrate_kbps) for out in outs]
+    sinks, confidence_sinks = zip(*(open_outputs(out, confidence, codec, bitrate_kbps)
+                                    for out, confidence in zip(outs, confidences)))
     sources: list[Source] = []
     try:
         for spec in specs:
@@ -280,6 +294,7 @@ def run_cameras(model: str, input_uris: Sequence[str], output_uris: Sequence[str
         for source in sources:
             source.close()
         raise
-    lines = [f"{spec.uri} -> {segmenter.backend.name} -> {out.uri}" for spec, out in zip(specs, outs)]
-    return MultiCamera(segmenter, sources, sinks, pipeline_options, batch_wait_s, say, [out.uri for out in outs]).run(
-        keep_signal_handlers, announce="\n".join(lines))
+    lines = [f"{spec.uri} -> {segmenter.backend.name} -> {describe_outputs(out, confidence)}"
+             for spec, out, confidence in zip(specs, outs, confidences)]
+    return MultiCamera(segmenter, sources, sinks, pipeline_options, batch_wait_s, say, [out.uri for out in outs],
+                       confidence_sinks=confidence_sinks).run(keep_signal_handlers, announce="\n".join(lines))

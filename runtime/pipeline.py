@@ -458,6 +458,30 @@ def same_destination(a: OutputSpec, b: OutputSpec) -> bool:
     return a.kind == b.kind == "rtsp" and a.port == b.port
 
 
+def check_destinations(outputs: Sequence[tuple[str, OutputSpec | None]]) -> None:
+    """A one-line error when two of a run's outputs, ``(flag, spec)`` pairs of every camera (None: not asked
+    for), share a destination (``same_destination``); checked before any output is opened, so a refused run
+    leaves nothing behind."""
+    outputs = [(flag, spec) for flag, spec in outputs if spec is not None]
+    for index, (flag, spec) in enumerate(outputs):
+        for earlier_flag, earlier in outputs[:index]:
+            if same_destination(earlier, spec):
+                raise DannetError(f"{flag} {spec.uri}: the same destination as {earlier_flag} {earlier.uri}; give "
+                                  "it its own file, folder or port")
+
+
+def open_outputs(out: OutputSpec, confidence: OutputSpec | None, codec: str,
+                 bitrate_kbps: int) -> tuple[Sink, Sink | None]:
+    """One camera's sinks: its pictures (--output) and, when asked for, its confidence levels (--confidence-out)."""
+    sink = open_sink(out, codec, bitrate_kbps)
+    return sink, open_sink(confidence, codec, bitrate_kbps, "--confidence-out") if confidence is not None else None
+
+
+def describe_outputs(out: OutputSpec, confidence: OutputSpec | None) -> str:
+    """Where one camera's pictures (and confidence levels) go, for the line a run starts with."""
+    return out.uri + (f" + confidence -> {confidence.uri}" if confidence is not None else "")
+
+
 def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", capture: CaptureOptions = CaptureOptions(),
         codec: str = "h264", bitrate_kbps: int = 4000, confidence_out: str | None = None,
         say: Callable[[str], None] = print, keep_signal_handlers: bool = False, **options: Any) -> dict:
@@ -466,17 +490,13 @@ def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", c
     output size (models exported with ``--confidence``)."""
     spec, out = parse_input(input_uri), parse_output(output_uri)
     confidence_spec = parse_output(confidence_out) if confidence_out is not None else None
-    if confidence_spec is not None and same_destination(out, confidence_spec):
-        raise DannetError(f"--confidence-out {confidence_out}: the same destination as --output {output_uri}; give "
-                          "it its own file, folder or port")
+    check_destinations([("--output", out), ("--confidence-out", confidence_spec)])
     pipeline_options = PipelineOptions(**options)
     segmenter = Segmenter(model, backend)
     check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, confidence_spec is not None)
     pipeline_options.temporal.check_model(segmenter.info.confidence, model)
-    sink = open_sink(out, codec, bitrate_kbps)
-    confidence_sink = open_sink(confidence_spec, codec, bitrate_kbps, "--confidence-out") \
-        if confidence_spec is not None else None
+    sink, confidence_sink = open_outputs(out, confidence_spec, codec, bitrate_kbps)
     source = open_source(spec, capture)
-    outputs = out.uri + (f" + confidence -> {confidence_spec.uri}" if confidence_spec is not None else "")
+    outputs = describe_outputs(out, confidence_spec)
     return Pipeline(segmenter, source, sink, pipeline_options, say, confidence_sink).run(
         keep_signal_handlers, announce=f"{spec.uri} -> {segmenter.backend.name} -> {outputs}")

@@ -1,5 +1,6 @@
 """Several cameras (dannet-run --input A --input B ...) through real GStreamer: each output shows its own
-camera's labels, per-camera statistics, the batching policy, SIGINT finishing every output, one-line errors.
+camera's labels and each --confidence-out its own camera's confidence levels, per-camera statistics, the
+batching policy, SIGINT finishing every output, one-line errors (no two outputs sharing a destination).
 
 Expected labels come from ``Segmenter.process`` on frames decoded by the tests' own GStreamer pipeline
 (tests/test_pipeline.py's ``decode``), one frame at a time, independent of the multi-camera runner.
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_pipeline import FRAME_H, FRAME_W, REPO, dannet_run, decode, make_video, summary_of, written_so_far
+from test_pipeline import (FRAME_H, FRAME_W, REPO, confidence_model, dannet_run, decode, in_process,  # noqa: F401
+                           make_video, summary_of, written_so_far)
 
 from runtime.classes import PALETTE
 from runtime.multicam import Intake, MultiCamera, in_turn
@@ -279,8 +281,62 @@ def test_errors_are_one_line(model: Path, tmp_path: Path) -> None:
                    "unsupported input http://")
 
 
-def test_help_explains_the_batching_policy() -> None:
+def test_each_camera_writes_its_own_confidence_levels(confidence_model: Path, tmp_path: Path) -> None:
+    """Two clips with --confidence-out each (tests/test_pipeline.py's confidence model): folder i holds exactly
+    the levels the model gives for camera i's frames, inferred here one frame at a time, every frame kept."""
+    clips = [make_video(tmp_path / f"{pattern}.mkv", 4, pattern=pattern) for pattern in ("smpte", "ball")]
+    levels_out = [tmp_path / "levels0", tmp_path / "levels1"]
+    result = dannet_run("--model", str(confidence_model), "--input", str(clips[0]), "--input", str(clips[1]),
+                        "--confidence-out", f"{levels_out[0]}/", "--confidence-out", f"file://{levels_out[1]}/")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("+ confidence -> ") == 2
+    seg = Segmenter(confidence_model)
+    expected = [[seg.process(frame)[1] for frame in decode(clip)] for clip in clips]
+    # each camera's levels are spread (few saturated), and the two cameras' differ: a swap would fail
+    assert all((levels[0] < 250).mean() > 0.3 and np.ptp(levels[0]) > 100 for levels in expected)
+    assert (expected[0][0] != expected[1][0]).mean() > 0.1
+    for levels, out in zip(expected, levels_out):
+        pictures = sorted(out.iterdir())
+        assert len(pictures) == len(levels) == 4
+        for level, picture in zip(levels, pictures):
+            written = Image.open(picture)
+            assert written.mode == "L", picture  # 8-bit grey
+            np.testing.assert_array_equal(np.asarray(written), level, err_msg=str(picture))
+
+
+def test_no_two_outputs_share_a_destination(confidence_model: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    """--output and --confidence-out of every camera: one of each per input, each its own file, folder or port;
+    refused (exit 2, one line) before any output is opened."""
+    one = ["--model", str(confidence_model), "--frames", "3", "--input", "test://"]
+    two = [*one, "--input", "test://ball"]
+    folders = [tmp_path / name for name in ("p0", "p1", "c0", "c1")]
+    p0, p1, c0, c1 = (f"{folder}/" for folder in folders)
+    cases = [
+        ([*two, "--confidence-out", c0], ["--confidence-out given 1 times for 2 --input", "in the same order"]),
+        ([*two, "--confidence-out", c0, "--confidence-out", c1, "--confidence-out", f"{tmp_path}/c2/"],
+         ["--confidence-out given 3 times for 2 --input"]),
+        ([*one, "--confidence-out", c0, "--confidence-out", c1],
+         ["--confidence-out given 2 times for one --input"]),
+        ([*two, "--output", str(tmp_path / "a.mkv"), "--output", f"file://{tmp_path}/a.mkv"],
+         [f"--output file://{tmp_path}/a.mkv: the same destination as --output {tmp_path / 'a.mkv'}"]),
+        ([*two, "--output", p0, "--output", p1, "--confidence-out", c0, "--confidence-out", f"{folders[1]}/%05d.png"],
+         [f"--confidence-out {folders[1]}/%05d.png: the same destination as --output {p1}"]),
+        ([*two, "--output", p0, "--output", p1, "--confidence-out", c0, "--confidence-out", c0],
+         [f"--confidence-out {c0}: the same destination as --confidence-out {c0}"]),
+        ([*two, "--output", "rtsp://@:8601/front", "--output", "rtsp://@:8601/rear"],
+         ["--output rtsp://@:8601/rear: the same destination as --output rtsp://@:8601/front"]),
+    ]
+    for argv, words in cases:
+        code, stderr = in_process(capsys, *argv)
+        one_line_error(subprocess.CompletedProcess(argv, code, "", stderr), *words)
+    assert not any(folder.exists() for folder in folders)  # nothing opened
+
+
+def test_help_explains_the_batching_policy_and_one_output_per_input() -> None:
     result = dannet_run("--help")
     assert result.returncode == 0
-    for words in ("--batch-wait-ms", "newest frame of every live input", "one per input"):
+    for words in ("--batch-wait-ms", "newest frame of every live input", "one per input",
+                  "--output and --confidence-out are given once per input, in the same order",
+                  "no two outputs may share a file, folder or port"):
         assert words in " ".join(result.stdout.split()), words
