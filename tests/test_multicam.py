@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_pipeline import (FRAME_H, FRAME_W, REPO, confidence_model, dannet_run, decode, in_process,  # noqa: F401
-                           make_video, summary_of, written_so_far)
+                           interrupted_run, make_video, summary_of)
 
 from runtime.classes import PALETTE
 from runtime.multicam import Intake, MultiCamera, in_turn
@@ -170,16 +170,10 @@ def test_dynamic_batch_graph_infers_the_cameras_in_one_call(dynamic_model: Path,
 
 def test_sigint_finishes_both_outputs(model: Path, tmp_path: Path) -> None:
     outs, stats = [tmp_path / "a.mp4", tmp_path / "b.mkv"], tmp_path / "stats.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
-                                "--input", "test://ball", "--input-size", f"{FRAME_H}x{FRAME_W}", "--output",
-                                str(outs[0]), "--output", str(outs[1]), "--stats-interval", "0.2", "--stats-json",
-                                str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 90
-    while time.time() < deadline and written_so_far(stats) <= 6:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
+    code, stdout, stderr = interrupted_run(["--model", str(model), "--input", "test://", "--input", "test://ball",
+                                            "--input-size", f"{FRAME_H}x{FRAME_W}", "--output", str(outs[0]),
+                                            "--output", str(outs[1])], stats, after=6)
+    assert code == 0, stderr
     assert "SIGINT: stopping" in stdout
     cameras = summary_of(stats)["cameras"]
     for out, camera in zip(outs, cameras):

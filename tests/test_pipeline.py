@@ -95,6 +95,19 @@ def written_so_far(stats_json: Path) -> int:
     return sum(json.loads(line)["written"] for line in lines)
 
 
+def interrupted_run(args: list[str], stats: Path, after: int, sig: int = signal.SIGINT) -> tuple[int, str, str]:
+    """dannet-run ``args`` reporting to ``stats`` every 0.2 s, sent ``sig`` once more than ``after`` pictures are
+    written (or after 90 s): ``(exit code, stdout, stderr)``."""
+    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", *args, "--stats-interval", "0.2", "--stats-json",
+                                str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and written_so_far(stats) <= after:
+        time.sleep(0.2)
+    process.send_signal(sig)
+    stdout, stderr = process.communicate(timeout=60)
+    return process.returncode, stdout, stderr
+
+
 def night_frames(folder: Path, count: int) -> list[np.ndarray]:
     """Dark noisy frames with a lit patch, written as PNGs (an image-folder input)."""
     rng, frames = np.random.default_rng(0), []
@@ -229,16 +242,9 @@ def test_frame_queue_policies() -> None:
 @pytest.mark.parametrize("sig, suffix", [(signal.SIGINT, "mp4"), (signal.SIGTERM, "mkv")])
 def test_signal_finishes_a_playable_file_and_exits_0(model: Path, tmp_path: Path, sig: int, suffix: str) -> None:
     out, stats = tmp_path / f"out.{suffix}", tmp_path / "stats.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
-                                "--input-size", f"{FRAME_H}x{FRAME_W}", "--output", str(out), "--stats-interval", "0.2",
-                                "--stats-json", str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.time() + 90
-    while time.time() < deadline and written_so_far(stats) <= 2:
-        time.sleep(0.2)
-    process.send_signal(sig)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
+    code, stdout, stderr = interrupted_run(["--model", str(model), "--input", "test://", "--input-size",
+                                            f"{FRAME_H}x{FRAME_W}", "--output", str(out)], stats, after=2, sig=sig)
+    assert code == 0, stderr
     summary = summary_of(stats)
     assert summary["written"] >= 3 and len(decode(out)) == summary["written"]
     assert f"{signal.Signals(sig).name}: stopping" in stdout
@@ -483,16 +489,10 @@ def test_confidence_videos_show_the_levels(confidence_model: Path, tmp_path: Pat
 
 def test_sigint_finishes_the_confidence_video_too(confidence_model: Path, tmp_path: Path) -> None:
     out, levels, stats = tmp_path / "out.mp4", tmp_path / "levels.mp4", tmp_path / "stats.jsonl"
-    process = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(confidence_model), "--input",
-                                "test://", "--input-size", f"{FRAME_H}x{FRAME_W}", "--output", str(out),
-                                "--confidence-out", str(levels), "--stats-interval", "0.2", "--stats-json",
-                                str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 90
-    while time.time() < deadline and written_so_far(stats) <= 2:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 0, stderr
+    code, _, stderr = interrupted_run(["--model", str(confidence_model), "--input", "test://", "--input-size",
+                                       f"{FRAME_H}x{FRAME_W}", "--output", str(out), "--confidence-out", str(levels)],
+                                      stats, after=2)
+    assert code == 0, stderr
     written = summary_of(stats)["written"]
     assert written >= 3 and len(decode(out)) == len(decode(levels)) == written
 
