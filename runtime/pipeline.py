@@ -372,7 +372,11 @@ class Camera:
         fresh = frame.index >= reopened > self.stable_since
         if fresh:
             self.stable_since = reopened
-        return self.stable.update(labels, confidence, fresh, frame.image)
+        resets = self.stable.resets
+        shown = self.stable.update(labels, confidence, fresh, frame.image)
+        if self.stable.resets > resets:
+            self.stats.count("temporal_resets")
+        return shown
 
     def finish_output(self) -> None:
         """Close the sink(s), each even when the other cannot be; an error (a full disk while finishing the

@@ -52,8 +52,10 @@ class PipelineStats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.started = time.perf_counter()
-        # dropped: by our live queue (inference behind); lost_upstream: before it (GStreamer/camera)
-        self.counts = {"captured": 0, "dropped": 0, "lost_upstream": 0, "processed": 0, "written": 0, "reconnects": 0}
+        # dropped: by our live queue (inference behind); lost_upstream: before it (GStreamer/camera);
+        # temporal_resets: --temporal started afresh (a scene cut, a new size, the source reopened)
+        self.counts = {"captured": 0, "dropped": 0, "lost_upstream": 0, "processed": 0, "written": 0, "reconnects": 0,
+                       "temporal_resets": 0}
         self.total = {stage: LatencyHistogram() for stage in STAGES}
         self._new_window()
 

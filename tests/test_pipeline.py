@@ -261,7 +261,8 @@ def test_truncated_file_ends_cleanly_at_the_last_readable_frame(model: Path, tmp
 
 
 def test_rtsp_output_serves_clients_and_rtsp_input_reconnects(model: Path, tmp_path: Path) -> None:
-    """One dannet-run serves rtsp://; a second reads it, loses it (server killed), reconnects when it returns."""
+    """One dannet-run serves rtsp://; a second reads it, loses it (server killed), reconnects when it returns, and
+    its --temporal stabiliser starts afresh then (test:// is a still picture: no scene cut could do it instead)."""
     port = 18554 + os.getpid() % 1000
     serve = [sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://", "--input-size",
              f"{FRAME_H}x{FRAME_W}", "--output", f"rtsp://@:{port}/cam", "--stats-interval", "0"]
@@ -269,13 +270,16 @@ def test_rtsp_output_serves_clients_and_rtsp_input_reconnects(model: Path, tmp_p
     server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(4)
     client = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input",
-                               f"rtsp://127.0.0.1:{port}/cam", "--reconnect", "8", "--stats-interval", "0.5",
-                               "--stats-json", str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               f"rtsp://127.0.0.1:{port}/cam", "--reconnect", "8", "--temporal", "hysteresis",
+                               "--stats-interval", "0.5", "--stats-json", str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
 
-    def captured() -> int:
+    def counted(name: str) -> int:
         lines = stats.read_text().splitlines() if stats.exists() else []
-        return sum(json.loads(line)["captured"] for line in lines)
+        return sum(json.loads(line)[name] for line in lines)
+
+    def captured() -> int:
+        return counted("captured")
 
     def wait_for(condition, seconds: float) -> bool:
         deadline = time.time() + seconds
@@ -285,6 +289,7 @@ def test_rtsp_output_serves_clients_and_rtsp_input_reconnects(model: Path, tmp_p
 
     try:
         assert wait_for(lambda: captured() > 3, 60), "no frames over RTSP"
+        resets_before_the_loss = counted("temporal_resets")
         server.kill()  # the camera goes away
         server.wait()
         before = captured()
@@ -297,6 +302,7 @@ def test_rtsp_output_serves_clients_and_rtsp_input_reconnects(model: Path, tmp_p
         server.wait(timeout=60)
     assert client.returncode == 0, stderr
     assert "reconnecting in" in stdout and summary_of(stats)["reconnects"] >= 1
+    assert resets_before_the_loss == 0 and summary_of(stats)["temporal_resets"] >= 1
 
 
 def _one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
