@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_pipeline import (FRAME_H, FRAME_W, REPO, confidence_model, dannet_run, decode, in_process,  # noqa: F401
-                           interrupted_run, make_video, summary_of)
+                           interrupted_run, make_video, rtsp_camera, summary_of, wait_for)
 
 from runtime.classes import PALETTE
 from runtime.multicam import Intake, MultiCamera, in_turn
@@ -185,11 +185,8 @@ def test_a_lost_camera_reconnects_while_the_other_keeps_running(model: Path, tmp
     """Camera 1 is an RTSP stream served by another dannet-run; it is killed and restarted. Camera 0
     (test://) keeps being written while camera 1 is away; camera 1 reconnects on its own."""
     port = 20554 + os.getpid() % 1000
-    serve = [sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://", "--input-size",
-             f"{FRAME_H}x{FRAME_W}", "--output", f"rtsp://@:{port}/cam", "--stats-interval", "0"]
     stats = tmp_path / "client.jsonl"
-    server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(4)
+    server = rtsp_camera(model, port)
     client = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
                                "--input-size", f"{FRAME_H}x{FRAME_W}", "--input", f"rtsp://127.0.0.1:{port}/cam",
                                "--reconnect", "8", "--stats-interval", "0.5", "--stats-json", str(stats)],
@@ -200,20 +197,14 @@ def test_a_lost_camera_reconnects_while_the_other_keeps_running(model: Path, tmp
         lines = stats.read_text().splitlines() if stats.exists() else []
         return [[camera["written"] for camera in json.loads(line)["cameras"]] for line in lines]
 
-    def wait_for(condition, seconds: float) -> bool:
-        deadline = time.time() + seconds
-        while time.time() < deadline and not condition():
-            time.sleep(0.2)
-        return condition()
-
     try:
         assert wait_for(lambda: sum(w[1] for w in windows()) > 3, 60), "no frames over RTSP"
         server.kill()  # camera 1 goes away
         server.wait()
         lost_at = len(windows())
         assert wait_for(lambda: len(windows()) > lost_at + 4, 30)
-        server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        back = len(windows())
+        back = len(windows())  # before the camera returns: every report up to here is from while it was away
+        server = rtsp_camera(model, port)
         assert wait_for(lambda: sum(w[1] for w in windows()[back:]) > 3, 90), "camera 1 did not come back"
     finally:
         client.send_signal(signal.SIGINT)

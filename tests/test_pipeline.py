@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx  # noqa: F401  loaded before GStreamer initialises (see runtime/gst.py)
@@ -95,14 +96,30 @@ def written_so_far(stats_json: Path) -> int:
     return sum(json.loads(line)["written"] for line in lines)
 
 
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``condition`` every 0.2 s for up to ``seconds``; its last value."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and not condition():
+        time.sleep(0.2)
+    return condition()
+
+
+def rtsp_camera(model: Path, port: int) -> subprocess.Popen:
+    """A live RTSP camera for the tests: dannet-run serving test:// at rtsp://127.0.0.1:``port``/cam, given 4 s to
+    start listening. Kill it to lose the camera; call again to bring it back."""
+    server = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
+                               "--input-size", f"{FRAME_H}x{FRAME_W}", "--output", f"rtsp://@:{port}/cam",
+                               "--stats-interval", "0"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4)
+    return server
+
+
 def interrupted_run(args: list[str], stats: Path, after: int, sig: int = signal.SIGINT) -> tuple[int, str, str]:
     """dannet-run ``args`` reporting to ``stats`` every 0.2 s, sent ``sig`` once more than ``after`` pictures are
     written (or after 90 s): ``(exit code, stdout, stderr)``."""
     process = subprocess.Popen([sys.executable, "-m", "runtime.cli", *args, "--stats-interval", "0.2", "--stats-json",
                                 str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 90
-    while time.time() < deadline and written_so_far(stats) <= after:
-        time.sleep(0.2)
+    wait_for(lambda: written_so_far(stats) > after, 90)
     process.send_signal(sig)
     stdout, stderr = process.communicate(timeout=60)
     return process.returncode, stdout, stderr
@@ -264,15 +281,12 @@ def test_rtsp_output_serves_clients_and_rtsp_input_reconnects(model: Path, tmp_p
     """One dannet-run serves rtsp://; a second reads it, loses it (server killed), reconnects when it returns, and
     its --temporal stabiliser starts afresh then (test:// is a still picture: no scene cut could do it instead)."""
     port = 18554 + os.getpid() % 1000
-    serve = [sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://", "--input-size",
-             f"{FRAME_H}x{FRAME_W}", "--output", f"rtsp://@:{port}/cam", "--stats-interval", "0"]
     stats = tmp_path / "client.jsonl"
-    server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(4)
+    server = rtsp_camera(model, port)
     client = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input",
                                f"rtsp://127.0.0.1:{port}/cam", "--reconnect", "8", "--temporal", "hysteresis",
-                               "--stats-interval", "0.5", "--stats-json", str(stats)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                               "--stats-interval", "0.5", "--stats-json", str(stats)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def counted(name: str) -> int:
         lines = stats.read_text().splitlines() if stats.exists() else []
@@ -281,19 +295,13 @@ def test_rtsp_output_serves_clients_and_rtsp_input_reconnects(model: Path, tmp_p
     def captured() -> int:
         return counted("captured")
 
-    def wait_for(condition, seconds: float) -> bool:
-        deadline = time.time() + seconds
-        while time.time() < deadline and not condition():
-            time.sleep(0.2)
-        return condition()
-
     try:
         assert wait_for(lambda: captured() > 3, 60), "no frames over RTSP"
         resets_before_the_loss = counted("temporal_resets")
         server.kill()  # the camera goes away
         server.wait()
         before = captured()
-        server = subprocess.Popen(serve, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = rtsp_camera(model, port)
         assert wait_for(lambda: captured() > before + 3, 90), "no frames after the server came back"
     finally:
         client.send_signal(signal.SIGINT)
@@ -414,22 +422,14 @@ def test_lost_live_source_stops_cleanly_or_gives_up(model: Path, tmp_path: Path)
     """``--reconnect 0``: a lost camera ends the run (exit 0, output finished); ``--reconnect 1``: one
     attempt, then a one-line error (exit 1) with the output still finished."""
     port = 19554 + os.getpid() % 1000
-    server = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
-                               "--input-size", f"{FRAME_H}x{FRAME_W}", "--output", f"rtsp://@:{port}/cam",
-                               "--stats-interval", "0"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(4)
+    server = rtsp_camera(model, port)
     clients = {n: subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input",
                                     f"rtsp://127.0.0.1:{port}/cam", "--reconnect", str(n), "--output",
                                     str(tmp_path / f"out{n}.mkv"), "--stats-interval", "0.5", "--stats-json",
                                     str(tmp_path / f"stats{n}.jsonl")], cwd=REPO, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True) for n in (0, 1)}
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline and not all(
-                (tmp_path / f"stats{n}.jsonl").exists() and any(json.loads(line)["written"] for line in
-                                                               (tmp_path / f"stats{n}.jsonl").read_text().splitlines())
-                for n in (0, 1)):
-            time.sleep(0.2)
+        wait_for(lambda: all(written_so_far(tmp_path / f"stats{n}.jsonl") > 0 for n in (0, 1)), 60)
     finally:
         server.kill()
         server.wait()
