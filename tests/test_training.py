@@ -231,6 +231,30 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data: Path, tmp_path:
             assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
 
 
+def test_night_labels_as_the_labelled_source(data: Path, tmp_path: Path, capsys) -> None:
+    """``data.source.dataset=acdc-night`` trains on ACDC night train (the supervised bound); a day root given
+    for it and an unknown dataset are one-line errors."""
+    from train.factory import source_dataset
+
+    acdc = generate(tmp_path / "acdc", "acdc", 3, (64, 128), seed=0)
+    config = load_config("synthetic-cpu", overrides(data, **{"data.source.dataset": "acdc-night",
+                                                             "data.source.root": acdc}))
+    night_train = sorted((acdc / "rgb_anon" / "night" / "train").rglob("*_rgb_anon.png"))
+    assert [s.image for s in source_dataset(config).samples] == night_train and len(night_train) == 3
+    assert train_main(["pretrain", *cli_args(data, **{"data.source.dataset": "acdc-night", "data.source.root": acdc}),
+                       "--out", str(tmp_path / "night")]) == 0
+    assert load_checkpoint(tmp_path / "night" / "final.pth").iteration == 4
+    capsys.readouterr()
+    assert train_main(["pretrain", *cli_args(data, **{"data.source.dataset": "acdc-night"}),
+                       "--out", str(tmp_path / "day-root")]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rgb_anon/night/train" in err[0]
+    assert train_main(["pretrain", *cli_args(data, **{"data.source.dataset": "darkzurich-val"}),
+                       "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.source.dataset must be one of cityscapes, acdc-night" in err[0]
+
+
 def test_pretrain_then_adapt_then_eval(data: Path, tmp_path: Path, capsys) -> None:
     assert train_main(["pretrain", *cli_args(data), "--out", str(tmp_path / "pre")]) == 0
     pre = load_checkpoint(tmp_path / "pre" / "final.pth")

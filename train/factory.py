@@ -11,7 +11,7 @@ from runtime.classes import NUM_CLASSES, class_weights
 from .checkpoint import CheckpointError, load_checkpoint, load_weights
 from .config import ConfigError
 from .data import DarkZurichPairs, EvalTransform, PairTransform, SegmentationDataset, TrainTransform, build_dataset
-from .data import cityscapes_samples
+from .data import dataset_samples
 from .imagenet import initialise_from_imagenet, is_imagenet_init
 from .models import Discriminator, RelightNet, build_segmenter
 
@@ -62,10 +62,18 @@ def test_weights(config: dict, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(class_weights(config["eval"]["weights_std"])).to(device)
 
 
+#: labelled training sets (``data.source.dataset``): DANNet's day source, and night labels for the supervised bound
+SOURCE_DATASETS = ("cityscapes", "acdc-night")
+
+
 def source_dataset(config: dict) -> SegmentationDataset:
+    """The labelled training images: Cityscapes (day) as DANNet's source; ACDC night labels train a model that
+    shows how far night mIoU can go in the same budget with labels, which no adaptation method has."""
     s = config["data"]["source"]
+    if s["dataset"] not in SOURCE_DATASETS:
+        raise ConfigError(f"data.source.dataset must be one of {', '.join(SOURCE_DATASETS)}, got {s['dataset']!r}")
     transform = TrainTransform(crop=tuple(s["crop"]), scale=tuple(s["scale"]), flip=config["data"]["flip"])
-    return SegmentationDataset(cityscapes_samples(Path(s["root"]), s["split"]), transform)
+    return SegmentationDataset(dataset_samples(s["dataset"], s["root"], s["split"]), transform)
 
 
 def target_dataset(config: dict) -> DarkZurichPairs:
