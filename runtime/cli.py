@@ -8,7 +8,7 @@ import sys
 from .arguments import integer, landscape_size_hw, number
 from .atomic import check_writable
 from .backends import BACKENDS
-from .errors import DannetError, Parser, add_debug_flag, command_line, debug_requested, run_command
+from .errors import DannetError, DataError, Parser, add_debug_flag, command_line, debug_requested, run_command
 from .overlay import MODES
 from .sources import CaptureOptions
 from .temporal import TEMPORAL_MODES, TemporalOptions
@@ -52,8 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
                "are given once per input, in the same order (or a single --output null://); no two outputs may\n"
                "share a file, folder or port.\n"
                "Ctrl-C stops cleanly: queued frames go through and the output files are finished (exit 0).\n"
+               "An input image that cannot be read is skipped (a warning names it); the others are written.\n"
                "Exit codes: 0 done or stopped, 1 failed while running (input lost for good), 2 bad flag, URI or\n"
-               "model, 4 output not writable (e.g. disk full), 130/143 SIGINT/SIGTERM while starting.\n\n"
+               "model, 3 input images skipped as unreadable (the others written), 4 output not writable (e.g. disk\n"
+               "full), 130/143 SIGINT/SIGTERM while starting.\n"
+               "TensorRT engines with the plugin tail load libdannet_trt_plugins.so from $DANNET_PLUGIN_LIB, else\n"
+               "from the source checkout's build/plugins/.\n\n"
                "example:  dannet-run --model dannet.onnx --input v4l2:///dev/video0 --output display://0")
     add_model_arguments(parser)
     parser.add_argument("--input", required=True, action="append", metavar="URI",
@@ -148,24 +152,39 @@ def run_pipeline(args: argparse.Namespace, program: bool) -> None:
             raise DannetError(f"{flag} given {len(uris)} times for one --input: expected one per input")
     # as the program, the pipeline's signal handlers stay to the end: a late second Ctrl-C or SIGTERM cannot
     # change the exit status the run ended with
-    run(args.model, args.input[0], outputs[0], backend=args.backend,
+    summary = run(
+        args.model, args.input[0], outputs[0], backend=args.backend,
         capture=CaptureOptions(args.input_size, args.input_rate), codec=args.codec, bitrate_kbps=args.bitrate,
         confidence_out=confidence_outs[0] if confidence_outs else None, visualize=args.visualize, alpha=args.alpha,
         legend=args.legend, queue_size=args.queue_size, max_frames=args.frames, loop=args.loop,
         reconnect=args.reconnect, stats_interval_s=args.stats_interval, stats_json=args.stats_json, say=say,
         keep_signal_handlers=program, temporal=temporal_options(args))
+    check_every_image_read(summary)
+
+
+def check_every_image_read(summary: dict) -> None:
+    """Exit 3 (a data problem) after a run that skipped input images it could not read: the run went on and
+    wrote the others, but a script must not take the outputs for complete. Each skipped image was named in a
+    warning as it happened."""
+    skipped = sum(camera["unreadable"] for camera in summary.get("cameras", [summary]))
+    if skipped:
+        raise DataError(f"--input: {skipped} image{'s' if skipped > 1 else ''} could not be read and "
+                        f"{'were' if skipped > 1 else 'was'} skipped (named in the warnings above); every other "
+                        "frame was written")
 
 
 def run_cameras(args: argparse.Namespace, outputs: list[str], confidence_outs: list[str], program: bool) -> None:
     """Several ``--input``: runtime/multicam.py, one output (and one confidence output, if any) per input."""
     from .multicam import run_cameras as run
 
-    run(args.model, args.input, outputs, backend=args.backend, capture=CaptureOptions(args.input_size, args.input_rate),
+    summary = run(
+        args.model, args.input, outputs, backend=args.backend, capture=CaptureOptions(args.input_size, args.input_rate),
         codec=args.codec, bitrate_kbps=args.bitrate, confidence_outs=confidence_outs,
         batch_wait_s=args.batch_wait_ms / 1000, visualize=args.visualize, alpha=args.alpha, legend=args.legend,
         queue_size=args.queue_size, max_frames=args.frames, loop=args.loop, reconnect=args.reconnect,
         stats_interval_s=args.stats_interval, stats_json=args.stats_json, say=say, keep_signal_handlers=program,
         temporal=temporal_options(args))
+    check_every_image_read(summary)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import DannetError
 from .pipeline import (Aborted, Camera, PipelineOptions, RunControl, Stage, check_confidence_wanted, check_destinations,
-                       describe_outputs, open_outputs, run_stages)
+                       check_inputs_kept, describe_outputs, open_outputs, run_stages)
 from .segmenter import Segmenter
 from .sinks import Sink
 from .sources import CaptureOptions, Frame, Source, open_source
@@ -229,8 +229,8 @@ class MultiCamera:
 
     def _combined(self, reports: list[dict]) -> dict:
         """Totals over the cameras: counters summed, frames/s summed, elapsed the longest."""
-        keys = ("captured", "dropped", "lost_upstream", "processed", "written", "reconnects", "temporal_resets",
-                "fps_in", "fps_out")
+        keys = ("captured", "dropped", "lost_upstream", "unreadable", "processed", "written", "reconnects",
+                "temporal_resets", "fps_in", "fps_out")
         total = {key: round(sum(report[key] for report in reports), 2) for key in keys}
         return {"elapsed_s": max(report["elapsed_s"] for report in reports), **total}
 
@@ -281,11 +281,13 @@ def run_cameras(model: str, input_uris: Sequence[str], output_uris: Sequence[str
     specs, outs = [parse_input(uri) for uri in input_uris], [parse_output(uri) for uri in output_uris]
     confidences = [parse_output(uri) for uri in confidence_outs] or [None] * len(specs)
     check_destinations([("--output", out) for out in outs] + [("--confidence-out", c) for c in confidences])
+    check_inputs_kept([(spec, [("--output", out), ("--confidence-out", confidence)])
+                       for spec, out, confidence in zip(specs, outs, confidences)])
     pipeline_options = PipelineOptions(**options)
     segmenter = Segmenter(model, backend)
     check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, bool(confidence_outs))
     pipeline_options.temporal.check_model(segmenter.info.confidence, model)
-    sinks, confidence_sinks = zip(*(open_outputs(out, confidence, codec, bitrate_kbps)
+    sinks, confidence_sinks = zip(*(open_outputs(out, confidence, codec, bitrate_kbps, say)
                                     for out, confidence in zip(outs, confidences)))
     sources: list[Source] = []
     try:

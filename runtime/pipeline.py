@@ -32,11 +32,11 @@ from .errors import EXIT_FAILED, DannetError
 from .gst import MediaError
 from .overlay import CONFIDENCE_MODES, legend, visualize
 from .segmenter import Segmenter
-from .sinks import OutputClosed, Sink, open_sink
-from .sources import CaptureOptions, Frame, Source, SourceLost, open_source
+from .sinks import OutputClosed, Sink, files_written_over, frame_file, images_sharing_a_file, open_sink
+from .sources import CaptureOptions, Frame, Source, SourceLost, UnreadableImage, open_source
 from .stats import JsonLines, PipelineStats, format_report, format_summary
 from .temporal import TemporalFilter, TemporalOptions
-from .uris import OutputSpec, parse_input, parse_output
+from .uris import InputSpec, OutputSpec, parse_input, parse_output
 
 #: frames per second stamped on outputs when the source does not say (images, variable-rate streams)
 DEFAULT_RATE = Fraction(30)
@@ -272,7 +272,7 @@ class Camera:
     def capture(self, put: Callable[[Frame], None]) -> None:
         """The capture stage: every frame read goes to ``put`` (a queue's, which may wait for room, drop its
         oldest frame or raise ``Aborted``) until the source ends, --frames, a stop, or a lost live source that
-        does not come back."""
+        does not come back. An input image that cannot be read is skipped, said and counted (``unreadable``)."""
         options, source, count, passes, attempts = self.options, self.source, 0, 0, 0
         last_frame = time.perf_counter()
         while not self.control.stopping.is_set() and not (options.max_frames and count >= options.max_frames):
@@ -282,6 +282,10 @@ class Camera:
                         source.ended or time.perf_counter() - last_frame > options.stall_timeout_s):
                     raise SourceLost(f"{source.spec.uri}: " + ("the stream ended" if source.ended else
                                                                f"no frame for {options.stall_timeout_s:.0f} s"))
+            except UnreadableImage as unreadable:  # the other images do not depend on it: go on without it
+                self.control.say(f"warning: {unreadable}; skipped")
+                self.stats.count("unreadable")
+                continue
             except SourceLost as lost:
                 if count == 0:  # nothing has worked yet: a wrong URI or a missing camera, not a lost one
                     raise MediaError(str(lost)) from None
@@ -295,7 +299,8 @@ class Camera:
                 continue
             if frame is None:
                 if source.ended:
-                    if options.loop >= 0 and passes >= options.loop:
+                    # the last pass, or a pass without a readable frame: another would read none either
+                    if options.loop >= 0 and passes >= options.loop or count == self.reopened_at:
                         return
                     passes += 1
                     source.close()
@@ -474,11 +479,41 @@ def check_destinations(outputs: Sequence[tuple[str, OutputSpec | None]]) -> None
                                   "it its own file, folder or port")
 
 
-def open_outputs(out: OutputSpec, confidence: OutputSpec | None, codec: str,
-                 bitrate_kbps: int) -> tuple[Sink, Sink | None]:
-    """One camera's sinks: its pictures (--output) and, when asked for, its confidence levels (--confidence-out)."""
-    sink = open_sink(out, codec, bitrate_kbps)
-    return sink, open_sink(confidence, codec, bitrate_kbps, "--confidence-out") if confidence is not None else None
+#: one camera's input and its outputs as ``(flag, spec)`` pairs (None: not asked for)
+CameraRoute = tuple[InputSpec, Sequence[tuple[str, OutputSpec | None]]]
+
+
+def input_files(spec: InputSpec) -> tuple[Path, ...]:
+    """The files an input reads: its images, or its video file (cameras and streams: none)."""
+    return spec.images if spec.kind == "images" else (Path(spec.location),) if spec.kind == "video" else ()
+
+
+def check_inputs_kept(cameras: Sequence[CameraRoute]) -> None:
+    """A one-line error when an output of any camera would write over an input file of any camera (an image
+    folder written into itself, a video given again as its output), or would write two images of its own input
+    to one file; checked before anything is opened, so a refused run reads and writes nothing."""
+    inputs = {path.resolve(): (spec, path) for spec, _ in cameras for path in input_files(spec)}
+    for source, outputs in cameras:
+        for flag, out in outputs:
+            if out is None:
+                continue
+            if overwritten := files_written_over(out, source, inputs.keys()):
+                owner, path = inputs[overwritten[0]]
+                raise DannetError(f"{flag} {out.uri} would write over {path}, an input (--input {owner.uri}); "
+                                  "write the output elsewhere")
+            if shared := images_sharing_a_file(out, source):
+                first, second = shared
+                raise DannetError(f"{flag} {out.uri} would write {first} and {second} (--input {source.uri}) to one "
+                                  f"file, {frame_file(out.location, 0, first.stem)}, the second over the first; "
+                                  "rename one, or write to a pattern such as out/%05d.png")
+
+
+def open_outputs(out: OutputSpec, confidence: OutputSpec | None, codec: str, bitrate_kbps: int,
+                 say: Callable[[str], None] = print) -> tuple[Sink, Sink | None]:
+    """One camera's sinks: its pictures (--output) and, when asked for, its confidence levels (--confidence-out);
+    ``say`` takes their warnings."""
+    sink = open_sink(out, codec, bitrate_kbps, "--output", say)
+    return sink, open_sink(confidence, codec, bitrate_kbps, "--confidence-out", say) if confidence is not None else None
 
 
 def describe_outputs(out: OutputSpec, confidence: OutputSpec | None) -> str:
@@ -491,15 +526,18 @@ def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", c
         say: Callable[[str], None] = print, keep_signal_handlers: bool = False, **options: Any) -> dict:
     """``dannet-run`` as a function: URIs and model checked first (one-line errors), then the pipeline.
     ``confidence_out``: a second output URI for the confidence levels as 8-bit grey pictures at the model's
-    output size (models exported with ``--confidence``)."""
+    output size (models exported with ``--confidence``). The summary's ``unreadable`` counts input images
+    skipped because they could not be read (dannet-run then exits 3)."""
     spec, out = parse_input(input_uri), parse_output(output_uri)
     confidence_spec = parse_output(confidence_out) if confidence_out is not None else None
-    check_destinations([("--output", out), ("--confidence-out", confidence_spec)])
+    destinations = [("--output", out), ("--confidence-out", confidence_spec)]
+    check_destinations(destinations)
+    check_inputs_kept([(spec, destinations)])
     pipeline_options = PipelineOptions(**options)
     segmenter = Segmenter(model, backend)
     check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, confidence_spec is not None)
     pipeline_options.temporal.check_model(segmenter.info.confidence, model)
-    sink, confidence_sink = open_outputs(out, confidence_spec, codec, bitrate_kbps)
+    sink, confidence_sink = open_outputs(out, confidence_spec, codec, bitrate_kbps, say)
     source = open_source(spec, capture)
     outputs = describe_outputs(out, confidence_spec)
     return Pipeline(segmenter, source, sink, pipeline_options, say, confidence_sink).run(

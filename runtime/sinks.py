@@ -1,7 +1,9 @@
 """Outputs: video files, a display window and an RTSP server through GStreamer (appsrc); images through
 Pillow; ``null://``. A sink opens on its first picture (the size is known then) and ``close()``
 finishes the stream: end of stream through the muxer, so a file stopped by Ctrl-C still plays.
-Pictures are RGB (H x W x 3) or 8-bit grey (H x W: ``dannet-run --confidence-out``); one stream is one kind.
+Pictures are RGB (H x W x 3) or 8-bit grey (H x W: ``dannet-run --confidence-out``); one stream is one kind
+and one size, the first picture's: a later picture of another size (a folder of mixed images) is stretched
+to it (``StreamSize``).
 
 MP4 and MOV files are written in fragments of one second, each with its own index, so a file that
 could not be finished (a full disk, a crash) plays up to its last complete fragment; Matroska plays
@@ -10,18 +12,20 @@ when cut anyway. An output that fails mid-stream stops the run with one line, ne
 from __future__ import annotations
 
 import os
+import re
 import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import AbstractSet, Any, Callable, Protocol
 
 import numpy as np
+from PIL import Image
 
 from .atomic import atomic_save_image, check_folder_writable, check_writable
 from .errors import EXIT_FAILED, OutputError
 from .gst import MediaError, bus_error, describe_message, gst, has_element, is_write_error, launch, pop_error, quote
 from .sources import Frame, caps_rate
-from .uris import IMAGE_SUFFIXES, OutputSpec
+from .uris import IMAGE_SUFFIXES, InputSpec, OutputSpec
 
 #: encoders by preference: Jetson hardware, desktop NVENC, then software; ``{kbps}``/``{bps}``: bitrate.
 #: Each asks for 4:2:0 input: from RGB, x264 would otherwise pick 4:4:4, which few players decode.
@@ -47,6 +51,8 @@ MUXERS = {".mp4": ("mp4mux fragment-duration=1000", ("h264", "h265")),
 ROOM_POLL_S = 0.01
 #: how long ``close`` waits for the muxer to finish the file
 EOS_TIMEOUT_S = 60.0
+#: an image folder's file names for frames without a name of their own (not from an image input)
+INDEX_NAME = "%06d.png"
 
 
 class OutputClosed(Exception):
@@ -95,14 +101,35 @@ def _buffer(picture: np.ndarray, timestamp: float | None, rate: Fraction) -> Any
     return buffer
 
 
+class StreamSize:
+    """The one picture size of a video or RTSP stream, set by its first picture: the stream's caps say it, and a
+    buffer of another size pushed under them is read as garbage. A later picture of another size is stretched
+    to it (bilinear), and said once: a video made from a folder of mixed images is still a video of every
+    image."""
+
+    def __init__(self, uri: str, width: int, height: int, say: Callable[[str], None]) -> None:
+        self.uri, self.width, self.height, self.say = uri, width, height, say
+        self.stretched = False
+
+    def fit(self, picture: np.ndarray) -> np.ndarray:
+        if picture.shape[:2] == (self.height, self.width):
+            return picture
+        if not self.stretched:
+            self.say(f"warning: {self.uri}: pictures not at the stream's {self.height}x{self.width} (its first "
+                     f"picture's size) are stretched to it, starting with a {picture.shape[0]}x{picture.shape[1]} one")
+            self.stretched = True
+        return np.asarray(Image.fromarray(picture).resize((self.width, self.height), Image.BILINEAR))
+
+
 class AppsrcSink:
     """A GStreamer pipeline fed by an appsrc: a video file (``file://*.mp4|mkv|avi|mov``) or a window.
 
     The appsrc does not block: ``write`` waits for room itself, looking at the bus meanwhile, because a
     blocking push into a pipeline that has failed (a full disk stops its filesink) never returns."""
 
-    def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000, flag: str = "--output") -> None:
-        self.spec, self.pipeline, self.failed = spec, None, False
+    def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000, flag: str = "--output",
+                 say: Callable[[str], None] = print) -> None:
+        self.spec, self.pipeline, self.failed, self.say = spec, None, False, say
         if spec.kind == "display":
             if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
                 raise MediaError(f"{spec.uri}: no display here (DISPLAY/WAYLAND_DISPLAY unset); "
@@ -121,7 +148,7 @@ class AppsrcSink:
 
     def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         Gst = gst()
-        self.rate = rate
+        self.rate, self.size = rate, StreamSize(self.spec.uri, width, height, self.say)
         # 4:2:0 encoders need even sizes: odd pictures are stretched by one pixel
         even_w, even_h = width + width % 2, height + height % 2
         scale = f"videoscale ! video/x-raw,width={even_w},height={even_h} ! " if (even_w, even_h) != (width, height) else ""
@@ -135,7 +162,8 @@ class AppsrcSink:
 
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
         self._wait_for_room()
-        if self.appsrc.emit("push-buffer", _buffer(picture, timestamp, self.rate)) != gst().FlowReturn.OK:
+        buffer = _buffer(self.size.fit(picture), timestamp, self.rate)
+        if self.appsrc.emit("push-buffer", buffer) != gst().FlowReturn.OK:
             message = pop_error(self.pipeline, ROOM_POLL_S)
             self.failed = True
             raise self._error(message) if message is not None else \
@@ -192,7 +220,8 @@ class AppsrcSink:
 class RtspSink:
     """An RTSP server (GstRtspServer) at ``rtsp://@:PORT/NAME``; every client sees the live overlay."""
 
-    def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000) -> None:
+    def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000,
+                 say: Callable[[str], None] = print) -> None:
         gst()  # GStreamer initialised before its RTSP server library
         try:
             import gi
@@ -203,13 +232,13 @@ class RtspSink:
             raise MediaError(f"{spec.uri}: serving RTSP needs apt install gir1.2-gst-rtsp-server-1.0") from None
         if codec not in PAYLOADERS:
             raise MediaError(f"--codec {codec}: expected one of {', '.join(PAYLOADERS)}")
-        self.spec = spec
+        self.spec, self.say = spec, say
         self.stream, self.appsrc, self.lock = encoder(codec, bitrate_kbps, spec.uri), None, threading.Lock()
         self.payloader = PAYLOADERS[codec]
         self.GLib, self.GstRtspServer, self.server = GLib, GstRtspServer, None
 
     def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
-        self.rate = rate
+        self.rate, self.size = rate, StreamSize(self.spec.uri, width, height, self.say)
         self.context = self.GLib.MainContext.new()
         self.server = self.GstRtspServer.RTSPServer()
         self.server.set_service(str(self.spec.port))
@@ -236,6 +265,7 @@ class RtspSink:
             self.appsrc = None
 
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+        picture = self.size.fit(picture)  # said once even while no client is connected
         with self.lock:  # no client connected: nothing to send
             if self.appsrc is not None:
                 self.appsrc.emit("push-buffer", _buffer(picture, None, self.rate))
@@ -249,16 +279,69 @@ class RtspSink:
             self.server = None
 
 
+def image_layout(location: str) -> str:
+    """How an image output names its files: ``pattern`` (``out/%05d.png``: by frame index), ``file`` (one image,
+    ``out.png``) or ``folder`` (``out/``: after the input image, else by frame index)."""
+    if "%" in location:
+        return "pattern"
+    return "file" if Path(location).suffix.lower() in IMAGE_SUFFIXES else "folder"
+
+
+def frame_file(location: str, index: int, name: str = "") -> Path:
+    """The file the image output at ``location`` writes frame ``index`` to; ``name``: the frame's input image's
+    stem, which a folder keeps."""
+    layout = image_layout(location)
+    if layout == "folder":
+        return Path(location) / (f"{name}.png" if name else INDEX_NAME % index)
+    return Path(location % index) if layout == "pattern" else Path(location)
+
+
+def _matches_pattern(pattern: str, path: Path) -> bool:
+    """Whether ``pattern % i`` names the file ``path`` (resolved) for some frame index i >= 0."""
+    folder, name = Path(pattern).parent, Path(pattern).name
+    if folder.resolve() != path.parent:
+        return False
+    digits = re.fullmatch(r"(\d+)".join(re.escape(part) for part in re.split(r"%0?\d*d", name)), path.name)
+    return digits is not None and digits.lastindex == 1 and name % int(digits[1]) == path.name
+
+
+def files_written_over(out: OutputSpec, source: InputSpec, files: AbstractSet[Path]) -> list[Path]:
+    """Those of ``files`` (resolved paths) that the output ``out`` would write when fed ``source``'s frames: its
+    video file, or its images (a folder names them after the input images, else by frame index: any index
+    counts, since a live source or ``--loop -1`` has no last one)."""
+    if out.kind not in ("video", "images"):
+        return []
+    layout = "file" if out.kind == "video" else image_layout(out.location)
+    if layout == "file":
+        return sorted(files & {Path(out.location).resolve()})
+    if layout == "folder" and source.kind == "images":
+        return sorted(files & {frame_file(out.location, 0, path.stem).resolve() for path in source.images})
+    pattern = out.location if layout == "pattern" else str(Path(out.location) / INDEX_NAME)
+    return [path for path in sorted(files) if _matches_pattern(pattern, path)]
+
+
+def images_sharing_a_file(out: OutputSpec, source: InputSpec) -> tuple[Path, Path] | None:
+    """Two of ``source``'s images that the image folder ``out`` would write to one file (it keeps the stems:
+    ``a.png`` and ``a.jpg``, ``x/frame.png`` and ``y/frame.png``), the second overwriting the first; or None."""
+    if out.kind != "images" or source.kind != "images" or image_layout(out.location) != "folder":
+        return None
+    seen: dict[str, Path] = {}
+    for path in source.images:
+        if path.stem in seen:
+            return seen[path.stem], path
+        seen[path.stem] = path
+    return None
+
+
 class ImageSink:
     """Pictures as images: one file, a folder (named after the input image, or by frame index) or a
-    ``%d`` pattern. PNG keeps palette colours and confidence levels exact (grey pictures: 8-bit grey PNGs)."""
+    ``%d`` pattern (``frame_file``). PNG keeps palette colours and confidence levels exact (grey pictures: 8-bit
+    grey PNGs)."""
 
     def __init__(self, spec: OutputSpec, flag: str = "--output") -> None:
         self.spec, self.written = spec, 0
-        path = spec.location
-        self.pattern = "%" in path
-        self.folder = not self.pattern and Path(path).suffix.lower() not in IMAGE_SUFFIXES
-        target = Path(path) if self.folder else Path(path).parent
+        self.layout = image_layout(spec.location)
+        target = Path(spec.location) if self.layout == "folder" else Path(spec.location).parent
         check_folder_writable(target, flag)
         target.mkdir(parents=True, exist_ok=True)
 
@@ -266,16 +349,11 @@ class ImageSink:
         pass
 
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
-        if self.folder:
-            path = Path(self.spec.location) / f"{frame.name or f'{frame.index:06d}'}.png"
-        elif self.pattern:
-            path = Path(self.spec.location % frame.index)
-        else:
-            if self.written:
-                raise MediaError(f"{self.spec.uri}: one image file cannot hold many frames; "
-                                 "use a folder (out/) or a pattern (out/%05d.png)")
-            path = Path(self.spec.location)
-        atomic_save_image(path, picture)  # an image already there is replaced whole or not at all
+        if self.layout == "file" and self.written:
+            raise MediaError(f"{self.spec.uri}: one image file cannot hold many frames; "
+                             "use a folder (out/) or a pattern (out/%05d.png)")
+        # an image already there is replaced whole or not at all
+        atomic_save_image(frame_file(self.spec.location, frame.index, frame.name), picture)
         self.written += 1
 
     def close(self) -> None:
@@ -295,14 +373,15 @@ class NullSink:
         pass
 
 
-def open_sink(spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000, flag: str = "--output") -> Sink:
+def open_sink(spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000, flag: str = "--output",
+              say: Callable[[str], None] = print) -> Sink:
     """The sink for an output URI, checked (encoder, container, display, folder) before any frame flows;
     it starts on the first picture with the picture size and the source's frame rate. ``flag`` is the option
-    the URI came from, for the messages."""
+    the URI came from, for the messages; ``say`` takes a stream's warnings (``StreamSize``)."""
     if spec.kind == "null":
         return NullSink()
     if spec.kind == "images":
         return ImageSink(spec, flag)
     if spec.kind == "rtsp":
-        return RtspSink(spec, codec, bitrate_kbps)
-    return AppsrcSink(spec, codec, bitrate_kbps, flag)
+        return RtspSink(spec, codec, bitrate_kbps, say)
+    return AppsrcSink(spec, codec, bitrate_kbps, flag, say)

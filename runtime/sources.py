@@ -2,7 +2,9 @@
 
 A source hands out ``Frame`` objects from ``read(timeout)``: a frame, or None when none came within the
 timeout (``ended`` tells end of stream apart). An error on the way raises ``SourceLost``: the pipeline
-reconnects live sources and ends files cleanly at the last readable frame.
+reconnects live sources and ends files cleanly at the last readable frame. An image that cannot be read
+raises ``UnreadableImage`` instead: the images of a folder do not depend on each other, so the pipeline
+skips that one and goes on with the next.
 """
 from __future__ import annotations
 
@@ -24,6 +26,11 @@ START_ERROR_WAIT_S = 1.0
 
 class SourceLost(RuntimeError):
     """The source failed after opening (camera unplugged, stream cut, truncated file)."""
+
+
+class UnreadableImage(RuntimeError):
+    """One input image could not be read (damaged, not an image, a macOS ``._`` file); the source has moved
+    past it, so the next ``read`` gives the next image."""
 
 
 @dataclass
@@ -148,6 +155,14 @@ class GstSource:
             self.pipeline = None
 
 
+def rgb8(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB. 16-bit grey (Pillow's ``I;16`` modes) keeps its high byte, as Pillow reads 16-bit
+    colour PNGs: Pillow's own conversion would clip every level above 255 to white."""
+    if image.mode.startswith("I;16"):
+        return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
+
+
 class ImageSource:
     """An image, an image folder or a glob, read with Pillow in name order (frame names are file stems)."""
 
@@ -164,15 +179,15 @@ class ImageSource:
             self.ended = True
             return None
         path, arrived = self.spec.images[self.position], time.perf_counter()
+        self.position += 1  # past this image even if it cannot be read: the next read gives the next one
         try:
             with Image.open(path) as image:
-                image = image.convert("RGB")
+                image = rgb8(image)
                 if self.options.size:
                     image = image.resize(self.options.size[::-1], Image.BILINEAR)
                 array = np.asarray(image)
         except OSError as e:
-            raise SourceLost(f"{path}: not a readable image ({e})") from None
-        self.position += 1
+            raise UnreadableImage(f"{path}: not a readable image ({e})") from None
         return Frame(array, self.position - 1, arrived, time.perf_counter(), path.stem)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ import json
 import math
 import threading
 import time
+from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -53,9 +54,10 @@ class PipelineStats:
         self.lock = threading.Lock()
         self.started = time.perf_counter()
         # dropped: by our live queue (inference behind); lost_upstream: before it (GStreamer/camera);
-        # temporal_resets: --temporal started afresh (a scene cut, a new size, the source reopened)
+        # temporal_resets: --temporal started afresh (a scene cut, a new size, the source reopened);
+        # unreadable: input images skipped because they could not be read
         self.counts = {"captured": 0, "dropped": 0, "lost_upstream": 0, "processed": 0, "written": 0, "reconnects": 0,
-                       "temporal_resets": 0}
+                       "temporal_resets": 0, "unreadable": 0}
         self.total = {stage: LatencyHistogram() for stage in STAGES}
         self._new_window()
 
@@ -101,10 +103,12 @@ def format_report(report: dict) -> str:
 
 
 def format_summary(report: dict) -> str:
-    """The table printed at exit: counts, throughput and p50/p90/p99 per stage."""
+    """The table printed at exit: counts, throughput and p50/p90/p99 per stage. Unreadable input images are
+    named only when there were some: only image inputs can have them."""
+    unreadable = f"{report['unreadable']} unreadable images skipped, " if report["unreadable"] else ""
     lines = [f"frames: {report['captured']} captured, {report['processed']} processed, {report['written']} written, "
-             f"{report['dropped']} dropped, {report['lost_upstream']} lost upstream, {report['reconnects']} reconnects in {report['elapsed_s']:.1f} s "
-             f"({report['fps_out']:.1f} fps out)",
+             f"{report['dropped']} dropped, {report['lost_upstream']} lost upstream, {unreadable}"
+             f"{report['reconnects']} reconnects in {report['elapsed_s']:.1f} s ({report['fps_out']:.1f} fps out)",
              f"{'stage':<12}{'mean ms':>9}{'p50':>9}{'p90':>9}{'p99':>9}"]
     for name, s in report["stages"].items():
         lines.append(f"{name:<12}{s['mean_ms']:>9.2f}{s['p50_ms']:>9.2f}{s['p90_ms']:>9.2f}{s['p99_ms']:>9.2f}")
@@ -112,9 +116,12 @@ def format_summary(report: dict) -> str:
 
 
 class JsonLines:
-    """``--stats-json FILE``: one JSON object per report, flushed so a crash keeps what was written."""
+    """``--stats-json FILE``: one JSON object per report, flushed so a crash keeps what was written. Missing
+    folders on the way are created, as for every other output."""
 
     def __init__(self, path: str | None) -> None:
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.file: IO[str] | None = open(path, "w") if path else None
 
     def write(self, report: dict) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import signal
 import struct
@@ -20,7 +21,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -44,13 +45,20 @@ def run_command(prog: str, *args: object, env: dict[str, str] | None = None,
 
 def in_process(capsys: pytest.CaptureFixture, prog: str, *args: object) -> tuple[int, str]:
     """``main(argv)`` of a command: its exit code (argparse's SystemExit included) and its stderr."""
+    code, _, err = in_process_with_output(capsys, prog, *args)
+    return code, err
+
+
+def in_process_with_output(capsys: pytest.CaptureFixture, prog: str, *args: object) -> tuple[int, str, str]:
+    """``main(argv)`` of a command: its exit code (argparse's SystemExit included), its stdout and its stderr."""
     main = __import__(MODULES[prog], fromlist=["main"]).main
     capsys.readouterr()
     try:
         code = main([str(a) for a in args])
     except SystemExit as e:
         code = e.code
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def the_error(stderr: str, prog: str) -> str:
@@ -280,6 +288,122 @@ def test_a_config_value_that_would_divide_by_zero_is_refused(tmp_path: Path, cap
     line = the_error(err, "dannet-train pretrain")
     assert code == USAGE and "run.checkpoint_every" in line and ">= 1" in line
     assert not (tmp_path / "run").exists()
+
+
+# -- dannet-run: no input image lost or overwritten -------------------------------------------------------
+
+def image_folder(folder: Path, names: Sequence[str]) -> Path:
+    """A folder of small random pictures named ``names`` (the suffix says the format)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(folder / name)
+    return folder
+
+
+def summary_in(stats_json: Path) -> dict:
+    """The summary, the last line of ``--stats-json``."""
+    summary = json.loads(stats_json.read_text().splitlines()[-1])
+    assert summary["summary"] is True
+    return summary
+
+
+@pytest.mark.timeout(120)  # a folder without a readable image, looped for ever, must not loop for ever
+def test_an_unreadable_image_is_skipped_named_and_counted_and_the_others_are_written(onnx_model: Path,
+                                                                                     tmp_path: Path, capsys) -> None:
+    """An image cut short and a macOS ``._`` file among good ones, the ``._`` file first in name order: each is
+    skipped with a warning naming it, every other image is written, the summary counts the skips (per camera),
+    and the exit code (3, a data problem) tells a script that the outputs are not complete. A folder with no
+    readable image ends after one pass even with --loop -1."""
+    frames = image_folder(tmp_path / "frames", ["a.png", "c.png", "d.png"])
+    whole = (frames / "a.png").read_bytes()
+    (frames / "b.png").write_bytes(whole[: len(whole) // 2])
+    (frames / "._a.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # AppleDouble metadata, not a PNG
+    clean = image_folder(tmp_path / "clean", ["e.png", "f.png"])
+    stats = tmp_path / "stats.jsonl"
+    run = ["--model", onnx_model, "--stats-interval", 0, "--stats-json", stats]
+    code, out, err = in_process_with_output(capsys, "dannet-run", *run, "--input", frames, "--output",
+                                            f"{tmp_path}/out/")
+    assert code == DATA and "2 images could not be read" in the_error(err, "dannet-run")
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and str(frames / "._a.png") in warnings[0] and str(frames / "b.png") in warnings[1]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "c.png", "d.png"]
+    summary = summary_in(stats)
+    assert (summary["unreadable"], summary["written"]) == (2, 3)
+    code, _, err = in_process_with_output(capsys, "dannet-run", *run, "--input", clean, "--output", "null://",
+                                          "--input", frames, "--output", "null://")
+    assert code == DATA and "2 images could not be read" in the_error(err, "dannet-run")
+    cameras = summary_in(stats)["cameras"]
+    assert [(camera["unreadable"], camera["written"]) for camera in cameras] == [(0, 2), (2, 3)]
+    # nothing readable at all, looped for ever: one pass, not a warning for ever
+    (tmp_path / "junk").mkdir()
+    (frames / "b.png").rename(tmp_path / "junk" / "b.png")
+    code, out, err = in_process_with_output(capsys, "dannet-run", *run, "--input", tmp_path / "junk", "--loop", -1)
+    assert code == DATA and "1 image could not be read" in the_error(err, "dannet-run")
+    assert out.count("warning:") == 1
+
+
+def test_an_output_that_would_write_over_an_input_is_refused_before_the_work(onnx_model: Path, tmp_path: Path,
+                                                                             capsys) -> None:
+    """An image output into its own input folder (as a folder, a pattern or the one file), a video given again
+    as its output, --confidence-out into the input folder, one camera writing into another's input folder: one
+    line naming the output's flag, the input and the file, exit 2, and not a byte written."""
+    frames = image_folder(tmp_path / "frames", ["00001.png", "night.png"])
+    other = image_folder(tmp_path / "other", ["night.png"])
+    clip = tmp_path / "clip.mkv"
+    clip.write_bytes(b"a video: refused before it is opened")
+    before = snapshot(tmp_path)
+    cases = [
+        (["--input", frames, "--output", frames], "--output", frames / "00001.png"),
+        (["--input", f"{frames}/*.png", "--output", f"file://{frames}/"], "--output", frames / "00001.png"),
+        (["--input", frames, "--output", f"{frames}/%05d.png"], "--output", frames / "00001.png"),  # 2nd frame
+        (["--input", frames / "night.png", "--output", frames / "night.png"], "--output", frames / "night.png"),
+        (["--input", clip, "--output", f"file://{clip}"], "--output", clip),
+        (["--input", frames, "--confidence-out", f"{frames}/"], "--confidence-out", frames / "00001.png"),
+        (["--input", other, "--output", f"{tmp_path}/out/", "--input", frames, "--output", other], "--output",
+         other / "night.png"),
+    ]
+    for argv, flag, overwritten in cases:
+        code, err = in_process(capsys, "dannet-run", "--model", onnx_model, *argv)
+        line = the_error(err, "dannet-run")
+        assert code == USAGE and f"{flag} " in line and "--input" in line and f"{overwritten}," in line, line
+    assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+def test_input_images_that_would_share_an_output_file_are_refused(onnx_model: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    """An image folder output keeps the input names: ``a.png`` and ``a.jpg``, or ``x/frame.png`` and
+    ``y/frame.png`` from one glob, would be written to one file, the second over the first. Refused up front,
+    naming both; a pattern output names by index and writes both."""
+    same = image_folder(tmp_path / "same", ["a.jpg", "a.png"])
+    for folder in ("x", "y"):
+        image_folder(tmp_path / "data" / folder, ["frame.png"])
+    out = tmp_path / "out"
+    cases = [
+        (["--input", same, "--output", f"{out}/"], same / "a.jpg", same / "a.png"),
+        (["--input", f"{tmp_path}/data/*/frame.png", "--confidence-out", out], tmp_path / "data" / "x" / "frame.png",
+         tmp_path / "data" / "y" / "frame.png"),
+    ]
+    for argv, first, second in cases:
+        code, err = in_process(capsys, "dannet-run", "--model", onnx_model, *argv)
+        line = the_error(err, "dannet-run")
+        assert code == USAGE and str(first) in line and str(second) in line, line
+    assert not out.exists()
+    code, err = in_process(capsys, "dannet-run", "--model", onnx_model, "--input", same, "--output",
+                           f"{out}/%05d.png", "--stats-interval", 0)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png"]
+
+
+def test_stats_json_in_a_folder_still_to_be_made_is_written(onnx_model: Path, tmp_path: Path, capsys) -> None:
+    """--stats-json creates its missing folders like every other output, rather than failing once the run has
+    started."""
+    frames = image_folder(tmp_path / "frames", ["a.png"])
+    stats = tmp_path / "new" / "deeper" / "stats.jsonl"
+    code, err = in_process(capsys, "dannet-run", "--model", onnx_model, "--input", frames, "--stats-interval", 0,
+                           "--stats-json", stats)
+    assert code == 0, err
+    assert summary_in(stats)["written"] == 1
 
 
 # -- tracebacks instead of messages --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from PIL import Image
 
 from runtime.classes import PALETTE
 from runtime.gst import MediaError, gst, has_element
-from runtime.pipeline import Aborted, FrameQueue, Pipeline, PipelineOptions
+from runtime.pipeline import Aborted, FrameQueue, Pipeline, PipelineOptions, run
 from runtime.segmenter import Segmenter
 from runtime.sinks import NullSink
 from runtime.sources import CaptureOptions, open_source
@@ -386,6 +386,29 @@ def test_torch_backend_through_the_pipeline(tiny_graphs: dict[str, Path], tmp_pa
     for i, frame in enumerate(frames):
         picture = np.asarray(Image.open(tmp_path / "out" / f"night_{i:02d}.png"))
         assert (picture == PALETTE[ort.process(frame)]).all(-1).mean() > 0.999
+
+
+def test_a_folder_of_mixed_sizes_makes_a_video_at_the_first_pictures_size(model: Path, tmp_path: Path) -> None:
+    """Images of two sizes into one video: every frame comes out at the first picture's size, the smaller
+    pictures stretched to it (not pushed under the first one's caps, which garbles them), said once. With
+    --alpha 0 the overlay is the image itself."""
+    (tmp_path / "in").mkdir()
+    large = np.zeros((FRAME_H, FRAME_W, 3), np.uint8)
+    large[:, : FRAME_W // 2] = (200, 40, 40)  # left half red
+    small = np.zeros((FRAME_H // 2, FRAME_W // 2, 3), np.uint8)
+    small[: FRAME_H // 4] = (40, 200, 40)  # top half green
+    for name, image in (("0", large), ("1", small), ("2", small)):
+        Image.fromarray(image).save(tmp_path / "in" / f"{name}.png")
+    said: list[str] = []
+    out = tmp_path / "mixed.mkv"
+    run(str(model), str(tmp_path / "in"), str(out), alpha=0.0, stats_interval_s=0, say=said.append)
+    frames = decode(out)
+    assert [frame.shape for frame in frames] == [(FRAME_H, FRAME_W, 3)] * 3
+    stretched = small.repeat(2, axis=0).repeat(2, axis=1).astype(int)  # twice each way
+    assert np.abs(frames[0].astype(int) - large).mean() < 6
+    for frame in frames[1:]:
+        assert np.abs(frame.astype(int) - stretched).mean() < 6
+    assert sum("stretched" in line for line in said) == 1
 
 
 def test_odd_sized_pictures_are_encoded_at_the_next_even_size(model: Path, tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 of the ONNX Runtime and PyTorch backends against a plainly written PyTorch computation."""
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +227,37 @@ def test_uris_name_what_they_are(tmp_path: Path) -> None:
     for bad in ("rtsp://10.0.0.1:8554/x", "display://left", "out.wmv"):
         with pytest.raises(MediaError):
             parse_output(bad)
+
+
+def png16(array: np.ndarray) -> bytes:
+    """A 16-bit PNG of ``array`` (H x W grey or H x W x 3 RGB, uint16), written here from the PNG specification
+    (signature, IHDR, one IDAT of unfiltered big-endian rows, IEND), not by the Pillow that reads it back."""
+    height, width = array.shape[:2]
+    colour_type = 2 if array.ndim == 3 else 0
+    rows = array.astype(">u2").reshape(height, -1)
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def test_16_bit_images_are_read_by_their_high_byte_not_clipped(tmp_path: Path) -> None:
+    """A ramp across the 16-bit range, grey and RGB: each level v comes in as v >> 8 (grey on all three
+    channels), not clipped to white above 255."""
+    from runtime.sources import open_source
+    from runtime.uris import parse_input
+
+    ramp = np.linspace(0, 65535, 512).round().astype(np.uint16)[None].repeat(2, axis=0)
+    colour = np.stack([ramp, 65535 - ramp, ramp // 3], axis=-1)
+    (tmp_path / "grey.png").write_bytes(png16(ramp))
+    (tmp_path / "rgb.png").write_bytes(png16(colour))
+    grey = open_source(parse_input(str(tmp_path / "grey.png"))).read(timeout=0).image
+    np.testing.assert_array_equal(grey, np.repeat((ramp >> 8).astype(np.uint8)[..., None], 3, axis=-1))
+    rgb = open_source(parse_input(str(tmp_path / "rgb.png"))).read(timeout=0).image
+    np.testing.assert_array_equal(rgb, (colour >> 8).astype(np.uint8))
 
 
 # --- confidence ---------------------------------------------------------------------------------------------
