@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         segmenter = Segmenter(model, args.backend)
         largest = min(max(args.cameras), segmenter.backend.max_batch or max(args.cameras))
         for count in sorted({1, largest}):  # warm-up: the first call of a batch size allocates (ORT, CUDA)
-            segmenter.backend.infer(np.zeros((count, *(segmenter.info.input_size or args.size), 3), np.uint8))
+            segmenter.backend.infer(np.zeros((count, *segmenter.info.network_size(args.size), 3), np.uint8))
         results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size)
                    for n in args.cameras for batched in (True, False)]
     single = next(r["fps_out"] for r in results if r["cameras"] == args.cameras[0] and not r["batched"])

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.backends import Inference
+from runtime.backends import Inference, ModelInfo
 from runtime.classes import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -48,7 +47,7 @@ class ReferenceSegmenter:
         from runtime.segmenter import Segmenter
 
         self.networks, self.weights, self.output_size = (segmenter, relight), weights, output_size
-        self.info = SimpleNamespace(input_size=input_size)
+        self.info = ModelInfo(input_size=input_size, output_size=output_size, precision="fp32")
         self.prepare = partial(Segmenter.prepare, self)  # the runtime's own resize of a camera frame
         self.backend = self
 

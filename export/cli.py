@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from runtime.arguments import integer, number, size_hw
+from runtime.backends import DYNAMIC_EXPORT_SIZES
 from runtime.classes import MAX_WEIGHTS_STD, TEST_WEIGHTS_STD
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
@@ -129,11 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, help="fp32 portable-tail graph from dannet-export onnx")
     p.add_argument("--dataset", required=True, choices=["darkzurich-val", "synthetic", "acdc-night", "nightdriving"],
                    help="night images: Dark Zurich-style sets calibrate on their unlabelled rgb_anon/train/night "
-                        "images and evaluate on the labelled val ones")
+                        "images and evaluate on the labelled val ones; nightdriving (no unlabelled split): the first "
+                        "half of its images is held out for the gate, calibration on the rest")
     p.add_argument("--root", required=True, help="dataset root folder")
     p.add_argument("--calibration-images", type=integer(1), default=32,
                    help="calibration images, spread over the calibration split (default 32)")
-    p.add_argument("--eval-images", type=integer(1), help="held-out labelled images for the gate (default: all)")
+    p.add_argument("--eval-images", type=integer(1), help="held-out labelled images for the gate (default: all; nightdriving: the first half)")
     p.add_argument("--target", choices=TARGETS, default="tensorrt",
                    help="tensorrt (default): symmetric int8 Q/DQ, which TensorRT builds and ONNX Runtime also runs; "
                         "cpu: uint8 activations, ONNX Runtime's own x86 integer scheme, faster there, refused by "
@@ -156,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build a TensorRT engine from an exported graph on the GPU that will run it "
                                    "(TensorRT 10.x on JetPack 6, or 11.x). Precision follows the graph's types "
                                    "(export with --precision fp16 for an FP16 engine). An up-to-date engine is "
-                                   "reused; one built from another ONNX file, TensorRT or GPU is rebuilt, or refused "
+                                   "reused; one built from another ONNX file, TensorRT or GPU, or with other "
+                                   "--min/--opt/--max-shape, --dla-core or --workspace-gb, is rebuilt, or refused "
                                    "with --rebuild never.")
     p.add_argument("--onnx", required=True, help="graph from dannet-export onnx")
     p.add_argument("--out", required=True, help="output .engine file (sidecar: OUT.json)")
@@ -164,9 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace-gb", type=number(0, 1024, low_open=True), help="builder workspace limit in GiB")
     p.add_argument("--timing-cache", help="timing cache file to reuse and update")
     p.add_argument("--dla-core", type=integer(0, 7), help="build for this DLA core (Jetson), with GPU fallback")
-    p.add_argument("--min-shape", help="dynamic graphs: smallest frame NxHxWx3")
-    p.add_argument("--opt-shape", help="dynamic graphs: frame size to optimise for")
-    p.add_argument("--max-shape", help="dynamic graphs: largest frame")
+    p.add_argument("--min-shape", help=f"dynamic graphs only: smallest frames NxHxWx3 ({DYNAMIC_EXPORT_SIZES})")
+    p.add_argument("--opt-shape", help="dynamic graphs only: frames to optimise for")
+    p.add_argument("--max-shape", help="dynamic graphs only: largest frames")
     p.add_argument("--rebuild", choices=["auto", "always", "never"], default="auto")
     add_debug_flag(p)
     p.set_defaults(func=cmd_engine)

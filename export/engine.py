@@ -8,13 +8,15 @@ optimisation profile for dynamic shapes, timing-cache reuse, DLA with GPU fallba
 docs: no precision flags with strong typing), so it takes the same path; its Q/DQ are checked first.
 
 Engines only run where they were built (same TensorRT, same GPU). The sidecar records what an
-engine was built from and for; ``engine_problems`` compares it with the ONNX file and the machine,
-and ``build_engine`` reuses a matching engine, rebuilds a stale one, or refuses.
+engine was built from and for, and with which options (profile, DLA core, workspace); ``engine_problems``
+compares it with the ONNX file, the machine and the options asked for, and ``build_engine`` reuses a
+matching engine, rebuilds a stale one (saying why), or refuses.
 """
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,25 +24,37 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from runtime.atomic import atomic_write, atomic_write_all, check_writable
-from runtime.engine_sidecar import (EngineError, Machine, Sidecar, current_machine, engine_problems, import_tensorrt,
-                                   sha256_of, sidecar_path)
+from runtime.backends import DYNAMIC_EXPORT_SIZES, size_text
+from runtime.engine_sidecar import (PROFILE_KEYS, BuildOptions, EngineError, Machine, Sidecar, current_machine,
+                                    engine_problems, import_tensorrt, sha256_of, sidecar_path)
 
 from .onnx_export import read_metadata
 from .tails import PLUGIN_OP, PLUGIN_VERSION
 
 
-def decide(engine: str | Path, onnx_path: str | Path, machine: Machine, rebuild: str = "auto") -> str:
-    """``"reuse"`` or ``"build"``; with ``rebuild="never"`` a stale engine is an error, never run."""
+@dataclass(frozen=True)
+class Decision:
+    """What ``build_engine`` does about the engine at ``--out``: ``"reuse"`` it or ``"build"`` one, and why it
+    builds (what makes the engine there unfit, so that a rebuild of minutes is never a surprise)."""
+
+    action: str
+    reasons: tuple[str, ...] = ()
+
+
+def decide(engine: str | Path, onnx_path: str | Path, machine: Machine, rebuild: str = "auto",
+           options: BuildOptions = BuildOptions()) -> Decision:
+    """Reuse ``engine`` only if it was built from ``onnx_path`` on ``machine`` with ``options``; with
+    ``rebuild="never"`` an engine that was not is an error, never run."""
     if rebuild not in ("auto", "always", "never"):
         raise EngineError(f"--rebuild must be auto, always or never, got {rebuild!r}")
     if rebuild == "always":
-        return "build"
-    problems = engine_problems(engine, onnx_path, machine)
+        return Decision("build", ("--rebuild always",))
+    problems = engine_problems(engine, onnx_path, machine, options)
     if not problems:
-        return "reuse"
+        return Decision("reuse")
     if rebuild == "never" and Path(engine).is_file():
         raise EngineError(f"{engine}: refusing a foreign engine: {'; '.join(problems)} (rebuild it, or --rebuild auto)")
-    return "build"
+    return Decision("build", tuple(problems))
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -52,6 +66,28 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if len(shape) != 4 or shape[3] != 3 or min(shape) <= 0:
         raise EngineError(f"shape {text!r}: expected NxHxWx3 with positive sizes")
     return shape
+
+
+def check_profile(onnx_path: Path, input_size: list[int] | None, shapes: dict[str, tuple[int, ...]] | None) -> None:
+    """The optimisation profile fits the graph: none for a static graph (``input_size``, whose frames are fixed),
+    and for a dynamic one all three shapes, min <= opt <= max, and frame sizes the graph takes."""
+    flags = "--min-shape, --opt-shape and --max-shape"
+    if input_size is not None:
+        if shapes:
+            raise EngineError(f"{flags}: {onnx_path} is a static graph (its frames are {size_text(input_size)}); "
+                              "they are for graphs exported with --dynamic")
+        return
+    if not shapes:
+        raise EngineError(f"{onnx_path} has dynamic shapes: give {flags}")
+    low, opt, high = (shapes[key] for key in PROFILE_KEYS)
+    if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
+        raise EngineError(f"{flags} {size_text(low)}, {size_text(opt)}, {size_text(high)}: each dimension needs "
+                          "min <= opt <= max")
+    for key, shape in zip(PROFILE_KEYS, (low, opt, high)):
+        if not DYNAMIC_EXPORT_SIZES.takes(shape[1:3]):
+            nearest = DYNAMIC_EXPORT_SIZES.nearest(shape[1:3])
+            raise EngineError(f"--{key}-shape {size_text(shape)}: {onnx_path} takes frames with "
+                              f"{DYNAMIC_EXPORT_SIZES} (e.g. {shape[0]}x{size_text(nearest)}x3)")
 
 
 def _has_plugin_node(onnx_path: Path) -> bool:
@@ -104,14 +140,17 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         raise EngineError(f"--onnx {onnx_path}: TensorRT takes symmetric int8 Q/DQ only: {problems[0]}"
                           f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; re-quantise "
                           "with dannet-export int8 --target tensorrt")
-    dynamic = json.loads(metadata.get("dannet.input", "{}")).get("size") is None
-    if dynamic and not shapes:
-        raise EngineError(f"{onnx_path} has dynamic shapes: give --min-shape, --opt-shape and --max-shape")
+    input_size = json.loads(metadata.get("dannet.input", "{}")).get("size")
+    check_profile(onnx_path, input_size, shapes)
     trt = import_tensorrt()
     machine = current_machine()
-    if decide(out, onnx_path, machine, rebuild) == "reuse":
+    options = BuildOptions(shapes, dla_core, workspace_gb)
+    decision = decide(out, onnx_path, machine, rebuild, options)
+    if decision.action == "reuse":
         say(f"{out}: up to date for {machine.gpu_name} / TensorRT {machine.tensorrt_version}; reusing it")
         return out
+    if out.is_file():
+        say(f"{out}: rebuilding it: {'; '.join(decision.reasons)}")
     logger = trt.Logger(trt.Logger.WARNING)
     plugin_version = None
     if _has_plugin_node(onnx_path):
@@ -145,7 +184,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    if dynamic:
+    if shapes:
         profile = builder.create_optimization_profile()
         profile.set_shape("frame", shapes["min"], shapes["opt"], shapes["max"])
         config.add_optimization_profile(profile)
@@ -168,7 +207,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         output_size=output_size, class_names=json.loads(metadata.get("dannet.class_names", "[]")),
         weights_std=float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None,
         checkpoint_sha256=metadata.get("dannet.checkpoint_sha256") or None,
-        dla_core=dla_core, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        dla_core=dla_core, profile={key: list(shape) for key, shape in shapes.items()} if shapes else None,
+        workspace_gb=workspace_gb, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     # together: an engine is never left beside the sidecar of another one
     atomic_write_all({out: bytes(serialized), sidecar_path(out): sidecar.to_json()})
     say(f"wrote {out} and {sidecar_path(out).name} in {time.perf_counter() - started:.0f} s")

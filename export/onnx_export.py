@@ -22,6 +22,7 @@ import torch
 
 from runtime.atomic import atomic_write, check_writable
 from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE, TEST_WEIGHTS_STD, class_weights
+from runtime.backends import DYNAMIC_EXPORT_SIZES
 from runtime.engine_sidecar import sha256_of
 from runtime.errors import DannetError, one_line
 from train.evaluate import load_networks
@@ -32,7 +33,7 @@ from .tails import CONFIDENCE, LOGITS, append_plugin_tail, append_portable_tail
 TOOL_VERSION = "dannet-edge 0.1.0"
 OPSET = 18
 #: the relighting net downsamples twice by 2 and upsamples back, so R = I + r needs H, W % 4 == 0
-SIZE_MULTIPLE = 4
+SIZE_MULTIPLE = DYNAMIC_EXPORT_SIZES.multiple
 
 
 class ExportError(DannetError, ValueError):
@@ -73,10 +74,11 @@ def dynamic_shapes(spec: ExportSpec) -> dict | None:
     """torch.export dims of the frame: batch, and H, W as multiples of 4 (None for a static graph)."""
     if not spec.dynamic:
         return None
+    sizes, m = DYNAMIC_EXPORT_SIZES, SIZE_MULTIPLE  # the range the runtime brings every frame into
     batch = torch.export.Dim("batch", min=1, max=64)
-    h4 = torch.export.Dim("height_div4", min=8, max=1024)
-    w4 = torch.export.Dim("width_div4", min=8, max=1024)
-    return {"frame": {0: batch, 1: SIZE_MULTIPLE * h4, 2: SIZE_MULTIPLE * w4}}
+    h4 = torch.export.Dim("height_div4", min=sizes.low[0] // m, max=sizes.high[0] // m)
+    w4 = torch.export.Dim("width_div4", min=sizes.low[1] // m, max=sizes.high[1] // m)
+    return {"frame": {0: batch, 1: m * h4, 2: m * w4}}
 
 
 def example_frame(spec: ExportSpec) -> torch.Tensor:

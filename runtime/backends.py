@@ -44,6 +44,49 @@ class Inference:
     confidence: np.ndarray | None = None
 
 
+def size_text(size: tuple[int, ...]) -> str:
+    """``64x128``: a size or shape as every flag and message of DANNet Edge writes it."""
+    return "x".join(str(d) for d in size)
+
+
+@dataclass(frozen=True)
+class SizeRange:
+    """The frame sizes H x W a dynamic-shape model takes: H and W each a multiple of ``multiple``, from ``low`` to
+    ``high`` (per axis, both included, themselves multiples).
+
+    A dynamic graph is only correct at such sizes: its relighting net halves H and W twice and adds the result
+    back to the frame, so other sizes fail to broadcast, and the export's guards hold only within its range."""
+
+    low: tuple[int, int]
+    high: tuple[int, int]
+    multiple: int = 4
+
+    def nearest(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The size taken nearest to ``size``, per axis: the nearest multiple (halfway rounds up), brought within
+        the range."""
+        half = self.multiple // 2
+        return tuple(min(max((s + half) // self.multiple * self.multiple, low), high)
+                     for s, low, high in zip(size, self.low, self.high))
+
+    def takes(self, size: tuple[int, int]) -> bool:
+        return self.nearest(size) == tuple(size)
+
+    def within(self, low: tuple[int, int], high: tuple[int, int]) -> "SizeRange | None":
+        """The sizes taken from ``low`` to ``high`` (e.g. an engine's optimisation profile); None if there are none."""
+        m = self.multiple
+        low = tuple(max(-(-a // m) * m, b) for a, b in zip(low, self.low))
+        high = tuple(min(a // m * m, b) for a, b in zip(high, self.high))
+        return SizeRange(low, high, m) if all(a <= b for a, b in zip(low, high)) else None
+
+    def __str__(self) -> str:
+        return f"H and W multiples of {self.multiple} from {size_text(self.low)} to {size_text(self.high)}"
+
+
+#: the frame sizes of a graph or program exported with ``dannet-export --dynamic``: the range that
+#: ``export.onnx_export.dynamic_shapes`` declares to torch.export
+DYNAMIC_EXPORT_SIZES = SizeRange((32, 32), (4096, 4096))
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     input_size: tuple[int, int] | None  # None: dynamic
@@ -54,6 +97,14 @@ class ModelInfo:
     checkpoint_sha256: str | None = None  # the checkpoint the model was exported from (None: not recorded)
     confidence: bool = False  # a second output with each pixel's confidence (dannet-export --confidence)
     precision: str | None = None  # what the export computes in: fp32, fp16, int8 (None: not recorded)
+    dynamic_sizes: SizeRange = DYNAMIC_EXPORT_SIZES  # the frame sizes a dynamic model takes (input_size None)
+
+    def network_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
+        """The size a frame of ``frame_size`` is given to the model at: the model's input size, or for a
+        dynamic-shape model the nearest size it takes."""
+        if self.input_size is not None:
+            return self.input_size
+        return self.dynamic_sizes.nearest(frame_size)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], where: str) -> "ModelInfo":
@@ -171,7 +222,9 @@ class TensorRTBackend:
     The engine decides how its outputs are read (``uint8_from_engine``): their type, and their shape for the
     frames at hand, come from TensorRT; only the label map's width, which a pack4 engine does not show, comes
     from the sidecar. An engine built from a graph exported with ``--confidence`` has a second output,
-    ``confidence``, read the same way. With dynamic shapes, any frame size within the engine's profile runs."""
+    ``confidence``, read the same way. With dynamic shapes, frames of any size within the engine's profile run;
+    ``info.dynamic_sizes`` is the part of it the graph is correct at (H and W multiples of 4), where ``Segmenter``
+    puts frames."""
 
     name = "tensorrt"
     INPUT = "frame"
@@ -213,15 +266,17 @@ class TensorRTBackend:
         if self.engine is None:
             raise BackendError(f"{path}: TensorRT could not deserialise the engine (see its log above)")
         self.output_dtypes = self._check_tensors(trt, path)
+        frame_shape = tuple(self.engine.get_tensor_shape(self.INPUT))
+        dynamic = min(frame_shape[1:3]) < 0
+        self.info = ModelInfo(None if dynamic else frame_shape[1:3], tuple(sidecar.output_size),
+                              tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std,
+                              checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes,
+                              precision=sidecar.precision,
+                              dynamic_sizes=self._profile_sizes(path) if dynamic else DYNAMIC_EXPORT_SIZES)
         self.context = self.engine.create_execution_context()
         if self.context is None:
             raise BackendError(f"{path}: TensorRT could not create an execution context (see its log above)")
         self.stream = self._cuda("cudaStreamCreate", self.cudart.cudaStreamCreate())
-        frame_shape = tuple(self.engine.get_tensor_shape(self.INPUT))
-        self.info = ModelInfo(None if min(frame_shape[1:3]) < 0 else frame_shape[1:3], tuple(sidecar.output_size),
-                              tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std,
-                              checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes,
-                              precision=sidecar.precision)
         self.staging = {name: _Staging(self.cudart, self._cuda) for name in (self.INPUT, *self.output_dtypes)}
         self.input_shape: tuple[int, ...] | None = None  # the shape last set on the context
         # -1: a dynamic batch, bounded by the optimisation profile the context uses (the first)
@@ -247,6 +302,16 @@ class TensorRTBackend:
                 raise BackendError(f"{path}: its {name} are neither uint8 nor int32; not a dannet-export engine")
         return dtypes
 
+    def _profile_sizes(self, path: Path) -> SizeRange:
+        """The frame sizes a dynamic engine takes: its graph's (``DYNAMIC_EXPORT_SIZES``) within its optimisation
+        profile, which an engine from an older dannet-export may not have bounded by multiples of 4."""
+        low, _, high = (tuple(shape) for shape in self.engine.get_tensor_profile_shape(self.INPUT, 0))
+        sizes = DYNAMIC_EXPORT_SIZES.within(low[1:3], high[1:3])
+        if sizes is None:
+            raise BackendError(f"{path}: its profile's frames ({size_text(low)} to {size_text(high)}) include no size "
+                               f"its graph takes ({DYNAMIC_EXPORT_SIZES}); rebuild it with dannet-export engine")
+        return sizes
+
     def _cuda(self, what: str, result: tuple):
         """The value of a cuda-python call's ``(error, value)`` (None for ``(error,)``); errors are BackendErrors."""
         from .engine_sidecar import cuda_error_name
@@ -262,11 +327,11 @@ class TensorRTBackend:
             return
         self.input_shape = None
         if not self.context.set_input_shape(self.INPUT, shape):
-            accepted = "x".join(str(d) for d in self.engine.get_tensor_shape(self.INPUT))
+            accepted = size_text(self.engine.get_tensor_shape(self.INPUT))
             if self.info.input_size is None:
                 low, _, high = self.engine.get_tensor_profile_shape(self.INPUT, 0)
-                accepted = f"{'x'.join(str(d) for d in low)} to {'x'.join(str(d) for d in high)}"
-            raise BackendError(f"frames of shape {'x'.join(str(d) for d in shape)}: the engine takes {accepted}")
+                accepted = f"{size_text(low)} to {size_text(high)}"
+            raise BackendError(f"frames of shape {size_text(shape)}: the engine takes {accepted}")
         self.input_shape = shape
 
     def infer(self, frames: np.ndarray) -> Inference:

@@ -37,6 +37,39 @@ class Machine:
     compute_capability: str
 
 
+#: the optimisation profile's shapes, as ``--min-shape``, ``--opt-shape`` and ``--max-shape`` give them
+PROFILE_KEYS = ("min", "opt", "max")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What ``dannet-export engine`` is asked for, beyond the graph and the machine, that changes the engine it
+    builds; a cached engine is reused only if it was built with the same. The timing cache is not one of them: it
+    makes building faster (TensorRT keeps its tactics' timings there), not a different engine for the asking."""
+
+    shapes: dict[str, tuple[int, ...]] | None = None  # the profile of a dynamic graph: PROFILE_KEYS -> NxHxWx3
+    dla_core: int | None = None
+    workspace_gb: float | None = None
+
+    def flags(self) -> dict[str, str | None]:
+        """Each option as its flag's value is written (None: not given); equal text means an equal option."""
+        shapes = self.shapes or {}
+        profile = {f"--{key}-shape": "x".join(map(str, shapes[key])) if key in shapes else None
+                   for key in PROFILE_KEYS}
+        return {**profile, "--dla-core": None if self.dla_core is None else str(self.dla_core),
+                "--workspace-gb": None if self.workspace_gb is None else f"{self.workspace_gb:g}"}
+
+    def differences(self, asked: "BuildOptions") -> list[str]:
+        """How an engine built with these options differs from what ``asked`` wants, one phrase per flag."""
+        built, wanted = self.flags(), asked.flags()
+        return [f"built with {_given(flag, built[flag])}, asked for {_given(flag, wanted[flag])}"
+                for flag in built if built[flag] != wanted[flag]]
+
+
+def _given(flag: str, value: str | None) -> str:
+    return f"no {flag}" if value is None else f"{flag} {value}"
+
+
 @dataclass
 class Sidecar:
     onnx_sha256: str
@@ -55,7 +88,16 @@ class Sidecar:
     #: the graph's ``dannet.checkpoint_sha256``: which checkpoint the engine computes (dannet-bench compare)
     checkpoint_sha256: str | None = None
     dla_core: int | None = None
+    #: the optimisation profile it was built with (dynamic graphs): PROFILE_KEYS -> NxHxWx3
+    profile: dict[str, list[int]] | None = None
+    workspace_gb: float | None = None
     created: str = ""
+
+    def build_options(self) -> BuildOptions:
+        """The options the engine was built with (a sidecar from before they were all recorded gives None for
+        those it lacks, so its engine is rebuilt where they are asked for)."""
+        shapes = {key: tuple(shape) for key, shape in self.profile.items()} if self.profile else None
+        return BuildOptions(shapes, self.dla_core, self.workspace_gb)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1).encode()
@@ -75,8 +117,9 @@ def sidecar_path(engine: str | Path) -> Path:
     return Path(f"{engine}.json")
 
 
-def engine_problems(engine: str | Path, onnx_path: str | Path, machine: Machine) -> list[str]:
-    """Why ``engine`` may not be used for ``onnx_path`` on ``machine`` (empty: it may)."""
+def engine_problems(engine: str | Path, onnx_path: str | Path, machine: Machine,
+                    options: BuildOptions = BuildOptions()) -> list[str]:
+    """Why ``engine`` may not be used for ``onnx_path`` on ``machine`` as built with ``options`` (empty: it may)."""
     engine = Path(engine)
     if not engine.is_file():
         return ["no engine file"]
@@ -94,7 +137,7 @@ def engine_problems(engine: str | Path, onnx_path: str | Path, machine: Machine)
     if (sidecar.gpu_name, sidecar.compute_capability) != (machine.gpu_name, machine.compute_capability):
         problems.append(f"built for {sidecar.gpu_name} (sm_{sidecar.compute_capability}), this is "
                         f"{machine.gpu_name} (sm_{machine.compute_capability})")
-    return problems
+    return problems + sidecar.build_options().differences(options)
 
 
 def import_tensorrt():

@@ -2,7 +2,7 @@
 
     from runtime.segmenter import Segmenter
     seg = Segmenter("dannet.onnx")              # or "dannet.engine" (TensorRT)
-    labels = seg.process(frame)                 # frame: H x W x 3 uint8 RGB, any size
+    labels = seg.process(frame)                 # frame: H x W x 3 uint8 RGB, any size; labels at info.output_size
     picture = seg.overlay(frame, labels)        # palette colours blended over the frame
 
     seg = Segmenter("dannet_confidence.onnx")   # exported with dannet-export onnx --confidence
@@ -25,19 +25,24 @@ class Segmenter:
         self.info = self.backend.info
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
-        """The frame at the network's input size (bilinear, as DANNet's reference resizes frames)."""
+        """The frame at a size the network takes (bilinear, as DANNet's reference resizes frames): its input size,
+        or for a dynamic-shape model the nearest size it takes (``info.network_size``: H and W rounded to
+        multiples of 4 and brought within the model's range, for an engine its optimisation profile's): at other
+        sizes a dynamic graph fails (the relighting residual does not broadcast) or is outside what it was exported
+        or built for. So a frame of any size runs."""
         frame = np.asarray(frame)
-        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or not frame.size:
             raise ValueError(f"expected an H x W x 3 uint8 RGB frame, got {frame.shape} {frame.dtype}")
-        size = self.info.input_size
-        if size is None or frame.shape[:2] == tuple(size):
+        size = self.info.network_size(frame.shape[:2])
+        if frame.shape[:2] == tuple(size):
             return frame
         return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
 
     def process(self, frame: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """uint8 labels at the model's output size; for a model exported with ``--confidence``
-        (``info.confidence``), the pair labels, confidence levels (uint8, ``floor(255 p + 0.5)`` of the winning
-        class's re-weighted softmax probability p)."""
+        """uint8 labels at the model's output size (``info.output_size``, fixed at export, dynamic models
+        included), whatever the frame's size; for a model exported with ``--confidence`` (``info.confidence``), the
+        pair labels, confidence levels (uint8, ``floor(255 p + 0.5)`` of the winning class's re-weighted softmax
+        probability p). ``overlay`` draws them over the frame at its own size."""
         result = self.backend.infer(self.prepare(frame)[None])
         if self.info.confidence:
             return result.labels[0], result.confidence[0]

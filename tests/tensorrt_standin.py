@@ -99,6 +99,8 @@ DataType = _enum("DataType")
 TensorIOMode = _enum("TensorIOMode")
 NetworkDefinitionCreationFlag = _enum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 1})
 MemoryPoolType = _enum("MemoryPoolType")
+DeviceType = _enum("DeviceType")
+BuilderFlag = _enum("BuilderFlag")
 ONNX_TO_TRT = {TensorProto.UINT8: "UINT8", TensorProto.INT32: "INT32"}  # the I/O types our engines have
 NUMPY_OF = {"UINT8": np.uint8, "INT32": np.int32}
 
@@ -888,6 +890,14 @@ class IOptimizationProfile(_Strict):
 class IBuilderConfig(_Strict):
     def __init__(self) -> None:
         object.__setattr__(self, "_profiles", [])
+        object.__setattr__(self, "_flags", set())
+        object.__setattr__(self, "default_device_type", None)  # the GPU (a member the manifest does not list)
+        object.__setattr__(self, "DLA_core", -1)  # TensorRT's default: none
+
+    def set_flag(self, flag) -> None:
+        if not isinstance(flag, BuilderFlag):
+            raise ContractViolation(f"set_flag({flag!r}): needs a trt.BuilderFlag")
+        self._flags.add(flag)
 
     def set_memory_pool_limit(self, pool_type, pool_size: int) -> None:
         if pool_type is not MemoryPoolType.WORKSPACE or pool_size <= 0:
@@ -919,7 +929,7 @@ class Builder(_Strict):
 
     @property
     def num_DLA_cores(self) -> int:
-        return 0
+        return self._standin.dla_cores
 
     def create_network(self, flags: int = 0) -> INetworkDefinition:
         return INetworkDefinition()
@@ -935,6 +945,10 @@ class Builder(_Strict):
         plan = network._plan
         if plan is None:
             raise ContractViolation("build_serialized_network: the network is empty (parse it first)")
+        if config.default_device_type is DeviceType.DLA and not 0 <= config.DLA_core < self.num_DLA_cores:
+            self._standin.log.append(f"Builder::buildSerializedNetwork: DLA core {config.DLA_core} of "
+                                     f"{self.num_DLA_cores}")
+            return None
         dynamic = {n: dims for n, (mode, _, dims) in plan.tensors.items()
                    if mode is TensorIOMode.INPUT and min(dims) < 0}
         if not dynamic:
@@ -967,7 +981,8 @@ class _StrictModule(ModuleType):
 class StandIn:
     """A fresh "process": TensorRT with an empty plugin registry, CUDA with no allocations or streams."""
 
-    def __init__(self, driver: str = "present") -> None:
+    def __init__(self, driver: str = "present", dla_cores: int = 0) -> None:
+        self.dla_cores = dla_cores  # Jetson AGX/NX Orin have two; desktop GPUs none
         self.log: list[str] = []  # the errors TensorRT would have printed
         self.library_loads: list[str] = []  # every IPluginRegistry.load_library call
         self.memory = Memory()
@@ -976,6 +991,7 @@ class StandIn:
         self.tensorrt = _module("tensorrt", _StrictModule)
         namespace = {"__version__": VERSION, "Logger": Logger, "DataType": DataType, "TensorIOMode": TensorIOMode,
                      "NetworkDefinitionCreationFlag": NetworkDefinitionCreationFlag, "MemoryPoolType": MemoryPoolType,
+                     "DeviceType": DeviceType, "BuilderFlag": BuilderFlag,
                      "get_plugin_registry": lambda: self.registry}
         for cls in (Runtime, Builder, OnnxParser):  # the classes that need this "process"
             namespace[cls.__name__] = _StrictType(cls.__name__, (cls,), {"_standin": self})

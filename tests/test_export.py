@@ -5,6 +5,7 @@ released-style files, dynamic shapes, the confidence output of both tails, and t
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -22,11 +23,13 @@ from confidence_checkpoint import unsure
 from tensorrt_standin import onnx_problems
 
 from export import ExportSpec, read_metadata, to_onnx
+from export.cli import main as export_main
 from export.engine import EngineError, Machine, Sidecar, decide, engine_problems, parse_shape, sidecar_path
 from export.tails import append_plugin_tail
-from runtime.engine_sidecar import sha256_of
 from runtime.classes import class_weights
+from runtime.engine_sidecar import BuildOptions, sha256_of
 from runtime.reweight_argmax import reweight_argmax_confidence
+from runtime.segmenter import Segmenter
 from train.checkpoint import save_checkpoint
 from train.data.synth import generate
 from train.models import RelightNet, build_segmenter
@@ -179,15 +182,37 @@ def test_other_architectures_from_released_style_files(arch: str, tmp_path: Path
     assert (run_onnx(path, frame) == expected).mean() >= 0.999
 
 
-def test_dynamic_shapes(checkpoint: Path, tmp_path: Path) -> None:
-    path = to_onnx(checkpoint, tmp_path / "dynamic.onnx", ExportSpec(input_size=(128, 256), output_size=(64, 96),
-                                                                      dynamic=True), say=lambda s: None)
-    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+@pytest.fixture(scope="module")
+def dynamic_graph(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return to_onnx(checkpoint, tmp_path_factory.mktemp("dynamic") / "dynamic.onnx",
+                   ExportSpec(input_size=(128, 256), output_size=(64, 96), dynamic=True), say=lambda s: None)
+
+
+def test_dynamic_shapes(dynamic_graph: Path, checkpoint: Path) -> None:
+    dims = onnx.load(str(dynamic_graph)).graph.input[0].type.tensor_type.shape.dim
     assert not any(d.HasField("dim_value") for d in list(dims)[:3])
     rng = np.random.default_rng(1)
     for h, w in ((128, 256), (96, 160)):
         frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        assert (run_onnx(path, frame) == reference_labels(checkpoint, frame, (64, 96))).mean() >= 0.999
+        assert (run_onnx(dynamic_graph, frame) == reference_labels(checkpoint, frame, (64, 96))).mean() >= 0.999
+
+
+def test_segmenter_gives_a_dynamic_graph_any_frame_at_the_nearest_size_it_takes(dynamic_graph: Path) -> None:
+    """H and W rounded to multiples of 4 (halfway up) and brought within 32..4096 (the top, which costs seconds
+    here, is checked on an engine profile's in test_tensorrt_backend.py): the labels are the graph's own for the
+    frame resized (bilinear) to that size, at the graph's output size, which does not follow the input."""
+    segmenter = Segmenter(dynamic_graph)
+    graph = ort.InferenceSession(str(dynamic_graph), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(2)
+    for frame_size, taken in (((66, 130), (68, 132)), ((63, 129), (64, 128)), ((20, 40), (32, 40))):
+        frame = rng.integers(0, 256, (*frame_size, 3), dtype=np.uint8)
+        resized = np.asarray(Image.fromarray(frame).resize(taken[::-1], Image.BILINEAR))
+        labels = segmenter.process(frame)
+        assert labels.shape == (64, 96), frame_size
+        expected = graph.run(None, {"frame": resized[None]})[0][0]
+        np.testing.assert_array_equal(labels, expected, err_msg=str(frame_size))
+    with pytest.raises(ValueError, match=r"expected an H x W x 3 uint8 RGB frame, got \(0, 130, 3\)"):
+        segmenter.process(np.zeros((0, 130, 3), np.uint8))
 
 
 # --- the confidence output --------------------------------------------------------------------------
@@ -319,30 +344,80 @@ def test_engine_cache_decisions(portable: Path, tmp_path: Path) -> None:
     here = Machine("10.3.0", "Orin", "87")
     engine = tmp_path / "m.engine"
     assert engine_problems(engine, portable, here) == ["no engine file"]
-    assert decide(engine, portable, here) == "build"
+    assert decide(engine, portable, here).action == "build"
     engine.write_bytes(b"engine")
     assert "no sidecar" in engine_problems(engine, portable, here)[0]
     Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
             precision="fp16", output_size=[1080, 1920]).write(sidecar_path(engine))
-    assert engine_problems(engine, portable, here) == [] and decide(engine, portable, here) == "reuse"
-    assert decide(engine, portable, here, rebuild="always") == "build"
+    assert engine_problems(engine, portable, here) == [] and decide(engine, portable, here).action == "reuse"
+    assert decide(engine, portable, here, rebuild="always").action == "build"
     other = Machine("11.1.0", "NVIDIA H100", "90")
     problems = engine_problems(engine, portable, other)
     assert len(problems) == 2 and "TensorRT 10.3.0" in problems[0] and "Orin (sm_87)" in problems[1]
-    assert decide(engine, portable, other) == "build"
+    assert decide(engine, portable, other).action == "build"
     with pytest.raises(EngineError, match="refusing a foreign engine"):
         decide(engine, portable, other, rebuild="never")
     Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
             precision="fp16").write(sidecar_path(engine))  # from before sidecars recorded the label map size
     assert engine_problems(engine, portable, here) == [
         "its sidecar does not record the label map size (made by an older dannet-export)"]
-    assert decide(engine, portable, here) == "build"
+    assert decide(engine, portable, here).action == "build"
     changed = tmp_path / "changed.onnx"
     changed.write_bytes(portable.read_bytes() + b"\0")
     assert "another ONNX file" in engine_problems(engine, changed, here)[0]
     sidecar_path(engine).write_text("{not json")
     with pytest.raises(EngineError, match="unreadable engine sidecar"):
         engine_problems(engine, portable, here)
+
+
+def test_an_engine_built_with_other_options_is_rebuilt_and_says_why(portable: Path, tmp_path: Path) -> None:
+    """Every option that changes the engine is compared with the sidecar's: profile shapes, DLA core, workspace.
+    An old sidecar (without them) counts as built with none, so its engine is rebuilt where one is asked for."""
+    here, engine = Machine("10.3.0", "Orin", "87"), tmp_path / "m.engine"
+    engine.write_bytes(b"engine")
+    profile = {"min": [1, 32, 64, 3], "opt": [1, 64, 128, 3], "max": [1, 64, 128, 3]}
+    Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
+            precision="fp32", output_size=[96, 150], profile=profile, dla_core=0,
+            workspace_gb=2.0).write(sidecar_path(engine))
+    same = BuildOptions({"min": (1, 32, 64, 3), "opt": (1, 64, 128, 3), "max": (1, 64, 128, 3)}, 0, 2)
+    assert engine_problems(engine, portable, here, same) == []
+    assert decide(engine, portable, here, options=same).action == "reuse"
+    asked = BuildOptions({**same.shapes, "max": (4, 128, 256, 3)}, None, 1.5)
+    decision = decide(engine, portable, here, options=asked)
+    assert decision.action == "build" and decision.reasons == (
+        "built with --max-shape 1x64x128x3, asked for --max-shape 4x128x256x3",
+        "built with --dla-core 0, asked for no --dla-core",
+        "built with --workspace-gb 2, asked for --workspace-gb 1.5")
+    with pytest.raises(EngineError, match="refusing a foreign engine: built with --max-shape 1x64x128x3"):
+        decide(engine, portable, here, rebuild="never", options=asked)
+    Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
+            precision="fp32", output_size=[96, 150]).write(sidecar_path(engine))  # before options were recorded
+    assert engine_problems(engine, portable, here, BuildOptions(dla_core=1)) == [
+        "built with no --dla-core, asked for --dla-core 1"]
+    assert engine_problems(engine, portable, here) == []
+
+
+def test_engine_profile_errors_are_one_line_before_tensorrt_is_needed(portable: Path, dynamic_graph: Path,
+                                                                      tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """--min/--opt/--max-shape for a static graph, or a profile a dynamic graph cannot take: exit 2, one line."""
+    def engine_command(graph: Path, low: str, opt: str, high: str) -> tuple[int, str]:
+        code = export_main(["engine", "--onnx", str(graph), "--out", str(tmp_path / "m.engine"), "--min-shape", low,
+                            "--opt-shape", opt, "--max-shape", high])
+        return code, capsys.readouterr().err
+
+    code, err = engine_command(portable, "1x540x960x3", "1x540x960x3", "1x540x960x3")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == (f"dannet-export engine: error: --min-shape, --opt-shape and --max-shape: {portable} is a static "
+                   "graph (its frames are 540x960); they are for graphs exported with --dynamic\n")
+    for shapes, message in ((("1x64x128x3", "1x32x64x3", "1x96x160x3"), "each dimension needs min <= opt <= max"),
+                            (("1x30x64x3", "1x64x128x3", "1x96x160x3"),
+                             "--min-shape 1x30x64x3: .* takes frames with H and W multiples of 4 from 32x32 to "
+                             r"4096x4096 \(e.g. 1x32x64x3\)"),
+                            (("1x32x64x3", "1x64x128x3", "1x96x162x3"),
+                             r"--max-shape 1x96x162x3: .*\(e.g. 1x96x164x3\)")):
+        code, err = engine_command(dynamic_graph, *shapes)
+        assert code == 2 and err.count("\n") == 1 and re.search(message, err), err
 
 
 def test_engine_argument_checks(portable: Path, tmp_path: Path) -> None:

@@ -3,8 +3,9 @@
 Every engine variant the exporter makes (portable and plugin tails, int32 and pack4 labels, static and dynamic
 shapes, with and without the confidence output) is built by ``export.build_engine`` and run by
 ``TensorRTBackend``; the labels must be ONNX Runtime's, the confidence the op's definition on the graph's logits.
-Also: input shapes that change on a dynamic engine, a second backend in one process, a machine without a CUDA
-driver, and every exported graph against what TensorRT 10.3's ONNX parser accepts.
+Also: input shapes that change on a dynamic engine, the frame sizes ``Segmenter`` gives one, the build options
+that make a cached engine stale, a second backend in one process, a machine without a CUDA driver, and every
+exported graph against what TensorRT 10.3's ONNX parser accepts.
 """
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
-from tensorrt_standin import VERSION, ContractViolation, StandIn, onnx_problems
+from PIL import Image
+from tensorrt_standin import GPU_NAME, PLAN_MAGIC, VERSION, ContractViolation, StandIn, onnx_problems
 
 from export import ExportSpec, build_engine, read_metadata, to_onnx
 from export.onnx_export import onnx_weights
 from export.tails import append_plugin_tail, append_portable_tail
-from runtime.backends import BackendError, TensorRTBackend, uint8_from_engine
+from runtime.backends import BackendError, SizeRange, TensorRTBackend, uint8_from_engine
 from runtime.engine_sidecar import EngineError, Sidecar, current_machine, sidecar_path
-from runtime.reweight_argmax import reweight_argmax_confidence
+from runtime.segmenter import Segmenter
 
 SPEC = dict(input_size=(64, 128), output_size=(96, 150))  # 150 columns: pack4 rows end in a half-used int32
 TAILS = ("portable", "int32", "pack4")  # the label formats: uint8, plugin int32, plugin pack4
@@ -208,18 +210,40 @@ def softened(exported: Path, out: Path) -> Path:
     return out
 
 
+def confidence_by_definition(logits: np.ndarray, weights: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
+    """The op's confidence levels written from its spec (plugins/reweightArgmax/README.md; mode 0, align_corners=1),
+    in float64 and without the kernel's one-pass running sum: s_c = bilinear(z_c) * w_c, p = 1 / sum_c exp(s_c -
+    max s), level floor(255 p + 0.5)."""
+    z = logits.astype(np.float64)
+
+    def taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """align_corners: output i samples input i (size_in - 1) / (size_out - 1) between two neighbours."""
+        x = np.arange(size_out) * (size_in - 1) / (size_out - 1)
+        low = np.floor(x).astype(int)
+        return low, np.minimum(low + 1, size_in - 1), x - low
+
+    top, bottom, dy = taps(z.shape[2], out_size[0])
+    left, right, dx = taps(z.shape[3], out_size[1])
+    rows = z[:, :, top] * (1 - dy)[:, None] + z[:, :, bottom] * dy[:, None]
+    scores = (rows[..., left] * (1 - dx) + rows[..., right] * dx) * weights.reshape(1, -1, 1, 1)
+    p = 1 / np.exp(scores - scores.max(axis=1, keepdims=True)).sum(axis=1)
+    return np.floor(255 * p + 0.5).astype(np.uint8)
+
+
 @pytest.mark.parametrize("dynamic, tails", [(False, TAILS), (True, ("pack4",))], ids=["static", "dynamic"])
 def test_every_confidence_engine_gives_the_definition_on_the_graph_logits(variant: Variant, engine: Engine,
                                                                           standin: StandIn, plugin_lib: str,
                                                                           dynamic: bool, tails: tuple[str, ...],
                                                                           tmp_path: Path) -> None:
     """Each tail with --confidence: a second output read like the labels (uint8, int32, pack4), within one level
-    of the op's NumPy definition on the logits of the same graph; the labels as without it. Dynamic shapes: the
-    format whose shape differs most from the labels' map (pack4), batch 2."""
+    of the op's definition (written here, not the stand-in's kernel twin) on the logits of the same graph; the
+    labels as without it. Dynamic shapes: the format whose shape differs most from the labels' map (pack4),
+    batch 2."""
     frames = frames_of(B if dynamic else A, seed=6)
     exported = softened(variant("fp32", dynamic, "int32"), tmp_path / "softened.onnx")
-    logits = body(exported).run(None, {"frame": frames})[0]
-    _, expected = reweight_argmax_confidence(logits, onnx_weights(read_metadata(exported)), (96, 150))
+    logits, metadata = body(exported).run(None, {"frame": frames})[0], read_metadata(exported)
+    assert (metadata["dannet.reweight"], metadata["dannet.align_corners"]) == ("logits", "1")  # the definition's
+    expected = confidence_by_definition(logits, onnx_weights(metadata), (96, 150))
     assert (expected < 250).mean() > 0.3 and np.ptp(expected) > 100  # spread levels: a misread layout fails
     confidence = {}
     for tail in tails:
@@ -288,6 +312,37 @@ def test_dynamic_engine_takes_shapes_a_then_b_then_a(variant: Variant, engine: E
     assert (backend.infer(frames).labels == onnx_runtime(variant("fp32", True, "portable"), frames)).mean() >= 0.999
 
 
+def test_segmenter_gives_a_dynamic_engine_any_frame_at_the_nearest_size_its_profile_takes(variant: Variant,
+                                                                                         engine: Engine,
+                                                                                         standin: StandIn) -> None:
+    """H and W rounded to multiples of 4 (halfway up) and brought within the profile (PROFILE: 32x64 to 96x160):
+    labels and confidence are the graph's own (ONNX Runtime) for the frame resized (bilinear) to that size."""
+    graph = variant("fp32", True, "portable", True)
+    segmenter = Segmenter(engine(True, "portable", True))
+    for seed, (frame_size, taken) in enumerate((((66, 130), (68, 132)), ((200, 301), (96, 160)),
+                                                ((20, 30), (32, 64)))):
+        frame = frames_of((*frame_size, 3), seed)
+        resized = np.asarray(Image.fromarray(frame).resize(taken[::-1], Image.BILINEAR))
+        labels, confidence = segmenter.process(frame)
+        expected_labels, expected_confidence = session(graph).run(None, {"frame": resized[None]})
+        np.testing.assert_array_equal(labels, expected_labels[0], err_msg=str(frame_size))
+        np.testing.assert_array_equal(confidence, expected_confidence[0], err_msg=str(frame_size))
+
+
+def test_a_dynamic_engine_whose_profile_holds_no_size_its_graph_takes_is_refused(engine: Engine, standin: StandIn,
+                                                                                 tmp_path: Path) -> None:
+    """An engine built elsewhere (an older dannet-export did not check profiles) with H and W never multiples of 4."""
+    built = engine(True, "portable")
+    plan = json.loads(built.read_bytes()[len(PLAN_MAGIC):])
+    plan["profile"] = {"min": [1, 33, 65, 3], "opt": [1, 34, 66, 3], "max": [1, 35, 67, 3]}
+    path = tmp_path / built.name
+    path.write_bytes(PLAN_MAGIC + json.dumps(plan).encode())
+    sidecar_path(path).write_bytes(sidecar_path(built).read_bytes())
+    with pytest.raises(BackendError, match=r"its profile's frames \(1x33x65x3 to 1x35x67x3\) include no size its "
+                                           r"graph takes \(H and W multiples of 4 from 32x32 to 4096x4096\); rebuild"):
+        TensorRTBackend(path)
+
+
 def test_static_engine_refuses_other_frame_sizes(engine: Engine, standin: StandIn) -> None:
     backend = TensorRTBackend(engine(False, "portable"))
     for shape, error in (((1, 96, 160, 3), "^frames of shape 1x96x160x3: the engine takes 1x64x128x3$"),
@@ -331,6 +386,36 @@ def test_a_creator_registered_by_another_library_is_not_loaded_again(engine: Eng
     assert process.registry.load_library(str(other)) is not None
     TensorRTBackend(path, plugin_lib).infer(frames_of(A, 3))
     assert process.library_loads == [str(other)] and not process.log
+
+
+def test_an_engine_built_with_other_options_is_rebuilt(variant: Variant, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_engine twice: the same options reuse the engine; another profile, DLA core or workspace rebuilds it,
+    with a line saying why, and the engine then has the new profile."""
+    standin = StandIn(dla_cores=2).install(monkeypatch)  # a Jetson Orin
+    graph, out = variant("fp32", True, "portable"), tmp_path / "m.engine"
+
+    def build(**options) -> list[str]:
+        said: list[str] = []
+        build_engine(graph, out, say=said.append, **options)
+        return said
+
+    one = {"min": (1, 64, 128, 3), "opt": (1, 64, 128, 3), "max": (1, 64, 128, 3)}
+    four = {**one, "max": (4, 128, 256, 3)}
+    assert not any("rebuilding" in line for line in build(shapes=one))  # there was nothing to rebuild
+    assert TensorRTBackend(out).max_batch == 1
+    assert build(shapes=one) == [f"{out}: up to date for {GPU_NAME} / TensorRT {VERSION}; reusing it"]
+    assert build(shapes=four)[0] == (f"{out}: rebuilding it: built with --max-shape 1x64x128x3, asked for "
+                                     "--max-shape 4x128x256x3")
+    backend = TensorRTBackend(out)
+    assert backend.max_batch == 4 and backend.info.dynamic_sizes == SizeRange((64, 128), (128, 256))
+    assert build(shapes=four, dla_core=1)[0] == (f"{out}: rebuilding it: built with no --dla-core, asked for "
+                                                 "--dla-core 1")
+    assert build(shapes=four, dla_core=1, workspace_gb=0.5)[0] == (
+        f"{out}: rebuilding it: built with no --workspace-gb, asked for --workspace-gb 0.5")
+    assert "reusing it" in build(shapes=four, dla_core=1, workspace_gb=0.5)[-1]
+    assert Sidecar.read(sidecar_path(out)).profile == {key: list(shape) for key, shape in four.items()}
+    assert not standin.log
 
 
 # --- a machine with TensorRT but no usable CUDA driver ---------------------------------------------------------
