@@ -10,7 +10,8 @@ import importlib
 import sys
 
 from runtime.atomic import check_writable
-from runtime.errors import EXIT_USAGE, Parser, add_debug_flag, command_line, debug_requested, run_command
+from runtime.errors import (EXIT_USAGE, Parser, add_debug_flag, command_line, debug_requested, run_command,
+                            without_leading_debug)
 
 #: subcommand -> (module in this package, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -68,11 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     program = argv is None
     argv = command_line(argv)
-    if argv[:1] and argv[0] in COMMANDS:
-        def command() -> None:
-            importlib.import_module(f"benchmarks.{COMMANDS[argv[0]][0]}").main(argv[1:])
+    words = without_leading_debug(argv)  # --debug before the subcommand: run_command reads it from argv
+    if words and words[0] in COMMANDS:
+        name = words[0]
 
-        return run_command(f"dannet-bench {argv[0]}", command, debug_requested(argv), program)
+        def command() -> None:
+            importlib.import_module(f"benchmarks.{COMMANDS[name][0]}").main(words[1:])
+
+        return run_command(f"dannet-bench {name}", command, debug_requested(argv), program)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

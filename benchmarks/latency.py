@@ -12,6 +12,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -21,6 +22,9 @@ from runtime.atomic import atomic_write
 from runtime.errors import DannetError
 
 from .cli import check_outputs, command_parser
+
+if TYPE_CHECKING:
+    from runtime.segmenter import Segmenter
 
 STAGES = ("preprocess", "inference", "postprocess", "overlay")
 
@@ -43,9 +47,31 @@ def device_name(backend) -> str:
     return f"CPU: {cpu or platform.machine()}"
 
 
+def open_with_threads(model: str, backend: str, threads: int) -> Segmenter:
+    """The model to time, with ``--threads`` (0: the library's default) applied where it means something.
+
+    ONNX Runtime takes intra-op threads per session, so they are an option of its backend. PyTorch's are a
+    setting of the process (``torch.set_num_threads``), which is this command's own when it runs as
+    ``dannet-bench``. A TensorRT engine computes on the GPU and the other stages are single-threaded, so a thread
+    count would change nothing measured: it is refused, not silently ignored, lest a user compare runs that
+    differ in nothing but the label."""
+    from runtime.backends import BACKEND_OF_SUFFIX
+    from runtime.segmenter import Segmenter
+
+    kind = BACKEND_OF_SUFFIX.get(Path(model).suffix) if backend == "auto" else backend
+    seg = Segmenter(model, backend, **({"threads": threads} if threads and kind == "onnxruntime" else {}))
+    if threads and seg.backend.name == "tensorrt":
+        raise DannetError(f"--threads {threads}: sets ONNX Runtime's or PyTorch's CPU threads; {model} runs in "
+                          "TensorRT on the GPU, where it would change nothing (leave --threads out)")
+    if threads and seg.backend.name == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    return seg
+
+
 def main(argv: list[str] | None = None) -> None:
     from runtime.cli import add_model_arguments
-    from runtime.segmenter import Segmenter
 
     from .compare import night_frames
 
@@ -57,14 +83,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="display size for labels/overlay, height first (default: the model's)")
     parser.add_argument("--iters", type=integer(1), default=50, help="timed frames, >= 1 (default 50)")
     parser.add_argument("--warmup", type=integer(0), default=5, help="untimed frames first, >= 0 (default 5)")
-    parser.add_argument("--threads", type=integer(0, 1024), default=0, help="ONNX Runtime CPU threads (0: default)")
+    parser.add_argument("--threads", type=integer(0, 1024), default=0,
+                        help="CPU inference threads: ONNX Runtime's intra-op threads, or PyTorch's "
+                             "(torch.set_num_threads); refused for TensorRT engines (0: the library's default)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a chart (PNG) here")
     args = parser.parse_args(argv)
     check_outputs(args)
 
-    options = {"threads": args.threads} if args.threads and not str(args.model).endswith(".engine") else {}
-    seg = Segmenter(args.model, args.backend, **options)
+    seg = open_with_threads(args.model, args.backend, args.threads)
     frame_size = args.input_size or seg.info.input_size
     if frame_size is None:
         raise DannetError(f"--input-size: {args.model} takes frames of any size; give the camera's frame size")
@@ -97,8 +124,9 @@ def main(argv: list[str] | None = None) -> None:
             pass
     result = {"model": str(args.model), "backend": backend.name, "device": device_name(backend),
               "providers": getattr(backend, "providers", None), "versions": versions, "precision": seg.info.precision,
-              "frame_size": list(frame_size), "network_input": list(seg.info.input_size or frame_size),
-              "output_size": list(display), "iters": args.iters,
+              "threads": args.threads, "frame_size": list(frame_size),
+              "network_input": list(seg.info.network_size(frame_size)), "output_size": list(display),
+              "iters": args.iters,
               "stages_ms": {stage: percentiles(v) for stage, v in stage_ms.items()},
               "end_to_end_ms": percentiles(total), "throughput_fps": float(1e3 / np.median(total)),
               "overhead_vs_inference": float(np.median(total) / np.median(stage_ms["inference"]))}

@@ -75,7 +75,7 @@ class GateError(DannetError):
 @dataclass(frozen=True)
 class Int8Spec:
     calibration_images: int = 32
-    eval_images: int | None = None    # None: every held-out image
+    eval_images: int | None = None    # None: the whole labelled split (nightdriving: its first half, night_sets)
     method: str = "minmax"            # minmax | entropy | percentile
     per_channel: bool = True          # weights: one scale per output channel (False: per tensor)
     keep_fp32: tuple[str, ...] | None = None  # None: DEFAULT_KEEP_FP32, where the graph has those parts
@@ -188,16 +188,33 @@ def _spread(count: int, available: int) -> list[int]:
     return sorted(set(np.linspace(0, available - 1, min(count, available)).round().astype(int).tolist()))
 
 
+def split_labelled(dataset: str, labelled: list[Sample], eval_images: int | None) -> tuple[list[Sample], list[Sample]]:
+    """(evaluation, calibration pool) for a dataset with no unlabelled night split (Nighttime Driving: its 50
+    labelled test images are all it has): the first ``eval_images`` held out for the gate, by default the first
+    half (rounded up), and the images after them for calibration. Two runs of files, not alternate images:
+    neighbouring images can be frames of one drive, near copies, and calibrating on one of each pair would let
+    the gate measure INT8 on near copies of its calibration images."""
+    held_out = (len(labelled) + 1) // 2 if eval_images is None else eval_images
+    evaluation, pool = labelled[:held_out], labelled[held_out:]
+    if not pool and eval_images is not None:
+        raise ExportError(f"--eval-images {eval_images}: leaves none of the {len(labelled)} {dataset} images for "
+                          "calibration; give fewer")
+    if not pool:
+        raise ExportError(f"--dataset {dataset}: has {len(labelled)} labelled image; the gate and the calibration "
+                          "need at least 2 (one each)")
+    return evaluation, pool
+
+
 def night_sets(dataset: str, root: str | Path, calibration_images: int, eval_images: int | None) -> NightSets:
-    """Evaluation: the first ``eval_images`` of the dataset's labelled night split. Calibration:
-    ``calibration_images`` spread over the unlabelled night training split where the dataset has one
-    (``CALIBRATION_SPLIT``), else over the labelled images after the evaluation ones."""
+    """Calibration: ``calibration_images`` spread over the unlabelled night training split where the dataset has
+    one (``CALIBRATION_SPLIT``; evaluation is then the first ``eval_images`` of the labelled night split, by
+    default all of it), else over the labelled images ``split_labelled`` leaves after the evaluation ones."""
     from train.data import dataset_samples
 
     labelled = dataset_samples(dataset, root)
-    evaluation = labelled[:eval_images]
     split = CALIBRATION_SPLIT.get(dataset)
     if split is not None:
+        evaluation = labelled[:eval_images]
         if dataset == "darkzurich-val":
             from train.data.datasets import darkzurich_samples
 
@@ -206,11 +223,8 @@ def night_sets(dataset: str, root: str | Path, calibration_images: int, eval_ima
             pool = dataset_samples(dataset, root, split)
         pool_name = f"{split} night split"
     else:
-        pool = labelled[len(evaluation):]
+        evaluation, pool = split_labelled(dataset, labelled, eval_images)
         pool_name = f"labelled images after the first {len(evaluation)}"
-        if not pool:
-            raise ExportError(f"--eval-images {len(evaluation)}: leaves none of the {len(labelled)} {dataset} "
-                              "images for calibration; give fewer")
     picked = _spread(calibration_images, len(pool))
     return NightSets([pool[i] for i in picked], evaluation,
                      f"{dataset} {pool_name}: {len(picked)} of {len(pool)} images, indices {picked}",

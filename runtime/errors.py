@@ -177,12 +177,31 @@ def run_command(prog: str, body: Callable[[], int | None], debug: bool = False, 
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with the one-line error every command uses (argparse prints the usage block first)."""
+    """argparse with the one-line error every command uses (argparse prints the usage block first), and
+    ``--debug`` before a subcommand as well as after it."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def add_subparsers(self, **kwargs: Any) -> argparse._SubParsersAction:
+        """Subcommands, and ``--debug`` on this parser too: a user types ``dannet-export --debug onnx ...`` as
+        readily as ``dannet-export onnx ... --debug``, and every command promises the flag. Only its presence
+        matters (``debug_requested`` reads the command line), so the subcommand's own default may overwrite it
+        in the namespace."""
+        add_debug_flag(self)
+        return super().add_subparsers(**kwargs)
+
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--debug", action="store_true",
-                        help=f"print the traceback of an unexpected error (also {DEBUG_ENV}=1)")
+    """``--debug`` on ``parser``, once: a parser with subcommands gets it from ``Parser.add_subparsers``, and a
+    command that also adds it itself must not fail with argparse's conflicting-option error."""
+    if "--debug" not in parser._option_string_actions:
+        parser.add_argument("--debug", action="store_true",
+                            help=f"print the traceback of an unexpected error (also {DEBUG_ENV}=1)")
+
+
+def without_leading_debug(argv: Sequence[str]) -> list[str]:
+    """The command line less the ``--debug`` flags before its first other argument, for a command that picks its
+    subcommand from the first argument itself (``dannet-bench --debug latency ...``)."""
+    start = next((i for i, arg in enumerate(argv) if arg != "--debug"), len(argv))
+    return list(argv[start:])

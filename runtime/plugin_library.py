@@ -11,6 +11,8 @@ import os
 import threading
 from pathlib import Path
 
+#: where a plugin library outside the source checkout is found
+PLUGIN_LIB_ENV = "DANNET_PLUGIN_LIB"
 DYNAMIC_NAME = "libdannet_trt_plugins.so"
 STATIC_NAME = "libdannet_trt_plugins_static.so"
 _REPO = Path(__file__).resolve().parents[1]
@@ -26,18 +28,23 @@ class PluginLibraryError(RuntimeError):
 
 def find_plugin_library(path: str | os.PathLike | None = None, self_registering: bool = False) -> Path:
     """The library to load: ``path`` when given (and then only that file: a typo must not quietly load another
-    build), else ``$DANNET_PLUGIN_LIB``, else the CMake build folder."""
+    build), else ``$DANNET_PLUGIN_LIB``, else the CMake build folder of the source checkout. The error names the
+    variable and every path tried: an engine run outside the checkout (an installed package, a Jetson image) has
+    no build folder, and the variable is then the only way to the library."""
     if path is not None:
         if not Path(path).is_file():
             raise PluginLibraryError(f"{path}: plugin library not found; {BUILD_HINT}")
         return Path(path)
     name = STATIC_NAME if self_registering else DYNAMIC_NAME
-    candidates = [Path(p) for p in (os.environ.get("DANNET_PLUGIN_LIB"),) if p]
-    candidates += [_REPO / "build" / "plugins" / name, _REPO / "build" / name]
+    from_environment = os.environ.get(PLUGIN_LIB_ENV)
+    build = [_REPO / "build" / "plugins" / name, _REPO / "build" / name]
+    candidates = ([Path(from_environment)] if from_environment else []) + build
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise PluginLibraryError(f"{name} not found (looked in {', '.join(str(c) for c in candidates)}); {BUILD_HINT}")
+    environment = f"${PLUGIN_LIB_ENV}={from_environment}" if from_environment else f"${PLUGIN_LIB_ENV} (not set)"
+    raise PluginLibraryError(f"{name} not found (tried {', '.join([environment, *map(str, build)])}): set "
+                             f"{PLUGIN_LIB_ENV}=/path/to/{name}, or {BUILD_HINT}")
 
 
 #: one load at a time: two threads must not both see "no creator yet" and both load the library

@@ -57,6 +57,69 @@ def test_latency_writes_json_and_plot(tiny_graphs: dict[str, Path], tmp_path: Pa
     assert Image.open(tmp_path / "l.png").size[0] > 400
 
 
+def latency_flags(model: Path, *flags: str) -> list[str]:
+    """``dannet-bench latency`` on ``model`` for one timed frame."""
+    return ["latency", "--model", str(model), "--iters", "1", "--warmup", "0", *flags]
+
+
+def test_latency_threads_are_onnx_runtimes_intra_op_threads(tiny_graphs: dict[str, Path], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session ONNX Runtime itself reports has the thread count asked for (per session, not per process)."""
+    import onnxruntime as ort
+
+    sessions = []
+
+    class RecordedSession(ort.InferenceSession):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            sessions.append(self)
+
+    monkeypatch.setattr(ort, "InferenceSession", RecordedSession)
+    assert bench_main(latency_flags(tiny_graphs["portable"], "--threads", "2", "--json", str(tmp_path / "l.json"))) == 0
+    assert [session.get_session_options().intra_op_num_threads for session in sessions] == [2]
+    assert json.loads((tmp_path / "l.json").read_text())["threads"] == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_program(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint as a .pt2 program (dannet-export pt2), at the ONNX graphs' sizes."""
+    from export import ExportSpec, to_torch_program
+
+    return to_torch_program(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("pt2") / "tiny.pt2",
+                            ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
+
+
+def test_latency_threads_are_pytorchs_threads_for_a_pt2_program(tiny_program: Path, tmp_path: Path) -> None:
+    """PyTorch's intra-op threads are the process's: the command sets them (a TypeError from the torch backend
+    before)."""
+    found = torch.get_num_threads()
+    wanted = 3 if found != 3 else 2  # a count the command must set, not the one already there
+    flags = latency_flags(tiny_program, "--threads", str(wanted), "--json", str(tmp_path / "l.json"))
+    try:
+        assert bench_main(flags) == 0
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(found)
+    assert json.loads((tmp_path / "l.json").read_text())["threads"] == wanted
+
+
+def test_latency_refuses_threads_for_a_tensorrt_engine(tiny_graphs: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """An engine computes on the GPU: --threads would change nothing, so it is a usage error (a TypeError for a
+    .plan, silently ignored for a .engine before); the same engine runs without it."""
+    from tensorrt_standin import StandIn
+
+    from export import build_engine
+
+    StandIn().install(monkeypatch)
+    engine = build_engine(tiny_graphs["portable"], tmp_path / "tiny.plan", say=lambda s: None)
+    assert bench_main(latency_flags(engine, "--threads", "2")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--threads 2" in err and "TensorRT on the GPU" in err
+    assert bench_main(latency_flags(engine)) == 0
+
+
 def test_miou_through_the_runtime_with_a_second_model(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
     from train.data.synth import generate
     from train.metrics import ConfusionMeter

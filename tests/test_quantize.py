@@ -20,6 +20,7 @@ from tensorrt_standin import StandIn
 from export import ExportSpec, build_engine, read_metadata, to_onnx
 from export.cli import main as export_main
 from export.engine import EngineError
+from export.onnx_export import ExportError
 from export.quantize import night_sets
 from runtime.engine_sidecar import Sidecar, sidecar_path
 from runtime.segmenter import Segmenter
@@ -171,6 +172,30 @@ def test_calibration_and_evaluation_images_are_disjoint(night: Path) -> None:
     sets = night_sets("darkzurich-val", night, 2, 1)  # Dark Zurich's own layout: the same train split
     train = sorted((night / "rgb_anon" / "train" / "night").rglob("*_rgb_anon.png"))
     assert [s.image for s in sets.calibration] == [train[0], train[-1]] and len(sets.evaluation) == 1  # spread
+
+
+def test_nightdriving_is_quantised_with_default_flags(fp32_graph: Path, tmp_path: Path) -> None:
+    """Nighttime Driving has no unlabelled split: by default its labelled images are split in file order, the first
+    half (rounded up) held out for the gate and calibration on the rest; with --eval-images M, the first M."""
+    from train.data.synth import generate
+
+    root = generate(tmp_path / "nd", "nightdriving", 20, SIZE, seed=3)  # 5 labelled test images
+    files = sorted((root / "leftImg8bit" / "test" / "night").rglob("*_leftImg8bit.png"))
+    assert len(files) == 5
+    out = tmp_path / "int8.onnx"
+    assert export_main(["int8", "--onnx", str(fp32_graph), "--dataset", "nightdriving", "--root", str(root),
+                        "--max-miou-drop", "100", "--out", str(out)]) == 0
+    metadata = read_metadata(out)
+    assert json.loads(metadata["dannet.accuracy_gate"])["images"] == 3
+    assert json.loads(metadata["dannet.quantization"])["calibration"]["images"] == 2
+    sets = night_sets("nightdriving", root, 32, None)
+    assert [s.image for s in sets.evaluation] == files[:3] and [s.image for s in sets.calibration] == files[3:]
+    sets = night_sets("nightdriving", root, 32, 1)
+    assert [s.image for s in sets.evaluation] == files[:1] and [s.image for s in sets.calibration] == files[1:]
+    for image in files[1:]:
+        image.unlink()
+    with pytest.raises(ExportError, match="--dataset nightdriving: has 1 labelled image; .* need at least 2"):
+        night_sets("nightdriving", root, 32, None)
 
 
 @pytest.mark.parametrize("graph, message", [
