@@ -14,11 +14,14 @@ sha256): agreement with another network's labels would measure nothing.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import time
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -28,6 +31,9 @@ from runtime.atomic import atomic_write
 from runtime.errors import DannetError
 
 from .cli import check_outputs, command_parser
+
+if TYPE_CHECKING:  # imported when used: the command's --help needs neither
+    from runtime.segmenter import Segmenter
 
 
 def night_frames(count: int, size: tuple[int, int], out_size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
@@ -82,13 +88,7 @@ def size_flag(flag: str, given: tuple[int, int] | None, model_size: tuple[int, i
 def main(argv: list[str] | None = None) -> None:
     import torch
 
-    from runtime.classes import class_weights
     from runtime.cli import add_model_arguments
-    from runtime.segmenter import Segmenter
-    from train.evaluate import load_networks
-
-    from .miou import evaluate, precision_of
-    from .reference_loop import ReferenceSegmenter, reference_labels
 
     parser = command_parser("compare", __doc__)
     add_model_arguments(parser, help="the exported model to compare with the reference loop")
@@ -117,16 +117,42 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     paths = [args.model, *args.also_model]
-    models = []
-    for path in paths:
-        options = {"threads": args.threads} if args.threads and path.endswith(".onnx") else {}
-        models.append(Segmenter(path, args.backend, **options))
-        info = models[-1].info
-        if info.weights_std is None:  # the reference loop must apply the same class weights
-            raise DannetError(f"{path}: does not record its class weights std; re-export it with dannet-export")
-        check_provenance(path, info.checkpoint_sha256, args.checkpoint)
-        args.input_size = size_flag("--input-size", args.input_size, info.input_size, path)
-        args.output_size = size_flag("--output-size", args.output_size, info.output_size, path)
+    with ExitStack() as opened:  # every model released at the end, however it ends (an engine's GPU memory)
+        models = []
+        for path in paths:
+            models.append(opened.enter_context(open_model(path, args.backend, args.threads)))
+            info = models[-1].info
+            if info.weights_std is None:  # the reference loop must apply the same class weights
+                raise DannetError(f"{path}: does not record its class weights std; re-export it with dannet-export")
+            check_provenance(path, info.checkpoint_sha256, args.checkpoint)
+            args.input_size = size_flag("--input-size", args.input_size, info.input_size, path)
+            args.output_size = size_flag("--output-size", args.output_size, info.output_size, path)
+        result = measure(args, paths, models)
+    report(result, args)
+
+
+def open_model(path: str, backend: str, threads: int) -> Segmenter:
+    """A model to compare, with ``--threads`` (0: the library's default) given to ONNX Runtime's session whenever
+    ONNX Runtime runs it, whatever the file is called (``--backend onnxruntime`` runs any file name). PyTorch's
+    threads are a setting of the whole process, set once by ``main``; a TensorRT engine has none."""
+    from runtime.backends import resolve_backend
+    from runtime.segmenter import Segmenter
+
+    options = {"threads": threads} if threads and resolve_backend(path, backend) == "onnxruntime" else {}
+    return Segmenter(path, backend, **options)
+
+
+def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter]) -> dict:
+    """The reference loop and every model on the same frames, frame by frame: latency, agreement, and the night
+    mIoU with ``--night-root``."""
+    import torch
+
+    from runtime.classes import class_weights
+    from train.evaluate import load_networks
+
+    from .miou import evaluate, precision_of
+    from .reference_loop import ReferenceSegmenter, reference_labels
+
     weights = class_weights(models[0].info.weights_std)
     segmenter, relight, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
     frames = night_frames(args.frames + args.warmup, args.input_size, args.output_size)
@@ -172,14 +198,19 @@ def main(argv: list[str] | None = None) -> None:
         result["night_miou"] = {"reference": scored.meters[0].miou}
         for row, meter in zip(rows, scored.meters[1:]):
             row["night_miou"] = meter.miou
-    print(f"{arch} ({backbone}), {args.input_size[0]}x{args.input_size[1]} -> {args.output_size[0]}x"
-          f"{args.output_size[1]}, {args.frames} frames, {result['machine']}, load {result['load_average'][0]:.2f}")
+    return result
+
+
+def report(result: dict, args: argparse.Namespace) -> None:
+    """The table, and the JSON and plot where asked for."""
+    print(f"{result['arch']} ({result['backbone']}), {args.input_size[0]}x{args.input_size[1]} -> "
+          f"{args.output_size[0]}x{args.output_size[1]}, {args.frames} frames, {result['machine']}, load {result['load_average'][0]:.2f}")
     print(f"{'path':<46} {'p50 ms':>9} {'p90 ms':>9} {'speed-up':>8} {'= ref %':>8} {'= first %':>9} {'mIoU':>6}")
     miou = result.get("night_miou", {}).get("reference")
     print(f"{'reference loop (PyTorch eager + NumPy argmax)':<46} {result['reference']['p50_ms']:>9.1f} "
           f"{result['reference']['p90_ms']:>9.1f} {1:>8.2f} {100:>8.3f} {'':>9} "
           f"{'' if miou is None else f'{100 * miou:6.2f}'}")
-    for row in rows:
+    for row in result["models"]:
         name = f"{Path(row['model']).name} ({row['backend']}, {row['precision']})"
         miou = row.get("night_miou")
         print(f"{name[-46:]:<46} {row['p50_ms']:>9.1f} {row['p90_ms']:>9.1f} {row['speedup_p50']:>8.2f} "

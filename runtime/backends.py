@@ -134,6 +134,18 @@ class Backend(Protocol):
         confidence levels when ``info.confidence``)."""
         ...
 
+    def close(self) -> None:
+        """Release the model (a session, a program's weights, an engine with its GPU buffers and stream) now, not
+        whenever the garbage collector gets to it: a process that opens models one after another (a benchmark
+        comparing several) must not hold them all. Idempotent; ``infer`` afterwards is an error."""
+        ...
+
+
+def check_open(backend: Backend, handle: object) -> None:
+    """An error instead of running a closed model: a TensorRT engine would read freed GPU memory."""
+    if handle is None:
+        raise BackendError(f"the {backend.name} backend was closed; open the model again to run it", EXIT_FAILED)
+
 
 class OnnxRuntimeBackend:
     """ONNX Runtime with the best provider installed (CUDA, then CPU); portable-tail graphs only."""
@@ -172,7 +184,12 @@ class OnnxRuntimeBackend:
         self.max_batch = batch if isinstance(batch, int) else None  # a symbolic dimension (or none) is dynamic
 
     def infer(self, frames: np.ndarray) -> Inference:
+        check_open(self, self.session)
         return Inference(*self.session.run(self.outputs, {"frame": np.ascontiguousarray(frames, dtype=np.uint8)}))
+
+    def close(self) -> None:
+        """Drop the session: ONNX Runtime frees its weights and arenas with the last reference."""
+        self.session = None
 
 
 def uint8_from_engine(values: np.ndarray, width: int, tensor: str = LABELS) -> np.ndarray:
@@ -197,18 +214,24 @@ class _Staging:
 
     def __init__(self, cudart, check: Callable) -> None:
         self.cudart, self.check = cudart, check
-        self.device = self.host = self.capacity = 0
+        self.device = self.host = self.capacity = 0  # 0: not allocated
 
     def reserve(self, nbytes: int) -> None:
         if nbytes <= self.capacity:
             return
-        if self.capacity:
-            self.check("cudaFree", self.cudart.cudaFree(self.device))
-            self.check("cudaFreeHost", self.cudart.cudaFreeHost(self.host))
-            self.capacity = 0
+        self.release()
         self.device = self.check("cudaMalloc", self.cudart.cudaMalloc(nbytes))
         self.host = self.check("cudaMallocHost", self.cudart.cudaMallocHost(nbytes))
         self.capacity = nbytes
+
+    def release(self) -> None:
+        """Free both buffers, each once. They are tracked apart, so a device buffer whose pinned twin could not
+        be allocated is freed too."""
+        device, host, self.device, self.host, self.capacity = self.device, self.host, 0, 0, 0
+        if device:
+            self.check("cudaFree", self.cudart.cudaFree(device))
+        if host:
+            self.check("cudaFreeHost", self.cudart.cudaFreeHost(host))
 
     def host_bytes(self, nbytes: int) -> np.ndarray:
         """The first ``nbytes`` of the pinned buffer, as a uint8 array over it (no copy)."""
@@ -335,6 +358,7 @@ class TensorRTBackend:
         self.input_shape = shape
 
     def infer(self, frames: np.ndarray) -> Inference:
+        check_open(self, self.context)
         frames = np.ascontiguousarray(frames, dtype=np.uint8)
         if frames.ndim != 4 or frames.shape[3] != 3:
             raise BackendError(f"frames must be N x H x W x 3 uint8 RGB, got shape {frames.shape}")
@@ -362,6 +386,19 @@ class TensorRTBackend:
         values = {name: uint8_from_engine(self.staging[name].host_bytes(sizes[name]).view(dtype).reshape(shapes[name]),
                                           width, name) for name, dtype in self.output_dtypes.items()}
         return Inference(values[LABELS], values.get(CONFIDENCE))
+
+    def close(self) -> None:
+        """Free the buffers and the stream (after the work queued on it), then drop the execution context and the
+        engine, context first as it belongs to the engine: TensorRT's Python objects free their GPU memory with
+        their last reference. Idempotent."""
+        if self.context is None:
+            return
+        self._cuda("cudaStreamSynchronize", self.cudart.cudaStreamSynchronize(self.stream))
+        for staging in self.staging.values():
+            staging.release()
+        self._cuda("cudaStreamDestroy", self.cudart.cudaStreamDestroy(self.stream))
+        self.context = None
+        self.engine = None
 
 
 #: the file inside a .pt2 archive that holds the ``dannet.*`` metadata
@@ -402,12 +439,17 @@ class TorchBackend:
         self.info = ModelInfo.from_metadata(metadata, str(path))
 
     def infer(self, frames: np.ndarray) -> Inference:
+        check_open(self, self.module)
         with self.torch.inference_mode():
             # a copy: frames may be read-only (PIL's arrays), which torch tensors must not share
             outputs = self.module(self.torch.from_numpy(np.array(frames, dtype=np.uint8)).to(self.device))
         if self.info.confidence:
             return Inference(*(values.cpu().numpy() for values in outputs))
         return Inference(outputs.cpu().numpy())
+
+    def close(self) -> None:
+        """Drop the program: its weights (on the GPU, where it runs there) go with the last reference."""
+        self.module = None
 
 
 def program_max_batch(program: ExportedProgram) -> int | None:
@@ -430,16 +472,25 @@ BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 BACKEND_OF_SUFFIX = {".engine": "tensorrt", ".plan": "tensorrt", ".onnx": "onnxruntime", ".pt2": "torch"}
 
 
+def resolve_backend(model: str | Path, backend: str = "auto") -> str:
+    """The backend that runs ``model``: ``backend`` itself, or for ``auto`` the one its file type names. Callers
+    that pass backend-specific options (``threads``) decide by this, not by the file name, which ``--backend``
+    overrides."""
+    if backend != "auto":
+        return backend
+    model = Path(model)
+    kind = BACKEND_OF_SUFFIX.get(model.suffix)
+    if kind is None:
+        hint = ("a training checkpoint: export it first with dannet-export onnx (or pt2 for --backend torch)"
+                if model.suffix in (".pth", ".pt", ".ckpt") else "expected .engine, .onnx or .pt2")
+        raise BackendError(f"{model}: cannot tell the backend from the file type ({hint})")
+    return kind
+
+
 def open_backend(model: str | Path, backend: str = "auto", **options) -> Backend:
     """``auto`` picks by file type: ``.engine`` -> TensorRT, ``.onnx`` -> ONNX Runtime, ``.pt2`` -> PyTorch."""
     model = Path(model)
-    kind = backend
-    if backend == "auto":
-        kind = BACKEND_OF_SUFFIX.get(model.suffix)
-        if kind is None:
-            hint = ("a training checkpoint: export it first with dannet-export onnx (or pt2 for --backend torch)"
-                    if model.suffix in (".pth", ".pt", ".ckpt") else "expected .engine, .onnx or .pt2")
-            raise BackendError(f"{model}: cannot tell the backend from the file type ({hint})")
+    kind = resolve_backend(model, backend)
     if kind == "onnxruntime":
         if model.suffix in (".engine", ".plan"):
             raise BackendError(f"{model}: a TensorRT engine cannot run in ONNX Runtime (use --backend tensorrt)")

@@ -34,12 +34,12 @@ import numpy as np
 
 from .errors import DannetError
 from .pipeline import (Aborted, Camera, PipelineOptions, RunControl, Stage, check_confidence_wanted, check_destinations,
-                       check_inputs_kept, describe_outputs, open_outputs, run_stages)
+                       check_inputs_kept, check_single_image_outputs, describe_outputs, open_outputs, run_stages)
 from .segmenter import Segmenter
 from .sinks import Sink
 from .sources import CaptureOptions, Frame, Source, open_source
 from .stats import format_report, format_summary
-from .uris import parse_input, parse_output
+from .uris import InputSpec, parse_input, parse_output
 
 #: default of ``--batch-wait-ms``: long enough for cameras running at the same rate to land in one batch,
 #: short against a frame period (33 ms at 30 fps)
@@ -281,23 +281,32 @@ def run_cameras(model: str, input_uris: Sequence[str], output_uris: Sequence[str
     specs, outs = [parse_input(uri) for uri in input_uris], [parse_output(uri) for uri in output_uris]
     confidences = [parse_output(uri) for uri in confidence_outs] or [None] * len(specs)
     check_destinations([("--output", out) for out in outs] + [("--confidence-out", c) for c in confidences])
-    check_inputs_kept([(spec, [("--output", out), ("--confidence-out", confidence)])
-                       for spec, out, confidence in zip(specs, outs, confidences)])
+    cameras = [(spec, [("--output", out), ("--confidence-out", confidence)])
+               for spec, out, confidence in zip(specs, outs, confidences)]
+    check_inputs_kept(cameras)
     pipeline_options = PipelineOptions(**options)
-    segmenter = Segmenter(model, backend)
-    check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, bool(confidence_outs))
-    pipeline_options.temporal.check_model(segmenter.info.confidence, model)
-    sinks, confidence_sinks = zip(*(open_outputs(out, confidence, codec, bitrate_kbps, say)
-                                    for out, confidence in zip(outs, confidences)))
+    check_single_image_outputs(cameras, pipeline_options)
+    with Segmenter(model, backend) as segmenter:  # the model is released when the run ends, however it ends
+        check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, bool(confidence_outs))
+        pipeline_options.temporal.check_model(segmenter.info.confidence, model)
+        sinks, confidence_sinks = zip(*(open_outputs(out, confidence, codec, bitrate_kbps, say)
+                                        for out, confidence in zip(outs, confidences)))
+        sources = open_sources(specs, capture)
+        lines = [f"{spec.uri} -> {segmenter.backend.name} -> {describe_outputs(out, confidence)}"
+                 for spec, out, confidence in zip(specs, outs, confidences)]
+        return MultiCamera(segmenter, sources, sinks, pipeline_options, batch_wait_s, say, [out.uri for out in outs],
+                           confidence_sinks=confidence_sinks).run(keep_signal_handlers, announce="\n".join(lines))
+
+
+def open_sources(specs: Sequence[InputSpec], capture: CaptureOptions) -> list[Source]:
+    """Every camera's source; when one cannot open, the ones already opened are released before the error is
+    reported."""
     sources: list[Source] = []
     try:
         for spec in specs:
             sources.append(open_source(spec, capture))
-    except BaseException:  # one camera missing: release the ones already opened before the error is reported
+    except BaseException:
         for source in sources:
             source.close()
         raise
-    lines = [f"{spec.uri} -> {segmenter.backend.name} -> {describe_outputs(out, confidence)}"
-             for spec, out, confidence in zip(specs, outs, confidences)]
-    return MultiCamera(segmenter, sources, sinks, pipeline_options, batch_wait_s, say, [out.uri for out in outs],
-                       confidence_sinks=confidence_sinks).run(keep_signal_handlers, announce="\n".join(lines))
+    return sources

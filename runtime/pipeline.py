@@ -32,7 +32,8 @@ from .errors import EXIT_FAILED, DannetError
 from .gst import MediaError
 from .overlay import CONFIDENCE_MODES, legend, visualize
 from .segmenter import Segmenter
-from .sinks import OutputClosed, Sink, files_written_over, frame_file, images_sharing_a_file, open_sink
+from .sinks import (OutputClosed, Sink, files_written_over, frame_file, image_layout, images_sharing_a_file,
+                    open_sink)
 from .sources import CaptureOptions, Frame, Source, SourceLost, UnreadableImage, open_source
 from .stats import JsonLines, PipelineStats, format_report, format_summary
 from .temporal import TemporalFilter, TemporalOptions
@@ -508,6 +509,27 @@ def check_inputs_kept(cameras: Sequence[CameraRoute]) -> None:
                                   "rename one, or write to a pattern such as out/%05d.png")
 
 
+def several_frames(spec: InputSpec, options: PipelineOptions) -> bool:
+    """Whether a run reads more than one frame from ``spec``: anything but a single image read once (``--loop``
+    reads it again), unless ``--frames 1`` stops it after the first."""
+    if options.max_frames == 1:
+        return False
+    return spec.kind != "images" or len(spec.images) > 1 or options.loop != 0
+
+
+def check_single_image_outputs(cameras: Sequence[CameraRoute], options: PipelineOptions) -> None:
+    """A one-line error when an output of any camera is one image file (``out.png``) and its input has several
+    frames: the second frame could only fail, after the first was written; checked before anything is opened."""
+    for source, outputs in cameras:
+        for flag, out in outputs:
+            if out is not None and out.kind == "images" and image_layout(out.location) == "file" and \
+                    several_frames(source, options):
+                folder = Path(out.location).parent / Path(out.location).stem
+                raise DannetError(f"{flag} {out.uri}: one image file, but --input {source.uri} has several frames; "
+                                  f"expected a pattern such as {folder / '%05d.png'} or a folder {folder}/ "
+                                  "(or --frames 1)")
+
+
 def open_outputs(out: OutputSpec, confidence: OutputSpec | None, codec: str, bitrate_kbps: int,
                  say: Callable[[str], None] = print) -> tuple[Sink, Sink | None]:
     """One camera's sinks: its pictures (--output) and, when asked for, its confidence levels (--confidence-out);
@@ -534,11 +556,12 @@ def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", c
     check_destinations(destinations)
     check_inputs_kept([(spec, destinations)])
     pipeline_options = PipelineOptions(**options)
-    segmenter = Segmenter(model, backend)
-    check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, confidence_spec is not None)
-    pipeline_options.temporal.check_model(segmenter.info.confidence, model)
-    sink, confidence_sink = open_outputs(out, confidence_spec, codec, bitrate_kbps, say)
-    source = open_source(spec, capture)
-    outputs = describe_outputs(out, confidence_spec)
-    return Pipeline(segmenter, source, sink, pipeline_options, say, confidence_sink).run(
-        keep_signal_handlers, announce=f"{spec.uri} -> {segmenter.backend.name} -> {outputs}")
+    check_single_image_outputs([(spec, destinations)], pipeline_options)
+    with Segmenter(model, backend) as segmenter:  # the model is released when the run ends, however it ends
+        check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, confidence_spec is not None)
+        pipeline_options.temporal.check_model(segmenter.info.confidence, model)
+        sink, confidence_sink = open_outputs(out, confidence_spec, codec, bitrate_kbps, say)
+        source = open_source(spec, capture)
+        outputs = describe_outputs(out, confidence_spec)
+        return Pipeline(segmenter, source, sink, pipeline_options, say, confidence_sink).run(
+            keep_signal_handlers, announce=f"{spec.uri} -> {segmenter.backend.name} -> {outputs}")

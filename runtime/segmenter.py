@@ -7,6 +7,9 @@
 
     seg = Segmenter("dannet_confidence.onnx")   # exported with dannet-export onnx --confidence
     labels, confidence = seg.process(frame)     # confidence: uint8 levels, 255 = certain
+
+    with Segmenter("dannet.engine") as seg:     # the engine's GPU memory is freed at the end (or seg.close())
+        labels = seg.process(frame)
 """
 from __future__ import annotations
 
@@ -23,6 +26,17 @@ class Segmenter:
     def __init__(self, model: str | Path, backend: str = "auto", **options) -> None:
         self.backend: Backend = open_backend(model, backend, **options)
         self.info = self.backend.info
+
+    def close(self) -> None:
+        """Release the model now (``Backend.close``): a TensorRT engine holds GPU buffers, a stream and its
+        context until then. Idempotent."""
+        self.backend.close()
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         """The frame at a size the network takes (bilinear, as DANNet's reference resizes frames): its input size,

@@ -68,6 +68,18 @@ def caps_rate(rate: Fraction) -> str:
     return f"{rate.numerator}/{rate.denominator}"
 
 
+def camera_mode_caps(size: tuple[int, int] | None, rate: Fraction | None) -> str:
+    """A capsfilter right after ``v4l2src`` that asks the camera itself for ``--input-size``/``--input-rate``, raw
+    or MJPEG (one caps structure each: whichever the camera offers in that mode); "" when neither is given.
+
+    Scaling after decodebin alone would leave the camera in its default mode: a 4K camera asked for 480x640 would
+    still send (and the host decode) 4K frames."""
+    if size is None and rate is None:
+        return ""
+    mode = (f",width={size[1]},height={size[0]}" if size else "") + (f",framerate={caps_rate(rate)}" if rate else "")
+    return f' ! capsfilter caps="video/x-raw{mode}; image/jpeg{mode}"'
+
+
 def source_description(spec: InputSpec, options: CaptureOptions) -> str:
     """The ``gst-launch`` description of a GStreamer source ending in an RGB ``appsink`` named ``frames``."""
     h, w = options.size or (0, 0)
@@ -84,7 +96,7 @@ def source_description(spec: InputSpec, options: CaptureOptions) -> str:
         head = (f"nvarguscamerasrc sensor-id={spec.location} ! video/x-raw(memory:NVMM),width={w},height={h},"
                 f"framerate={caps_rate(Fraction(rate))} ! nvvidconv ! video/x-raw,format=BGRx")
     else:
-        head = {"v4l2": f"v4l2src device={quote(spec.location)}",
+        head = {"v4l2": f"v4l2src device={quote(spec.location)}{camera_mode_caps(options.size, rate)}",
                 "rtsp": f"rtspsrc location={quote(spec.location)} latency=200",
                 "video": f"filesrc location={quote(spec.location)}"}[spec.kind] + " ! decodebin"
         if has_element("nvvidconv"):  # Jetson: hardware decoders output NVMM buffers; bring them to memory

@@ -2,8 +2,8 @@
 
 Inputs:  ``csi://0``, ``v4l2:///dev/video0``, ``file://clip.mp4`` or a path (video, image, image folder,
 glob), ``rtsp://host/path``, ``test://`` or ``test://ball`` (a videotestsrc pattern).
-Outputs: ``display://0``, ``file://out.mp4`` (.mkv/.avi/.mov) or a path, an image folder or pattern
-(``out/``, ``out/%05d.png``, ``out.png``), ``rtsp://@:8554/name``, ``null://``.
+Outputs: ``display://0`` (a window on the screen ``DISPLAY`` names), ``file://out.mp4`` (.mkv/.avi/.mov) or a path,
+an image folder or pattern (``out/``, ``out/%05d.png``, ``out.png``), ``rtsp://@:8554/name``, ``null://``.
 """
 from __future__ import annotations
 
@@ -92,15 +92,23 @@ def parse_input(uri: str) -> InputSpec:
     return InputSpec(uri, "video", path)
 
 
+def display_index(uri: str) -> str:
+    """The N of ``display://N``: only 0, the screen ``DISPLAY``/``WAYLAND_DISPLAY`` names. GStreamer's
+    ``autovideosink`` cannot be told a monitor, so any other N would be ignored; it is refused instead, with the
+    way to reach another screen."""
+    index = uri[len("display://"):] or "0"
+    if index != "0":
+        raise MediaError(f"{uri}: expected display:// or display://0, the screen DISPLAY or WAYLAND_DISPLAY names; "
+                         "for another screen set DISPLAY for the run (DISPLAY=:1 dannet-run ... --output display://0)")
+    return index
+
+
 def parse_output(uri: str) -> OutputSpec:
     scheme = urlsplit(uri).scheme if "://" in uri else ""
     if scheme == "null":
         return OutputSpec(uri, "null")
     if scheme == "display":
-        index = uri[len("display://"):] or "0"
-        if not index.isdigit():
-            raise MediaError(f"{uri}: expected display://N")
-        return OutputSpec(uri, "display", index)
+        return OutputSpec(uri, "display", display_index(uri))
     if scheme == "rtsp":
         parts = urlsplit(uri)
         if parts.hostname not in ("@", "0.0.0.0", None) and not uri.startswith("rtsp://@"):

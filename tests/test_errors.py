@@ -370,6 +370,36 @@ def test_an_output_that_would_write_over_an_input_is_refused_before_the_work(onn
     assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
 
 
+def test_one_image_file_output_for_several_frames_is_refused_before_the_work(onnx_model: Path, tmp_path: Path,
+                                                                               capsys) -> None:
+    """``--output out.png`` holds one frame: for an input with several (images, a video, a camera, one image read
+    again with --loop, each of several cameras) it is refused up front, in one line naming the flag and a pattern
+    to use instead, with nothing written; a single image (or --frames 1) still writes the one file."""
+    frames = image_folder(tmp_path / "frames", ["a.png", "b.png"])
+    clip = tmp_path / "clip.mkv"
+    clip.write_bytes(b"a video: refused before it is opened")
+    out = tmp_path / "out"
+    cases = [
+        (["--input", frames, "--output", f"{out}.png"], "--output"),
+        (["--input", clip, "--output", f"file://{out}.png"], "--output"),
+        (["--input", "test://", "--output", f"{out}.png"], "--output"),
+        (["--input", frames / "a.png", "--loop", 1, "--output", f"{out}.png"], "--output"),
+        (["--input", frames, "--output", f"{out}/", "--confidence-out", f"{out}.png"], "--confidence-out"),
+        (["--input", "test://", "--output", f"{out}/a/", "--input", frames, "--output", f"{out}.png"], "--output"),
+    ]
+    for argv, flag in cases:
+        code, err = in_process(capsys, "dannet-run", "--model", onnx_model, *argv)
+        line = the_error(err, "dannet-run")
+        assert code == USAGE and line.startswith(f"dannet-run: error: {flag} ") and f"{out}.png" in line, line
+        assert f"{out}/%05d.png" in line, line
+    assert not out.exists() and not Path(f"{out}.png").exists()
+    for argv in (["--input", frames / "a.png"], ["--input", frames, "--frames", 1]):
+        code, err = in_process(capsys, "dannet-run", "--model", onnx_model, *argv, "--output", f"{out}.png",
+                               "--stats-interval", 0)
+        assert code == 0 and Image.open(f"{out}.png").size == (48, 32), err
+        Path(f"{out}.png").unlink()
+
+
 def test_input_images_that_would_share_an_output_file_are_refused(onnx_model: Path, tmp_path: Path,
                                                                   capsys) -> None:
     """An image folder output keeps the input names: ``a.png`` and ``a.jpg``, or ``x/frame.png`` and

@@ -234,6 +234,33 @@ def test_live_source_drops_oldest_frames_with_bounded_queues(model: Path) -> Non
     assert summary["queue_high_water"] <= 3
 
 
+@pytest.mark.parametrize("camera", ["videotestsrc is-live=true name=camera",
+                                    "videotestsrc is-live=true ! jpegenc name=camera"], ids=["raw", "mjpeg"])
+def test_a_v4l2_camera_is_asked_for_the_input_size_and_rate(camera: str) -> None:
+    """--input-size/--input-rate reach the camera (caps right after v4l2src), raw or MJPEG, not only a scaler after
+    decodebin: the description, with v4l2src replaced by a test source that offers every mode (videotestsrc, and
+    jpegenc for an MJPEG camera), must have the camera itself send 48x64 at 25 fps, not its default 240x320."""
+    from fractions import Fraction
+
+    from runtime.sources import source_description
+    from runtime.uris import InputSpec
+
+    spec = InputSpec("v4l2:///dev/video0", "v4l2", "/dev/video0")
+    description = source_description(spec, CaptureOptions(size=(48, 64), rate=25))
+    assert description.startswith('v4l2src device="/dev/video0" ! ')
+    pipeline = Gst.parse_launch(description.replace('v4l2src device="/dev/video0"', camera, 1))
+    try:
+        pipeline.set_state(Gst.State.PLAYING)
+        sample = pipeline.get_by_name("frames").try_pull_sample(5 * Gst.SECOND)
+        assert sample is not None, "no frame: the description did not negotiate"
+        sent = pipeline.get_by_name("camera").get_static_pad("src").get_current_caps().get_structure(0)
+        rate = sent.get_fraction("framerate")
+        assert (sent.get_value("width"), sent.get_value("height"), Fraction(rate[1], rate[2])) == (64, 48, 25)
+        assert sent.get_name() == ("image/jpeg" if "jpegenc" in camera else "video/x-raw")
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+
+
 def test_files_keep_every_frame_when_inference_is_slow(model: Path, tmp_path: Path) -> None:
     clip = make_video(tmp_path / "clip.mkv", 12)
     source = open_source(parse_input(str(clip)))

@@ -48,6 +48,41 @@ def test_segmenter_resizes_frames_and_runs_the_graph(graphs: dict[str, Path]) ->
         seg.process(frame.astype(np.float32))
 
 
+def test_a_closed_onnx_runtime_model_is_released_and_refuses_to_run(graphs: dict[str, Path]) -> None:
+    with Segmenter(graphs["portable"]) as seg:
+        backend = seg.backend
+        assert seg.process(np.zeros((64, 128, 3), np.uint8)).shape == (96, 160)
+    assert backend.session is None  # ONNX Runtime frees a session with its last reference
+    seg.close()  # again: nothing to do
+    with pytest.raises(BackendError, match="^the onnxruntime backend was closed"):
+        seg.process(np.zeros((64, 128, 3), np.uint8))
+
+
+def test_compare_gives_threads_to_onnx_runtime_whatever_the_model_file_is_called(
+        graphs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dannet-bench compare --backend onnxruntime --threads 2 with a graph not named .onnx: the session it opens
+    has 2 intra-op threads (read back from the session itself), as with a .onnx name."""
+    from benchmarks.compare import main as compare
+    from runtime import segmenter as segmenter_module
+    from runtime.errors import DannetError
+
+    threads: dict[str, int] = {}
+
+    class Recording(Segmenter):
+        def __init__(self, model: str, *args, **kwargs) -> None:
+            super().__init__(model, *args, **kwargs)
+            threads[Path(model).name] = self.backend.session.get_session_options().intra_op_num_threads
+
+    monkeypatch.setattr(segmenter_module, "Segmenter", Recording)
+    renamed = tmp_path / "dannet.model"
+    renamed.write_bytes(graphs["portable"].read_bytes())
+    for model in (graphs["portable"], renamed):
+        with pytest.raises(DannetError, match="--checkpoint"):  # refused once the model is open: nothing is run
+            compare(["--model", str(model), "--backend", "onnxruntime", "--threads", "2",
+                     "--checkpoint", str(tmp_path / "missing.pth")])
+    assert threads == {graphs["portable"].name: 2, "dannet.model": 2}
+
+
 def test_overlay_colours_are_the_palette_where_labels_are_known() -> None:
     frame = np.full((4, 6, 3), 100, dtype=np.uint8)
     labels = np.array([[0, 13, 10], [255, 2, 18]], dtype=np.uint8)  # 2 x 3, upsampled to 4 x 6 (nearest)
@@ -227,6 +262,18 @@ def test_uris_name_what_they_are(tmp_path: Path) -> None:
     for bad in ("rtsp://10.0.0.1:8554/x", "display://left", "out.wmv"):
         with pytest.raises(MediaError):
             parse_output(bad)
+
+
+def test_display_takes_only_the_screen_display_names() -> None:
+    """autovideosink cannot be sent to a monitor: display://1 would silently show on DISPLAY's screen, so it is
+    refused in one line that names the URI and says how to reach another screen."""
+    from runtime.gst import MediaError
+    from runtime.uris import parse_output
+
+    assert parse_output("display://").kind == parse_output("display://0").kind == "display"
+    for other in ("display://1", "display://00", "display://left"):
+        with pytest.raises(MediaError, match=rf"^{other}: expected display:// or display://0, .*set DISPLAY"):
+            parse_output(other)
 
 
 def png16(array: np.ndarray) -> bytes:

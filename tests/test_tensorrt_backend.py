@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import gc
 import json
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +30,7 @@ from export import ExportSpec, build_engine, read_metadata, to_onnx
 from export.onnx_export import onnx_weights
 from export.tails import append_plugin_tail, append_portable_tail
 from runtime.backends import BackendError, SizeRange, TensorRTBackend, uint8_from_engine
+from runtime.errors import DannetError
 from runtime.engine_sidecar import EngineError, Sidecar, current_machine, sidecar_path
 from runtime.segmenter import Segmenter
 
@@ -374,6 +377,74 @@ def test_a_second_backend_in_the_same_process_loads_the_plugin_once(engine: Engi
     first, second = TensorRTBackend(path, plugin_lib), TensorRTBackend(path, plugin_lib)
     np.testing.assert_array_equal(first.infer(frames).labels, second.infer(frames).labels)
     assert standin.library_loads == [str(Path(plugin_lib).resolve())]  # by build_engine or by the first backend
+
+
+# --- releasing an engine: close() ----------------------------------------------------------------------------
+
+def assert_nothing_held(standin: StandIn) -> None:
+    """No live device or pinned allocation and no stream: every one was freed (a second free of one would have
+    raised ContractViolation in the stand-in, so each was freed exactly once)."""
+    assert not standin.memory.live["device"] and not standin.memory.live["host"], standin.memory.live
+    assert not standin.cuda.streams, standin.cuda.streams
+
+
+def test_close_frees_every_buffer_and_the_stream_once_and_drops_the_engine(engine: Engine, standin: StandIn,
+                                                                            plugin_lib: str) -> None:
+    """Engines opened one after another (dannet-bench miou --model A --model B) must not hold each other's GPU
+    memory: after close (here at the end of a ``with Segmenter``) nothing is left, the buffers that growing
+    replaced included, and the context and engine are gone; a second close frees nothing again."""
+    for path in (engine(True, "int32"), engine(False, "portable", True)):  # grown buffers; a second output
+        with Segmenter(path, plugin_lib=plugin_lib) as segmenter:
+            backend = segmenter.backend
+            for shape in ((A, B) if backend.info.input_size is None else (A,)):
+                backend.infer(frames_of(shape, 0))
+            assert standin.memory.live["device"] and standin.cuda.streams
+            engine_alive, context_alive = weakref.ref(backend.engine), weakref.ref(backend.context)
+        assert_nothing_held(standin)
+        gc.collect()
+        assert engine_alive() is None and context_alive() is None
+        segmenter.close()
+        with pytest.raises(BackendError, match="^the tensorrt backend was closed"):
+            backend.infer(frames_of(A, 0))
+    # a device and a pinned buffer per tensor: frame and labels at A, then at B; frame, labels, confidence once
+    assert len(standin.memory.freed) == 2 * (2 + 2) + 2 * 3
+
+
+def test_dannet_run_releases_the_engine_at_the_end_of_a_run(engine: Engine, standin: StandIn,
+                                                           tmp_path: Path) -> None:
+    """One camera and several: the runtime frees the engine when the run ends (and when it is refused after the
+    model was opened)."""
+    from runtime.multicam import run_cameras
+    from runtime.pipeline import run
+
+    path = engine(False, "portable")
+    image = tmp_path / "frame.png"
+    Image.fromarray(frames_of((48, 96, 3), 0)).save(image)
+    quiet = dict(say=lambda s: None, stats_interval_s=0)
+    assert run(str(path), str(image), "null://", **quiet)["written"] == 1
+    assert_nothing_held(standin)
+    assert run_cameras(str(path), [str(image), str(image)], ["null://"], **quiet)["written"] == 2
+    assert_nothing_held(standin)
+    with pytest.raises(DannetError, match="no confidence output"):
+        run(str(path), str(image), "null://", visualize="confidence", **quiet)
+    assert_nothing_held(standin)
+
+
+def test_dannet_bench_compare_releases_every_engine(variant: Variant, engine: Engine, standin: StandIn,
+                                                    tmp_path: Path) -> None:
+    """The engines compare opens, after a run and after a refusal (a graph not exported from --checkpoint)."""
+    from benchmarks.compare import main as compare
+
+    path = engine(False, "portable")
+    checkpoint = variant("fp32", False, "int32").parent / "tiny.pth"
+    compare(["--model", str(path), "--also-model", str(path), "--checkpoint", str(checkpoint), "--frames", "1",
+             "--warmup", "0"])
+    assert_nothing_held(standin)
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"not the checkpoint")
+    with pytest.raises(DannetError, match="is not the checkpoint"):
+        compare(["--model", str(path), "--checkpoint", str(other)])
+    assert_nothing_held(standin)
 
 
 def test_a_creator_registered_by_another_library_is_not_loaded_again(engine: Engine, standin: StandIn,
