@@ -143,6 +143,26 @@ def test_resume_after_sigterm_gives_the_same_weights(data: Path, tmp_path: Path)
             assert torch.equal(value, b.models[role][key]), f"{role}.{key}"
 
 
+def test_resume_restores_the_fp16_gradient_scale(data: Path, tmp_path: Path) -> None:
+    """An fp16 run's gradient scale and growth tracker come back on --resume: a fresh scaler (scale 65536)
+    would skip optimiser steps the uninterrupted run took, and the weights would part."""
+    from train.engine import resume
+    from train.pretrain import PretrainTask
+
+    out = tmp_path / "fp16"
+    assert train_main(["pretrain", *cli_args(data, **{"run.amp": "fp16", "pretrain.iterations": 2}),
+                       "--out", str(out)]) == 0
+    path = latest_checkpoint(out)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["extra"]["scaler"].update(scale=1024.0, _growth_tracker=7)  # a state no fresh scaler has
+    torch.save(ckpt, path)
+    config = load_config("synthetic-cpu", overrides(data, **{"run.amp": "fp16"}))
+    fresh = PretrainTask(config, setup_env("cpu"), [], 2)
+    resume(fresh, path, setup_env("cpu"))
+    assert fresh.precision.scaler.get_scale() == 1024.0
+    assert fresh.precision.scaler.state_dict()["_growth_tracker"] == 7
+
+
 def test_time_limit_stops_and_decays_the_learning_rate_over_the_minutes(data: Path, tmp_path: Path) -> None:
     """``run.time_limit_min``: training stops once that much training time is spent, however many
     iterations remain, keeps a final checkpoint there, and the poly schedule follows the time (the
@@ -202,6 +222,33 @@ def _ddp_worker(rank: int, world: int, port: int, config_overrides: list[str], o
     flat = torch.cat([p.detach().flatten() for m in t.models.values() for p in unwrap(m).parameters()])
     torch.save(flat, Path(out) / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
+
+
+def _ddp_cli_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    if train_main(argv) != 0:
+        raise SystemExit(f"rank {rank}: dannet-train failed")
+
+
+def test_ddp_run_validates_saves_the_best_and_finishes(data: Path, tmp_path: Path) -> None:
+    """The whole loop with two processes: the main one validates every iteration, each new best is saved as a
+    checkpoint with every process's RNG state (a collective) and linked as best.pth, and the run ends with
+    final.pth. A collective that only the validating process enters would leave both waiting for ever."""
+    out = tmp_path / "ddp"
+    argv = ["pretrain", *cli_args(data, **{"run.val_every": 1, "pretrain.iterations": 2}), "--out", str(out)]
+    processes = mp.spawn(_ddp_cli_worker, args=(2, free_port(), argv), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not processes.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in processes.processes:
+                process.kill()
+            pytest.fail("two processes did not finish 2 iterations in 120 s: one waits in a collective")
+    assert (out / "best.pth").is_file() and (out / "final.pth").is_file()
+    final = load_checkpoint(out / "final.pth")
+    assert final.iteration == 2 and len(final.extra["rng"]) == 2
+    assert sum("val_miou" in line for line in (out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 def free_port() -> int:

@@ -229,6 +229,7 @@ class Task(Protocol):
     arch: str
     models: dict[str, nn.Module]
     optimizers: dict[str, Any]
+    precision: "Precision"
 
     def step(self, iteration: int, done: float | None = None) -> dict[str, float]:
         """One iteration; ``done`` is the fraction of the schedule behind it (default ``iteration / iterations``)."""
@@ -320,6 +321,16 @@ def _agree(done: float, signalled: bool, env: Env) -> tuple[float, bool]:
     return state[0].item(), bool(state[1].item())
 
 
+def _improved(miou: float | None, best: float | None, env: Env) -> bool:
+    """Whether the main process's validation beat the best so far, as every process learns it (a broadcast, which
+    also holds the others while the main one validates): saving the best checkpoint gathers every process's RNG
+    state, so all of them must take that branch or the run waits for ever."""
+    flag = torch.tensor([float(miou is not None and (best is None or miou > best))], device=env.device)
+    if env.distributed:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 @dataclass
 class Clock:
     """Training time against ``run.time_limit_min``: seconds trained before this process (from the
@@ -363,7 +374,8 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
             last_saved = save_checkpoint(checkpoint_path(out, iteration), task.models, arch=task.arch,
                                          optimizers=task.optimizers, iteration=iteration, config=config,
                                          extra={"rng": states, "best_miou": best_miou,
-                                                "trained_s": round(clock.trained_s, 3)})
+                                                "trained_s": round(clock.trained_s, 3),
+                                                "scaler": task.precision.scaler.state_dict()})
             for old in sorted((out / "checkpoints").glob(CHECKPOINT_GLOB))[: -rc["keep_last"]]:
                 old.unlink()
         return checkpoint_path(out, iteration)
@@ -391,14 +403,12 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
                     miou = task.validate() if env.is_main else None
                     if miou is not None:
                         logger.log(iteration, {"val_miou": miou})
-                        if best is None or miou > best:
-                            best = miou
-                            save(iteration, best)
-                            if env.is_main:
-                                (out / "best.pth").unlink(missing_ok=True)
-                                os.link(checkpoint_path(out, iteration), out / "best.pth")
-                    if env.distributed:
-                        dist.barrier()
+                    if _improved(miou, best, env):
+                        best = miou  # only the main process validates, and only it writes best_miou
+                        save(iteration, best)
+                        if env.is_main:
+                            (out / "best.pth").unlink(missing_ok=True)
+                            os.link(checkpoint_path(out, iteration), out / "best.pth")
                 if iteration % rc["checkpoint_every"] == 0 or last:
                     save(iteration, best)
                 if signalled:
@@ -467,9 +477,10 @@ def place(module: nn.Module, env: Env, channels_last: bool) -> nn.Module:
     return module
 
 
-def resume(task: Task, path: Path, env: Env, scaler: torch.amp.GradScaler | None = None) -> tuple[float | None, float]:
-    """Restore networks, optimisers, the gradient scaler and this rank's RNG state; returns the best
-    mIoU and the seconds trained so far (for ``run.time_limit_min``)."""
+def resume(task: Task, path: Path, env: Env) -> tuple[float | None, float]:
+    """Restore networks, optimisers, the fp16 gradient scaler (its scale and growth tracker: a fresh one would
+    skip steps the uninterrupted run took) and this rank's RNG state; returns the best mIoU and the seconds
+    trained so far (for ``run.time_limit_min``)."""
     from .checkpoint import load_weights
 
     ckpt = load_checkpoint(path, map_location=env.device)
@@ -481,6 +492,9 @@ def resume(task: Task, path: Path, env: Env, scaler: torch.amp.GradScaler | None
         if name not in ckpt.optimizers:
             raise TrainingError(f"{path}: has no {name!r} optimiser state to resume", EXIT_USAGE)
         optimizer.load_state_dict(ckpt.optimizers[name])
+    scaler = task.precision.scaler
+    if scaler.is_enabled() and ckpt.extra.get("scaler"):  # empty: saved by a run without fp16
+        scaler.load_state_dict(ckpt.extra["scaler"])
     states = ckpt.extra.get("rng", [])
     if len(states) == env.world_size:
         set_rng_state(states[env.rank])
