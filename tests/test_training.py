@@ -143,6 +143,21 @@ def test_resume_after_sigterm_gives_the_same_weights(data: Path, tmp_path: Path)
             assert torch.equal(value, b.models[role][key]), f"{role}.{key}"
 
 
+def test_resume_after_a_kill_logs_each_iteration_once(data: Path, tmp_path: Path) -> None:
+    """A run killed without a signal (no checkpoint at the kill) logged iterations past its last checkpoint;
+    resumed from that checkpoint, metrics.jsonl holds every iteration once, a line cut by the kill dropped."""
+    out = tmp_path / "killed"
+    args = cli_args(data, **{"pretrain.iterations": 4, "run.checkpoint_every": 2})
+    assert train_main(["pretrain", *args, "--out", str(out)]) == 0
+    for gone in (out / "final.pth", out / "checkpoints" / "checkpoint_0000004.pth"):  # as if killed after step 4
+        gone.unlink()
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"iteration": 5, "loss')
+    assert train_main(["pretrain", "--resume", "--out", str(out)]) == 0
+    logged = [json.loads(line)["iteration"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4]
+
+
 def test_resume_restores_the_fp16_gradient_scale(data: Path, tmp_path: Path) -> None:
     """An fp16 run's gradient scale and growth tracker come back on --resume: a fresh scaler (scale 65536)
     would skip optimiser steps the uninterrupted run took, and the weights would part."""

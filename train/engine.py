@@ -237,6 +237,14 @@ class Task(Protocol):
     def validate(self) -> float | None: ...
 
 
+def _logged_iteration(line: str) -> int | None:
+    """The iteration of one metrics.jsonl record; None for a line cut short by a kill."""
+    try:
+        return int(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 @dataclass
 class Logger:
     """JSON-lines metrics, TensorBoard where installed, and a tqdm bar; rank 0 only."""
@@ -253,7 +261,7 @@ class Logger:
     def __post_init__(self) -> None:
         if not self.enabled:
             return
-        self.file = open(self.out / "metrics.jsonl", "a")
+        self.file = open(self._metrics_up_to_start(), "a")
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -264,6 +272,18 @@ class Logger:
             self.bar = tqdm(total=self.total, initial=self.start, unit="it", dynamic_ncols=True)
         else:  # the clock decides when it ends: no iteration count to fill, no ETA from it
             self.bar = tqdm(initial=self.start, unit="it", dynamic_ncols=True, desc=f"{self.time_limit_min:g} min")
+
+    def _metrics_up_to_start(self) -> Path:
+        """metrics.jsonl without the records after ``start``: a run killed without a signal (out of memory, power)
+        logged iterations past its last checkpoint, which the resumed run logs again; kept, they would draw two
+        curves over that span."""
+        path = self.out / "metrics.jsonl"
+        if path.is_file():
+            lines = path.read_text().splitlines(keepends=True)
+            kept = [line for line in lines if (logged := _logged_iteration(line)) is not None and logged <= self.start]
+            if len(kept) < len(lines):
+                atomic_write(path, "".join(kept))
+        return path
 
     def log(self, iteration: int, values: dict[str, float]) -> None:
         if not self.enabled:
