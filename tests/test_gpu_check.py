@@ -1,13 +1,16 @@
-"""``make gpu-check`` (scripts/gpu_check.py) on a machine without a GPU: a clear refusal and a report, and
-its reading of ctest's output (a skipped kernel test is a failure there)."""
+"""``make gpu-check`` (scripts/gpu_check.py) on a machine without a GPU: a clear refusal and a report, its
+reading of ctest's output (a skipped kernel test is a failure there), the report of a run cut short, and the
+multi-camera step for real on the CPU."""
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -53,11 +56,15 @@ def test_a_skipped_kernel_test_is_recognised_in_real_ctest_output() -> None:
 
 def test_the_multicam_step_runs_on_the_gpu_backend_or_says_why_not() -> None:
     pick = gpu_check().multicam_backend
-    everything = {"torch_cuda": True, "onnxruntime_cuda": True, "gstreamer": True}
+    everything = {"torch": True, "torch_cuda": True, "onnxruntime_cuda": True, "onnx_export": True, "gstreamer": True}
     assert pick(everything) == ("torch", "")
     assert pick(everything | {"torch_cuda": False}) == ("onnxruntime", "")
     backend, reason = pick(everything | {"torch_cuda": False, "onnxruntime_cuda": False})
     assert backend is None and "CUDA" in reason
+    backend, reason = pick(everything | {"torch_cuda": False, "onnx_export": False})  # the model could not be made
+    assert backend is None and "onnxscript" in reason
+    backend, reason = pick(everything | {"torch": False})
+    assert backend is None and "PyTorch" in reason
     backend, reason = pick(everything | {"gstreamer": False}, wanted="torch")
     assert backend is None and "GStreamer" in reason
 
@@ -68,10 +75,11 @@ def test_without_a_gpu_the_multicam_step_is_skipped_with_a_reason(tmp_path: Path
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     module = gpu_check()
-    step = module.multicam_bench(sys.executable, tmp_path)
+    check = module.Check(sys.executable, tmp_path, {})
+    module.multicam_bench(check)
+    step = check.steps[-1]
     assert step.status == "skipped" and ("CUDA" in step.reason or "GStreamer" in step.reason), step
-    report = module.write_report(tmp_path, {}, [step]).read_text()
-    assert f"| {step.name} | skipped | 0 | {step.reason} |" in report
+    assert f"| {step.name} | skipped | 0 | {step.reason} |" in (tmp_path / "report.md").read_text()
 
 
 def test_the_multicam_step_reports_each_ratio_of_the_benchmark_it_ran(tmp_path: Path) -> None:
@@ -80,7 +88,9 @@ def test_the_multicam_step_reports_each_ratio_of_the_benchmark_it_ran(tmp_path: 
     torch = pytest.importorskip("torch")
     module = gpu_check()
     settings = {"cameras": "1,2", "size": "32x64", "rate": "30", "seconds": "1"}
-    step = module.multicam_bench(sys.executable, tmp_path, backend="torch", settings=settings)
+    check = module.Check(sys.executable, tmp_path, {})
+    module.multicam_bench(check, backend="torch", settings=settings)
+    step = check.steps[-1]
     if step.status == "skipped":
         pytest.skip(step.reason)  # no GStreamer here
     assert step.status == "passed", step.output_tail
@@ -93,6 +103,104 @@ def test_the_multicam_step_reports_each_ratio_of_the_benchmark_it_ran(tmp_path: 
         assert figures["ratio"] == pytest.approx(batched / in_turns, abs=1e-3)
     assert step.figures["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
     assert step.figures["goal"].startswith("2 cameras batched")
-    module.write_report(tmp_path, {}, [step])
-    assert json.loads((tmp_path / "report.json").read_text())["steps"][0]["figures"] == step.figures
+    check.write()
+    assert json.loads((tmp_path / "report.json").read_text())["steps"][-1]["figures"] == step.figures
     assert f"| {step.name} | passed |" in (tmp_path / "report.md").read_text()
+
+
+# --- a run cut short, a step that hangs or whose figures cannot be read ------------------------------------------
+
+def report_steps(folder: Path) -> list[dict]:
+    return json.loads((folder / "report.json").read_text())["steps"]
+
+
+def ended(pid_file: Path) -> bool:
+    """Whether the process whose id is in ``pid_file`` has ended (gone, or a zombie its new parent has not reaped)."""
+    try:
+        return Path(f"/proc/{pid_file.read_text()}/stat").read_text().split(") ")[1][0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_check_stopped_by_sigterm_reports_what_ran_what_was_cut_and_what_never_started(tmp_path: Path) -> None:
+    """``timeout 420 python3 scripts/gpu_check.py``: SIGTERM mid-step kills that step's command, and the report
+    says the step before passed, the one running was stopped, the stages after never started. While a step
+    runs, the report already names it as running."""
+    module = gpu_check()
+    check = module.Check(sys.executable, tmp_path, {})
+    pid_file = tmp_path / "pid"
+    seen_while_running = "import json, sys; print([s['status'] for s in json.load(open(sys.argv[1]))['steps']])"
+    waits = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    stages = {"quick": lambda: check.run(module.Step("quick"), [sys.executable, "-c", seen_while_running,
+                                                                str(tmp_path / "report.json")], 60),
+              "slow": lambda: check.run(module.Step("slow"), [sys.executable, "-c", waits], 60),
+              "later": lambda: check.run(module.Step("later"), [sys.executable, "-c", "pass"], 60)}
+    previous = signal.signal(signal.SIGTERM, module.stop)
+    timer = threading.Timer(3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(module.Stopped):
+            module.run_stages(check, stages)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    quick, slow, later = report_steps(tmp_path)
+    assert (quick["status"], quick["output_tail"]) == ("passed", "['running']")
+    assert slow["status"] == "failed" and slow["reason"].startswith("stopped by SIGTERM after")
+    assert (later["name"], later["status"]) == ("later", "not run") and "SIGTERM" in later["reason"]
+    assert ended(pid_file)  # the stopped step's command did not outlive the check
+    assert "| slow | failed |" in (tmp_path / "report.md").read_text()
+
+
+def test_a_step_that_times_out_is_killed_with_its_children_and_its_output_is_kept(tmp_path: Path) -> None:
+    module = gpu_check()
+    check = module.Check(sys.executable, tmp_path, {})
+    pid_file = tmp_path / "pid"
+    parent = ("import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              f"open({str(pid_file)!r}, 'w').write(str(child.pid)); print('child started', flush=True); child.wait()")
+    step = module.Step("hangs")
+    assert check.run(step, [sys.executable, "-c", parent], 2) is None
+    assert (step.status, step.reason) == ("failed", "timed out after 2 s")
+    assert step.output_tail == "child started" and (tmp_path / step.log).read_text() == "child started\n"
+    assert ended(pid_file)  # a worker the command started (DataLoader, compiler) is gone too
+
+
+def test_figures_that_cannot_be_read_fail_their_step_and_the_next_stages_still_run(tmp_path: Path) -> None:
+    module = gpu_check()
+    check = module.Check(sys.executable, tmp_path, {})
+
+    def unreadable() -> None:
+        check.run(module.Step("bench"), [sys.executable, "-c", "pass"], 60)
+        raise KeyError("rows")
+
+    module.run_stages(check, {"bench": unreadable,
+                              "next": lambda: check.run(module.Step("next"), [sys.executable, "-c", "pass"], 60)})
+    bench, after = report_steps(tmp_path)
+    assert (bench["status"], bench["reason"]) == ("failed", "gpu_check.py: KeyError: 'rows'")
+    assert after["status"] == "passed"
+
+
+def test_what_never_ran_on_a_gpu_runs_first(tmp_path: Path, monkeypatch) -> None:
+    """The steps in order, without TensorRT, as commands (none run here): the GPU tests, the kernel and
+    multi-camera benchmarks before the native build and the training figures measured before."""
+    module = gpu_check()
+    commands = []
+
+    def fake_run(self, step, command, timeout, env=None):
+        commands.append(" ".join(command[1:4]) if command[0] == sys.executable else command[0])
+        step.status = "passed"
+        self.steps.append(step)
+        stdout = json.dumps({"torch": True, "torch_cuda": True, "onnxruntime_cuda": False, "onnx_export": True,
+                             "gstreamer": True})
+        return subprocess.CompletedProcess(command, 0, stdout)
+
+    monkeypatch.setattr(module, "gpu_name", lambda: "NVIDIA H200, 580.159.04, 9.0")
+    monkeypatch.setattr(module, "python_module_version", lambda python, name: None)
+    monkeypatch.setattr(module.Check, "run", fake_run)
+    monkeypatch.setattr(module, "kernel_test_skipped", lambda output: False)
+    module.main(["--out", str(tmp_path), "--build-dir", str(tmp_path / "build")])
+    assert [c.split("\n")[0] for c in commands[:4]] == ["-m pytest -m", "-m benchmarks.cli kernel", "-c ",
+                                                        "-m benchmarks.cli multicam"], commands
+    assert commands[4:7] == ["cmake", "cmake", "ctest"] and commands[7].startswith("-m train.cli synth")
+    steps = {s["name"]: s["status"] for s in report_steps(tmp_path)}
+    assert steps["pytest -m tensorrt"] == steps["TensorRT engines + latency"] == "skipped"
