@@ -273,7 +273,7 @@ def main() -> None:
     run = json.loads(stats.read_text().splitlines()[-1])
     summary = {"miou_night_val": {name: round(s["night"], 2) for name, s in scores.items()},
                "miou_day_val": {name: round(s["day"], 2) for name, s in scores.items()},
-               "night_day_ratio_source_only": round(scores["source_only"]["night"] / scores["source_only"]["day"], 3),
+               "night_day_ratio_source_only": night_day_ratio(scores["source_only"]),
                "night_val_images": night_images, "backbone": BACKBONE,
                "training_min": {"pretrain_from_imagenet": PRETRAIN_MIN, "dannet": ADAPT_MIN,
                                 "source_only": ADAPT_MIN},
@@ -289,8 +289,9 @@ def main() -> None:
     source, dannet = scores["source_only"], scores["dannet"]
     print(f"   night val mIoU: source-only {source['night']:.1f}%, DANNet {dannet['night']:.1f}% "
           f"({gain:+.1f} points, same training time); day val: {source['day']:.1f}% / {dannet['day']:.1f}%")
-    print(f"   the generated night for a day-trained model: {summary['night_day_ratio_source_only']:.2f}x its day mIoU "
-          f"(real Dark Zurich vs Cityscapes for the paper's PSPNet: {DARK_ZURICH_NIGHT_DAY:.2f}x)")
+    if summary["night_day_ratio_source_only"] is not None:
+        print(f"   the generated night for a day-trained model: {summary['night_day_ratio_source_only']:.2f}x its day "
+              f"mIoU (real Dark Zurich vs Cityscapes for the paper's PSPNet: {DARK_ZURICH_NIGHT_DAY:.2f}x)")
     print(f"   dannet-run: {run['written']} frames at {run['fps_out']:.1f} frames/s end to end, "
           f"{run['dropped']} dropped")
     for stage, s in summary["latency_ms"].items():
@@ -298,6 +299,12 @@ def main() -> None:
     print(f"   pictures: {OUT / 'night_grid.png'}, {OUT / 'night_confidence.png'}, {OUT / 'reliability.png'}; "
           f"videos: {clip} -> {OUT / 'night_drive_overlay.mp4'}, {OUT / 'night_drive_confidence.mp4'}")
     print(f"\ndone in {time.perf_counter() - started:.0f} s; everything is in {OUT}/")
+
+
+def night_day_ratio(score: dict[str, float]) -> float | None:
+    """Night mIoU over day mIoU: how much harder the generated night is for a day-trained model (None for a model
+    that learnt nothing by day, where the ratio says nothing)."""
+    return round(score["night"] / score["day"], 3) if score["day"] > 0 else None
 
 
 def write_clip(path: Path) -> None:

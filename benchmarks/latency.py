@@ -55,15 +55,15 @@ def open_with_threads(model: str, backend: str, threads: int) -> Segmenter:
     ``dannet-bench``. A TensorRT engine computes on the GPU and the other stages are single-threaded, so a thread
     count would change nothing measured: it is refused, not silently ignored, lest a user compare runs that
     differ in nothing but the label."""
-    from runtime.backends import BACKEND_OF_SUFFIX
+    from runtime.backends import resolve_backend
     from runtime.segmenter import Segmenter
 
-    kind = BACKEND_OF_SUFFIX.get(Path(model).suffix) if backend == "auto" else backend
-    seg = Segmenter(model, backend, **({"threads": threads} if threads and kind == "onnxruntime" else {}))
-    if threads and seg.backend.name == "tensorrt":
+    kind = resolve_backend(model, backend)
+    if threads and kind == "tensorrt":
         raise DannetError(f"--threads {threads}: sets ONNX Runtime's or PyTorch's CPU threads; {model} runs in "
                           "TensorRT on the GPU, where it would change nothing (leave --threads out)")
-    if threads and seg.backend.name == "torch":
+    seg = Segmenter(model, backend, **({"threads": threads} if threads and kind == "onnxruntime" else {}))
+    if threads and kind == "torch":
         import torch
 
         torch.set_num_threads(threads)

@@ -29,12 +29,14 @@ def cmd_pt2(args: argparse.Namespace) -> None:
 
 
 def cmd_engine(args: argparse.Namespace) -> None:
+    from runtime.engine_sidecar import PROFILE_KEYS
+
     from .engine import EngineError, build_engine, parse_shape
 
     given = [args.min_shape, args.opt_shape, args.max_shape]
     if any(given) and not all(given):
         raise EngineError("--min-shape, --opt-shape and --max-shape go together")
-    shapes = {k: parse_shape(v) for k, v in zip(("min", "opt", "max"), given)} if all(given) else None
+    shapes = {k: parse_shape(v) for k, v in zip(PROFILE_KEYS, given)} if all(given) else None
     build_engine(args.onnx, args.out, plugin_lib=args.plugin_lib, workspace_gb=args.workspace_gb,
                  timing_cache=args.timing_cache, dla_core=args.dla_core, shapes=shapes, rebuild=args.rebuild)
 

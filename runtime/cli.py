@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                "Ctrl-C stops cleanly: queued frames go through and the output files are finished (exit 0).\n"
                "An input image that cannot be read is skipped (a warning names it); the others are written.\n"
                "Exit codes: 0 done or stopped, 1 failed while running (input lost for good), 2 bad flag, URI or\n"
-               "model, 3 input images skipped as unreadable (the others written), 4 output not writable (e.g. disk\n"
-               "full), 130/143 SIGINT/SIGTERM while starting.\n"
+               "model, 3 input images skipped as unreadable (the others written; also after a stop), 4 output not\n"
+               "writable (e.g. disk full), 130/143 SIGINT/SIGTERM while starting.\n"
                "TensorRT engines with the plugin tail load libdannet_trt_plugins.so from $DANNET_PLUGIN_LIB, else\n"
                "from the source checkout's build/plugins/.\n\n"
                "example:  dannet-run --model dannet.onnx --input v4l2:///dev/video0 --output display://0")
@@ -168,9 +168,9 @@ def check_every_image_read(summary: dict) -> None:
     warning as it happened."""
     skipped = sum(camera["unreadable"] for camera in summary.get("cameras", [summary]))
     if skipped:
+        written = "no frame was written" if summary["written"] == 0 else f"the {summary['written']} others were written"
         raise DataError(f"--input: {skipped} image{'s' if skipped > 1 else ''} could not be read and "
-                        f"{'were' if skipped > 1 else 'was'} skipped (named in the warnings above); every other "
-                        "frame was written")
+                        f"{'were' if skipped > 1 else 'was'} skipped (named in the warnings above); {written}")
 
 
 def run_cameras(args: argparse.Namespace, outputs: list[str], confidence_outs: list[str], program: bool) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .atomic import atomic_write
+from .backends import size_text
 from .errors import DannetError
 
 
@@ -54,7 +55,7 @@ class BuildOptions:
     def flags(self) -> dict[str, str | None]:
         """Each option as its flag's value is written (None: not given); equal text means an equal option."""
         shapes = self.shapes or {}
-        profile = {f"--{key}-shape": "x".join(map(str, shapes[key])) if key in shapes else None
+        profile = {f"--{key}-shape": size_text(shapes[key]) if key in shapes else None
                    for key in PROFILE_KEYS}
         return {**profile, "--dla-core": None if self.dla_core is None else str(self.dla_core),
                 "--workspace-gb": None if self.workspace_gb is None else f"{self.workspace_gb:g}"}
@@ -137,7 +138,11 @@ def engine_problems(engine: str | Path, onnx_path: str | Path, machine: Machine,
     if (sidecar.gpu_name, sidecar.compute_capability) != (machine.gpu_name, machine.compute_capability):
         problems.append(f"built for {sidecar.gpu_name} (sm_{sidecar.compute_capability}), this is "
                         f"{machine.gpu_name} (sm_{machine.compute_capability})")
-    return problems + sidecar.build_options().differences(options)
+    built = sidecar.build_options()
+    if sidecar.profile is None and options.shapes is not None:  # a dynamic engine from before profiles were recorded
+        problems.append("its sidecar does not record the optimisation profile (made by an older dannet-export)")
+        built = replace(built, shapes=options.shapes)
+    return problems + built.differences(options)
 
 
 def import_tensorrt():

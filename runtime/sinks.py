@@ -301,7 +301,7 @@ def _matches_pattern(pattern: str, path: Path) -> bool:
     folder, name = Path(pattern).parent, Path(pattern).name
     if folder.resolve() != path.parent:
         return False
-    digits = re.fullmatch(r"(\d+)".join(re.escape(part) for part in re.split(r"%0?\d*d", name)), path.name)
+    digits = re.fullmatch(r"(\d+)".join(re.escape(part) for part in re.split(r"%(?:0\d+)?d", name)), path.name)
     return digits is not None and digits.lastindex == 1 and name % int(digits[1]) == path.name
 
 

@@ -182,25 +182,30 @@ class ImageSource:
         self.spec, self.options = spec, options
         self.rate = _fraction(options.rate) if options.rate else None
         self.ended, self.position = False, 0
+        #: images found unreadable: said and counted once, skipped without a word on later --loop passes
+        self.unreadable: set[Path] = set()
 
     def open(self) -> None:
         self.ended, self.position = False, 0
 
     def read(self, timeout: float) -> Frame | None:
-        if self.position >= len(self.spec.images):
-            self.ended = True
-            return None
-        path, arrived = self.spec.images[self.position], time.perf_counter()
-        self.position += 1  # past this image even if it cannot be read: the next read gives the next one
-        try:
-            with Image.open(path) as image:
-                image = rgb8(image)
-                if self.options.size:
-                    image = image.resize(self.options.size[::-1], Image.BILINEAR)
-                array = np.asarray(image)
-        except OSError as e:
-            raise UnreadableImage(f"{path}: not a readable image ({e})") from None
-        return Frame(array, self.position - 1, arrived, time.perf_counter(), path.stem)
+        while self.position < len(self.spec.images):
+            path, arrived = self.spec.images[self.position], time.perf_counter()
+            self.position += 1  # past this image even if it cannot be read: the next read gives the next one
+            if path in self.unreadable:
+                continue
+            try:
+                with Image.open(path) as image:
+                    image = rgb8(image)
+                    if self.options.size:
+                        image = image.resize(self.options.size[::-1], Image.BILINEAR)
+                    array = np.asarray(image)
+            except OSError as e:
+                self.unreadable.add(path)
+                raise UnreadableImage(f"{path}: not a readable image ({e})") from None
+            return Frame(array, self.position - 1, arrived, time.perf_counter(), path.stem)
+        self.ended = True
+        return None
 
     def close(self) -> None:
         pass

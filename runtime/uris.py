@@ -103,6 +103,10 @@ def display_index(uri: str) -> str:
     return index
 
 
+#: an image output's file-name pattern: exactly one frame-index conversion, %d or %0Nd (no other % in the name)
+IMAGE_PATTERN = r"[^%]*%(0\d+)?d[^%]*"
+
+
 def parse_output(uri: str) -> OutputSpec:
     scheme = urlsplit(uri).scheme if "://" in uri else ""
     if scheme == "null":
@@ -124,6 +128,9 @@ def parse_output(uri: str) -> OutputSpec:
     if suffix in VIDEO_CONTAINERS:
         return OutputSpec(uri, "video", path)
     if suffix in IMAGE_SUFFIXES or path.endswith("/") or suffix == "" or Path(path).is_dir():
+        if "%" in path and ("%" in str(Path(path).parent) or not re.fullmatch(IMAGE_PATTERN, Path(path).name)):
+            raise MediaError(f"{uri}: an image pattern numbers frames with one %d or %0Nd in the file name "
+                             "(e.g. out/%05d.png)")
         return OutputSpec(uri, "images", path)
     raise MediaError(f"{uri}: unsupported output file type {suffix!r}; expected {', '.join(VIDEO_CONTAINERS)}, "
                      "an image folder or an image pattern such as out/%05d.png")

@@ -335,11 +335,16 @@ def test_an_unreadable_image_is_skipped_named_and_counted_and_the_others_are_wri
     assert code == DATA and "2 images could not be read" in the_error(err, "dannet-run")
     cameras = summary_in(stats)["cameras"]
     assert [(camera["unreadable"], camera["written"]) for camera in cameras] == [(0, 2), (2, 3)]
+    # looped: each unreadable file is said and counted once, not once per pass
+    code, out, err = in_process_with_output(capsys, "dannet-run", *run, "--input", frames, "--loop", 2)
+    assert code == DATA and "2 images could not be read" in the_error(err, "dannet-run")
+    assert out.count("warning:") == 2 and summary_in(stats)["written"] == 9  # the first pass and two more
     # nothing readable at all, looped for ever: one pass, not a warning for ever
     (tmp_path / "junk").mkdir()
     (frames / "b.png").rename(tmp_path / "junk" / "b.png")
     code, out, err = in_process_with_output(capsys, "dannet-run", *run, "--input", tmp_path / "junk", "--loop", -1)
     assert code == DATA and "1 image could not be read" in the_error(err, "dannet-run")
+    assert "no frame was written" in the_error(err, "dannet-run")
     assert out.count("warning:") == 1
 
 

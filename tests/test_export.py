@@ -372,7 +372,8 @@ def test_engine_cache_decisions(portable: Path, tmp_path: Path) -> None:
 
 def test_an_engine_built_with_other_options_is_rebuilt_and_says_why(portable: Path, tmp_path: Path) -> None:
     """Every option that changes the engine is compared with the sidecar's: profile shapes, DLA core, workspace.
-    An old sidecar (without them) counts as built with none, so its engine is rebuilt where one is asked for."""
+    An old sidecar (without them) counts as built with none, so its engine is rebuilt where one is asked for; one
+    without the profile of a dynamic engine says so."""
     here, engine = Machine("10.3.0", "Orin", "87"), tmp_path / "m.engine"
     engine.write_bytes(b"engine")
     profile = {"min": [1, 32, 64, 3], "opt": [1, 64, 128, 3], "max": [1, 64, 128, 3]}
@@ -395,6 +396,10 @@ def test_an_engine_built_with_other_options_is_rebuilt_and_says_why(portable: Pa
     assert engine_problems(engine, portable, here, BuildOptions(dla_core=1)) == [
         "built with no --dla-core, asked for --dla-core 1"]
     assert engine_problems(engine, portable, here) == []
+    # a dynamic engine was built with a profile its old sidecar does not record: say that, not "no --min-shape"
+    assert engine_problems(engine, portable, here, same) == [
+        "its sidecar does not record the optimisation profile (made by an older dannet-export)",
+        "built with no --dla-core, asked for --dla-core 0", "built with no --workspace-gb, asked for --workspace-gb 2"]
 
 
 def test_engine_profile_errors_are_one_line_before_tensorrt_is_needed(portable: Path, dynamic_graph: Path,

@@ -276,6 +276,28 @@ def test_display_takes_only_the_screen_display_names() -> None:
             parse_output(other)
 
 
+def test_image_patterns_number_frames_with_one_d_conversion_only(tmp_path: Path) -> None:
+    """An image output pattern is ``%d`` or ``%0Nd`` once in the file name: ``%s``/``%i`` would also format the
+    index, but the check that no output writes over an input reads only %d, so they are refused; and the check
+    names the input a %d pattern would overwrite."""
+    from runtime.gst import MediaError
+    from runtime.pipeline import check_inputs_kept
+    from runtime.uris import parse_input, parse_output
+
+    for good in ("out/%d.png", "out/%05d.png", "out/night_%06d_labels.png"):
+        assert parse_output(good).kind == "images"
+    for bad in ("out/%s.png", "out/%i.png", "out/%05d_%d.png", "out/%%.png", "o%1/a%d.png"):
+        with pytest.raises(MediaError, match=r"one %d or %0Nd in the file name"):
+            parse_output(bad)
+    frames = tmp_path / "in"
+    frames.mkdir()
+    for name in ("0.png", "1.png"):
+        Image.new("RGB", (8, 8)).save(frames / name)
+    source = parse_input(str(frames))
+    with pytest.raises(Exception, match=r"would write over \S*in/0\.png"):
+        check_inputs_kept([(source, [("--output", parse_output(f"{frames}/%d.png"))])])
+
+
 def png16(array: np.ndarray) -> bytes:
     """A 16-bit PNG of ``array`` (H x W grey or H x W x 3 RGB, uint16), written here from the PNG specification
     (signature, IHDR, one IDAT of unfiltered big-endian rows, IEND), not by the Pillow that reads it back."""

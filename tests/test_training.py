@@ -294,8 +294,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data: Path, tmp_path:
 
 
 def test_night_labels_as_the_labelled_source(data: Path, tmp_path: Path, capsys) -> None:
-    """``data.source.dataset=acdc-night`` trains on ACDC night train (the supervised bound); a day root given
-    for it and an unknown dataset are one-line errors."""
+    """``data.source.dataset=acdc-night`` trains pretrain on ACDC night train (the supervised bound); a day root
+    given for it, an unknown dataset and adapt with it are one-line errors."""
     from train.factory import source_dataset
 
     acdc = generate(tmp_path / "acdc", "acdc", 3, (64, 128), seed=0)
@@ -315,6 +315,10 @@ def test_night_labels_as_the_labelled_source(data: Path, tmp_path: Path, capsys)
                        "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data.source.dataset must be one of cityscapes, acdc-night" in err[0]
+    assert train_main(["adapt", *cli_args(data, **{"data.source.dataset": "acdc-night", "data.source.root": acdc}),
+                       "--out", str(tmp_path / "adapt")]) == 2  # adaptation from night labels adapts nothing
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.source.dataset=acdc-night is for pretrain" in err[0]
 
 
 def test_pretrain_then_adapt_then_eval(data: Path, tmp_path: Path, capsys) -> None:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
+from .config import ConfigError
 from .engine import Env, Precision, distribute, place, stream, unwrap
 from .evaluate import evaluate
 from .factory import (build_networks, freeze_unused_aux_head, generator_optimizer, poly_lr, set_lr,
@@ -49,6 +50,9 @@ class DANNetTask:
     def __init__(self, config: dict, env: Env, init: list[str], start: int) -> None:
         from .factory import initialise
 
+        if config["data"]["source"]["dataset"] != "cityscapes":  # night labels as the "day" source: no adaptation
+            raise ConfigError(f"data.source.dataset={config['data']['source']['dataset']} is for pretrain (a "
+                              "supervised bound); adapt's labelled source is day images: data.source.dataset=cityscapes")
         self.config, self.env = config, env
         self.arch = config["model"]["arch"]
         cl = config["run"]["channels_last"]
