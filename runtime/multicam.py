@@ -18,7 +18,7 @@ the cameras taking turns at being first so that none always waits longest.
 Each camera is a ``Camera`` (runtime/pipeline.py): the capture stage (reconnect with back-off, loop, --frames)
 and output stage (--temporal, overlay, sink, confidence sink) that ``dannet-run`` runs for one input, so one
 camera behaves exactly as it does there; only the hand-over to inference is shared, and the run is
-``run_stages`` as there. Every output of every camera has a destination of its own (``check_destinations``).
+``run_stages`` as there. Every output of every camera has a destination of its own (``check_routes``).
 A lost camera reconnects on its own while the others keep running; a file that ends finishes its own output.
 Ctrl-C / SIGTERM stop every capture, let the queued frames through and finish every output.
 """
@@ -33,8 +33,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import DannetError
-from .pipeline import (Aborted, Camera, PipelineOptions, RunControl, Stage, check_confidence_wanted, check_destinations,
-                       check_inputs_kept, check_single_image_outputs, describe_outputs, open_outputs, run_stages)
+from .pipeline import (Aborted, Camera, PipelineOptions, RunControl, Stage, check_confidence_wanted, check_routes,
+                       describe_outputs, open_outputs, run_stages)
 from .segmenter import Segmenter
 from .sinks import Sink
 from .sources import CaptureOptions, Frame, Source, open_source
@@ -280,12 +280,9 @@ def run_cameras(model: str, input_uris: Sequence[str], output_uris: Sequence[str
                           "expected one per input, in the same order")
     specs, outs = [parse_input(uri) for uri in input_uris], [parse_output(uri) for uri in output_uris]
     confidences = [parse_output(uri) for uri in confidence_outs] or [None] * len(specs)
-    check_destinations([("--output", out) for out in outs] + [("--confidence-out", c) for c in confidences])
-    cameras = [(spec, [("--output", out), ("--confidence-out", confidence)])
-               for spec, out, confidence in zip(specs, outs, confidences)]
-    check_inputs_kept(cameras)
     pipeline_options = PipelineOptions(**options)
-    check_single_image_outputs(cameras, pipeline_options)
+    check_routes([(spec, [("--output", out), ("--confidence-out", confidence)])
+                  for spec, out, confidence in zip(specs, outs, confidences)], pipeline_options)
     with Segmenter(model, backend) as segmenter:  # the model is released when the run ends, however it ends
         check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, bool(confidence_outs))
         pipeline_options.temporal.check_model(segmenter.info.confidence, model)

@@ -530,6 +530,15 @@ def check_single_image_outputs(cameras: Sequence[CameraRoute], options: Pipeline
                                   "(or --frames 1)")
 
 
+def check_routes(cameras: Sequence[CameraRoute], options: PipelineOptions) -> None:
+    """Every check of the cameras' inputs and outputs that needs no model and opens nothing, for one camera and
+    several alike: no two outputs share a destination, none writes over an input, no single image file takes
+    several frames."""
+    check_destinations([output for _, outputs in cameras for output in outputs])
+    check_inputs_kept(cameras)
+    check_single_image_outputs(cameras, options)
+
+
 def open_outputs(out: OutputSpec, confidence: OutputSpec | None, codec: str, bitrate_kbps: int,
                  say: Callable[[str], None] = print) -> tuple[Sink, Sink | None]:
     """One camera's sinks: its pictures (--output) and, when asked for, its confidence levels (--confidence-out);
@@ -552,11 +561,8 @@ def run(model: str, input_uri: str, output_uri: str, *, backend: str = "auto", c
     skipped because they could not be read (dannet-run then exits 3)."""
     spec, out = parse_input(input_uri), parse_output(output_uri)
     confidence_spec = parse_output(confidence_out) if confidence_out is not None else None
-    destinations = [("--output", out), ("--confidence-out", confidence_spec)]
-    check_destinations(destinations)
-    check_inputs_kept([(spec, destinations)])
     pipeline_options = PipelineOptions(**options)
-    check_single_image_outputs([(spec, destinations)], pipeline_options)
+    check_routes([(spec, [("--output", out), ("--confidence-out", confidence_spec)])], pipeline_options)
     with Segmenter(model, backend) as segmenter:  # the model is released when the run ends, however it ends
         check_confidence_wanted(segmenter.info, model, pipeline_options.visualize, confidence_spec is not None)
         pipeline_options.temporal.check_model(segmenter.info.confidence, model)
