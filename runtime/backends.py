@@ -228,10 +228,12 @@ class _Staging:
         """Free both buffers, each once. They are tracked apart, so a device buffer whose pinned twin could not
         be allocated is freed too."""
         device, host, self.device, self.host, self.capacity = self.device, self.host, 0, 0, 0
-        if device:
-            self.check("cudaFree", self.cudart.cudaFree(device))
-        if host:
-            self.check("cudaFreeHost", self.cudart.cudaFreeHost(host))
+        try:
+            if device:
+                self.check("cudaFree", self.cudart.cudaFree(device))
+        finally:
+            if host:
+                self.check("cudaFreeHost", self.cudart.cudaFreeHost(host))
 
     def host_bytes(self, nbytes: int) -> np.ndarray:
         """The first ``nbytes`` of the pinned buffer, as a uint8 array over it (no copy)."""
@@ -390,15 +392,23 @@ class TensorRTBackend:
     def close(self) -> None:
         """Free the buffers and the stream (after the work queued on it), then drop the execution context and the
         engine, context first as it belongs to the engine: TensorRT's Python objects free their GPU memory with
-        their last reference. Idempotent."""
+        their last reference. Idempotent. Every step is taken even when one fails (after a kernel fault CUDA
+        reports the error again on every later call): the first failure is raised once all were tried."""
         if self.context is None:
             return
-        self._cuda("cudaStreamSynchronize", self.cudart.cudaStreamSynchronize(self.stream))
-        for staging in self.staging.values():
-            staging.release()
-        self._cuda("cudaStreamDestroy", self.cudart.cudaStreamDestroy(self.stream))
+        steps = [lambda: self._cuda("cudaStreamSynchronize", self.cudart.cudaStreamSynchronize(self.stream)),
+                 *(staging.release for staging in self.staging.values()),
+                 lambda: self._cuda("cudaStreamDestroy", self.cudart.cudaStreamDestroy(self.stream))]
+        failures = []
+        for release in steps:
+            try:
+                release()
+            except BackendError as failure:
+                failures.append(failure)
         self.context = None
         self.engine = None
+        if failures:
+            raise failures[0]
 
 
 #: the file inside a .pt2 archive that holds the ``dannet.*`` metadata

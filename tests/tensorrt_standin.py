@@ -370,7 +370,8 @@ def _cuda_enum(name: str, members: dict[str, int]) -> type:
 
 cudaError_t = _cuda_enum("cudaError_t", {"cudaSuccess": 0, "cudaErrorInvalidValue": 1,
                                          "cudaErrorMemoryAllocation": 2, "cudaErrorInsufficientDriver": 35,
-                                         "cudaErrorNoDevice": 100})
+                                         "cudaErrorNoDevice": 100,
+                                         "cudaErrorIllegalAddress": 700})
 cudaMemcpyKind = _cuda_enum("cudaMemcpyKind", {"cudaMemcpyHostToHost": 0, "cudaMemcpyHostToDevice": 1,
                                                "cudaMemcpyDeviceToHost": 2, "cudaMemcpyDeviceToDevice": 3,
                                                "cudaMemcpyDefault": 4})

@@ -24,7 +24,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
-from tensorrt_standin import GPU_NAME, PLAN_MAGIC, VERSION, ContractViolation, StandIn, onnx_problems
+from tensorrt_standin import GPU_NAME, PLAN_MAGIC, VERSION, ContractViolation, StandIn, cudaError_t, onnx_problems
 
 from export import ExportSpec, build_engine, read_metadata, to_onnx
 from export.onnx_export import onnx_weights
@@ -408,6 +408,25 @@ def test_close_frees_every_buffer_and_the_stream_once_and_drops_the_engine(engin
             backend.infer(frames_of(A, 0))
     # a device and a pinned buffer per tensor: frame and labels at A, then at B; frame, labels, confidence once
     assert len(standin.memory.freed) == 2 * (2 + 2) + 2 * 3
+
+
+def test_close_after_a_cuda_fault_still_frees_everything_and_says_what_failed(engine: Engine, standin: StandIn,
+                                                                             monkeypatch) -> None:
+    """After a kernel fault CUDA returns the error again from later calls (here the stream synchronisation and
+    the first free): close still frees every other buffer and the stream, drops the engine, raises the first
+    failure, and a second close does nothing."""
+    backend = TensorRTBackend(engine(False, "portable"))
+    backend.infer(frames_of(A, 0))
+    fault = (cudaError_t.cudaErrorIllegalAddress,)
+    monkeypatch.setattr(backend.cudart, "cudaStreamSynchronize", lambda stream: fault)
+    free, frees = backend.cudart.cudaFree, []
+    monkeypatch.setattr(backend.cudart, "cudaFree", lambda ptr: fault if not frees and not frees.append(ptr)
+                        else free(ptr))
+    with pytest.raises(BackendError, match="^cudaStreamSynchronize failed: cudaErrorIllegalAddress"):
+        backend.close()
+    assert backend.context is None and backend.engine is None
+    assert len(standin.memory.live["device"]) == 1 and not standin.memory.live["host"] and not standin.cuda.streams
+    backend.close()
 
 
 def test_dannet_run_releases_the_engine_at_the_end_of_a_run(engine: Engine, standin: StandIn,
