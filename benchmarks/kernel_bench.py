@@ -2,7 +2,8 @@
 confidence output costs (the labels-only kernel vs the kernel with confidence, same run).
 
 Both paths start from the same fp32 logits in GPU memory and end with uint8 labels in GPU memory.
-Times are CUDA-event medians; "GB/s" counts the bytes the fused kernel must move (logits read once,
+Times are medians per launch, from CUDA events around runs of back-to-back launches, the paths
+taking turns (``interleaved_medians``); "GB/s" counts the bytes the fused kernel must move (logits read once,
 labels written once) divided by each path's time, next to the device's theoretical bandwidth. The
 confidence kernel must give the labels-only kernel's labels, and levels within one of PyTorch's
 float64 softmax of the same re-weighted scores ("conf +-1": the share of pixels that are).
@@ -40,21 +41,43 @@ def device_bandwidth_gbs() -> float | None:
     return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
 
 
-def median_ms(fn: Callable[[], None], iters: int, warmup: int) -> float:
-    """Median CUDA-event time of ``fn`` over ``iters`` launches, after ``warmup`` untimed ones."""
+def cuda_event_timer() -> tuple[Callable[[], None], Callable[[], float]]:
+    """A (start, stop) pair on the current CUDA stream: ``stop`` waits for the work queued since ``start`` and
+    returns its GPU time in ms."""
     import torch
 
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def stop() -> float:
         end.record()
         end.synchronize()
-        samples.append(start.elapsed_time(end))
-    return float(np.median(samples))
+        return begin.elapsed_time(end)
+    return begin.record, stop
+
+
+def interleaved_medians(paths: dict[str, Callable[[], None]], samples: int, launches: int, warmup: int,
+                        timer: Callable[[], tuple[Callable[[], None], Callable[[], float]]] = cuda_event_timer
+                        ) -> dict[str, float]:
+    """Median time per launch of each path, in ms.
+
+    One sample is ``launches`` back-to-back launches between two events, divided by ``launches``: the host
+    queues launches faster than 0.05 ms kernels run, so the GPU is kept busy and the Python/ctypes cost of
+    building each launch is not counted (one launch between two events would count it, the GPU idling while
+    the host builds the call). The paths take turns sample by sample, first path rotating, so that clock
+    ramp-up and drift fall on all of them alike; ``warmup`` untimed rounds of every path come first."""
+    names = list(paths)
+    for _ in range(warmup):
+        for name in names:
+            paths[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(samples):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start, stop = timer()
+            start()
+            for _ in range(launches):
+                paths[name]()
+            times[name].append(stop() / launches)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def confidence_agreement(scores, confidence) -> tuple[float, float]:
@@ -72,7 +95,7 @@ def confidence_agreement(scores, confidence) -> tuple[float, float]:
     return within / confidence.numel(), largest
 
 
-def run(cases, batch: int, iters: int, warmup: int) -> list[dict]:
+def run(cases, batch: int, samples: int, launches: int, warmup: int) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
@@ -103,8 +126,8 @@ def run(cases, batch: int, iters: int, warmup: int) -> list[dict]:
             up = F.interpolate(logits * w_gpu, size=size, mode="bilinear", align_corners=True)
             labels.copy_(up.argmax(dim=1))
 
-        times = {name: median_ms(fn, iters, warmup)
-                 for name, fn in (("pytorch", pytorch), ("kernel", fused), ("confidence", fused_with_confidence))}
+        times = interleaved_medians({"pytorch": pytorch, "kernel": fused, "confidence": fused_with_confidence},
+                                    samples, launches, warmup)
         fused()
         labels_only = labels.clone()
         fused_with_confidence()
@@ -138,12 +161,16 @@ def table(rows: list[dict], bandwidth: float | None) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = command_parser("kernel", __doc__)
     parser.add_argument("--batch", type=integer(1, 64), default=1, help="frames per launch, in [1, 64] (default 1)")
-    parser.add_argument("--iters", type=integer(1), default=200, help="timed launches, >= 1 (default 200)")
-    parser.add_argument("--warmup", type=integer(0), default=20, help="untimed launches first, >= 0 (default 20)")
+    parser.add_argument("--samples", type=integer(1), default=50,
+                        help="timed samples per path, >= 1 (default 50); the paths take turns")
+    parser.add_argument("--launches", type=integer(1), default=20,
+                        help="back-to-back launches per sample, >= 1 (default 20): one sample is their time / launches")
+    parser.add_argument("--warmup", type=integer(0), default=20,
+                        help="untimed launches of each path first, >= 0 (default 20)")
     parser.add_argument("--json", help="write the device and the rows here")
     args = parser.parse_args(argv)
     check_outputs(args, ("json",))
-    rows = run(DEFAULT_CASES, args.batch, args.iters, args.warmup)
+    rows = run(DEFAULT_CASES, args.batch, args.samples, args.launches, args.warmup)
     import torch
 
     bandwidth = device_bandwidth_gbs()
@@ -152,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(table(rows, bandwidth)))
     if args.json:
         atomic_write(args.json, json.dumps({"device": torch.cuda.get_device_name(), "bandwidth_gbs": bandwidth,
-                                            "batch": args.batch, "iters": args.iters, "rows": rows}, indent=1))
+                                            "batch": args.batch, "samples": args.samples,
+                                            "launches": args.launches, "warmup": args.warmup, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

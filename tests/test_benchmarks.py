@@ -40,8 +40,47 @@ def test_compare_refuses_plugin_graphs(tiny_graphs: dict[str, Path], capsys: pyt
 def test_kernel_benchmark_says_it_needs_a_gpu(capsys: pytest.CaptureFixture) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the benchmark would run")
-    assert bench_main(["kernel", "--iters", "1"]) == 2
+    assert bench_main(["kernel", "--samples", "1"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_kernel_timing_counts_the_device_not_the_host_and_is_fair_to_every_path() -> None:
+    """``interleaved_medians`` against a simulated GPU: each launch costs the host 0.5 units to build and the
+    device its kernel's time (the stop waits for the device); the device starts a kernel when the host has queued it and the previous one is
+    done, and the timer reads the device clock. Per-launch medians must come out at the kernels' times (not the
+    host's), warm-up must not count, and two identical paths on a device that slows down as it warms must come
+    out equal (the paths take turns)."""
+    from benchmarks.kernel_bench import interleaved_medians
+
+    host = device = 0.0
+    slowdown = {"on": False}
+
+    def launch(kernel_time: float):
+        def call() -> None:
+            nonlocal host, device
+            host += 0.5
+            device = max(device, host) + kernel_time * (1 + device / 200 if slowdown["on"] else 1)
+        return call
+
+    def timer():
+        marks = {}
+
+        def start() -> None:
+            marks["start"] = max(device, host)
+
+        def stop() -> float:  # waits for the device: the host goes on from there
+            nonlocal host
+            host = max(device, host)
+            return host - marks["start"]
+        return start, stop
+
+    slow_first = iter([50.0] * 3)
+    medians = interleaved_medians({"a": launch(2.0), "b": launch(5.0),
+                                   "c": lambda: launch(next(slow_first, 3.0))()}, 9, 20, 3, timer)
+    assert medians == pytest.approx({"a": 2.0, "b": 5.0, "c": 3.0}, rel=0.05)
+    slowdown["on"] = True
+    twins = interleaved_medians({"first": launch(2.0), "second": launch(2.0)}, 40, 10, 0, timer)
+    assert twins["first"] == pytest.approx(twins["second"], rel=0.01)
 
 
 def test_latency_writes_json_and_plot(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
