@@ -6,7 +6,8 @@ picture written over the run's time; a camera's share is its own; latency is eac
 (arrival of the frame to its picture written). "Batched" stacks the cameras' frames into one call of a
 dynamic-batch graph; "one at a time" makes one call per frame, as a batch-1 graph must. The gain of batching
 is the batched total over the one-at-a-time total for the same cameras (issue #15's goal on a GPU: >= 2x
-with 4 cameras; on the CPU no loss, as inference already fills the cores).
+with 4 cameras; on the CPU no loss, as inference already fills the cores). Every batch size is warmed up
+first, and the two modes take turns going first from one camera count to the next.
 
     dannet-bench multicam --json benchmarks/results/multicam_cpu.json
     dannet-bench multicam --backend torch --size 256x512 --rate 240   # on a GPU: a .pt2 program on CUDA
@@ -72,6 +73,15 @@ def measure(segmenter: Segmenter, cameras: int, batched: bool, seconds: float, r
             "per_camera": per_camera}
 
 
+def warm_up(segmenter: Segmenter, size: tuple[int, int], cameras: int) -> None:
+    """One untimed call at every batch size the runs will make, 1 to the cameras (or the model's largest batch): the
+    first call of a batch size allocates and plans (ONNX Runtime, CUDA), and partial batches of a camera count
+    are as common as full ones."""
+    largest = min(cameras, segmenter.backend.max_batch or cameras)
+    for count in range(1, largest + 1):
+        segmenter.backend.infer(np.zeros((count, *segmenter.info.network_size(size), 3), np.uint8))
+
+
 def device_of(backend) -> str:
     """Where inference ran: the torch device, ONNX Runtime's first provider, or TensorRT's GPU."""
     if backend.name == "torch":
@@ -124,12 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs(args, ("json",))
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or dynamic_model(Path(folder), args.size, program=args.backend == "torch")
-        segmenter = Segmenter(model, args.backend)
-        largest = min(max(args.cameras), segmenter.backend.max_batch or max(args.cameras))
-        for count in sorted({1, largest}):  # warm-up: the first call of a batch size allocates (ORT, CUDA)
-            segmenter.backend.infer(np.zeros((count, *segmenter.info.network_size(args.size), 3), np.uint8))
-        results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size)
-                   for n in args.cameras for batched in (True, False)]
+        with Segmenter(model, args.backend) as segmenter:
+            warm_up(segmenter, args.size, max(args.cameras))
+            results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size)
+                       for i, n in enumerate(args.cameras) for batched in ((True, False) if i % 2 == 0 else (False, True))]
+            machine = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "cores": os.cpu_count(),
+                       "backend": segmenter.backend.name, "device": device_of(segmenter.backend)}
+        results.sort(key=lambda r: (args.cameras.index(r["cameras"]), not r["batched"]))
     single = next(r["fps_out"] for r in results if r["cameras"] == args.cameras[0] and not r["batched"])
     print(f"| cameras | inference | total frames/s | vs {args.cameras[0]} camera(s) | frames per call | frames/s per camera | "
           "p50, p99 ms per camera |\n| --- | --- | --- | --- | --- | --- | --- |")
@@ -138,8 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     gains = batching_gains(results)
     print("batched / one at a time: " + ", ".join(f"{n} camera(s) {gain:.2f}x" for n, gain in gains.items()))
     if args.json:
-        machine = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "cores": os.cpu_count(),
-                   "backend": segmenter.backend.name, "device": device_of(segmenter.backend)}
         atomic_write(args.json, json.dumps({**machine, "args": vars(args) | {"size": list(args.size)},
                                             "results": results, "batched_vs_one_at_a_time": gains}, indent=1))
     return 0

@@ -325,3 +325,34 @@ def test_help_explains_the_batching_policy_and_one_output_per_input() -> None:
                   "--output and --confidence-out are given once per input, in the same order",
                   "no two outputs may share a file, folder or port"):
         assert words in " ".join(result.stdout.split()), words
+
+
+def test_multicam_benchmark_warms_every_batch_size_and_alternates_which_mode_goes_first(
+        dynamic_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dannet-bench multicam: no batch size's first (allocating) call falls inside a measured run, and batched and
+    one-at-a-time runs take turns going first (a fixed order would hand one of them the machine's drift)."""
+    import benchmarks.multicam as bench
+    from runtime.backends import OnnxRuntimeBackend
+
+    calls, measuring, order = [], [], []
+    infer, measure = OnnxRuntimeBackend.infer, bench.measure
+
+    def recorded_infer(self, frames, *args, **kwargs):
+        calls.append((len(frames), bool(measuring)))
+        return infer(self, frames, *args, **kwargs)
+
+    def recorded_measure(segmenter, cameras, batched, *args):
+        measuring.append(1)
+        order.append((cameras, batched))
+        return measure(segmenter, cameras, batched, *args)
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "infer", recorded_infer)
+    monkeypatch.setattr(bench, "measure", recorded_measure)
+    assert bench.main(["--model", str(dynamic_model), "--cameras", "1,3", "--seconds", "0.4", "--rate", "15",
+                       "--size", "64x128", "--json", str(tmp_path / "m.json")]) == 0
+    warmed = {size for size, during in calls if not during}
+    assert warmed == {1, 2, 3} and {size for size, during in calls if during} <= warmed
+    assert order == [(1, True), (1, False), (3, False), (3, True)]
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert [(r["cameras"], r["batched"]) for r in result["results"]] == [(1, True), (1, False), (3, True), (3, False)]
+    assert set(result["batched_vs_one_at_a_time"]) == {"1", "3"}
