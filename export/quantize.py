@@ -145,7 +145,8 @@ def fp32_nodes(model: onnx.ModelProto, groups: tuple[str, ...]) -> list[str]:
     - ``relight``: the whole relighting net (every node the Tanh of its output depends on, with the frame's
       normalisation) and the residual add: it runs at the full input resolution with few channels;
     - ``relight-output``: the relighting net's output conv, its Tanh, and the residual add R = I + r;
-    - ``classifier``: the last conv (its output is the logits the tail reads);
+    - ``classifier``: the last conv, whose output is the logits the tail reads (DeepLab: the ASPP branch convs
+      and the Adds that sum them);
     - ``bottleneck``: the conv that feeds the classifier (PSP's 3x3 bottleneck), through any activation.
     """
     graph = model.graph
@@ -162,15 +163,35 @@ def fp32_nodes(model: onnx.ModelProto, groups: tuple[str, ...]) -> list[str]:
             chosen += [producer[tanh.input[0]].name, tanh.name, *readers]
         if "relight" in groups:
             chosen += [node.name for node in _ancestors(tanh, producer)] + [tanh.name, *readers]
-    classifier = producer[LOGITS]
+    classifier, _ = score_layers(graph)
     if "classifier" in groups:
-        chosen.append(classifier.name)
+        chosen += [node.name for node in classifier]
     if "bottleneck" in groups:
-        node = producer[classifier.input[0]]
+        if len(classifier) > 1:
+            raise ExportError("--keep-fp32 bottleneck: the graph's classifier is DeepLab's ASPP, whose convs read the "
+                              "backbone directly; there is no bottleneck conv (expected classifier and/or relight*)")
+        node = producer[classifier[0].input[0]]
         while node.op_type != "Conv":  # an activation between them
             node = producer[node.input[0]]
         chosen.append(node.name)
     return list(dict.fromkeys(chosen))
+
+
+def score_layers(graph: onnx.GraphProto) -> tuple[list[onnx.NodeProto], set[str]]:
+    """The classifier, as the nodes that make the logits the tail reads, and the tensors between its convs and the
+    logits: one conv (PSPNet), or DeepLab-v2's ASPP, whose branch convs' outputs are summed by Adds."""
+    producer = _producers(graph)
+    nodes, tensors, waiting = [], {LOGITS}, [LOGITS]
+    while waiting:
+        node = producer[waiting.pop()]
+        nodes.append(node)
+        if node.op_type == "Add":
+            tensors.update(node.input)
+            waiting += list(node.input)
+        elif node.op_type != "Conv":
+            raise ExportError(f"the graph's logits come from a {node.op_type} node ({node.name}), not from convs "
+                              "(summed by Adds): not a dannet-export segmentation graph")
+    return nodes, tensors
 
 
 @dataclass(frozen=True)
@@ -320,16 +341,17 @@ def dedicate_quantization(model: onnx.ModelProto) -> int:
     return added
 
 
-def unquantize_logits(model: onnx.ModelProto) -> None:
-    """Remove the Q/DQ pair ONNX Runtime puts on the classifier's output: the tail must read fp32 logits (int8
-    logits would make argmax ties of scores 1/127 of the range apart). The classifier conv still takes int8 input
-    and weights (TensorRT: int8 in, fp32 out; ONNX Runtime runs that one conv in fp32)."""
+def unquantize_logits(model: onnx.ModelProto, scores: set[str]) -> None:
+    """Remove the Q/DQ pairs ONNX Runtime puts on the classifier's outputs (``scores``: the logits, and for DeepLab
+    the ASPP branch outputs its Adds sum): the tail must read fp32 logits (int8 logits would make argmax ties of
+    scores 1/127 of the range apart, and a sum of int8-rounded branches is no better). The classifier convs still
+    take int8 input and weights (TensorRT: int8 in, fp32 out; ONNX Runtime runs them in fp32)."""
     graph = model.graph
-    quantize = [node for node in graph.node if node.op_type == "QuantizeLinear" and node.input[0] == LOGITS]
+    quantize = [node for node in graph.node if node.op_type == "QuantizeLinear" and node.input[0] in scores]
     for q in quantize:
         for dq in [node for node in graph.node if node.op_type == "DequantizeLinear" and node.input[0] == q.output[0]]:
             for node in graph.node:
-                node.input[:] = [LOGITS if name == dq.output[0] else name for name in node.input]
+                node.input[:] = [q.input[0] if name == dq.output[0] else name for name in node.input]
             graph.node.remove(dq)
         graph.node.remove(q)
     used = {name for node in graph.node for name in node.input}
@@ -360,7 +382,7 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
         candidate = Path(folder) / "int8.onnx"
         quantize(onnx_path, candidate, _FrameReader(sets.calibration, fp32.prepare), spec, excluded)
         model = onnx.load(str(candidate))
-        unquantize_logits(model)
+        unquantize_logits(model, score_layers(source.graph)[1])
         if spec.target == "tensorrt":  # uint8 pairs need no conversion, so ORT fuses them whatever reads them
             dedicate_quantization(model)
         onnx.save(model, str(candidate))
@@ -372,6 +394,9 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
         if np.isnan(drop):
             raise GateError(f"--eval-images: the {len(sets.evaluation)} {dataset} evaluation images have no labelled "
                             f"pixel, so the gate cannot measure INT8; {out} not written")
+        if fp32_miou == 0:  # nothing INT8 could lose: any model would pass
+            raise GateError(f"FP32 night mIoU is 0 on the {len(sets.evaluation)} {dataset} evaluation images, so the "
+                            f"gate cannot measure what INT8 loses (a trained model? its classes?); {out} not written")
         if not drop <= spec.max_miou_drop:
             raise GateError(f"INT8 night mIoU {int8_miou:.2f} is {drop:.2f} points below FP32 {fp32_miou:.2f} on "
                             f"{len(sets.evaluation)} {dataset} images (--max-miou-drop {spec.max_miou_drop:g}); "

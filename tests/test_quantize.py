@@ -164,6 +164,26 @@ def test_a_gate_without_labelled_pixels_refuses_and_says_why(night: Path, fp32_g
     assert not (tmp_path / "out.onnx").exists()
 
 
+def test_a_gate_on_which_fp32_scores_zero_refuses(night: Path, fp32_graph: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    """Ground truth of a class FP32 never predicts: FP32 mIoU 0, so no INT8 model could fall below it and a gate
+    that compared the two would pass anything."""
+    import shutil
+
+    elsewhere = tmp_path / "dz"
+    shutil.copytree(night, elsewhere)
+    pairs = val_pairs(elsewhere)
+    predicted = set(np.unique(np.concatenate([run_onnx(fp32_graph, np.asarray(Image.open(image).convert("RGB")))
+                                              for image, _ in pairs])).tolist())
+    absent = min(set(range(19)) - predicted)
+    for _, label in pairs:
+        Image.fromarray(np.full(SIZE, absent, np.uint8)).save(label)
+    assert export_main(int8_args(fp32_graph, elsewhere, tmp_path / "out.onnx", "100")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "FP32 night mIoU is 0" in err and "not written" in err
+    assert not (tmp_path / "out.onnx").exists()
+
+
 def test_calibration_and_evaluation_images_are_disjoint(night: Path) -> None:
     sets = night_sets("synthetic", night, 3, None)
     calibration, evaluation = {s.image for s in sets.calibration}, {s.image for s in sets.evaluation}
@@ -313,3 +333,53 @@ def test_onnx_runtime_runs_every_quantised_conv_as_an_integer_conv(target: str, 
     meant = [n for n in model.graph.node if n.op_type == "Conv" and (n.name in kept or "logits" in n.output)]
     ops = [n.op_type for n in onnx.load(str(optimised)).graph.node]
     assert ops.count("Conv") + ops.count("FusedConv") == len(meant) and ops.count("QLinearConv") >= 20
+
+
+@pytest.fixture(scope="module")
+def deeplab_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fp32 graph of a DeepLab-v2 checkpoint: its logits are the sum (Add) of two ASPP branch convs."""
+    import torch
+
+    from train.checkpoint import save_checkpoint
+    from train.models import build_segmenter
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("deeplab")
+    checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": build_segmenter("deeplab", backbone="resnet18")
+                                                      .eval()}, arch="deeplab", config={"model": {"backbone": "resnet18"}})
+    return to_onnx(checkpoint, folder / "fp32.onnx", ExportSpec(input_size=SIZE, output_size=SIZE), say=lambda s: None)
+
+
+@pytest.mark.parametrize("keep", [[], ["--keep-fp32", "classifier"]], ids=["default", "classifier"])
+def test_deeplab_logits_reach_the_tail_unquantised(keep: list[str], deeplab_graph: Path, night: Path,
+                                                   tmp_path: Path) -> None:
+    """DeepLab's logits are a sum of ASPP branches: no branch may be rounded to int8 on its way to the tail (the
+    sum of int8-rounded branches makes the argmax ties the FP32 logits are kept for), and ``classifier`` keeps
+    every branch conv FP32, not just the Add."""
+    out = tmp_path / "int8.onnx"
+    assert export_main([*int8_args(deeplab_graph, night, out, "100"), *keep]) == 0
+    graph = onnx.load(str(out)).graph
+    producer = {name: node for node in graph.node for name in node.output}
+    waiting, branches = ["logits"], []
+    while waiting:  # back from the logits through the Adds: every input is a float tensor computed by a conv or Add
+        node = producer[waiting.pop()]
+        assert node.op_type in ("Add", "Conv"), f"{node.op_type} {node.name} on the way to the logits"
+        if node.op_type == "Add":
+            waiting += list(node.input)
+        else:
+            branches.append(node)
+    assert len(branches) == 2
+    if keep:
+        kept = set(json.loads(read_metadata(out)["dannet.quantization"])["fp32_nodes"])
+        assert {node.name for node in branches} <= kept
+        dequantized = {node.output[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+        assert not any(node.input[1] in dequantized for node in branches)  # fp32 weights
+
+
+def test_keeping_a_bottleneck_deeplab_lacks_is_refused(deeplab_graph: Path, night: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out.onnx"
+    assert export_main([*int8_args(deeplab_graph, night, out, "100"), "--keep-fp32", "bottleneck"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--keep-fp32 bottleneck: the graph's classifier is DeepLab's ASPP" in err and len(err.splitlines()) == 1
+    assert not out.exists()
