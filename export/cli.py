@@ -28,15 +28,25 @@ def cmd_pt2(args: argparse.Namespace) -> None:
                      backbone=args.backbone)
 
 
+def frame_shape(text: str) -> tuple[int, ...]:
+    """``--min/--opt/--max-shape``: NxHxWx3, read at parse time so that argparse names the flag in the error."""
+    from .engine import EngineError, parse_shape
+
+    try:
+        return parse_shape(text)
+    except EngineError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def cmd_engine(args: argparse.Namespace) -> None:
     from runtime.engine_sidecar import PROFILE_KEYS
 
-    from .engine import EngineError, build_engine, parse_shape
+    from .engine import EngineError, build_engine
 
     given = [args.min_shape, args.opt_shape, args.max_shape]
     if any(given) and not all(given):
         raise EngineError("--min-shape, --opt-shape and --max-shape go together")
-    shapes = {k: parse_shape(v) for k, v in zip(PROFILE_KEYS, given)} if all(given) else None
+    shapes = dict(zip(PROFILE_KEYS, given)) if all(given) else None
     build_engine(args.onnx, args.out, plugin_lib=args.plugin_lib, workspace_gb=args.workspace_gb,
                  timing_cache=args.timing_cache, dla_core=args.dla_core, shapes=shapes, rebuild=args.rebuild)
 
@@ -169,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace-gb", type=number(0, 1024, low_open=True), help="builder workspace limit in GiB")
     p.add_argument("--timing-cache", help="timing cache file to reuse and update")
     p.add_argument("--dla-core", type=integer(0, 7), help="build for this DLA core (Jetson), with GPU fallback")
-    p.add_argument("--min-shape", help=f"dynamic graphs only: smallest frames NxHxWx3 ({DYNAMIC_EXPORT_SIZES})")
-    p.add_argument("--opt-shape", help="dynamic graphs only: frames to optimise for")
-    p.add_argument("--max-shape", help="dynamic graphs only: largest frames")
+    p.add_argument("--min-shape", type=frame_shape, metavar="NxHxWx3",
+                   help=f"dynamic graphs only: smallest frames ({DYNAMIC_EXPORT_SIZES})")
+    p.add_argument("--opt-shape", type=frame_shape, metavar="NxHxWx3",
+                   help="dynamic graphs only: frames to optimise for")
+    p.add_argument("--max-shape", type=frame_shape, metavar="NxHxWx3", help="dynamic graphs only: largest frames")
     p.add_argument("--rebuild", choices=["auto", "always", "never"], default="auto")
     add_debug_flag(p)
     p.set_defaults(func=cmd_engine)

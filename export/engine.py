@@ -15,6 +15,7 @@ matching engine, rebuilds a stale one (saying why), or refuses.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,8 @@ from onnx import TensorProto, numpy_helper
 
 from runtime.atomic import atomic_write, atomic_write_all, check_writable
 from runtime.backends import DYNAMIC_EXPORT_SIZES, size_text
-from runtime.engine_sidecar import (PROFILE_KEYS, BuildOptions, EngineError, Machine, Sidecar, current_machine,
-                                    engine_problems, import_tensorrt, sha256_of, sidecar_path)
+from runtime.engine_sidecar import (PROFILE_KEYS, BuildOptions, EngineError, Machine, Sidecar, UnreadableSidecar,
+                                    current_machine, engine_problems, import_tensorrt, sha256_of, sidecar_path)
 
 from .onnx_export import read_metadata
 from .tails import PLUGIN_OP, PLUGIN_VERSION
@@ -44,12 +45,16 @@ class Decision:
 def decide(engine: str | Path, onnx_path: str | Path, machine: Machine, rebuild: str = "auto",
            options: BuildOptions = BuildOptions()) -> Decision:
     """Reuse ``engine`` only if it was built from ``onnx_path`` on ``machine`` with ``options``; with
-    ``rebuild="never"`` an engine that was not is an error, never run."""
+    ``rebuild="never"`` an engine that was not is an error, never run. An unreadable sidecar tells as little as a
+    missing one: the engine's origin is unknown."""
     if rebuild not in ("auto", "always", "never"):
         raise EngineError(f"--rebuild must be auto, always or never, got {rebuild!r}")
     if rebuild == "always":
         return Decision("build", ("--rebuild always",))
-    problems = engine_problems(engine, onnx_path, machine, options)
+    try:
+        problems = engine_problems(engine, onnx_path, machine, options)
+    except UnreadableSidecar as e:
+        problems = [f"unreadable sidecar {e.path.name} ({e.why}): its origin is unknown"]
     if not problems:
         return Decision("reuse")
     if rebuild == "never" and Path(engine).is_file():
@@ -62,9 +67,9 @@ def parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise EngineError(f"shape {text!r}: expected NxHxWx3, e.g. 1x540x960x3") from None
+        raise EngineError(f"expected NxHxWx3 (e.g. 1x540x960x3), got {text!r}") from None
     if len(shape) != 4 or shape[3] != 3 or min(shape) <= 0:
-        raise EngineError(f"shape {text!r}: expected NxHxWx3 with positive sizes")
+        raise EngineError(f"expected NxHxWx3 with positive sizes (e.g. 1x540x960x3), got {text!r}")
     return shape
 
 
@@ -114,6 +119,20 @@ def quantization_problems(model: onnx.ModelProto) -> list[str]:
                             f"{'missing' if zero is None else TensorProto.DataType.Name(zero.data_type)}, expected "
                             "INT8 zeros)")
     return problems
+
+
+def _attach_timing_cache(config, path: Path):
+    """The timing cache in ``path`` (a fresh one if there is none), attached to ``config``. TensorRT refuses a cache
+    whose header records another GPU; building without it would write that cache back unchanged, so it would never
+    learn this GPU: a fresh cache takes its place, which the build fills and which then replaces the file."""
+    blob = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        print(f"warning: --timing-cache {path}: TensorRT refuses it here (made on another GPU?); building with a "
+              "fresh cache, which replaces it", file=sys.stderr, flush=True)
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)  # an empty cache records no other GPU
+    return cache
 
 
 def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | None = None,
@@ -173,11 +192,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
     config = builder.create_builder_config()
     if workspace_gb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    cache = None
-    if timing_cache:
-        blob = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
-        cache = config.create_timing_cache(blob)
-        config.set_timing_cache(cache, ignore_mismatch=False)
+    cache = _attach_timing_cache(config, Path(timing_cache)) if timing_cache else None  # kept until built
     if dla_core is not None:
         if builder.num_DLA_cores == 0:
             raise EngineError(f"--dla-core {dla_core}: this GPU has no DLA (Jetson AGX/NX Orin have two)")
@@ -209,7 +224,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         checkpoint_sha256=metadata.get("dannet.checkpoint_sha256") or None,
         dla_core=dla_core, profile={key: list(shape) for key, shape in shapes.items()} if shapes else None,
         workspace_gb=workspace_gb, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    # together: an engine is never left beside the sidecar of another one
+    # the sidecar last, the old one removed first: an engine is never left beside the sidecar of another one (one
+    # without a sidecar is rebuilt by --rebuild auto, refused by the runtime)
     atomic_write_all({out: bytes(serialized), sidecar_path(out): sidecar.to_json()})
     say(f"wrote {out} and {sidecar_path(out).name} in {time.perf_counter() - started:.0f} s")
     return out

@@ -51,9 +51,12 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
-def _cannot_write(path: Path, error: OSError) -> OutputError:
-    return OutputError(f"{path}: cannot write ({error.strerror or error}); the file there before, if any, "
-                       "is unchanged")
+_UNCHANGED = "the file there before, if any, is unchanged"
+
+
+def _cannot_write(path: Path, error: OSError, left: str = _UNCHANGED) -> OutputError:
+    """One line: which file, the system's reason, and what is left on disk (``left``)."""
+    return OutputError(f"{path}: cannot write ({error.strerror or error}); {left}")
 
 
 @contextlib.contextmanager
@@ -87,12 +90,12 @@ def _temporary_beside(path: Path) -> Iterator[tuple[IO[bytes], Path]]:
         raise
 
 
-def _rename(temporary: Path, path: Path) -> None:
+def _rename(temporary: Path, path: Path, left: str = _UNCHANGED) -> None:
     try:
         os.replace(temporary, path)
     except OSError as e:
         temporary.unlink(missing_ok=True)
-        raise _cannot_write(path, e) from None
+        raise _cannot_write(path, e, left) from None
 
 
 @contextlib.contextmanager
@@ -130,16 +133,27 @@ def atomic_save_image(path: str | os.PathLike, image: np.ndarray | Image.Image) 
 
 
 def atomic_write_all(contents: Mapping[str | os.PathLike, bytes]) -> None:
-    """Several files that belong together (an engine and its sidecar): every temporary is written first,
-    then all are renamed, so a failure while writing leaves every old file as it was."""
+    """Several files that belong together, the last of which describes the others (an engine, then its sidecar).
+
+    Every temporary is written first, so a failure while writing leaves every old file as it was. The renames
+    that follow are one at a time, so the old description is removed before them and the new one renamed last:
+    a failure or a crash on the way leaves files without a description (of unknown origin to their readers),
+    never a description beside files it does not describe."""
     written: list[tuple[Path, Path]] = []
     try:
         for path, data in contents.items():
             with _temporary_beside(Path(path)) as (f, temporary):
                 written.append((temporary, Path(path)))  # first: from here on the finally removes it
                 f.write(data)
+        description = written[-1][1]
+        if len(written) > 1:  # one file alone is replaced atomically by its rename
+            try:
+                description.unlink(missing_ok=True)
+            except OSError as e:
+                raise _cannot_write(description, e) from None
+            _fsync_folder(description.parent)  # gone for good before anything it might describe arrives
         for temporary, path in written:
-            _rename(temporary, path)
+            _rename(temporary, path, f"{description} was removed first: what it described is of unknown origin now")
     finally:  # the temporaries of files already complete when a later one failed
         for temporary, _ in written:
             temporary.unlink(missing_ok=True)

@@ -29,6 +29,15 @@ class EngineError(DannetError, RuntimeError):
     """An engine that cannot be built or used; one line saying why and what to do."""
 
 
+class UnreadableSidecar(EngineError):
+    """A sidecar that is not one (cut short, edited by hand, another file): its engine's origin is unknown, so the
+    runtime refuses the engine, and ``dannet-export engine --rebuild auto`` rebuilds it as if it had no sidecar."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"{path}: unreadable engine sidecar ({why}); rebuild the engine")
+        self.path, self.why = path, why
+
+
 @dataclass
 class Machine:
     """What an engine is bound to."""
@@ -111,7 +120,7 @@ class Sidecar:
         try:
             return cls(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError) as e:
-            raise EngineError(f"{path}: unreadable engine sidecar ({e}); rebuild the engine") from None
+            raise UnreadableSidecar(path, str(e)) from None
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -120,7 +129,8 @@ def sidecar_path(engine: str | Path) -> Path:
 
 def engine_problems(engine: str | Path, onnx_path: str | Path, machine: Machine,
                     options: BuildOptions = BuildOptions()) -> list[str]:
-    """Why ``engine`` may not be used for ``onnx_path`` on ``machine`` as built with ``options`` (empty: it may)."""
+    """Why ``engine`` may not be used for ``onnx_path`` on ``machine`` as built with ``options`` (empty: it may);
+    ``UnreadableSidecar`` where its sidecar cannot be read."""
     engine = Path(engine)
     if not engine.is_file():
         return ["no engine file"]

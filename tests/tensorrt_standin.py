@@ -872,9 +872,18 @@ class OnnxParser(_Strict):
         return self._errors[index]
 
 
+def timing_cache_header(gpu_name: str = GPU_NAME) -> bytes:
+    """How a serialised timing cache begins: with the GPU it was made on (TensorRT's header records the device's
+    properties). An empty cache is this header alone; each build with the cache attached adds its timings."""
+    return f"stand-in timing cache made on {gpu_name}\n".encode()
+
+
 class ITimingCache(_Strict):
+    def __init__(self, serialized: bytes) -> None:
+        object.__setattr__(self, "_serialized", bytes(serialized) or timing_cache_header())
+
     def serialize(self) -> bytes:
-        return b"stand-in timing cache"
+        return self._serialized
 
 
 class IOptimizationProfile(_Strict):
@@ -894,6 +903,7 @@ class IBuilderConfig(_Strict):
         object.__setattr__(self, "_flags", set())
         object.__setattr__(self, "default_device_type", None)  # the GPU (a member the manifest does not list)
         object.__setattr__(self, "DLA_core", -1)  # TensorRT's default: none
+        object.__setattr__(self, "_timing_cache", None)
 
     def set_flag(self, flag) -> None:
         if not isinstance(flag, BuilderFlag):
@@ -905,10 +915,15 @@ class IBuilderConfig(_Strict):
             raise ContractViolation(f"set_memory_pool_limit({pool_type!r}, {pool_size})")
 
     def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache:
-        return ITimingCache()
+        return ITimingCache(serialized_timing_cache)
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
-        return isinstance(cache, ITimingCache)
+        """False, and not attached, for a cache made on another GPU unless ``ignore_mismatch`` (NvInfer.h)."""
+        if not isinstance(cache, ITimingCache) or not (ignore_mismatch or
+                                                       cache._serialized.startswith(timing_cache_header())):
+            return False
+        object.__setattr__(self, "_timing_cache", cache)
+        return True
 
     def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
         self._profiles.append(profile)
@@ -950,6 +965,9 @@ class Builder(_Strict):
             self._standin.log.append(f"Builder::buildSerializedNetwork: DLA core {config.DLA_core} of "
                                      f"{self.num_DLA_cores}")
             return None
+        if config._timing_cache is not None:  # the tactics it timed, kept for the next build
+            object.__setattr__(config._timing_cache, "_serialized",
+                               config._timing_cache._serialized + f"timings for {plan.onnx_path}\n".encode())
         dynamic = {n: dims for n, (mode, _, dims) in plan.tensors.items()
                    if mode is TensorIOMode.INPUT and min(dims) < 0}
         if not dynamic:
