@@ -43,7 +43,7 @@ from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.errors import DannetError
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, provenance
 
 if TYPE_CHECKING:
     from export import ExportSpec
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
                   "warmup": args.warmup, "night_root": args.night_root, "weights_std": spec.weights_std,
                   "versions": versions(), "flops_note": FLOPS_NOTE, "params_note": PARAMS_NOTE,
                   "rows": [asdict(row) for row in rows]}
-        atomic_write(args.json, json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps({**provenance(args), **result}, indent=1))
 
 
 if __name__ == "__main__":

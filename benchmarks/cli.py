@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import platform
+import shlex
 import sys
+from datetime import datetime
+from pathlib import Path
 
 from runtime.atomic import check_writable
 from runtime.errors import (EXIT_USAGE, Parser, add_debug_flag, command_line, debug_requested, run_command,
@@ -24,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                            "stabiliser (dannet-run --temporal), and each stabiliser's cost per frame"),
     "multicam": ("multicam", "several live test:// cameras through one model (dannet-run --input A --input B): total "
                              "and per-camera frames/s and latency, batched vs one at a time"),
+    "soak": ("soak", "live test:// cameras through dannet-run's pipeline for many frames: memory over time, drops, "
+                     "throughput against bare inference"),
     "confidence-cost": ("confidence_cost", "what the confidence output costs in ONNX Runtime: one checkpoint "
                                            "exported with and without it, timed alternately"),
     "sweep": ("sweep", "mIoU over the test-time class-weight std (paper Fig. 7), table + plot"),
@@ -36,11 +43,39 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def command_parser(name: str, doc: str | None) -> Parser:
+class CommandParser(Parser):
+    """A subcommand's parser that keeps the command line it parsed (``args.command_line``), for ``provenance``."""
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201: argparse's signature
+        words = sys.argv[1:] if args is None else list(args)
+        parsed = super().parse_args(words, namespace)
+        parsed.command_line = shlex.join([*self.prog.split(), *words])
+        return parsed
+
+
+def command_parser(name: str, doc: str | None) -> CommandParser:
     """The argument parser of subcommand ``name``, with the one-line errors and ``--debug`` every command has."""
-    parser = Parser(prog=f"dannet-bench {name}", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog=f"dannet-bench {name}", description=doc,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_debug_flag(parser)
     return parser
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the architecture where it does not say."""
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (info.read_text().splitlines() if info.exists() else [])
+             if line.startswith("model name")]
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def provenance(args: argparse.Namespace) -> dict[str, object]:
+    """What every result file opens with, so that a figure in BENCHMARKS.md can be traced and rerun: when
+    (local time with its offset), the command that made it, and the machine."""
+    return {"date": datetime.now().astimezone().isoformat(timespec="seconds"), "command": args.command_line,
+            "machine": {"host": platform.node(), "cpu": cpu_name(), "cores": os.cpu_count(),
+                        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+                        "platform": platform.platform(), "python": platform.python_version()}}
 
 
 def check_outputs(args: argparse.Namespace, flags: tuple[str, ...] = ("json", "plot")) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,7 +28,7 @@ from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.errors import DannetError
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, provenance
 
 if TYPE_CHECKING:  # imported when used: the command's --help needs neither
     from runtime.segmenter import Segmenter
@@ -181,8 +179,7 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
              "identical_to_first": float(np.mean(same_as_first[k]))}
             for k, (path, seg, spent) in enumerate(zip(paths, models, times[1:]))]
     result = {
-        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "load_average": list(os.getloadavg()),
+        **provenance(args), "threads": torch.get_num_threads(),
         "model": str(args.model), "arch": arch, "backbone": backbone,
         "input_size": list(args.input_size), "output_size": list(args.output_size), "frames": args.frames,
         "backend": models[0].backend.name, "providers": getattr(models[0].backend, "providers", None),
@@ -204,7 +201,8 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
 def report(result: dict, args: argparse.Namespace) -> None:
     """The table, and the JSON and plot where asked for."""
     print(f"{result['arch']} ({result['backbone']}), {args.input_size[0]}x{args.input_size[1]} -> "
-          f"{args.output_size[0]}x{args.output_size[1]}, {args.frames} frames, {result['machine']}, load {result['load_average'][0]:.2f}")
+          f"{args.output_size[0]}x{args.output_size[1]}, {args.frames} frames, "
+          f"{result['machine']['cpu']}, {result['threads']} threads, load {result['machine']['load_average'][0]:.2f}")
     print(f"{'path':<46} {'p50 ms':>9} {'p90 ms':>9} {'speed-up':>8} {'= ref %':>8} {'= first %':>9} {'mIoU':>6}")
     miou = result.get("night_miou", {}).get("reference")
     print(f"{'reference loop (PyTorch eager + NumPy argmax)':<46} {result['reference']['p50_ms']:>9.1f} "

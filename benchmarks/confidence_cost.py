@@ -23,7 +23,7 @@ from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.errors import EXIT_FAILED, DannetError
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, provenance
 
 
 def sizes_of(text: str) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
           f"after {result['load_average_after'][0]:.2f} {result['load_average_after'][1]:.2f} "
           f"{result['load_average_after'][2]:.2f} on {os.cpu_count()} CPUs")
     if args.json:
-        atomic_write(args.json, json.dumps(result, indent=1).encode())
+        atomic_write(args.json, json.dumps({**provenance(args), **result}, indent=1).encode())
 
 
 if __name__ == "__main__":

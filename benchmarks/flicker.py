@@ -24,7 +24,7 @@ from runtime.errors import DannetError
 from runtime.temporal import TemporalFilter, TemporalOptions
 from train.metrics import ConfusionMeter
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, provenance
 
 IGNORE = 255
 
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         table = {"model": args.model, "backend": seg.backend.name, "scenes": args.scenes,
                  "frames_per_scene": args.frames_per_scene, "size": list(args.size), "seed": args.seed,
                  "stabilisers": {name: {"options": vars(stabilisers[name]), **row} for name, row in rows.items()}}
-        atomic_write(args.json, json.dumps(table, indent=1))
+        atomic_write(args.json, json.dumps({**provenance(args), **table}, indent=1))
     if args.plot:
         plot(rows, f"{args.model}: night drive, {args.scenes} x {args.frames_per_scene} frames", args.plot)
 

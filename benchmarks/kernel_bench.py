@@ -21,7 +21,7 @@ from runtime.arguments import integer
 from runtime.atomic import atomic_write
 from runtime.errors import DannetError
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, provenance
 
 #: (classes, logits h, w) -> (labels H, W): DANNet at 1080p, its 540p input size, a 720p camera
 DEFAULT_CASES = [((19, 68, 120), (1080, 1920)), ((19, 68, 121), (540, 960)), ((19, 45, 80), (720, 1280))]
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{f'{bandwidth:.0f} GB/s' if bandwidth else 'unknown'}")
     print("\n".join(table(rows, bandwidth)))
     if args.json:
-        atomic_write(args.json, json.dumps({"device": torch.cuda.get_device_name(), "bandwidth_gbs": bandwidth,
+        atomic_write(args.json, json.dumps({**provenance(args), "device": torch.cuda.get_device_name(), "bandwidth_gbs": bandwidth,
                                             "batch": args.batch, "samples": args.samples,
                                             "launches": args.launches, "warmup": args.warmup, "rows": rows}, indent=1))
 

@@ -9,7 +9,6 @@ TensorRT backend synchronises its stream inside ``infer``, so the inference stag
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.errors import DannetError
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, cpu_name, provenance
 
 if TYPE_CHECKING:
     from runtime.segmenter import Segmenter
@@ -42,9 +41,7 @@ def device_name(backend) -> str:
     providers = getattr(backend, "providers", [])
     if "CUDAExecutionProvider" in providers:
         return "CUDA GPU (ONNX Runtime CUDA provider)"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return f"CPU: {cpu or platform.machine()}"
+    return f"CPU: {cpu_name()}"
 
 
 def open_with_threads(model: str, backend: str, threads: int) -> Segmenter:
@@ -139,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"throughput {result['throughput_fps']:.2f} frames/s (1 / median end-to-end); end-to-end is "
           f"{result['overhead_vs_inference']:.3f}x the bare inference (the baseline, same run)")
     if args.json:
-        atomic_write(args.json, json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps({**provenance(args), **result}, indent=1))
     if args.plot:
         plot(result, Path(args.plot))
 

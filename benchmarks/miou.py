@@ -27,7 +27,7 @@ from runtime.arguments import integer
 from runtime.atomic import atomic_save_image, atomic_write, check_folder_writable
 from train.metrics import ConfusionMeter
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, provenance
 
 if TYPE_CHECKING:
     from runtime.segmenter import Segmenter
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                                                   else "not both recorded with the checkpoint they came from") +
                   ": identical pixels compares two networks, not two backends of one")
     if args.json:
-        atomic_write(args.json, json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps({**provenance(args), **result}, indent=1))
 
 
 def side_by_side(paths: list[str], models: list, evaluation: Evaluation) -> list[dict]:

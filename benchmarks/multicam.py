@@ -15,10 +15,7 @@ first, and the two modes take turns going first from one camera count to the nex
 from __future__ import annotations
 
 import json
-import os
-import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +30,7 @@ from runtime.sinks import NullSink
 from runtime.sources import CaptureOptions, open_source
 from runtime.uris import parse_input
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, provenance
 
 PATTERNS = ("ball", "smpte", "snow", "checkers-8")  # a different picture per camera
 
@@ -138,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             warm_up(segmenter, args.size, max(args.cameras))
             results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size)
                        for i, n in enumerate(args.cameras) for batched in ((True, False) if i % 2 == 0 else (False, True))]
-            machine = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(), "cores": os.cpu_count(),
-                       "backend": segmenter.backend.name, "device": device_of(segmenter.backend)}
+            ran_on = {"backend": segmenter.backend.name, "device": device_of(segmenter.backend)}
         results.sort(key=lambda r: (args.cameras.index(r["cameras"]), not r["batched"]))
     single = next(r["fps_out"] for r in results if r["cameras"] == args.cameras[0] and not r["batched"])
     print(f"| cameras | inference | total frames/s | vs {args.cameras[0]} camera(s) | frames per call | frames/s per camera | "
@@ -149,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     gains = batching_gains(results)
     print("batched / one at a time: " + ", ".join(f"{n} camera(s) {gain:.2f}x" for n, gain in gains.items()))
     if args.json:
-        atomic_write(args.json, json.dumps({**machine, "args": vars(args) | {"size": list(args.size)},
+        atomic_write(args.json, json.dumps({**provenance(args), **ran_on, "args": vars(args) | {"size": list(args.size)},
                                             "results": results, "batched_vs_one_at_a_time": gains}, indent=1))
     return 0
 

@@ -21,7 +21,7 @@ from runtime.arguments import integer
 from runtime.atomic import atomic_write
 from runtime.errors import DannetError
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, provenance
 
 LEVELS = 256
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"ECE {100 * table['ece']:.1f}%  AUROC {table['auroc']:.3f}  least confident {100 * low['share']:.0f}% of "
           f"pixels: error {100 * low['error_rate']:.1f}% vs {100 * low['error_rate_rest']:.1f}% for the rest")
     if args.json:
-        atomic_write(args.json, json.dumps(table, indent=1))
+        atomic_write(args.json, json.dumps({**provenance(args), **table}, indent=1))
     if args.plot:
         plot(result, args.bins, f"{args.model} on {args.dataset} ({len(samples)} images)", args.plot)
 

@@ -9,20 +9,18 @@ Throughput is given as a ratio to bare inference in the same run (frames per inf
 call time): how much the other stages, and sharing inference between cameras, cost once they overlap with
 it. Not a unit test: it takes minutes.
 
-    python -m benchmarks.soak --frames 10000 --json benchmarks/results/soak_cpu.json
-    python -m benchmarks.soak --cameras 4 --frames 18000 --json benchmarks/results/soak_multicam_cpu.json
+    dannet-bench soak --frames 10000 --json benchmarks/results/soak_cpu.json
+    dannet-bench soak --cameras 4 --frames 18000 --json benchmarks/results/soak_multicam_cpu.json
 """
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from runtime.arguments import integer, size_hw
+from runtime.arguments import integer, number, size_hw
 from runtime.atomic import atomic_write
 from runtime.multicam import MultiCamera
 from runtime.pipeline import Pipeline, PipelineOptions
@@ -31,6 +29,7 @@ from runtime.sinks import open_sink
 from runtime.sources import CaptureOptions, open_source
 from runtime.uris import parse_input, parse_output
 
+from .cli import check_outputs, command_parser, provenance
 from .multicam import PATTERNS
 
 #: figures are taken once this many frames per camera have been captured (allocators and ORT arenas settle)
@@ -74,18 +73,20 @@ def mean_inference_s(reports: list[dict]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
+    parser = command_parser("soak", __doc__)
     parser.add_argument("--model", help="portable ONNX graph (default: a small untrained one, 64x128)")
     parser.add_argument("--cameras", type=integer(1, 64), default=1, metavar="N",
                         help="live test:// cameras, each its own pattern (default 1: the single-camera pipeline)")
     parser.add_argument("--frames", type=integer(1), default=10_000, help="frames per camera (default 10000)")
-    parser.add_argument("--rate", type=float, default=60.0, help="test:// frames per second (default 60)")
+    parser.add_argument("--rate", type=number(0, 1000, low_open=True), default=60.0,
+                        help="test:// frames per second, in (0, 1000] (default 60)")
     parser.add_argument("--size", type=size_hw, default=(96, 160), metavar="HxW",
                         help="test:// frame size, height first (default 96x160)")
     parser.add_argument("--output", default="null://",
                         help="output URI (default null://; with several cameras null:// only)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
+    check_outputs(args, ("json",))
     if args.cameras > 1 and parse_output(args.output).kind != "null":
         parser.error(f"--output {args.output}: several cameras cannot share one output; use null://")
     height, width = args.size
@@ -142,8 +143,6 @@ def main(argv: list[str] | None = None) -> int:
         "source": f"{args.cameras} x test:// {height}x{width} (HxW) at {args.rate:g} fps", "output": args.output,
         "model": str(args.model or "untrained PSPNet-ResNet18 + relighting, 64x128"),
         "backend": segmenter.backend.name,
-        "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
-        "date": time.strftime("%Y-%m-%d"),
     }
     print(f"\nsoak: {args.cameras} camera(s), {result['frames']} frames in {seconds:.0f} s: {result['processed']} "
           f"processed, {result['dropped']} dropped by the live queues, {result['lost_upstream']} lost upstream")
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"throughput: {summary['fps_out']:.1f} frames/s out = {result['throughput_vs_inference_only']:.2f}x "
           f"bare inference (frames per call / mean call time, same run)")
     if args.json:
-        atomic_write(args.json, json.dumps(result, indent=2) + "\n")
+        atomic_write(args.json, json.dumps({**provenance(args), **result}, indent=2) + "\n")
     return 0
 
 

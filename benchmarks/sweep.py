@@ -17,7 +17,7 @@ from runtime.arguments import integer, number
 from runtime.atomic import atomic_write
 from runtime.classes import MAX_WEIGHTS_STD
 
-from .cli import check_outputs, command_parser
+from .cli import check_outputs, command_parser, provenance
 
 
 def stds_list(text: str) -> list[float]:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"checkpoint": args.checkpoint, "dataset": args.dataset, "images": n, "reweight": args.reweight,
               "miou": {str(s): v for s, v in results.items()}, "best_std": best}
     if args.json:
-        atomic_write(args.json, json.dumps(result, indent=1))
+        atomic_write(args.json, json.dumps({**provenance(args), **result}, indent=1))
     if args.plot:
         from .plotting import pyplot, save
 

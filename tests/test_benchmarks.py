@@ -27,6 +27,8 @@ def test_compare_writes_json_and_plot(tiny: tuple[Path, Path], tmp_path: Path) -
     assert result["frames"] == 2 and result["reference"]["p50_ms"] > 0 and result["ours"]["p50_ms"] > 0
     assert result["speedup_p50"] == pytest.approx(result["reference"]["p50_ms"] / result["ours"]["p50_ms"], rel=1e-6)
     assert set(result["reference_stages_p50_ms"]) == {"preprocess", "network", "postprocess"}
+    assert result["command"].startswith(f"dannet-bench compare --model {onnx_path} --checkpoint {ckpt}")
+    assert result["date"][:4].isdigit() and len(result["machine"]["load_average"]) == 3
     assert result["identical_pixels"] >= 0.999  # the documented tolerance: fp32 rounding at near-ties
     assert Image.open(tmp_path / "c.png").size[0] > 400
 

@@ -43,6 +43,9 @@ def test_soak_accounts_for_every_frame_of_every_camera(cameras: int, tiny_graphs
     assert 0 < min(rss["start"], rss["middle"], rss["end"]) and max(rss["start"], rss["end"]) <= rss["max"]
     assert result["rss_growth_start_to_end"] == pytest.approx(rss["end"] / rss["start"] - 1, abs=1e-3)
     assert result["source"].startswith(f"{cameras} x test://")
+    assert result["command"] == f"dannet-bench soak --model {tiny_graphs['portable']} --cameras {cameras} " \
+                                f"--frames {FRAMES} --json {figures}"
+    assert result["date"][:4].isdigit() and result["machine"]["cores"] >= 1
 
 
 def test_several_cameras_cannot_share_one_output_file(tiny_graphs: dict[str, Path], tmp_path: Path,
@@ -50,3 +53,11 @@ def test_several_cameras_cannot_share_one_output_file(tiny_graphs: dict[str, Pat
     with pytest.raises(SystemExit) as exit_:
         soak(["--model", str(tiny_graphs["portable"]), "--cameras", "2", "--output", str(tmp_path / "soak.mp4")])
     assert exit_.value.code == 2 and "several cameras cannot share one output" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "0", "-5"])
+def test_a_frame_rate_that_is_no_rate_is_one_line(rate: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        soak(["--rate", rate])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and "--rate" in err
