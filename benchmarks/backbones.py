@@ -11,7 +11,8 @@ segment), one row of:
   padding, the bilinear upsampling inside the network, and the tail (re-weighting, upsampling to the
   output size, argmax);
 - CPU latency of the exported graph (``dannet-export``'s, portable tail) in ONNX Runtime: median of
-  --iters runs after --warmup, on a generated night frame (not for the --size-only backbones);
+  --iters runs after --warmup, on a generated night frame, the backbones taking turns run by run (not for
+  the --size-only backbones);
 - night mIoU of a trained checkpoint (--checkpoint BACKBONE=PATH) on the generated night val
   (--night-root, a ``dannet-train synth`` output), evaluated as the demo does: DANNet's test-time
   inference in PyTorch (``dannet-train eval --scale 1``), the images at their own size, with the class
@@ -194,15 +195,21 @@ def export_graph(segmenter: nn.Module, relight: nn.Module | None, name: str, spe
     return to_onnx(ckpt, folder / f"{name}.onnx", spec, say=lambda s: tqdm.write(f"   {name}: {s}", file=sys.stderr))
 
 
-def onnxruntime_latency(backend: OnnxRuntimeBackend, frame: np.ndarray, warmup: int, iters: int) -> dict[str, float]:
-    """Milliseconds per frame through an ONNX Runtime backend: median, min and max of ``iters`` runs."""
-    ms = []
-    for i in tqdm(range(warmup + iters), desc="   timing", unit="run", leave=False):
-        started = time.perf_counter()
-        backend.infer(frame[None])
-        if i >= warmup:
-            ms.append(1e3 * (time.perf_counter() - started))
-    return {"median": float(np.median(ms)), "min": float(np.min(ms)), "max": float(np.max(ms))}
+def onnxruntime_latencies(backends: dict[str, OnnxRuntimeBackend], frame: np.ndarray, warmup: int,
+                          iters: int) -> dict[str, dict[str, float]]:
+    """Milliseconds per frame through each ONNX Runtime backend: median, min and max of ``iters`` runs. The
+    backends take turns, run by run, the first one rotating, so that a machine that gets busier or quieter
+    during the measurement (a shared CI machine) weighs on every backbone alike and the ratios stay fair."""
+    names = list(backends)
+    ms: dict[str, list[float]] = {name: [] for name in names}
+    for i in tqdm(range(warmup + iters), desc="   timing (turns)", unit="round", leave=False):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            started = time.perf_counter()
+            backends[name].infer(frame[None])
+            if i >= warmup:
+                ms[name].append(1e3 * (time.perf_counter() - started))
+    return {name: {"median": float(np.median(t)), "min": float(np.min(t)), "max": float(np.max(t))}
+            for name, t in ms.items()}
 
 
 def add_ratios(rows: list[Row], baseline: str) -> None:
@@ -315,11 +322,16 @@ def main(argv: list[str] | None = None) -> None:
     if timed:
         frame = night_frames(1, args.input_size, args.input_size)[0]
         with tempfile.TemporaryDirectory(prefix="dannet-backbones-") as folder:
-            for row in tqdm(timed, desc="export + time", unit="model"):
-                graph = export_graph(*networks[row.backbone], row.backbone, spec, Path(folder))
-                backend = OnnxRuntimeBackend(graph, providers=["CPUExecutionProvider"], threads=args.threads)
-                row.latency_ms = onnxruntime_latency(backend, frame, args.warmup, args.iters)
-                device = device_name(backend)
+            backends = {row.backbone: OnnxRuntimeBackend(export_graph(*networks[row.backbone], row.backbone, spec,
+                                                                      Path(folder)),
+                                                         providers=["CPUExecutionProvider"], threads=args.threads)
+                        for row in tqdm(timed, desc="export", unit="model")}
+            latencies = onnxruntime_latencies(backends, frame, args.warmup, args.iters)
+            device = device_name(next(iter(backends.values())))
+            for row in timed:
+                row.latency_ms = latencies[row.backbone]
+            for backend in backends.values():
+                backend.close()
     add_ratios(rows, args.baseline)
 
     (h, w), (oh, ow) = spec.input_size, spec.output_size

@@ -277,6 +277,28 @@ def used_parameters(model: torch.nn.Module, size: tuple[int, int]) -> int:
     return sum(p.numel() for p, g in zip(params, grads) if g is not None)
 
 
+def test_backbone_latencies_are_fair_on_a_machine_that_slows_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two identical models on a machine that gets slower as the run goes on (a shared CI machine): timed in
+    turns, their medians agree; timed one after the other, the second would come out slower. Warm-up runs are
+    not counted (the first call of each costs 100 units here)."""
+    import benchmarks.backbones as backbones
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(backbones.time, "perf_counter", lambda: clock["now"])
+
+    class Model:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def infer(self, frames: np.ndarray) -> None:
+            self.calls += 1
+            clock["now"] += 100.0 if self.calls == 1 else 1.0 + clock["now"] / 100
+
+    latencies = backbones.onnxruntime_latencies({"a": Model(), "b": Model()}, np.zeros((8, 8, 3), np.uint8), 1, 30)
+    assert latencies["a"]["median"] == pytest.approx(latencies["b"]["median"], rel=0.02)
+    assert max(latencies["a"]["max"], latencies["b"]["max"]) < 100e3
+
+
 def test_backbones_rows_parameters_miou_and_ratios(tiny_graphs: dict[str, Path], night_val: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     from runtime.classes import class_weights
