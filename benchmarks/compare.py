@@ -157,16 +157,18 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
     reference_stages: dict[str, list[float]] = {}
     times: list[list[float]] = [[] for _ in range(len(models) + 1)]  # the reference, then each model
     same_as_reference, same_as_first = [[] for _ in models], [[] for _ in models]
+    paths_in_order = list(range(len(models) + 1))  # 0: the reference loop, k: models[k - 1]
     for i, frame in enumerate(frames):  # frame by frame, path after path: the machine's load hits all alike
-        t = time.perf_counter()
-        expected = reference_labels(segmenter, relight, frame, weights, args.output_size,
-                                    reference_stages if i >= args.warmup else None)
-        spent = [time.perf_counter() - t]
-        labels = []
-        for seg in models:
+        spent, labels = [0.0] * len(paths_in_order), [None] * len(models)
+        shift = i % len(paths_in_order)  # who goes first rotates: no path always follows the same one
+        for k in paths_in_order[shift:] + paths_in_order[:shift]:
             t = time.perf_counter()
-            labels.append(seg.backend.infer(frame[None]).labels[0])
-            spent.append(time.perf_counter() - t)
+            if k == 0:
+                expected = reference_labels(segmenter, relight, frame, weights, args.output_size,
+                                            reference_stages if i >= args.warmup else None)
+            else:
+                labels[k - 1] = models[k - 1].backend.infer(frame[None]).labels[0]
+            spent[k] = time.perf_counter() - t
         if i >= args.warmup:
             for record, seconds in zip(times, spent):
                 record.append(seconds)
