@@ -45,7 +45,9 @@ def _confidence_nodes(scores: str) -> list[onnx.NodeProto]:
     """Upsampled re-weighted scores (N x C x H x W fp32) -> uint8 confidence levels N x H x W.
 
     ``p = 1 / sum_c exp(s_c - max s)`` (the softmax at the winning class; the shift keeps every exponential
-    in (0, 1]), then ``floor(255 p + 0.5)``, cast to uint8 through fp32 like the labels.
+    in (0, 1]), then ``floor(255 p + 0.5)``, cast to uint8 through fp32 like the labels. A pixel whose scores
+    are not finite (an fp16 network's logits can overflow to inf: inf - inf is NaN) gets level 0, as in the
+    kernel: a cast of NaN to uint8 is undefined.
     """
     return [
         helper.make_node("ReduceMax", [scores, "tail_class_axis"], ["tail_max"], keepdims=1, name="tail_max"),
@@ -56,7 +58,9 @@ def _confidence_nodes(scores: str) -> list[onnx.NodeProto]:
         helper.make_node("Mul", ["tail_probability", "tail_255"], ["tail_scaled"], name="tail_scale_255"),
         helper.make_node("Add", ["tail_scaled", "tail_half"], ["tail_rounding"], name="tail_round_half_up"),
         helper.make_node("Floor", ["tail_rounding"], ["tail_levels"], name="tail_floor"),
-        helper.make_node("Cast", ["tail_levels"], [CONFIDENCE], to=TensorProto.UINT8, name="tail_cast_confidence"),
+        helper.make_node("IsNaN", ["tail_levels"], ["tail_unknown"], name="tail_unknown"),
+        helper.make_node("Where", ["tail_unknown", "tail_level_0", "tail_levels"], ["tail_defined"], name="tail_nan_to_0"),
+        helper.make_node("Cast", ["tail_defined"], [CONFIDENCE], to=TensorProto.UINT8, name="tail_cast_confidence"),
     ]
 
 
@@ -101,6 +105,7 @@ def append_portable_tail(model: onnx.ModelProto, weights: np.ndarray, out_size: 
             numpy_helper.from_array(np.array([1], dtype=np.int64), "tail_class_axis"),
             numpy_helper.from_array(np.array(255, dtype=np.float32), "tail_255"),
             numpy_helper.from_array(np.array(0.5, dtype=np.float32), "tail_half"),
+            numpy_helper.from_array(np.array(0, dtype=np.float32), "tail_level_0"),
         ])
         graph.node.extend(_confidence_nodes("tail_upsampled"))
         graph.output.append(helper.make_tensor_value_info(CONFIDENCE, TensorProto.UINT8, shape))

@@ -39,10 +39,11 @@ class FrameToLabels(nn.Module):
         labels = scores.argmax(dim=1).to(torch.uint8)
         if not self.spec.confidence:
             return labels
-        # the op spec's confidence: 1 / sum_c exp(s_c - max s), as the level floor(255 p + 0.5)
+        # the op spec's confidence: 1 / sum_c exp(s_c - max s), as the level floor(255 p + 0.5); level 0 where the
+        # scores are not finite (inf - inf is NaN, and a cast of NaN to uint8 is undefined), as in the kernel
         top = scores.amax(dim=1, keepdim=True)
         probability = 1 / torch.exp(scores - top).sum(dim=1)
-        return labels, torch.floor(probability * 255 + 0.5).to(torch.uint8)
+        return labels, torch.floor(probability * 255 + 0.5).nan_to_num(nan=0.0).to(torch.uint8)
 
 
 def to_torch_program(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSpec(), *,

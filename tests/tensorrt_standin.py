@@ -265,6 +265,7 @@ ONNX_OPS: dict[tuple[str, str], tuple[set[int], tuple[int, ...] | None, Callable
     ("", "Conv"): (FLOATS, None, None),
     ("", "ConvTranspose"): (FLOATS, None, None),
     ("", "Floor"): (FLOATS, None, None),
+    ("", "IsNaN"): (FLOATS | INTS, None, None),
     ("", "MatMul"): (FLOATS, None, None),
     ("", "MaxPool"): (FLOATS, (0,), _maxpool_rule),
     ("", "Pad"): (FLOATS | INTS, (0,), _constant_input(3, "axes must be an initializer")),
@@ -283,6 +284,7 @@ ONNX_OPS: dict[tuple[str, str], tuple[set[int], tuple[int, ...] | None, Callable
     ("", "Tanh"): (FLOATS, None, None),
     ("", "Transpose"): (ANY, (0,), None),
     ("", "Unsqueeze"): (ANY, (0,), _constant_input(1, "axes must be a constant tensor")),
+    ("", "Where"): (FLOATS | INTS | {TensorProto.BOOL}, None, None),
     ("dannet", "ReweightArgmax"): ({TensorProto.FLOAT, TensorProto.FLOAT16}, (0,), _plugin_rule),
 }
 #: the default-domain opsets TensorRT 10.x parses (operators.md: "opset 9 to opset 20")

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from runtime.classes import class_weights
 from runtime.plugin_library import PluginLibraryError, find_plugin_library
-from runtime.reweight_argmax import log_weights, pack4, reweight_argmax, reweight_argmax_confidence, unpack4
+from runtime.reweight_argmax import (confidence_levels, log_weights, pack4, reweight_argmax, reweight_argmax_confidence,
+                                     unpack4)
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_LIBRARY = REPO / "build" / "plugins" / "libdannet_reweight_argmax_host.so"
@@ -274,6 +275,39 @@ def test_portable_tail_adds_the_plugins_log_weights(host_library: ctypes.CDLL) -
     model = append_portable_tail(helper.make_model(graph), w, (8, 8), mode=1)
     added = next(numpy_helper.to_array(t) for t in model.graph.initializer if t.name == "tail_weights")
     np.testing.assert_array_equal(added.reshape(-1).view(np.int32), cpp_log_weights(host_library, w).view(np.int32))
+
+
+@pytest.mark.parametrize("reweight", ["logits", "probs"])
+def test_non_finite_scores_give_the_kernels_confidence_level_in_every_tail(reweight: str) -> None:
+    """A pixel whose logits overflowed (fp16 networks: inf, and inf - inf is NaN) gets confidence 0 from the
+    portable ONNX tail and the PyTorch program, as from the kernel and its twins (``confidence_levels``), where a
+    cast of NaN to uint8 would write whatever the hardware makes of it (here, on the CPU, it happens to make 0:
+    so the ONNX tail is also checked before its cast)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from export import ExportSpec
+    from export.tails import append_portable_tail
+    from export.torch_program import FrameToLabels
+
+    w = np.asarray(class_weights(0.16), np.float32)
+    logits = np.zeros((1, 19, 2, 2), np.float32)
+    logits[0, 3] = np.inf  # every pixel: one class overflowed
+    logits[0, 5, 0, 0] = np.inf  # and one pixel two
+    expected = confidence_levels(np.full((1, 4, 4), np.nan, np.float32))
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 19, 2, 2])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 19, 2, 2])])
+    model = append_portable_tail(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), w, (4, 4),
+                                 mode=int(reweight == "probs"), confidence=True)
+    cast = next(node for node in model.graph.node if node.output[0] == "confidence")
+    model.graph.output.append(helper.make_tensor_value_info(cast.input[0], TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    confidence, cast_from = session.run(["confidence", cast.input[0]], {"x": logits})
+    np.testing.assert_array_equal(confidence, expected)
+    assert not np.isnan(cast_from).any()  # defined on every engine, not only where a NaN happens to cast to 0
+    program = FrameToLabels(torch.nn.Identity(), ExportSpec(output_size=(4, 4), reweight=reweight, confidence=True))
+    np.testing.assert_array_equal(program(torch.from_numpy(logits))[1].numpy(), expected)
 
 
 def mode1_tie_case(weights: np.ndarray, weight_one_first: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
