@@ -20,6 +20,10 @@ KERNEL_SOURCE = Path(os.environ.get(
     Path(__file__).resolve().parents[1] / "plugins" / "reweightArgmax" / "reweightArgmaxKernel.cuh"))
 MAX_CLASSES = 64
 BLOCK_X, BLOCK_Y, PIXELS_PER_THREAD = 32, 8, 4
+#: the kernel's size limits (reweightArgmaxParams.h, where each is explained): batch (grid z), logits per image
+#: (32-bit offsets), logits height/width (fp32 source coordinates), out_height (grid y), out_width (32-bit columns)
+LIMITS = {"batch": 65535, "logits per image": 2**31 - 1, "logits height/width": 2**20,
+          "out_height": 65535 * BLOCK_Y, "out_width": 2**31 - 1 - (BLOCK_X * PIXELS_PER_THREAD - 1)}
 #: label format -> kernel name suffix
 FORMATS = {"int32": "I32", "pack4": "Packed4", "uint8": "U8"}
 
@@ -80,6 +84,11 @@ def make_params(shape: tuple[int, int, int, int], weights: np.ndarray, out_size:
     n, c, h, w = shape
     if not 1 <= c <= MAX_CLASSES or len(weights) != c:
         raise ValueError(f"need 1..{MAX_CLASSES} classes and one weight per class, got {c} and {len(weights)}")
+    sizes = {"batch": n, "logits per image": c * h * w, "logits height/width": max(h, w),
+             "out_height": out_size[0], "out_width": out_size[1]}
+    for quantity, size in sizes.items():
+        if size > LIMITS[quantity]:
+            raise ValueError(f"{quantity} {size} exceeds the kernel's limit of {LIMITS[quantity]}")
     weights = np.asarray(weights, dtype=np.float32)
     if mode == 1:
         weights = log_weights(weights)

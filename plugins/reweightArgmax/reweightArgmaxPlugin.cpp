@@ -1,11 +1,13 @@
 #include "reweightArgmaxPlugin.h"
 #include "reweightArgmaxParams.h"
 
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <exception>
-#include <limits>
 #include <string>
 
 using namespace nvinfer1;
@@ -78,6 +80,32 @@ std::string channelMismatch(size_t weights, int64_t channels)
         + std::to_string(channels) + " channels";
 }
 
+//! "<name> = <value> exceeds the kernel's limit of <largest> (<reason>)": why a size is refused.
+std::string beyondLimit(std::string const& name, std::string const& value, SizeLimit const& limit)
+{
+    return name + " = " + value + " exceeds the kernel's limit of " + std::to_string(limit.largest) + " ("
+        + limit.reason + ")";
+}
+
+//! beyondLimit for logits N x C x h x w (positive extents) and the limit they exceed.
+std::string inputBeyondLimit(SizeLimit const& limit, int64_t batch, int64_t channels, int64_t height, int64_t width)
+{
+    std::string const area = std::to_string(height) + " x " + std::to_string(width);
+    std::string const value = &limit == &kBatchLimit ? std::to_string(batch)
+        : &limit == &kInputExtentLimit              ? area
+                                                    : std::to_string(channels) + " x " + area;
+    return beyondLimit(limit.quantity, value, limit);
+}
+
+//! The largest extent ``i`` of a tensor that the engine being built may see: the extent if it is
+//! known, else the optimisation profile's maximum, else 1 (each extent is at least 1).
+int64_t largestExtent(DynamicPluginTensorDesc const& tensor, int32_t i)
+{
+    int64_t const known = tensor.desc.dims.d[i];
+    int64_t const largest = known >= 0 ? known : tensor.max.nbDims == tensor.desc.dims.nbDims ? tensor.max.d[i] : 1;
+    return std::max<int64_t>(largest, 1);
+}
+
 constexpr char const* kWEIGHTS = "weights";
 constexpr char const* kOUT_HEIGHT = "out_height";
 constexpr char const* kOUT_WIDTH = "out_width";
@@ -103,6 +131,11 @@ std::string validateAttributes(ReweightArgmaxAttributes const& a)
     {
         return "attributes 'out_height' and 'out_width' must be positive, got " + std::to_string(a.outHeight) + " x "
             + std::to_string(a.outWidth);
+    }
+    if (SizeLimit const* limit = exceededOutputLimit(a.outHeight, a.outWidth))
+    {
+        int32_t const value = limit == &kOutHeightLimit ? a.outHeight : a.outWidth;
+        return beyondLimit(std::string("attribute '") + limit->quantity + "'", std::to_string(value), *limit);
     }
     if ((a.alignCorners != 0 && a.alignCorners != 1) || (a.pack4 != 0 && a.pack4 != 1))
     {
@@ -297,20 +330,44 @@ int32_t ReweightArgmaxPlugin::configurePlugin(DynamicPluginTensorDesc const* in,
         logError([&] { return channelMismatch(mAttributes.weights.size(), channels); });
         return -1;
     }
+    // The largest logits the engine will run, known now (the profile's maximum where the extent is
+    // dynamic): an engine that would refuse some of them at run time is refused here, at build time.
+    int64_t const batch = largestExtent(in[0], 0);
+    int64_t const height = largestExtent(in[0], 2);
+    int64_t const width = largestExtent(in[0], 3);
+    int64_t const classes = static_cast<int64_t>(mAttributes.weights.size());
+    if (SizeLimit const* limit = exceededInputLimit(batch, classes, height, width))
+    {
+        logError([&] {
+            return "the engine is built for logits up to " + std::to_string(batch) + " x " + std::to_string(classes)
+                + " x " + std::to_string(height) + " x " + std::to_string(width) + ": "
+                + inputBeyondLimit(*limit, batch, classes, height, width);
+        });
+        return -1;
+    }
     return 0;
 }
 
 bool ReweightArgmaxPlugin::makeKernelParams(Dims const& input, ReweightArgmaxParams& p) const noexcept
 {
-    auto const fits = [](int64_t extent) { return extent >= 1 && extent <= std::numeric_limits<int>::max(); };
-    bool const valid = input.nbDims == 4 && input.d[1] == static_cast<int64_t>(mAttributes.weights.size())
-        && fits(input.d[0]) && fits(input.d[2]) && fits(input.d[3])
-        && makeReweightArgmaxParams(static_cast<int>(input.d[0]), static_cast<int>(input.d[1]),
-            static_cast<int>(input.d[2]), static_cast<int>(input.d[3]), mAttributes.outHeight, mAttributes.outWidth,
-            mAttributes.weights.data(), mAttributes.alignCorners != 0, mAttributes.mode, p);
+    int64_t const classes = static_cast<int64_t>(mAttributes.weights.size());
+    if (input.nbDims != 4 || input.d[1] != classes || input.d[0] < 1 || input.d[2] < 1 || input.d[3] < 1)
+    {
+        logError([classes] { return "logits must be N x " + std::to_string(classes) + " x H x W"; });
+        return false;
+    }
+    if (SizeLimit const* limit = exceededInputLimit(input.d[0], classes, input.d[2], input.d[3]))
+    {
+        logError([&] { return inputBeyondLimit(*limit, input.d[0], classes, input.d[2], input.d[3]); });
+        return false;
+    }
+    // within the limits every extent fits an int
+    bool const valid = makeReweightArgmaxParams(static_cast<int>(input.d[0]), static_cast<int>(classes),
+        static_cast<int>(input.d[2]), static_cast<int>(input.d[3]), mAttributes.outHeight, mAttributes.outWidth,
+        mAttributes.weights.data(), mAttributes.alignCorners != 0, mAttributes.mode, p);
     if (!valid)
     {
-        logError([this] { return "logits must be N x " + std::to_string(mAttributes.weights.size()) + " x H x W"; });
+        logError("the kernel's parameters could not be made from the attributes and the input shape");
     }
     return valid;
 }
@@ -333,7 +390,9 @@ int32_t ReweightArgmaxPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginT
         stream);
     if (status != 0)
     {
-        logError([status] { return "kernel launch failed with CUDA error " + std::to_string(status); });
+        logError([status] {
+            return std::string("kernel launch failed: ") + cudaGetErrorName(static_cast<cudaError_t>(status));
+        });
         return -1;
     }
     return 0;

@@ -2,8 +2,9 @@
 // formula (bilinear interpolation, then a softmax written from its definition: of the re-weighted
 // logits in mode 0, the paper's normalised p w in mode 1), the cases whose answer is known by hand
 // (ties, 1 class, a maximum that moves at every class, 1x1 inputs, identity size, pack4 byte order),
-// what makeReweightArgmaxParams refuses, and one definition of the kernel header's host helpers
-// across translation units.
+// what makeReweightArgmaxParams refuses (the size limits at their boundaries included), that the fp32
+// source coordinates stay inside the logits up to the size limit, and one definition of the kernel
+// header's host helpers across translation units.
 #include "reweightArgmaxReference.h"
 #include "reweightArgmaxReferenceTestOtherUnit.h"
 #include "testSupport.h"
@@ -181,6 +182,53 @@ void confidenceByHand()
         "a maximum that moves at every class: level 161");
     check(levelsOf(descending, ones19, 0) == std::vector<uint8_t>(6, 161), "a maximum that never moves: level 161");
 }
+//! The sizes makeReweightArgmaxParams accepts: each limit (README, op spec) at its largest value and
+//! one past it, the numbers derived from CUDA's documented grid (y and z at most 65535 blocks) and
+//! the kernel's 128 x 8 pixel blocks, 32-bit offsets and 2^20 logits per row or column.
+void sizeLimits()
+{
+    float weights[19];
+    std::fill(weights, weights + 19, 1.0f);
+    dannet::ReweightArgmaxParams p{};
+    auto const accepts = [&](int n, int c, int h, int w, int oh, int ow) {
+        return dannet::makeReweightArgmaxParams(n, c, h, w, oh, ow, weights, false, 0, p);
+    };
+    check(accepts(65535, 19, 9, 17, 20, 61) && !accepts(65536, 19, 9, 17, 20, 61), "batch: 65535 (grid z)");
+    check(accepts(1, 19, 9, 17, 524280, 61) && !accepts(1, 19, 9, 17, 524281, 61), "out_height: 524280 = 65535 * 8");
+    check(accepts(1, 19, 9, 17, 20, 2147483520) && !accepts(1, 19, 9, 17, 20, 2147483521),
+        "out_width: 2^31 - 128 (the last block of 128 columns ends in int)");
+    check(accepts(1, 1, 1048576, 1, 20, 61) && !accepts(1, 1, 1048577, 1, 20, 61)
+            && accepts(1, 1, 1, 1048576, 20, 61) && !accepts(1, 1, 1, 1048577, 20, 61),
+        "logits height and width: 2^20");
+    check(accepts(1, 1, 1048576, 2047, 20, 61) && !accepts(1, 1, 1048576, 2048, 20, 61),
+        "logits per image: 1 x 2^20 x 2047 accepted, 1 x 2^20 x 2048 = 2^31 refused");
+    check(accepts(1, 19, 10631, 10631, 20, 61) && !accepts(1, 19, 11000, 11000, 20, 61),
+        "logits per image: 19 x 10631^2 = 2147345059 accepted, 19 x 11000^2 refused");
+}
+
+//! Why logits rows and columns stop at 2^20: the kernel's fp32 source coordinate of the last output
+//! pixel (the largest: it grows with the pixel) stays inside the row, whatever the output size, for
+//! random sizes up to 2^20 in both coordinate modes; above 2^22 it may not (a known case).
+void sourceIndexInsideTheRow()
+{
+    std::mt19937 rng(5);
+    std::uniform_int_distribution<int> inSize(1, 1 << 20);
+    std::uniform_int_distribution<int> outSize(1, 2147483520);
+    int outside = 0;
+    for (int i = 0; i < 100000; ++i)
+    {
+        int const in = i % 2 == 0 ? inSize(rng) : (1 << 20) - i % 64; // random, and the largest
+        int const out = i % 3 == 0 ? outSize(rng) : in * (1 + i % 7) + i % 5;
+        for (int ac = 0; ac < 2; ++ac)
+        {
+            dannet::Lerp const last = dannet::lerpAt(dannet::sourceScale(in, out, ac), out - 1, in, ac);
+            outside += last.i0 > in - 1 || last.i1 > in - 1 ? 1 : 0;
+        }
+    }
+    check(outside == 0, std::to_string(outside) + " of 200000 last pixels have a source index past the row");
+    check(dannet::lerpAt(dannet::sourceScale(4247913, 1084942781, 0), 1084942780, 4247913, 0).i0 == 4247913,
+        "w = 4247913 -> 1084942781: the last pixel's source index is one past the row (why 2^20 is the limit)");
+}
 } // namespace
 
 int main()
@@ -257,6 +305,8 @@ int main()
         check(dannet::makeReweightArgmaxParams(1, 3, 3, 4, 5, 6, weights, true, 0, p) && p.weights[1] == -1.0f,
             "mode 0 takes any weight as it is");
     }
+    sizeLimits();
+    sourceIndexInsideTheRow();
     int const failures = testSupport::failedChecks();
     std::printf("%s\n", failures == 0 ? "reweightArgmax host reference: all checks passed" : "FAILURES");
     return failures == 0 ? 0 : 1;

@@ -4,6 +4,9 @@
 // thread-dependent number of barriers. Each such kernel runs in a child process, which must abort
 // with the emulation's message naming the threads; kernels whose barriers are uniform (threads
 // leaving after the last barrier included) must run to the end with the result a GPU gives.
+// And its record of the streams (cudaEmulation::streamRecord), which the kernel and plugin tests read:
+// each launch that ran with the stream it was given, failed launches not at all, and every stream
+// and device synchronisation, per host thread.
 #include "testSupport.h"
 
 #include <cuda_runtime.h>
@@ -14,6 +17,7 @@
 #include <csignal>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace
@@ -144,6 +148,45 @@ void refused(char const* what, void (*kernel)(int*), std::vector<std::string> co
         std::string(what) + ": aborts naming the threads (" + (r.aborted ? "aborted" : "did not abort") + ", stderr: "
             + r.stderrText + ")");
 }
+//! Stores 1 at every thread's index.
+__global__ void fill(int* out)
+{
+    out[threadIdx.x] = 1;
+}
+
+void streamsRecorded()
+{
+    cudaEmulation::StreamRecord const before = cudaEmulation::streamRecord();
+    cudaStream_t stream = nullptr;
+    check(cudaStreamCreate(&stream) == cudaSuccess && stream != nullptr, "cudaStreamCreate gives a stream");
+    DeviceBuffer<int> const out(kThreads);
+    int* outPointer = out.data();
+    void* args[] = {&outPointer};
+    check(cudaLaunchKernel(fill, dim3(1), dim3(kThreads), args, 0, stream) == cudaSuccess
+            && cudaLaunchKernel(fill, dim3(1), dim3(kThreads), args) == cudaSuccess
+            && cudaLaunchKernel(fill, dim3(0), dim3(kThreads), args, 0, stream) == cudaErrorInvalidConfiguration,
+        "two launches run, the third is refused");
+    cudaGetLastError();
+    cudaStreamSynchronize(stream);
+    cudaDeviceSynchronize();
+    cudaDeviceSynchronize();
+    cudaEmulation::StreamRecord const& after = cudaEmulation::streamRecord();
+    std::vector<cudaStream_t> const launches(after.launches.begin() + before.launches.size(), after.launches.end());
+    check(launches == std::vector<cudaStream_t>{stream, nullptr},
+        "the record holds the launches that ran, with their streams (the default stream: nullptr)");
+    check(after.streamSynchronizations - before.streamSynchronizations == 1
+            && after.deviceSynchronizations - before.deviceSynchronizations == 2,
+        "the record counts stream and device synchronisations");
+    size_t const launchesHere = after.launches.size();
+    size_t otherThreadLaunches = 0;
+    std::thread([&] {
+        cudaLaunchKernel(fill, dim3(1), dim3(kThreads), args, 0, stream);
+        otherThreadLaunches = cudaEmulation::streamRecord().launches.size();
+    }).join();
+    check(otherThreadLaunches == 1 && cudaEmulation::streamRecord().launches.size() == launchesHere,
+        "each host thread has a record of its own");
+    cudaStreamDestroy(stream);
+}
 } // namespace
 
 int main()
@@ -154,7 +197,8 @@ int main()
     refused("two halves of the block wait at different __syncthreads()", twoBarriers,
         {"thread 63,0,0 waits at its __syncthreads() #1", "thread 31,0,0 waits at its __syncthreads() #1"});
     refused("a thread-dependent number of barriers", loopOfBarriers, {"exited", "waits at its __syncthreads() #2"});
+    streamsRecorded(); // after the children: a fork keeps none of the block scheduler's threads
     int const failures = testSupport::failedChecks();
-    std::printf("%s\n", failures == 0 ? "CUDA emulation: non-uniform barriers refused" : "FAILURES");
+    std::printf("%s\n", failures == 0 ? "CUDA emulation: streams recorded, non-uniform barriers refused" : "FAILURES");
     return failures == 0 ? 0 : 1;
 }

@@ -145,6 +145,18 @@ mutant(launcherSwapsConfidenceTypes ${CU}
   "kConfidenceKernels[fp16 ? 1 : 0][format]"
   "kConfidenceKernels[fp16 ? 0 : 1][format]"
   "FAILED|not inside any cudaMalloc allocation")
+# the launcher's work not on the stream it is given (TensorRT's enqueue stream): on the default
+# stream, which orders it with all other work of the device (and breaks CUDA graph capture), or
+# waiting for the device, where enqueue must return at once; a GPU computes the same labels
+# either way, so only the emulation's record of the launches catches them
+mutant(launchesOnTheDefaultStream ${CU}
+  "cudaLaunchKernel(kKernels[fp16 ? 1 : 0][format], grid, block, args, 0, stream)"
+  "cudaLaunchKernel(kKernels[fp16 ? 1 : 0][format], grid, block, args, 0, nullptr)"
+  "FAILED.*not one launch on the stream it was given")
+mutant(synchronisesTheDevice ${CU}
+  "    void* args[] = {&logits, &labels, &confidence, paramsArg};"
+  "    cudaDeviceSynchronize();\n    void* args[] = {&logits, &labels, &confidence, paramsArg};"
+  "FAILED.*synchronised")
 
 # --- emulator self-tests --------------------------------------------------------------------------
 # the emulation's fp16 conversion, wrong for subnormals: the kernel runs as written, on wrong values

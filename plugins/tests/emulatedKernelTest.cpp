@@ -2,7 +2,8 @@
 // emulation of CUDA (cudaEmulation/: one thread at a time in reverse order, bounds-checked loads,
 // uniform barriers enforced, sanitizers on the stores), against the host reference: labels bit for
 // bit, from the labels-only and from the confidence kernels, and confidence levels within one level
-// (testSupport::compareLevels). Every shape runs both modes, both align_corners (but the largest),
+// (testSupport::compareLevels); each launch on the stream it is given and no synchronisation (the
+// emulation's record of the launches). Every shape runs both modes, both align_corners (but the largest),
 // fp32 and fp16 logits and the three label formats. fp16 expectations come from the tests' own half
 // decoder (testSupport.h).
 // --stop-at-first-failure (for the mutation test) exits at the first failure.
@@ -197,14 +198,35 @@ std::string compareConfidence(std::vector<uint8_t> const& raw, std::vector<uint8
     return problem.empty() ? testSupport::compareLevels(levels, expected) : problem;
 }
 
-//! The launch's error as a message ("" for success).
-std::string launchError(int status)
+//! Runs the launcher under test on ``stream``: "" when it launched successfully, on ``stream`` only
+//! and without waiting for the stream or the device (the emulation's record of this thread says so:
+//! a real GPU would run such a launch all the same, after other work or serialising with it, so
+//! only the record shows it); else what went wrong.
+std::string launch(cudaStream_t stream, void const* input, bool fp16, void* labels, void* confidence,
+    dannet::LabelFormat format, dannet::ReweightArgmaxParams const& p)
 {
-    return status == cudaSuccess ? ""
-                                 : "launch failed: " + std::string(cudaGetErrorName(static_cast<cudaError_t>(status)));
+    cudaEmulation::StreamRecord const before = cudaEmulation::streamRecord();
+    int const status = dannet::launchReweightArgmax(input, fp16, labels, confidence, format, p, stream);
+    cudaEmulation::StreamRecord const& after = cudaEmulation::streamRecord();
+    if (status != cudaSuccess)
+    {
+        return "launch failed: " + std::string(cudaGetErrorName(static_cast<cudaError_t>(status)));
+    }
+    std::vector<cudaStream_t> const launches(after.launches.begin() + before.launches.size(), after.launches.end());
+    if (launches != std::vector<cudaStream_t>{stream})
+    {
+        return "the launcher made " + std::to_string(launches.size())
+            + " launch(es), not one launch on the stream it was given";
+    }
+    if (after.streamSynchronizations != before.streamSynchronizations
+        || after.deviceSynchronizations != before.deviceSynchronizations)
+    {
+        return "the launcher synchronised (it must only launch)";
+    }
+    return "";
 }
 
-void runShape(Shape const& s, unsigned seed)
+void runShape(Shape const& s, unsigned seed, cudaStream_t stream)
 {
     Inputs const in = makeInputs(s, seed);
     size_t const pixels = static_cast<size_t>(s.batch) * s.outHeight * s.outWidth;
@@ -236,8 +258,8 @@ void runShape(Shape const& s, unsigned seed)
                         + std::to_string(format);
                     {
                         DeviceBuffer<uint8_t> const labels(bytes);
-                        std::string mismatch = launchError(dannet::launchReweightArgmax(
-                            input, fp16 == 1, labels.data(), nullptr, labelFormat, p, nullptr));
+                        std::string mismatch
+                            = launch(stream, input, fp16 == 1, labels.data(), nullptr, labelFormat, p);
                         if (mismatch.empty())
                         {
                             mismatch = compareLabels(labels.download(), expected.labels, labelFormat, s);
@@ -246,8 +268,8 @@ void runShape(Shape const& s, unsigned seed)
                     }
                     DeviceBuffer<uint8_t> const labels(bytes);
                     DeviceBuffer<uint8_t> const confidence(bytes);
-                    std::string mismatch = launchError(dannet::launchReweightArgmax(
-                        input, fp16 == 1, labels.data(), confidence.data(), labelFormat, p, nullptr));
+                    std::string mismatch
+                        = launch(stream, input, fp16 == 1, labels.data(), confidence.data(), labelFormat, p);
                     if (mismatch.empty())
                     {
                         mismatch = compareLabels(labels.download(), expected.labels, labelFormat, s);
@@ -320,11 +342,14 @@ int main(int argc, char** argv)
         {"DANNet 68x120 -> 1080x1920 scaled by 1/8, batch 2", 2, 19, 9, 15, 135, 240, 1, true},
     };
     checkErrors();
+    cudaStream_t stream = nullptr; // not the default stream: the launches must go where they are sent
+    check(cudaStreamCreate(&stream) == cudaSuccess, "cudaStreamCreate");
     unsigned seed = 1;
     for (Shape const& s : shapes)
     {
-        runShape(s, seed++);
+        runShape(s, seed++, stream);
     }
+    cudaStreamDestroy(stream);
     int const failures = testSupport::failedChecks();
     std::printf("%s\n",
         failures == 0 ? "reweightArgmax emulated kernel: all labels bit-exact, all confidence levels within one"

@@ -92,6 +92,13 @@ void createFromParserFields(Paths const& paths)
             "defaults align_corners 1, pack4 0, mode 0, confidence 0");
         check(capabilitiesOf(*plugin).build->getNbOutputs() == 1, "without confidence: one output");
     }
+
+    // the largest output the kernel's grid and int arithmetic allow (README, op spec)
+    Attributes const largest = dannetAttributes(524280, 2147483520, 1, 1, 0);
+    PluginPtr largestPlugin;
+    std::vector<std::string> const errors
+        = errorsOf([&] { largestPlugin = create(build.creator(), largest, TensorRTPhase::kBUILD); });
+    check(largestPlugin != nullptr && errors.empty(), "createPlugin with out_height 524280, out_width 2^31 - 128");
 }
 
 //! What other producers may pass: every attribute of the node, in its order, the strings that select
@@ -124,7 +131,8 @@ void badAttributes(Paths const& paths)
     {
         char const* what;
         std::function<void(Fields&)> fields;
-        char const* named; //!< the log line must name this
+        char const* named;          //!< the log line must name this
+        char const* alsoNamed = ""; //!< and this (a size limit: the largest value allowed)
     };
     Attributes const good = dannetAttributes(8, 8, 1, 0, 0);
     // a node whose attributes are `good` changed as `change` says, as the parser passes it
@@ -168,6 +176,10 @@ void badAttributes(Paths const& paths)
             "'weights'"},
         {"out_height 0", with([](Attributes& a) { a.outHeight = 0; }), "'out_height'"},
         {"out_width -3", with([](Attributes& a) { a.outWidth = -3; }), "'out_width'"},
+        // the kernel's grid: 65535 blocks of 8 rows; its columns in int up to the last block of 128
+        {"out_height 600000", with([](Attributes& a) { a.outHeight = 600000; }), "'out_height'", "524280"},
+        {"out_height 524281", with([](Attributes& a) { a.outHeight = 524281; }), "'out_height'", "524280"},
+        {"out_width 2^31 - 1", with([](Attributes& a) { a.outWidth = 2147483647; }), "'out_width'", "2147483520"},
         {"align_corners 2", with([](Attributes& a) { a.alignCorners = 2; }), "'align_corners'"},
         {"pack4 -1", with([](Attributes& a) { a.pack4 = -1; }), "'pack4'"},
         {"mode 2", with([](Attributes& a) { a.mode = 2; }), "'mode'"},
@@ -198,7 +210,8 @@ void badAttributes(Paths const& paths)
             std::vector<std::string> const errors = errorsOf(
                 [&] { plugin.reset(build.creator().createPlugin("bad", fields.collection(), phase)); });
             check(plugin == nullptr, std::string(c.what) + ": createPlugin fails (" + phaseName(phase) + ")");
-            check(anyContains(errors, c.named), std::string(c.what) + ": an error naming " + c.named + " is logged");
+            check(anyContainsAll(errors, {c.named, c.alsoNamed}),
+                std::string(c.what) + ": an error naming " + c.named + " " + c.alsoNamed + " is logged");
         }
     }
 }

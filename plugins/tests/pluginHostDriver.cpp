@@ -43,6 +43,35 @@ bool sameFile(std::string const& reported, std::string const& libraryPath)
     return !reported.empty() && reported == libraryPath;
 }
 
+//! Empty when what enqueue did to the emulated device (this thread's record, ``before`` it and
+//! ``after``) is what TensorRT expects of it: at least one kernel launched, every one on ``stream``,
+//! the stream TensorRT gave it, and no waiting for a stream or the device (enqueue returns with the
+//! work queued, so that TensorRT overlaps it with other work and can capture it into a CUDA graph).
+//! Else what was wrong. A GPU computes the same labels either way: only the record shows it.
+std::string streamMisuse(
+    cudaEmulation::StreamRecord const& before, cudaEmulation::StreamRecord const& after, cudaStream_t stream)
+{
+    size_t const launches = after.launches.size() - before.launches.size();
+    size_t elsewhere = 0;
+    for (size_t i = before.launches.size(); i < after.launches.size(); ++i)
+    {
+        elsewhere += after.launches[i] != stream ? 1 : 0;
+    }
+    if (launches == 0 || elsewhere != 0)
+    {
+        return std::to_string(launches) + " kernel launch(es), " + std::to_string(elsewhere)
+            + " of them not on the stream enqueue was given";
+    }
+    int const streamWaits = after.streamSynchronizations - before.streamSynchronizations;
+    int const deviceWaits = after.deviceSynchronizations - before.deviceSynchronizations;
+    if (streamWaits != 0 || deviceWaits != 0)
+    {
+        return "it synchronised (" + std::to_string(streamWaits) + " stream, " + std::to_string(deviceWaits)
+            + " device synchronisation(s)) instead of only launching";
+    }
+    return "";
+}
+
 } // namespace
 
 bool Library::isLoaded(std::string const& path)
@@ -207,7 +236,10 @@ std::optional<Outputs> enqueue(
     cudaStreamCreate(&stream);
     void const* inputs[] = {input.data()};
     void* outputs[] = {labels.data(), confidence ? confidence->data() : nullptr};
+    cudaEmulation::StreamRecord const before = cudaEmulation::streamRecord();
     int32_t const status = runtime.enqueue(&descs.in, descs.out.data(), inputs, outputs, nullptr, stream);
+    std::string const misuse = streamMisuse(before, cudaEmulation::streamRecord(), stream);
+    check(misuse.empty(), "enqueue (" + describe(a, shape, logits.fp16) + "): " + misuse);
     cudaStreamSynchronize(stream);
     cudaStreamDestroy(stream);
     if (status != 0)
@@ -260,9 +292,19 @@ std::vector<std::string> errorsOf(std::function<void()> const& operation)
 
 bool anyContains(std::vector<std::string> const& messages, std::string const& fragment)
 {
+    return anyContainsAll(messages, {fragment});
+}
+
+bool anyContainsAll(std::vector<std::string> const& messages, std::vector<std::string> const& fragments)
+{
     for (std::string const& m : messages)
     {
-        if (m.find(fragment) != std::string::npos)
+        bool all = true;
+        for (std::string const& fragment : fragments)
+        {
+            all = all && m.find(fragment) != std::string::npos;
+        }
+        if (all)
         {
             return true;
         }

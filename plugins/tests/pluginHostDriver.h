@@ -188,6 +188,8 @@ inline Shape const kShapeB{1, 19, 33, 150};
 // --- running -----------------------------------------------------------------------------------------
 
 //! enqueue on a stream of its own, then wait: the outputs' elements, or nothing if enqueue fails.
+//! Checks that enqueue launched its kernel on that stream and did not synchronise (the CPU
+//! emulation's record of the launches, cudaEmulation::streamRecord).
 std::optional<Outputs> enqueue(
     nvinfer1::IPluginV3OneRuntime& runtime, Attributes const& a, Shape const& shape, Logits const& logits);
 
@@ -211,5 +213,8 @@ void checkRun(
 std::vector<std::string> errorsOf(std::function<void()> const& operation);
 
 bool anyContains(std::vector<std::string> const& messages, std::string const& fragment);
+
+//! Whether one message holds every fragment.
+bool anyContainsAll(std::vector<std::string> const& messages, std::vector<std::string> const& fragments);
 
 } // namespace host

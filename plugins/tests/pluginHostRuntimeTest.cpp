@@ -4,7 +4,10 @@
  * enqueue of its real kernel (executed by the CPU emulation of CUDA) against the host reference
  * (labels bit for bit, confidence levels within one), with one output and with two (the attribute
  * confidence); clone and attachToContext independent of the destroyed original and of each other;
- * getFieldsToSerialize -> createPlugin(kRUNTIME) with identical outputs. Run by pluginHostMain.cpp.
+ * getFieldsToSerialize -> createPlugin(kRUNTIME) with identical outputs; every enqueue on the stream
+ * it is given, without synchronising (pluginHostDriver.cpp); logits beyond the kernel's size limits
+ * refused by configurePlugin and onShapeChange; a failed launch's CUDA error named. Run by
+ * pluginHostMain.cpp.
  */
 #include "pluginHostDriver.h"
 
@@ -216,12 +219,108 @@ void serialisationRoundTrip(Paths const& paths)
     }
 }
 
+//! Logits beyond the kernel's size limits (README, op spec) are refused where TensorRT lets a plugin
+//! refuse them, with a logged line naming the quantity and its limit: at build time the largest
+//! logits of the optimisation profile (configurePlugin), at run time the concrete shape
+//! (onShapeChange); the largest allowed are accepted.
+void sizeLimits(Paths const& paths)
+{
+    DynamicBuild const build(paths.dynamicBuild);
+    Attributes const a = dannetAttributes(20, 61, 1, 0, 0);
+    PluginPtr const plugin = create(build.creator(), a, TensorRTPhase::kBUILD);
+    Capabilities const caps = plugin != nullptr ? capabilitiesOf(*plugin) : Capabilities{};
+    if (caps.build == nullptr || caps.runtime == nullptr)
+    {
+        check(false, "createPlugin with build and runtime capabilities");
+        return;
+    }
+    struct Case
+    {
+        char const* what;
+        std::vector<int64_t> largest; //!< N x C x h x w
+        std::vector<std::string> named;
+    };
+    // the limits from CUDA's grid (z at most 65535) and the kernel's int offsets and fp32 coordinates
+    std::vector<Case> const refused = {
+        {"19 x 11000 x 11000 logits per image", {1, 19, 11000, 11000}, {"C x h x w", "2147483647"}},
+        {"batch 65536", {65536, 19, 9, 17}, {"batch", "65535"}},
+        {"logits 2^20 + 1 wide", {1, 19, 9, 1048577}, {"width", "1048576"}},
+        {"logits 2^20 + 1 high", {1, 19, 1048577, 9}, {"height", "1048576"}},
+    };
+    std::vector<Case> const accepted = {
+        {"19 x 10631 x 10631 logits per image", {1, 19, 10631, 10631}, {}},
+        {"batch 65535", {65535, 19, 9, 17}, {}},
+    };
+    DataType const type = DataType::kFLOAT;
+    std::vector<DynamicPluginTensorDesc> const out(1, buildTensor(dims({-1, 20, 61}), DataType::kINT32));
+    for (bool const tooLarge : {true, false})
+    {
+        for (Case const& c : tooLarge ? refused : accepted)
+        {
+            std::string const expected = tooLarge ? " refused with an error naming the limit" : " accepted";
+            Dims const largest = dims(c.largest);
+            // build time: the profile allows these logits at most (dynamic N, h, w), or they are static
+            for (bool const dynamic : {true, false})
+            {
+                DynamicPluginTensorDesc const in = dynamic
+                    ? buildTensor(dims({-1, 19, -1, -1}), type, dims({1, 19, 1, 1}), largest, dims({1, 19, 9, 17}))
+                    : buildTensor(largest, type);
+                int32_t status = 0;
+                std::vector<std::string> const errors
+                    = errorsOf([&] { status = caps.build->configurePlugin(&in, 1, out.data(), 1); });
+                bool const asExpected
+                    = tooLarge ? status != 0 && anyContainsAll(errors, c.named) : status == 0 && errors.empty();
+                check(asExpected,
+                    std::string("configurePlugin, ") + (dynamic ? "profile maximum " : "static ") + c.what + expected);
+            }
+            // run time
+            Shape const shape{static_cast<int>(c.largest[0]), static_cast<int>(c.largest[1]),
+                static_cast<int>(c.largest[2]), static_cast<int>(c.largest[3])};
+            RunDescs const descs = runDescs(a, shape, false);
+            int32_t status = 0;
+            std::vector<std::string> const errors
+                = errorsOf([&] { status = caps.runtime->onShapeChange(&descs.in, 1, descs.out.data(), 1); });
+            bool const asExpected
+                = tooLarge ? status != 0 && anyContainsAll(errors, c.named) : status == 0 && errors.empty();
+            check(asExpected, std::string("onShapeChange, ") + c.what + expected);
+        }
+    }
+}
+
+//! A launch that CUDA refuses fails enqueue with a logged line naming the CUDA error. TensorRT calls
+//! onShapeChange before enqueue; without it the plugin's grid is empty, which CUDA refuses.
+void enqueueNamesTheCudaError(Paths const& paths)
+{
+    DynamicBuild const build(paths.dynamicBuild);
+    Attributes const a = dannetAttributes(20, 61, 1, 0, 0);
+    PluginPtr const plugin = create(build.creator(), a, TensorRTPhase::kRUNTIME);
+    IPluginV3OneRuntime* const runtime = plugin != nullptr ? capabilitiesOf(*plugin).runtime : nullptr;
+    if (runtime == nullptr)
+    {
+        check(false, "runtime capability");
+        return;
+    }
+    RunDescs const descs = runDescs(a, kShapeA, false);
+    testSupport::DeviceBuffer<float> const logits(kShapeA.count());
+    testSupport::DeviceBuffer<int32_t> const labels(static_cast<size_t>(kShapeA.batch) * a.outHeight * a.outWidth);
+    void const* inputs[] = {logits.data()};
+    void* outputs[] = {labels.data()};
+    int32_t status = 0;
+    std::vector<std::string> const errors = errorsOf(
+        [&] { status = runtime->enqueue(&descs.in, descs.out.data(), inputs, outputs, nullptr, nullptr); });
+    check(status != 0 && anyContains(errors, "cudaErrorInvalidConfiguration"),
+        "enqueue of an empty grid fails, naming cudaErrorInvalidConfiguration");
+    cudaGetLastError(); // the error is reported; it must not linger for the next test
+}
+
 } // namespace
 
 std::vector<NamedTest> runtimeTests()
 {
     return {
         {"configure and enqueue (shapes A, B, A)", configureAndEnqueue},
+        {"size limits (configurePlugin, onShapeChange)", sizeLimits},
+        {"enqueue names the CUDA error", enqueueNamesTheCudaError},
         {"clone is independent", cloneIsIndependent},
         {"attachToContext", attachToContext},
         {"serialisation round trip", serialisationRoundTrip},

@@ -16,8 +16,9 @@
  *                (the kernel names it where the emulation compiles it: asm cannot run here)
  *   launch       cudaLaunchKernel(kernel, grid, block, args, sharedMem, stream), CUDA's C++ form:
  *                checks the configuration as CUDA does (cudaErrorInvalidConfiguration for an
- *                empty grid or a block of more than 1024 threads), copies the arguments and runs
- *                the grid before it returns (blockScheduler.h: the schedule that exposes races).
+ *                empty grid or a block of more than 1024 threads), copies the arguments, runs
+ *                the grid before it returns (blockScheduler.h: the schedule that exposes races)
+ *                and records the stream it was given (cudaEmulation::streamRecord)
  * Global stores are plain stores: build with AddressSanitizer (exactly sized allocations) and
  * UndefinedBehaviorSanitizer (alignment of int4 and other vector stores) to check them.
  * Shared memory is not poisoned between blocks: `__shared__` is a prefix of a declaration whose
@@ -143,7 +144,7 @@ void runGrid(void (*kernel)(Params...), dim3 grid, dim3 block, void** args, std:
 
 template <typename... Params>
 cudaError_t cudaLaunchKernel(void (*kernel)(Params...), dim3 grid, dim3 block, void** args, size_t sharedMem = 0,
-    cudaStream_t /*stream*/ = nullptr)
+    cudaStream_t stream = nullptr)
 {
     if (kernel == nullptr)
     {
@@ -158,5 +159,6 @@ cudaError_t cudaLaunchKernel(void (*kernel)(Params...), dim3 grid, dim3 block, v
         return cudaEmulation::report(cudaErrorNotSupported); // no dynamic shared memory in this emulation
     }
     cudaEmulation::runGrid(kernel, grid, block, args, std::index_sequence_for<Params...>{});
+    cudaEmulation::streamRecord().launches.push_back(stream);
     return cudaSuccess;
 }

@@ -12,6 +12,8 @@
  *              methods that take one), dim3, uint3, int4 (16-byte aligned) + make_int4
  *   memory     cudaMalloc, cudaFree, cudaMemcpy
  *   streams    cudaStreamCreate, cudaStreamDestroy, cudaStreamSynchronize
+ *   device     cudaDeviceSynchronize (only so that code waiting for the whole device compiles and
+ *              is seen doing it: see streamRecord)
  *   errors     cudaGetLastError, cudaGetErrorName
  * Kernels are written and launched through cuda_runtime.h (beside this file), which a .cu file
  * compiled by the host compiler includes where nvcc would include CUDA's implicitly.
@@ -23,6 +25,10 @@
  *    check their device ranges against those records;
  *  - everything is synchronous: a launch has finished when cudaLaunchKernel returns, so stream
  *    synchronisation only reports success; streams are opaque handles;
+ *  - what a GPU cannot show is recorded per host thread (cudaEmulation::streamRecord): the stream of
+ *    each launch that ran and how often the thread waited for a stream or the device, so that a
+ *    test sees whether code ran its work on the stream it was given and returned without waiting
+ *    (TensorRT's enqueue contract), which the synchronous emulation would otherwise hide;
  *  - errors are returned and also kept per host thread for cudaGetLastError, as CUDA does.
  */
 #pragma once
@@ -33,6 +39,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <vector>
 
 enum cudaError
 {
@@ -170,6 +177,21 @@ inline cudaError_t report(cudaError_t error)
     return error;
 }
 
+//! What one host thread asked of the emulated device's streams, in order.
+struct StreamRecord
+{
+    std::vector<cudaStream_t> launches; //!< the stream of each kernel launch that ran (nullptr: the default stream)
+    int streamSynchronizations{0};      //!< cudaStreamSynchronize calls
+    int deviceSynchronizations{0};      //!< cudaDeviceSynchronize calls
+};
+
+//! The calling host thread's record (per thread, as CUDA's errors are: launches come from threads).
+inline StreamRecord& streamRecord()
+{
+    static thread_local StreamRecord record;
+    return record;
+}
+
 } // namespace cudaEmulation
 
 inline cudaError_t cudaGetLastError()
@@ -255,6 +277,13 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t stream)
 
 inline cudaError_t cudaStreamSynchronize(cudaStream_t /*stream*/)
 {
+    ++cudaEmulation::streamRecord().streamSynchronizations;
     return cudaSuccess; // launches and copies complete before they return
+}
+
+inline cudaError_t cudaDeviceSynchronize()
+{
+    ++cudaEmulation::streamRecord().deviceSynchronizations;
+    return cudaSuccess;
 }
 
