@@ -190,6 +190,10 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed{where}: "
                           f"{first.desc() if first is not None else 'unknown error'}")
     config = builder.create_builder_config()
+    # fp32 means fp32: TF32, on by default, would round the inputs of an fp32 graph's convs and matmuls to 10-bit
+    # mantissas on Ampere and newer GPUs (Orin included), and the fp32 engine is the reference FP16/INT8 are
+    # measured against (dannet-bench miou). An fp16 or int8 graph's layers are typed, so it changes nothing there.
+    config.clear_flag(trt.BuilderFlag.TF32)
     if workspace_gb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     cache = _attach_timing_cache(config, Path(timing_cache)) if timing_cache else None  # kept until built

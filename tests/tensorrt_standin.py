@@ -902,7 +902,7 @@ class IOptimizationProfile(_Strict):
 class IBuilderConfig(_Strict):
     def __init__(self) -> None:
         object.__setattr__(self, "_profiles", [])
-        object.__setattr__(self, "_flags", set())
+        object.__setattr__(self, "_flags", {BuilderFlag.TF32})  # TensorRT's default (NvInfer.h: "Enabled by default")
         object.__setattr__(self, "default_device_type", None)  # the GPU (a member the manifest does not list)
         object.__setattr__(self, "DLA_core", -1)  # TensorRT's default: none
         object.__setattr__(self, "_timing_cache", None)
@@ -911,6 +911,14 @@ class IBuilderConfig(_Strict):
         if not isinstance(flag, BuilderFlag):
             raise ContractViolation(f"set_flag({flag!r}): needs a trt.BuilderFlag")
         self._flags.add(flag)
+
+    def clear_flag(self, flag) -> None:
+        if not isinstance(flag, BuilderFlag):
+            raise ContractViolation(f"clear_flag({flag!r}): needs a trt.BuilderFlag")
+        self._flags.discard(flag)
+
+    def get_flag(self, flag) -> bool:
+        return flag in self._flags
 
     def set_memory_pool_limit(self, pool_type, pool_size: int) -> None:
         if pool_type is not MemoryPoolType.WORKSPACE or pool_size <= 0:
@@ -967,6 +975,7 @@ class Builder(_Strict):
             self._standin.log.append(f"Builder::buildSerializedNetwork: DLA core {config.DLA_core} of "
                                      f"{self.num_DLA_cores}")
             return None
+        self._standin.built_with.append(config)
         if config._timing_cache is not None:  # the tactics it timed, kept for the next build
             object.__setattr__(config._timing_cache, "_serialized",
                                config._timing_cache._serialized + f"timings for {plan.onnx_path}\n".encode())
@@ -1006,6 +1015,7 @@ class StandIn:
         self.dla_cores = dla_cores  # Jetson AGX/NX Orin have two; desktop GPUs none
         self.log: list[str] = []  # the errors TensorRT would have printed
         self.library_loads: list[str] = []  # every IPluginRegistry.load_library call
+        self.built_with: list["IBuilderConfig"] = []  # the config of every build_serialized_network call
         self.memory = Memory()
         self.cuda = CudaRuntime(self.memory, driver)
         self.registry = IPluginRegistry(self)

@@ -186,3 +186,12 @@ def test_shape_flags_reach_the_builder_as_the_profile(standin: StandIn, tmp_path
     code = export_main(["engine", "--onnx", str(graph), "--out", str(out), *flags])
     assert code == 0, capsys.readouterr().err
     assert Sidecar.read(sidecar_path(out)).profile == profile
+
+
+def test_an_fp32_engine_is_built_without_tf32(standin: StandIn, tmp_path: Path) -> None:
+    """TensorRT turns TF32 on by default (NvInfer.h), which rounds fp32 convs' inputs to 10-bit mantissas on
+    Ampere and newer GPUs: an engine recorded as fp32, the reference FP16 and INT8 are compared with, must not."""
+    graph = tiny_graph(tmp_path / "a.onnx", "a")
+    assert export_main(["engine", "--onnx", str(graph), "--out", str(tmp_path / "m.engine")]) == 0
+    config, = standin.built_with
+    assert not config.get_flag(standin.tensorrt.BuilderFlag.TF32)
