@@ -27,6 +27,7 @@ from runtime.arguments import integer
 from runtime.atomic import atomic_save_image, atomic_write, check_folder_writable
 from train.metrics import ConfusionMeter
 
+from .cityscapes_eval import CityscapesScripts
 from .cli import check_outputs, command_parser, provenance
 
 if TYPE_CHECKING:
@@ -109,12 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     models = [Segmenter(m, args.backend) for m in args.model]
     if args.compare_model:
         models.append(Segmenter(args.compare_model, args.compare_backend))
-    kept: list[tuple[np.ndarray, np.ndarray]] = []
+    official = CityscapesScripts() if args.check_cityscapesscripts else None
     out = Path(args.save_predictions) if args.save_predictions else None
 
     def each(sample, preds: list[np.ndarray], label: np.ndarray) -> None:
-        if args.check_cityscapesscripts:
-            kept.append((preds[0], label))
+        if official is not None:
+            official.add(preds[0], label)
         if out is not None:
             stem = out / sample.name
             atomic_save_image(f"{stem}_labelTrainIds.png", preds[0])
@@ -130,13 +131,11 @@ def main(argv: list[str] | None = None) -> None:
               "iou": [None if np.isnan(v) else float(v) for v in first.iou]}
     if len(args.model) > 1:
         result["models"] = side_by_side(args.model, models, evaluation)
-    if args.check_cityscapesscripts:
-        from .cityscapes_eval import cityscapes_miou
-
-        official = cityscapes_miou([p for p, _ in kept], [g for _, g in kept])
-        result["cityscapesscripts_miou"] = official
-        print(f"cityscapesscripts on the same predictions: mIoU {100 * official:.2f} "
-              f"({'agrees' if abs(official - first.miou) < 1e-6 else 'DIFFERS'})")
+    if official is not None:
+        with official:
+            result["cityscapesscripts_miou"] = official_miou = official.miou()
+        print(f"cityscapesscripts on the same predictions: mIoU {100 * official_miou:.2f} "
+              f"({'agrees' if abs(official_miou - first.miou) < 1e-6 else 'DIFFERS'})")
     if args.compare_model:
         compare, same = meters[-1], evaluation.same_as_first[-1]
         delta = compare.miou - first.miou
