@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"(default {','.join(DEFAULT_KEEP_FP32)} where the graph has a relighting net, else none; "
                         "relight groups asked of a graph without one are an error)")
     p.add_argument("--max-miou-drop", type=number(0, 100), default=1.0,
-                   help="largest night mIoU loss accepted, in points (default 1.0)")
+                   help="largest night mIoU loss accepted, in points (default 1.0); FP32's own mIoU must be above "
+                        "it, or the gate could not fail and refuses")
     p.add_argument("--out", required=True, help="output .onnx file (left untouched when the gate refuses)")
     add_debug_flag(p)
     p.set_defaults(func=cmd_int8)

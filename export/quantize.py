@@ -62,6 +62,8 @@ RELIGHT_GROUPS = ("relight", "relight-output")
 #: net reads) in FP32 keeps 0.3-0.6% more labels equal to FP32 at no measurable cost; the bottleneck in FP32 undoes
 #: the speed-up, and the whole relighting net in FP32 costs 5-10% of the time for a similar agreement
 DEFAULT_KEEP_FP32 = ("relight-output",)
+#: single-input activations that may sit between the PSP bottleneck conv and the classifier
+ACTIVATIONS = ("Relu", "Clip")
 #: Dark Zurich-style datasets keep unlabelled night images in rgb_anon/train/night: calibration comes from there
 CALIBRATION_SPLIT = {"darkzurich-val": "train", "synthetic": "train", "acdc-night": "train"}
 
@@ -167,12 +169,12 @@ def fp32_nodes(model: onnx.ModelProto, groups: tuple[str, ...]) -> list[str]:
     if "classifier" in groups:
         chosen += [node.name for node in classifier]
     if "bottleneck" in groups:
-        if len(classifier) > 1:
-            raise ExportError("--keep-fp32 bottleneck: the graph's classifier is DeepLab's ASPP, whose convs read the "
-                              "backbone directly; there is no bottleneck conv (expected classifier and/or relight*)")
-        node = producer[classifier[0].input[0]]
-        while node.op_type != "Conv":  # an activation between them
-            node = producer[node.input[0]]
+        node = producer.get(classifier[0].input[0])
+        while node is not None and node.op_type in ACTIVATIONS:  # between the bottleneck and the classifier
+            node = producer.get(node.input[0])
+        if len(classifier) > 1 or node is None or node.op_type != "Conv":
+            raise ExportError("--keep-fp32 bottleneck: the graph's classifier reads no conv of its own (DeepLab's ASPP "
+                              "reads the backbone); there is no bottleneck conv (expected classifier and/or relight*)")
         chosen.append(node.name)
     return list(dict.fromkeys(chosen))
 
@@ -183,7 +185,11 @@ def score_layers(graph: onnx.GraphProto) -> tuple[list[onnx.NodeProto], set[str]
     producer = _producers(graph)
     nodes, tensors, waiting = [], {LOGITS}, [LOGITS]
     while waiting:
-        node = producer[waiting.pop()]
+        name = waiting.pop()
+        if name not in producer:
+            raise ExportError(f"the graph's logits are summed from {name!r}, which no node computes: not a "
+                              "dannet-export segmentation graph")
+        node = producer[name]
         nodes.append(node)
         if node.op_type == "Add":
             tensors.update(node.input)
@@ -394,9 +400,10 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
         if np.isnan(drop):
             raise GateError(f"--eval-images: the {len(sets.evaluation)} {dataset} evaluation images have no labelled "
                             f"pixel, so the gate cannot measure INT8; {out} not written")
-        if fp32_miou == 0:  # nothing INT8 could lose: any model would pass
-            raise GateError(f"FP32 night mIoU is 0 on the {len(sets.evaluation)} {dataset} evaluation images, so the "
-                            f"gate cannot measure what INT8 loses (a trained model? its classes?); {out} not written")
+        if fp32_miou <= spec.max_miou_drop:  # INT8 could lose all of it and pass: a gate that cannot fail
+            raise GateError(f"FP32 night mIoU {fp32_miou:.2f} on the {len(sets.evaluation)} {dataset} evaluation "
+                            f"images is not above --max-miou-drop {spec.max_miou_drop:g}, so the gate could not "
+                            f"refuse any INT8 model (a trained model? held-out images it scores on?); {out} not written")
         if not drop <= spec.max_miou_drop:
             raise GateError(f"INT8 night mIoU {int8_miou:.2f} is {drop:.2f} points below FP32 {fp32_miou:.2f} on "
                             f"{len(sets.evaluation)} {dataset} images (--max-miou-drop {spec.max_miou_drop:g}); "
