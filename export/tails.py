@@ -45,9 +45,9 @@ def _confidence_nodes(scores: str) -> list[onnx.NodeProto]:
     """Upsampled re-weighted scores (N x C x H x W fp32) -> uint8 confidence levels N x H x W.
 
     ``p = 1 / sum_c exp(s_c - max s)`` (the softmax at the winning class; the shift keeps every exponential
-    in (0, 1]), then ``floor(255 p + 0.5)``, cast to uint8 through fp32 like the labels. A pixel whose scores
-    are not finite (an fp16 network's logits can overflow to inf: inf - inf is NaN) gets level 0, as in the
-    kernel: a cast of NaN to uint8 is undefined.
+    in (0, 1]), then ``floor(255 p + 0.5)``, cast to uint8 through fp32 like the labels. Where the scores are
+    not finite (an fp16 network's logits can overflow to inf: inf - inf is NaN) the level is 0, never a cast
+    of NaN to uint8, which is undefined (the op spec: such pixels may differ between implementations).
     """
     return [
         helper.make_node("ReduceMax", [scores, "tail_class_axis"], ["tail_max"], keepdims=1, name="tail_max"),

@@ -40,7 +40,7 @@ class FrameToLabels(nn.Module):
         if not self.spec.confidence:
             return labels
         # the op spec's confidence: 1 / sum_c exp(s_c - max s), as the level floor(255 p + 0.5); level 0 where the
-        # scores are not finite (inf - inf is NaN, and a cast of NaN to uint8 is undefined), as in the kernel
+        # scores are not finite (inf - inf is NaN, and a cast of NaN to uint8 is undefined), as the ONNX tail
         top = scores.amax(dim=1, keepdim=True)
         probability = 1 / torch.exp(scores - top).sum(dim=1)
         return labels, torch.floor(probability * 255 + 0.5).nan_to_num(nan=0.0).to(torch.uint8)

@@ -20,8 +20,9 @@ KERNEL_SOURCE = Path(os.environ.get(
     Path(__file__).resolve().parents[1] / "plugins" / "reweightArgmax" / "reweightArgmaxKernel.cuh"))
 MAX_CLASSES = 64
 BLOCK_X, BLOCK_Y, PIXELS_PER_THREAD = 32, 8, 4
-#: the kernel's size limits (reweightArgmaxParams.h, where each is explained): batch (grid z), logits per image
-#: (32-bit offsets), logits height/width (fp32 source coordinates), out_height (grid y), out_width (32-bit columns)
+#: the kernel's size limits, a copy of reweightArgmaxParams.h's (where each is explained; a test compares the two):
+#: batch (grid z), logits per image (32-bit offsets), logits height/width (fp32 source coordinates), out_height
+#: (grid y), out_width (32-bit columns)
 LIMITS = {"batch": 65535, "logits per image": 2**31 - 1, "logits height/width": 2**20,
           "out_height": 65535 * BLOCK_Y, "out_width": 2**31 - 1 - (BLOCK_X * PIXELS_PER_THREAD - 1)}
 #: label format -> kernel name suffix

@@ -1,6 +1,7 @@
 // C entry points to the host reference, so that Python tests can compare it with PyTorch and NumPy.
 #include "reweightArgmaxReference.h"
 
+#include <cstdint>
 #include <cstring>
 
 //! Labels (uint8, N x outH x outW) of fp32 logits; 0, or 1 for arguments makeParams refuses.
@@ -48,5 +49,17 @@ extern "C" void dannetReweightArgmaxLogWeights(float const* weights, int count, 
     for (int i = 0; i < count; ++i)
     {
         logWeights[i] = dannet::logWeight(weights[i]);
+    }
+}
+
+//! The kernel's size limits (reweightArgmaxParams.h), in the order batch, logits per image, logits height and
+//! width, out_height, out_width: for the Python launcher's copy to be checked against.
+extern "C" void dannetReweightArgmaxSizeLimits(int64_t* largest)
+{
+    dannet::SizeLimit const limits[] = {dannet::kBatchLimit, dannet::kImageLimit, dannet::kInputExtentLimit,
+        dannet::kOutHeightLimit, dannet::kOutWidthLimit};
+    for (int i = 0; i < 5; ++i)
+    {
+        largest[i] = limits[i].largest;
     }
 }
