@@ -190,10 +190,12 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed{where}: "
                           f"{first.desc() if first is not None else 'unknown error'}")
     config = builder.create_builder_config()
-    # fp32 means fp32: TF32, on by default, would round the inputs of an fp32 graph's convs and matmuls to 10-bit
-    # mantissas on Ampere and newer GPUs (Orin included), and the fp32 engine is the reference FP16/INT8 are
-    # measured against (dannet-bench miou). An fp16 or int8 graph's layers are typed, so it changes nothing there.
-    config.clear_flag(trt.BuilderFlag.TF32)
+    if metadata.get("dannet.precision", "fp32") == "fp32":
+        # fp32 means fp32: TF32, on by default, would round an fp32 graph's conv and matmul inputs to 10-bit
+        # mantissas on Ampere and newer GPUs (Orin included), and the fp32 engine is the reference FP16 and INT8
+        # are measured against (dannet-bench miou). FP16 and INT8 engines keep TensorRT's default: the layers
+        # they leave in fp32 (the relighting output at full resolution, the classifier) may use TF32 for speed.
+        config.clear_flag(trt.BuilderFlag.TF32)
     if workspace_gb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     cache = _attach_timing_cache(config, Path(timing_cache)) if timing_cache else None  # kept until built

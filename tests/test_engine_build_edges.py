@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+import onnx
 import pytest
 from onnx import TensorProto, helper
 from tensorrt_standin import GPU_NAME, StandIn, timing_cache_header
@@ -188,10 +189,15 @@ def test_shape_flags_reach_the_builder_as_the_profile(standin: StandIn, tmp_path
     assert Sidecar.read(sidecar_path(out)).profile == profile
 
 
-def test_an_fp32_engine_is_built_without_tf32(standin: StandIn, tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_only_an_fp32_engine_is_built_without_tf32(precision: str, standin: StandIn, tmp_path: Path) -> None:
     """TensorRT turns TF32 on by default (NvInfer.h), which rounds fp32 convs' inputs to 10-bit mantissas on
-    Ampere and newer GPUs: an engine recorded as fp32, the reference FP16 and INT8 are compared with, must not."""
+    Ampere and newer GPUs: an engine recorded as fp32, the reference FP16 and INT8 are compared with, must not;
+    an FP16 (or INT8) engine keeps the default for the layers it leaves in fp32."""
     graph = tiny_graph(tmp_path / "a.onnx", "a")
+    model = onnx.load(str(graph))
+    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, "dannet.precision": precision})
+    onnx.save(model, str(graph))
     assert export_main(["engine", "--onnx", str(graph), "--out", str(tmp_path / "m.engine")]) == 0
     config, = standin.built_with
-    assert not config.get_flag(standin.tensorrt.BuilderFlag.TF32)
+    assert config.get_flag(standin.tensorrt.BuilderFlag.TF32) == (precision != "fp32")
