@@ -24,6 +24,7 @@ backbone's figure from the same run (row / baseline).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -321,17 +322,17 @@ def main(argv: list[str] | None = None) -> None:
     device = None
     if timed:
         frame = night_frames(1, args.input_size, args.input_size)[0]
-        with tempfile.TemporaryDirectory(prefix="dannet-backbones-") as folder:
-            backends = {row.backbone: OnnxRuntimeBackend(export_graph(*networks[row.backbone], row.backbone, spec,
-                                                                      Path(folder)),
-                                                         providers=["CPUExecutionProvider"], threads=args.threads)
-                        for row in tqdm(timed, desc="export", unit="model")}
+        with tempfile.TemporaryDirectory(prefix="dannet-backbones-") as folder, contextlib.ExitStack() as opened:
+            backends = {}
+            for row in tqdm(timed, desc="export", unit="model"):
+                graph = export_graph(*networks[row.backbone], row.backbone, spec, Path(folder))
+                backends[row.backbone] = OnnxRuntimeBackend(graph, providers=["CPUExecutionProvider"],
+                                                            threads=args.threads)
+                opened.callback(backends[row.backbone].close)
             latencies = onnxruntime_latencies(backends, frame, args.warmup, args.iters)
             device = device_name(next(iter(backends.values())))
             for row in timed:
                 row.latency_ms = latencies[row.backbone]
-            for backend in backends.values():
-                backend.close()
     add_ratios(rows, args.baseline)
 
     (h, w), (oh, ow) = spec.input_size, spec.output_size

@@ -200,11 +200,16 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
     return result
 
 
+def load_text(load_average: list[float] | None) -> str:
+    """", load 1.23" (the 1-minute load average), or nothing where the system does not say."""
+    return "" if load_average is None else f", load {load_average[0]:.2f}"
+
+
 def report(result: dict, args: argparse.Namespace) -> None:
     """The table, and the JSON and plot where asked for."""
     print(f"{result['arch']} ({result['backbone']}), {args.input_size[0]}x{args.input_size[1]} -> "
           f"{args.output_size[0]}x{args.output_size[1]}, {args.frames} frames, "
-          f"{result['machine']['cpu']}, {result['threads']} threads, load {result['machine']['load_average'][0]:.2f}")
+          f"{result['machine']['cpu']}, {result['threads']} threads{load_text(result['machine']['load_average'])}")
     print(f"{'path':<46} {'p50 ms':>9} {'p90 ms':>9} {'speed-up':>8} {'= ref %':>8} {'= first %':>9} {'mIoU':>6}")
     miou = result.get("night_miou", {}).get("reference")
     print(f"{'reference loop (PyTorch eager + NumPy argmax)':<46} {result['reference']['p50_ms']:>9.1f} "

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{input_size[0]}x{input_size[1]} -> {output_size[0]}x{output_size[1]}: labels {m['labels']:.1f} ms, "
                   f"labels + confidence {m['labels+confidence']:.1f} ms (median of {row['runs']}): "
                   f"x{row['ratio']:.3f}, +{row['extra_ms']:.1f} ms", flush=True)
-    result = {"checkpoint": args.checkpoint, "threads": args.threads, "cpu_count": os.cpu_count(),
+    result = {"checkpoint": args.checkpoint, "threads": args.threads,
               "load_average_before": load_before, "load_average_after": os.getloadavg(), "rows": rows}
     print(f"load average (1, 5, 15 min): before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {result['load_average_after'][0]:.2f} {result['load_average_after'][1]:.2f} "

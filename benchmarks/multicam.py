@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     gains = batching_gains(results)
     print("batched / one at a time: " + ", ".join(f"{n} camera(s) {gain:.2f}x" for n, gain in gains.items()))
     if args.json:
-        atomic_write(args.json, json.dumps({**provenance(args), **ran_on, "args": vars(args) | {"size": list(args.size)},
+        atomic_write(args.json, json.dumps({**provenance(args), **ran_on, "args": {k: v for k, v in vars(args).items() if k != "command_line"} | {"size": list(args.size)},
                                             "results": results, "batched_vs_one_at_a_time": gains}, indent=1))
     return 0
 

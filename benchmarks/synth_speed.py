@@ -44,7 +44,10 @@ def main() -> None:
         for layout in LAYOUTS:
             out = Path(tmp, layout)
             start = time.perf_counter()
-            generate(out, layout, args.count, args.size, seed=0)
+            try:
+                generate(out, layout, args.count, args.size, seed=0)
+            except ValueError as e:  # a size the generator cannot draw scenes at
+                parser.error(f"--size {args.size[0]}x{args.size[1]}: {e}")
             spent = time.perf_counter() - start
             pngs = sorted(out.rglob("*.png"))
             floor = writing_alone_s(pngs, Path(tmp, "floor", layout))

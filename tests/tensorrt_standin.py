@@ -265,7 +265,7 @@ ONNX_OPS: dict[tuple[str, str], tuple[set[int], tuple[int, ...] | None, Callable
     ("", "Conv"): (FLOATS, None, None),
     ("", "ConvTranspose"): (FLOATS, None, None),
     ("", "Floor"): (FLOATS, None, None),
-    ("", "IsNaN"): (FLOATS | INTS, None, None),
+    ("", "IsNaN"): (FLOATS, None, None),
     ("", "MatMul"): (FLOATS, None, None),
     ("", "MaxPool"): (FLOATS, (0,), _maxpool_rule),
     ("", "Pad"): (FLOATS | INTS, (0,), _constant_input(3, "axes must be an initializer")),
