@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{f'{bandwidth:.0f} GB/s' if bandwidth else 'unknown'}")
     print("\n".join(table(rows, bandwidth)))
     if args.json:
-        atomic_write(args.json, json.dumps({**provenance(args), "device": torch.cuda.get_device_name(), "bandwidth_gbs": bandwidth,
+        atomic_write(args.json, json.dumps({**provenance(args), "device": torch.cuda.get_device_name(),
+                                            "bandwidth_gbs": bandwidth,
                                             "batch": args.batch, "samples": args.samples,
                                             "launches": args.launches, "warmup": args.warmup, "rows": rows}, indent=1))
 

@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model or dynamic_model(Path(folder), args.size, program=args.backend == "torch")
         with Segmenter(model, args.backend) as segmenter:
             warm_up(segmenter, args.size, max(args.cameras))
+            turns = [(True, False) if i % 2 == 0 else (False, True) for i in range(len(args.cameras))]
             results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size)
-                       for i, n in enumerate(args.cameras) for batched in ((True, False) if i % 2 == 0 else (False, True))]
+                       for n, modes in zip(args.cameras, turns) for batched in modes]
             ran_on = {"backend": segmenter.backend.name, "device": device_of(segmenter.backend)}
         results.sort(key=lambda r: (args.cameras.index(r["cameras"]), not r["batched"]))
     single = next(r["fps_out"] for r in results if r["cameras"] == args.cameras[0] and not r["batched"])
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     gains = batching_gains(results)
     print("batched / one at a time: " + ", ".join(f"{n} camera(s) {gain:.2f}x" for n, gain in gains.items()))
     if args.json:
-        atomic_write(args.json, json.dumps({**provenance(args), **ran_on, "args": {k: v for k, v in vars(args).items() if k != "command_line"} | {"size": list(args.size)},
+        flags = {k: v for k, v in vars(args).items() if k != "command_line"} | {"size": list(args.size)}
+        atomic_write(args.json, json.dumps({**provenance(args), **ran_on, "args": flags,
                                             "results": results, "batched_vs_one_at_a_time": gains}, indent=1))
     return 0
 

@@ -403,7 +403,8 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
         if fp32_miou <= spec.max_miou_drop:  # INT8 could lose all of it and pass: a gate that cannot fail
             raise GateError(f"FP32 night mIoU {fp32_miou:.2f} on the {len(sets.evaluation)} {dataset} evaluation "
                             f"images is not above --max-miou-drop {spec.max_miou_drop:g}, so the gate could not "
-                            f"refuse any INT8 model (a trained model? held-out images it scores on?); {out} not written")
+                            "refuse any INT8 model (a trained model? held-out images it scores on?); "
+                            f"{out} not written")
         if not drop <= spec.max_miou_drop:
             raise GateError(f"INT8 night mIoU {int8_miou:.2f} is {drop:.2f} points below FP32 {fp32_miou:.2f} on "
                             f"{len(sets.evaluation)} {dataset} images (--max-miou-drop {spec.max_miou_drop:g}); "

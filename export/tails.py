@@ -59,7 +59,8 @@ def _confidence_nodes(scores: str) -> list[onnx.NodeProto]:
         helper.make_node("Add", ["tail_scaled", "tail_half"], ["tail_rounding"], name="tail_round_half_up"),
         helper.make_node("Floor", ["tail_rounding"], ["tail_levels"], name="tail_floor"),
         helper.make_node("IsNaN", ["tail_levels"], ["tail_unknown"], name="tail_unknown"),
-        helper.make_node("Where", ["tail_unknown", "tail_level_0", "tail_levels"], ["tail_defined"], name="tail_nan_to_0"),
+        helper.make_node("Where", ["tail_unknown", "tail_level_0", "tail_levels"], ["tail_defined"],
+                         name="tail_nan_to_0"),
         helper.make_node("Cast", ["tail_defined"], [CONFIDENCE], to=TensorProto.UINT8, name="tail_cast_confidence"),
     ]
 

@@ -145,15 +145,19 @@ def atomic_write_all(contents: Mapping[str | os.PathLike, bytes]) -> None:
             with _temporary_beside(Path(path)) as (f, temporary):
                 written.append((temporary, Path(path)))  # first: from here on the finally removes it
                 f.write(data)
-        description = written[-1][1]
-        if len(written) > 1:  # one file alone is replaced atomically by its rename
+        description, several = written[-1][1], len(written) > 1
+        left = _UNCHANGED  # one file alone is replaced atomically by its rename
+        if several:
             try:
                 description.unlink(missing_ok=True)
             except OSError as e:
                 raise _cannot_write(description, e) from None
             _fsync_folder(description.parent)  # gone for good before anything it might describe arrives
+            left = f"{description} was removed first: what it described is of unknown origin now"
         for temporary, path in written:
-            _rename(temporary, path, f"{description} was removed first: what it described is of unknown origin now")
+            _rename(temporary, path, left)
+            if several:  # on disk in this order: a crash never leaves the description beside older files
+                _fsync_folder(path.parent)
     finally:  # the temporaries of files already complete when a later one failed
         for temporary, _ in written:
             temporary.unlink(missing_ok=True)

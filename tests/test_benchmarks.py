@@ -83,10 +83,10 @@ def test_kernel_benchmark_says_it_needs_a_gpu(capsys: pytest.CaptureFixture) -> 
 
 def test_kernel_timing_counts_the_device_not_the_host_and_is_fair_to_every_path() -> None:
     """``interleaved_medians`` against a simulated GPU: each launch costs the host 0.5 units to build and the
-    device its kernel's time (the stop waits for the device); the device starts a kernel when the host has queued it and the previous one is
-    done, and the timer reads the device clock. Per-launch medians must come out at the kernels' times (not the
-    host's), warm-up must not count, and two identical paths on a device that slows down as it warms must come
-    out equal (the paths take turns)."""
+    device its kernel's time (the stop waits for the device); the device starts a kernel when the host has queued
+    it and the previous one is done, and the timer reads the device clock. Per-launch medians must come out at the
+    kernels' times (not the host's), warm-up must not count, and two identical paths on a device that slows down as
+    it warms must come out equal (the paths take turns)."""
     from benchmarks.kernel_bench import interleaved_medians
 
     host = device = 0.0

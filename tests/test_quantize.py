@@ -361,8 +361,9 @@ def deeplab_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("deeplab")
-    checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": build_segmenter("deeplab", backbone="resnet18")
-                                                      .eval()}, arch="deeplab", config={"model": {"backbone": "resnet18"}})
+    segmenter = build_segmenter("deeplab", backbone="resnet18").eval()
+    checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": segmenter}, arch="deeplab",
+                                 config={"model": {"backbone": "resnet18"}})
     return to_onnx(checkpoint, folder / "fp32.onnx", ExportSpec(input_size=SIZE, output_size=SIZE), say=lambda s: None)
 
 
