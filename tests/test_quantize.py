@@ -295,20 +295,23 @@ def test_the_cpu_target_quantises_activations_to_uint8(cpu_int8_graph: Path, int
     assert zero_point_types(cpu_int8_graph) == {"UINT8"} and zero_point_types(int8_graph) == {"INT8"}
 
 
-@pytest.fixture(scope="module")
-def segmentation_only_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fp32 graph of a checkpoint without a relighting net."""
+def segmentation_only(folder: Path, arch: str = "pspnet", **model: int) -> Path:
+    """The fp32 graph of an ``arch`` checkpoint on ResNet-18 without a relighting net (seed 0 weights)."""
     import torch
 
     from train.checkpoint import save_checkpoint
     from train.models import build_segmenter
 
     torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("segmentation_only")
-    segmenter = build_segmenter("pspnet", backbone="resnet18").eval()
-    checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": segmenter}, arch="pspnet",
-                                 config={"model": {"backbone": "resnet18"}})
+    segmenter = build_segmenter(arch, backbone="resnet18", **model).eval()
+    checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": segmenter}, arch=arch,
+                                 config={"model": {"backbone": "resnet18", **model}})
     return to_onnx(checkpoint, folder / "fp32.onnx", ExportSpec(input_size=SIZE, output_size=SIZE), say=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def segmentation_only_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return segmentation_only(tmp_path_factory.mktemp("segmentation_only"))
 
 
 @pytest.mark.parametrize("group", ["relight", "relight-output"])
@@ -354,17 +357,7 @@ def test_onnx_runtime_runs_every_quantised_conv_as_an_integer_conv(target: str, 
 @pytest.fixture(scope="module")
 def deeplab_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fp32 graph of a DeepLab-v2 checkpoint: its logits are the sum (Add) of two ASPP branch convs."""
-    import torch
-
-    from train.checkpoint import save_checkpoint
-    from train.models import build_segmenter
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("deeplab")
-    segmenter = build_segmenter("deeplab", backbone="resnet18").eval()
-    checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": segmenter}, arch="deeplab",
-                                 config={"model": {"backbone": "resnet18"}})
-    return to_onnx(checkpoint, folder / "fp32.onnx", ExportSpec(input_size=SIZE, output_size=SIZE), say=lambda s: None)
+    return segmentation_only(tmp_path_factory.mktemp("deeplab"), "deeplab")
 
 
 @pytest.fixture(scope="module")
@@ -403,17 +396,7 @@ def test_keeping_a_bottleneck_deeplab_lacks_is_refused(branches: int, night: Pat
                                                        capsys: pytest.CaptureFixture) -> None:
     """DeepLab's classifier (ASPP: one conv per branch, summed) reads the backbone: there is no bottleneck, with
     two branches or one (whose single conv looks like PSPNet's classifier, but reads a residual block)."""
-    import torch
-
-    from train.checkpoint import save_checkpoint
-    from train.models import build_segmenter
-
-    torch.manual_seed(0)
-    segmenter = build_segmenter("deeplab", backbone="resnet18", aspp_branches=branches).eval()
-    checkpoint = save_checkpoint(tmp_path / "net.pth", {"segmenter": segmenter}, arch="deeplab",
-                                 config={"model": {"backbone": "resnet18", "aspp_branches": branches}})
-    graph = to_onnx(checkpoint, tmp_path / "fp32.onnx", ExportSpec(input_size=SIZE, output_size=SIZE),
-                    say=lambda s: None)
+    graph = segmentation_only(tmp_path, "deeplab", aspp_branches=branches)
     out = tmp_path / "out.onnx"
     assert export_main([*int8_args(graph, night, out, "50"), "--keep-fp32", "bottleneck"]) == 2
     err = capsys.readouterr().err.strip()
