@@ -14,6 +14,7 @@ A damaged image or a label of another size than its image stops the run at that 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,11 @@ def main(argv: list[str] | None = None) -> None:
             atomic_save_image(f"{stem}_labelTrainIds.png", preds[0])
             atomic_save_image(f"{stem}_color.png", mask(preds[0], models[0].info.palette))
 
-    evaluation = evaluate(models, samples, each=each)
+    with contextlib.ExitStack() as cleanup:
+        if official is not None:
+            cleanup.enter_context(official)  # its temporary folder goes whatever happens
+        evaluation = evaluate(models, samples, each=each)
+        official_miou = official.miou() if official is not None else None
     meters = evaluation.meters
     first = meters[0]
     print(f"{args.dataset}: {len(samples)} images, {args.model[0]} ({models[0].backend.name})")
@@ -131,9 +136,8 @@ def main(argv: list[str] | None = None) -> None:
               "iou": [None if np.isnan(v) else float(v) for v in first.iou]}
     if len(args.model) > 1:
         result["models"] = side_by_side(args.model, models, evaluation)
-    if official is not None:
-        with official:
-            result["cityscapesscripts_miou"] = official_miou = official.miou()
+    if official_miou is not None:
+        result["cityscapesscripts_miou"] = official_miou
         print(f"cityscapesscripts on the same predictions: mIoU {100 * official_miou:.2f} "
               f"({'agrees' if abs(official_miou - first.miou) < 1e-6 else 'DIFFERS'})")
     if args.compare_model:

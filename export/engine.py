@@ -154,6 +154,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
     if "dannet.output" not in metadata:
         raise EngineError(f"--onnx {onnx_path}: not a dannet-export graph (no dannet.* metadata)")
     output_size = json.loads(metadata["dannet.output"])["size"]  # the runtime needs it to read pack4 labels
+    precision = metadata.get("dannet.precision", "fp32")
     # a Q/DQ graph (dannet-export int8) builds as it is: strongly typed, explicit quantisation, no INT8 flag
     if problems := quantization_problems(onnx.load(str(onnx_path), load_external_data=False)):
         raise EngineError(f"--onnx {onnx_path}: TensorRT takes symmetric int8 Q/DQ only: {problems[0]}"
@@ -190,11 +191,11 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed{where}: "
                           f"{first.desc() if first is not None else 'unknown error'}")
     config = builder.create_builder_config()
-    if metadata.get("dannet.precision", "fp32") == "fp32":
+    if precision == "fp32":
         # fp32 means fp32: TF32, on by default, would round an fp32 graph's conv and matmul inputs to 10-bit
         # mantissas on Ampere and newer GPUs (Orin included), and the fp32 engine is the reference FP16 and INT8
-        # are measured against (dannet-bench miou). FP16 and INT8 engines keep TensorRT's default: the layers
-        # they leave in fp32 (the relighting output at full resolution, the classifier) may use TF32 for speed.
+        # are measured against (dannet-bench miou). INT8 engines keep TensorRT's default: the convs they leave
+        # in fp32 (the relighting output at full resolution, the classifier) may use TF32 for speed.
         config.clear_flag(trt.BuilderFlag.TF32)
     if workspace_gb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
@@ -223,7 +224,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
                 "dtype": str(network.get_output(i).dtype)} for i in range(network.num_outputs)]
     sidecar = Sidecar(
         onnx_sha256=sha256_of(onnx_path), tensorrt_version=machine.tensorrt_version, gpu_name=machine.gpu_name,
-        compute_capability=machine.compute_capability, precision=metadata.get("dannet.precision", "fp32"),
+        compute_capability=machine.compute_capability, precision=precision,
         inputs=io, outputs=outputs, plugin_version=plugin_version,
         output_size=output_size, class_names=json.loads(metadata.get("dannet.class_names", "[]")),
         weights_std=float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None,

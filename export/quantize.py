@@ -172,9 +172,11 @@ def fp32_nodes(model: onnx.ModelProto, groups: tuple[str, ...]) -> list[str]:
         node = producer.get(classifier[0].input[0])
         while node is not None and node.op_type in ACTIVATIONS:  # between the bottleneck and the classifier
             node = producer.get(node.input[0])
-        if len(classifier) > 1 or node is None or node.op_type != "Conv":
-            raise ExportError("--keep-fp32 bottleneck: the graph's classifier reads no conv of its own (DeepLab's ASPP "
-                              "reads the backbone); there is no bottleneck conv (expected classifier and/or relight*)")
+        pyramid = producer.get(node.input[0]) if node is not None and node.op_type == "Conv" else None
+        if len(classifier) > 1 or pyramid is None or pyramid.op_type != "Concat":  # PSP's: features + pooled bins
+            raise ExportError("--keep-fp32 bottleneck: the graph has no PSP bottleneck (a conv reading the pyramid's "
+                              "concatenation before the classifier; DeepLab's ASPP reads the backbone): expected "
+                              "classifier and/or relight*")
         chosen.append(node.name)
     return list(dict.fromkeys(chosen))
 

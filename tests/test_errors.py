@@ -150,6 +150,21 @@ def test_a_failing_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) ->
     assert snapshot(tmp_path) == {"model.engine": b"old engine", "model.engine.json": b"old sidecar"}
 
 
+def test_one_file_through_atomic_write_all_is_replaced_whole_or_left_as_it_was(tmp_path: Path) -> None:
+    """Alone (no files it describes) the file is not removed before its rename: a rename that fails leaves the old
+    file, and the error says so."""
+    from runtime.atomic import atomic_write_all
+    from runtime.errors import OutputError
+
+    target = tmp_path / "model.engine.json"
+    target.write_bytes(b"old sidecar")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "replace", lambda src, dst: (_ for _ in ()).throw(OSError(errno.EIO, os.strerror(errno.EIO))))
+        with pytest.raises(OutputError, match="model.engine.json: cannot write .*is unchanged$"):
+            atomic_write_all({target: b"new sidecar"})
+    assert snapshot(tmp_path) == {"model.engine.json": b"old sidecar"}
+
+
 def test_a_checkpoint_save_that_fails_keeps_the_last_good_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 

@@ -21,7 +21,7 @@ from export import ExportSpec, build_engine, read_metadata, to_onnx
 from export.cli import main as export_main
 from export.engine import EngineError
 from export.onnx_export import ExportError
-from export.quantize import night_sets
+from export.quantize import fp32_nodes, night_sets
 from runtime.engine_sidecar import Sidecar, sidecar_path
 from runtime.segmenter import Segmenter
 from train.metrics import ConfusionMeter
@@ -295,17 +295,17 @@ def test_the_cpu_target_quantises_activations_to_uint8(cpu_int8_graph: Path, int
     assert zero_point_types(cpu_int8_graph) == {"UINT8"} and zero_point_types(int8_graph) == {"INT8"}
 
 
-def segmentation_only(folder: Path, arch: str = "pspnet", **model: int) -> Path:
-    """The fp32 graph of an ``arch`` checkpoint on ResNet-18 without a relighting net (seed 0 weights)."""
+def segmentation_only(folder: Path, arch: str = "pspnet", backbone: str = "resnet18", **model: int) -> Path:
+    """The fp32 graph of an ``arch`` checkpoint without a relighting net (seed 0 weights)."""
     import torch
 
     from train.checkpoint import save_checkpoint
     from train.models import build_segmenter
 
     torch.manual_seed(0)
-    segmenter = build_segmenter(arch, backbone="resnet18", **model).eval()
+    segmenter = build_segmenter(arch, backbone=backbone, **model).eval()
     checkpoint = save_checkpoint(folder / "net.pth", {"segmenter": segmenter}, arch=arch,
-                                 config={"model": {"backbone": "resnet18", **model}})
+                                 config={"model": {"backbone": backbone, **model}})
     return to_onnx(checkpoint, folder / "fp32.onnx", ExportSpec(input_size=SIZE, output_size=SIZE), say=lambda s: None)
 
 
@@ -391,14 +391,41 @@ def test_deeplab_logits_reach_the_tail_unquantised(keep: list[str], deeplab_grap
         assert not any(node.input[1] in dequantized for node in branches)  # fp32 weights
 
 
-@pytest.mark.parametrize("branches", [2, 1])
-def test_keeping_a_bottleneck_deeplab_lacks_is_refused(branches: int, night: Path, tmp_path: Path,
+def test_logits_summed_from_a_tensor_no_node_computes_are_a_one_line_error() -> None:
+    """A graph whose logits are an Add of graph inputs is no segmentation graph: an ExportError saying so, not a
+    KeyError's traceback."""
+    from onnx import TensorProto, helper
+
+    from export.quantize import score_layers
+
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 19, 4, 4]) for name in ("a", "b")]
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["logits"])], "g", inputs,
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 19, 4, 4])])
+    with pytest.raises(ExportError, match="^the graph's logits are summed from '[ab]', which no node computes"):
+        score_layers(graph)
+
+
+def test_the_psp_bottleneck_is_the_one_kept(fp32_graph: Path) -> None:
+    """``--keep-fp32 bottleneck`` on PSPNet names exactly one node: the 3x3 conv to 512 channels after the pyramid
+    (the PSPNet paper's bottleneck), not the classifier or a backbone conv."""
+    model = onnx.load(str(fp32_graph))
+    weights = {init.name: init.dims for init in model.graph.initializer}
+    tail = set(fp32_nodes(model, ()))
+    kept = [node for node in model.graph.node if node.name in set(fp32_nodes(model, ("bottleneck",))) - tail]
+    assert len(kept) == 1 and kept[0].op_type == "Conv"
+    out_channels, _, kh, kw = weights[kept[0].input[1]]
+    assert (out_channels, kh, kw) == (512, 3, 3)
+
+
+@pytest.mark.parametrize("backbone, branches", [("resnet18", 2), ("resnet18", 1), ("efficientnet_lite0", 1)])
+def test_keeping_a_bottleneck_deeplab_lacks_is_refused(backbone: str, branches: int, night: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture) -> None:
     """DeepLab's classifier (ASPP: one conv per branch, summed) reads the backbone: there is no bottleneck, with
-    two branches or one (whose single conv looks like PSPNet's classifier, but reads a residual block)."""
-    graph = segmentation_only(tmp_path, "deeplab", aspp_branches=branches)
+    two branches or one, whose single conv looks like PSPNet's classifier but reads a residual block (ResNet) or
+    a conv and its ReLU6 (Lite0's top conv)."""
+    graph = segmentation_only(tmp_path, "deeplab", backbone, aspp_branches=branches)
     out = tmp_path / "out.onnx"
     assert export_main([*int8_args(graph, night, out, "50"), "--keep-fp32", "bottleneck"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "--keep-fp32 bottleneck: the graph's classifier reads no conv of its own" in err
+    assert "--keep-fp32 bottleneck: the graph has no PSP bottleneck" in err
     assert len(err.splitlines()) == 1 and not out.exists()

@@ -306,9 +306,37 @@ def test_non_finite_scores_give_a_defined_confidence_level_in_both_portable_tail
     assert not np.isnan(cast_from).any()
     program = FrameToLabels(torch.nn.Identity(), ExportSpec(output_size=(8, 8), reweight=reweight, confidence=True))
     np.testing.assert_array_equal(program(torch.from_numpy(logits))[1].numpy(), confidence)
-    finite = np.isfinite(cast_from) & (confidence > 0)  # the pixels the infinities did not reach
+    finite = confidence > 0  # the pixels the infinities did not reach (NaN became 0 before the cast)
     _, twin = reweight_argmax_confidence(logits, w, (8, 8), True, int(reweight == "probs"))
     assert finite.any() and np.abs(confidence[finite].astype(int) - twin[finite]).max() <= 1
+
+
+def test_the_nvrtc_launchers_size_limits_are_the_plugins(host_library: ctypes.CDLL) -> None:
+    """The launcher's copy of the limits (Python cannot include the header) equals the header's, as compiled."""
+    from runtime.reweight_argmax_cuda import LIMITS
+
+    largest = (ctypes.c_int64 * 5)()
+    host_library.dannetReweightArgmaxSizeLimits(largest)
+    assert list(largest) == list(LIMITS.values())
+
+
+@pytest.mark.parametrize("shape, out_size, refused", [
+    ((65535, 1, 1, 1), (1, 1), None), ((65536, 1, 1, 1), (1, 1), "batch 65536"),
+    ((1, 1, 2**20, 2047), (1, 1), None), ((1, 2, 2**20, 1024), (1, 1), "logits per image 2147483648"),
+    ((1, 1, 1, 2**20 + 1), (1, 1), "logits height/width 1048577"),
+    ((1, 1, 1, 1), (524280, 2**31 - 128), None), ((1, 1, 1, 1), (524281, 1), "out_height 524281"),
+    ((1, 1, 1, 1), (1, 2**31 - 127), "out_width 2147483521")])
+def test_nvrtc_launch_parameters_keep_to_the_kernels_size_limits(shape, out_size, refused: str | None) -> None:
+    """The GPU tests' launcher refuses what the plugin refuses (the op spec's size limits, at and one past each),
+    rather than launching a grid CUDA rejects or an index that overflows."""
+    from runtime.reweight_argmax_cuda import make_params
+
+    weights = np.ones(shape[1], np.float32)
+    if refused is None:
+        assert make_params(shape, weights, out_size, True, 0).batch == shape[0]
+    else:
+        with pytest.raises(ValueError, match=f"^{refused} exceeds the kernel's limit"):
+            make_params(shape, weights, out_size, True, 0)
 
 
 def mode1_tie_case(weights: np.ndarray, weight_one_first: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
