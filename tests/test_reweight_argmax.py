@@ -21,8 +21,7 @@ import torch.nn.functional as F
 
 from runtime.classes import class_weights
 from runtime.plugin_library import PluginLibraryError, find_plugin_library
-from runtime.reweight_argmax import (confidence_levels, log_weights, pack4, reweight_argmax, reweight_argmax_confidence,
-                                     unpack4)
+from runtime.reweight_argmax import log_weights, pack4, reweight_argmax, reweight_argmax_confidence, unpack4
 
 REPO = Path(__file__).resolve().parents[1]
 HOST_LIBRARY = REPO / "build" / "plugins" / "libdannet_reweight_argmax_host.so"
