@@ -44,6 +44,7 @@ from tqdm import tqdm
 from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.errors import DannetError
+from runtime.turns import in_turn
 
 from .cli import check_outputs, command_parser, provenance
 
@@ -204,7 +205,7 @@ def onnxruntime_latencies(backends: dict[str, OnnxRuntimeBackend], frame: np.nda
     names = list(backends)
     ms: dict[str, list[float]] = {name: [] for name in names}
     for i in tqdm(range(warmup + iters), desc="   timing (turns)", unit="round", leave=False):
-        for name in names[i % len(names):] + names[:i % len(names)]:
+        for name in in_turn(names, i):
             started = time.perf_counter()
             backends[name].infer(frame[None])
             if i >= warmup:

@@ -27,6 +27,7 @@ from PIL import Image
 from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.errors import DannetError
+from runtime.turns import in_turn
 
 from .cli import check_outputs, command_parser, provenance
 
@@ -157,11 +158,10 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
     reference_stages: dict[str, list[float]] = {}
     times: list[list[float]] = [[] for _ in range(len(models) + 1)]  # the reference, then each model
     same_as_reference, same_as_first = [[] for _ in models], [[] for _ in models]
-    paths_in_order = list(range(len(models) + 1))  # 0: the reference loop, k: models[k - 1]
-    for i, frame in enumerate(frames):  # frame by frame, path after path: the machine's load hits all alike
-        spent, labels = [0.0] * len(paths_in_order), [None] * len(models)
-        shift = i % len(paths_in_order)  # who goes first rotates: no path always follows the same one
-        for k in paths_in_order[shift:] + paths_in_order[:shift]:
+    runners = range(len(models) + 1)  # 0: the reference loop, k: models[k - 1]
+    for i, frame in enumerate(frames):  # frame by frame, the paths taking turns: the machine's load hits all alike
+        spent, labels = [0.0] * len(runners), [None] * len(models)
+        for k in in_turn(runners, i):
             t = time.perf_counter()
             if k == 0:
                 expected = reference_labels(segmenter, relight, frame, weights, args.output_size,

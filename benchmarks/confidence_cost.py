@@ -22,6 +22,7 @@ import numpy as np
 from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.errors import EXIT_FAILED, DannetError
+from runtime.turns import in_turn
 
 from .cli import check_outputs, command_parser, provenance
 
@@ -52,9 +53,9 @@ def measure(checkpoint: str, input_size: tuple[int, int], output_size: tuple[int
     times: dict[str, list[float]] = {name: [] for name in backends}
     results = {}
     for i in range(warmup + runs):
-        for name, backend in backends.items():
+        for name in in_turn(list(backends), i):  # who goes first alternates
             started = time.perf_counter()
-            results[name] = backend.infer(frame)
+            results[name] = backends[name].infer(frame)
             if i >= warmup:
                 times[name].append(time.perf_counter() - started)
     if not np.array_equal(results["labels"].labels, results["labels+confidence"].labels):

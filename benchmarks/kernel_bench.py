@@ -20,6 +20,7 @@ import numpy as np
 from runtime.arguments import integer
 from runtime.atomic import atomic_write
 from runtime.errors import DannetError
+from runtime.turns import in_turn
 
 from .cli import check_outputs, command_parser, provenance
 
@@ -60,10 +61,11 @@ def interleaved_medians(paths: dict[str, Callable[[], None]], samples: int, laun
                         ) -> dict[str, float]:
     """Median time per launch of each path, in ms.
 
-    One sample is ``launches`` back-to-back launches between two events, divided by ``launches``: the host
-    queues launches faster than 0.05 ms kernels run, so the GPU is kept busy and the Python/ctypes cost of
-    building each launch is not counted (one launch between two events would count it, the GPU idling while
-    the host builds the call). The paths take turns sample by sample, first path rotating, so that clock
+    One sample is ``launches`` back-to-back launches between two events, divided by ``launches``: where the
+    host queues launches faster than the kernels run, the GPU is kept busy and the Python/ctypes cost of
+    building each launch is not counted (one launch between two events counts it, the GPU idling while the
+    host builds the call); where it cannot (PyTorch's four dispatches per launch may not), the time is the
+    host's, as in a pipeline. Not yet run on a GPU. The paths take turns sample by sample, first path rotating, so that clock
     ramp-up and drift fall on all of them alike; ``warmup`` untimed rounds of every path come first."""
     names = list(paths)
     for _ in range(warmup):
@@ -71,7 +73,7 @@ def interleaved_medians(paths: dict[str, Callable[[], None]], samples: int, laun
             paths[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for i in range(samples):
-        for name in names[i % len(names):] + names[:i % len(names)]:
+        for name in in_turn(names, i):
             start, stop = timer()
             start()
             for _ in range(launches):

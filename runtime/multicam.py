@@ -39,18 +39,12 @@ from .segmenter import Segmenter
 from .sinks import Sink
 from .sources import CaptureOptions, Frame, Source, open_source
 from .stats import format_report, format_summary
+from .turns import in_turn
 from .uris import InputSpec, parse_input, parse_output
 
 #: default of ``--batch-wait-ms``: long enough for cameras running at the same rate to land in one batch,
 #: short against a frame period (33 ms at 30 fps)
 DEFAULT_BATCH_WAIT_S = 0.005
-
-
-def in_turn(taken: list, step: int) -> list:
-    """The frames of step ``step`` in the order they are inferred: one at a time, the camera served first in a
-    step waits least, so the cameras take turns at being first (rotated by one per step)."""
-    turn = step % len(taken)
-    return taken[turn:] + taken[:turn]
 
 
 class Intake:
@@ -159,6 +153,7 @@ class MultiCamera:
         prepare, infer = self.segmenter.prepare, self.segmenter.backend.infer
         open_outputs, step = set(range(len(self.cameras))), 0
         while taken := self.intake.take(self.batch_wait_s):
+            # one at a time, the camera served first in a step waits least: the cameras take turns at it
             taken, prepared, step = in_turn(taken, step), [], step + 1
             for index, frame in taken:
                 start = time.perf_counter()

@@ -23,7 +23,8 @@ from test_pipeline import (FRAME_H, FRAME_W, REPO, confidence_model, dannet_run,
                            interrupted_run, make_video, rtsp_camera, summary_of, wait_for)
 
 from runtime.classes import PALETTE
-from runtime.multicam import Intake, MultiCamera, in_turn
+from runtime.multicam import Intake, MultiCamera
+from runtime.turns import in_turn
 from runtime.pipeline import PipelineOptions
 from runtime.segmenter import Segmenter
 from runtime.sinks import NullSink
