@@ -1,7 +1,8 @@
 // ctest (GPU): the kernel, every input type and label format, against the host reference, with exact
 // and near ties among the classes: labels bit for bit (labels-only and confidence kernels), confidence
 // levels within one level (testSupport::compareLevels: CUDA's expf is not the host's).
-// Exits 77 (skipped) on a machine without a usable GPU.
+// Launches on a non-blocking stream, as TensorRT enqueues the plugin, and reads results only after
+// synchronising that stream. Exits 77 (skipped) on a machine without a usable GPU.
 #include "reweightArgmaxReference.h"
 #include "testSupport.h"
 
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,41 @@ namespace
 {
 using testSupport::check;
 using testSupport::DeviceBuffer;
+
+//! A stream that does not synchronise with the legacy default stream, so that a result read before
+//! synchronising it (or a launch that ignored it) would show.
+class Stream
+{
+public:
+    Stream()
+    {
+        if (cudaStreamCreateWithFlags(&mStream, cudaStreamNonBlocking) != cudaSuccess)
+        {
+            throw std::runtime_error("cudaStreamCreateWithFlags failed");
+        }
+    }
+
+    ~Stream()
+    {
+        cudaStreamDestroy(mStream);
+    }
+
+    Stream(Stream const&) = delete;
+    Stream& operator=(Stream const&) = delete;
+
+    cudaStream_t get() const
+    {
+        return mStream;
+    }
+
+    bool synchronize() const
+    {
+        return cudaStreamSynchronize(mStream) == cudaSuccess;
+    }
+
+private:
+    cudaStream_t mStream{nullptr};
+};
 
 //! With 4 classes or more: class 1 leads by 2, class 2 is an exact copy of it (an exact tie: class 1
 //! must win) and class 3 a copy nudged by at most 1 ulp per logit, fp32 and fp16 alike, with class
@@ -83,6 +120,7 @@ void runCase(int n, int c, int h, int w, int oh, int ow, bool alignCorners, int 
     }
     DeviceBuffer<__half> const deviceHalves(halves);
     DeviceBuffer<float> const deviceFloats(logits);
+    Stream const stream;
     for (int fp16 = 0; fp16 < 2; ++fp16)
     {
         dannet::ReweightArgmaxOutputs const expected
@@ -120,13 +158,15 @@ void runCase(int n, int c, int h, int w, int oh, int ow, bool alignCorners, int 
             std::snprintf(what, sizeof(what), "%dx%dx%dx%d -> %dx%d align %d mode %d fp16 %d format %d", n, c, h, w, oh,
                 ow, alignCorners, mode, fp16, format);
             DeviceBuffer<uint8_t> const labelsOnly(bytes);
-            int status = dannet::launchReweightArgmax(
-                input, fp16 == 1, labelsOnly.data(), nullptr, static_cast<dannet::LabelFormat>(format), p, nullptr);
+            int status = dannet::launchReweightArgmax(input, fp16 == 1, labelsOnly.data(), nullptr,
+                static_cast<dannet::LabelFormat>(format), p, stream.get());
+            status = status == 0 && stream.synchronize() ? 0 : 1;
             check(status == 0 && decode(labelsOnly.download()) == expectedLabels, std::string(what) + " labels only");
             DeviceBuffer<uint8_t> const labels(bytes);
             DeviceBuffer<uint8_t> const confidence(bytes);
             status = dannet::launchReweightArgmax(input, fp16 == 1, labels.data(), confidence.data(),
-                static_cast<dannet::LabelFormat>(format), p, nullptr);
+                static_cast<dannet::LabelFormat>(format), p, stream.get());
+            status = status == 0 && stream.synchronize() ? 0 : 1;
             check(status == 0 && decode(labels.download()) == expectedLabels,
                 std::string(what) + " labels with confidence");
             std::string const levels
