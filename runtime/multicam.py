@@ -10,10 +10,14 @@ Batching policy. Cameras are not synchronised, so the inference thread never wai
 At each step it waits for the first frame of any camera, then at most ``batch_wait_s`` more for the other
 cameras that are still running, and takes what is there: the newest frame of every live camera that has one
 (older waiting frames are dropped and counted), the next frame of every file (files keep every frame). A
-camera with nothing new is skipped this step. The frames taken go through one ``infer`` call when the model
-takes a batch (a dynamic-batch ONNX graph, a .pt2 program, an engine with a batch profile), split into
-calls of at most the model's batch size and of one frame size each; a batch-1 model runs them one by one,
-the cameras taking turns at being first so that none always waits longest.
+camera with nothing new is skipped this step, and so is a camera whose output has no room for another picture:
+the inference thread never waits for one camera's output, so a slow output (a PNG folder, a software encoder,
+a slow disk) holds back its own camera only, whose frames wait at its own queue as with one camera (a live
+camera's dropped and counted as its own ``dropped``, a file's capture waiting). The frames taken go through one
+``infer`` call when the model takes a batch (a dynamic-batch ONNX graph, a .pt2 program, an engine with a batch
+profile), split into calls of at most the model's batch size and of one frame size each; a batch-1 model runs
+them one by one, the cameras taking turns at being first (runtime/turns.py's ``Turns``: a camera without a
+frame in a step loses no turn) so that none always waits longest.
 
 Each camera is a ``Camera`` (runtime/pipeline.py): the capture stage (reconnect with back-off, loop, --frames)
 and output stage (--temporal, overlay, sink, confidence sink) that ``dannet-run`` runs for one input, so one
@@ -39,7 +43,7 @@ from .segmenter import Segmenter
 from .sinks import Sink
 from .sources import CaptureOptions, Frame, Source, open_source
 from .stats import format_report, format_summary
-from .turns import in_turn
+from .turns import Turns
 from .uris import InputSpec, parse_input, parse_output
 
 #: default of ``--batch-wait-ms``: long enough for cameras running at the same rate to land in one batch,
@@ -50,10 +54,14 @@ DEFAULT_BATCH_WAIT_S = 0.005
 class Intake:
     """The frames waiting for inference: one bounded queue per camera, all behind one lock, so the inference
     thread can wait for whichever camera delivers first. A live camera's full queue drops its oldest frame
-    (counted by ``on_drop``); a file's waits for room, keeping every frame."""
+    (counted by ``on_drop``); a file's waits for room, keeping every frame.
 
-    def __init__(self, live: Sequence[bool], capacity: int, on_drop: Sequence[Callable[[], None]]) -> None:
-        self.live, self.capacity, self.on_drop = list(live), capacity, list(on_drop)
+    A camera is served only while ``has_room`` says its output can take a picture, so inference never waits
+    for one camera's output; ``wake`` must be called whenever an output makes room."""
+
+    def __init__(self, live: Sequence[bool], capacity: int, on_drop: Sequence[Callable[[], None]],
+                 has_room: Sequence[Callable[[], bool]]) -> None:
+        self.live, self.capacity, self.on_drop, self.has_room = list(live), capacity, list(on_drop), list(has_room)
         self.queues: list[deque] = [deque() for _ in live]
         self.open = [True] * len(live)
         self.ready = threading.Condition()
@@ -85,20 +93,30 @@ class Intake:
             self.aborted = True
             self.ready.notify_all()
 
+    def wake(self) -> None:
+        """An output made room: its camera may be served again."""
+        with self.ready:
+            self.ready.notify_all()
+
     def finished(self, camera: int) -> bool:
         """Closed and nothing left to take."""
         with self.ready:
             return not self.open[camera] and not self.queues[camera]
 
+    def _servable(self) -> list[int]:
+        """The cameras with a frame waiting and room in their output."""
+        return [camera for camera, queue in enumerate(self.queues) if queue and self.has_room[camera]()]
+
     def _all_in(self) -> bool:
-        """Every camera still running has a frame waiting."""
-        return all(queue or not running for queue, running in zip(self.queues, self.open))
+        """Every camera still running that could be served has a frame waiting."""
+        return all(queue or not running or not room()
+                   for queue, running, room in zip(self.queues, self.open, self.has_room))
 
     def take(self, wait_s: float) -> list[tuple[int, Frame]]:
         """The batching policy (module docstring): (camera, frame) pairs for one step, in camera order; an
         empty list once every camera is closed and drained."""
         with self.ready:
-            while not any(self.queues) and any(self.open) and not self.aborted:
+            while not self._servable() and (any(self.open) or any(self.queues)) and not self.aborted:
                 self.ready.wait()
             deadline = time.perf_counter() + wait_s
             while not self._all_in() and not self.aborted and (left := deadline - time.perf_counter()) > 0:
@@ -106,12 +124,12 @@ class Intake:
             if self.aborted:
                 raise Aborted
             taken = []
-            for camera, queue in enumerate(self.queues):
+            for camera in self._servable():
+                queue = self.queues[camera]
                 while self.live[camera] and len(queue) > 1:  # live: only the newest frame is worth inferring
                     queue.popleft()
                     self.on_drop[camera]()
-                if queue:
-                    taken.append((camera, queue.popleft()))
+                taken.append((camera, queue.popleft()))
             self.ready.notify_all()
             return taken
 
@@ -133,10 +151,13 @@ class MultiCamera:
         self.segmenter, self.options, self.batch_wait_s, self.say = segmenter, options, batch_wait_s, say
         self.output_uris = list(output_uris or (f"output {index}" for index in range(len(sinks))))  # for reports
         self.control = RunControl(self._abort_queues, say)  # one stop for every camera
-        self.cameras = [Camera(segmenter.info, source, sink, options, self.control, confidence_sink)
+        self.cameras = [Camera(segmenter.info, source, sink, options, self.control, confidence_sink,
+                               on_output_room=self._output_room)
                         for source, sink, confidence_sink in zip(sources, sinks, confidence_sinks)]
         self.intake = Intake([source.spec.live for source in sources], options.queue_size,
-                             [lambda camera=camera: camera.stats.count("dropped") for camera in self.cameras])
+                             [lambda camera=camera: camera.stats.count("dropped") for camera in self.cameras],
+                             [camera.inferred.has_room for camera in self.cameras])
+        self.turns = Turns(range(len(self.cameras)))
         self.batch_size = segmenter.backend.max_batch if batched else 1
         self.calls = self.inferred_frames = 0
 
@@ -149,13 +170,18 @@ class MultiCamera:
         return f"the model takes {limit} frames per call: {cameras} cameras are batched"
 
     # -- the shared inference stage -------------------------------------------------------------------------
+    def _output_room(self) -> None:
+        """A camera's output took a picture: the intake may serve that camera again."""
+        self.intake.wake()
+
     def _infer(self) -> None:
         prepare, infer = self.segmenter.prepare, self.segmenter.backend.infer
-        open_outputs, step = set(range(len(self.cameras))), 0
+        open_outputs = set(range(len(self.cameras)))
         while taken := self.intake.take(self.batch_wait_s):
             # one at a time, the camera served first in a step waits least: the cameras take turns at it
-            taken, prepared, step = in_turn(taken, step), [], step + 1
-            for index, frame in taken:
+            frames, prepared = dict(taken), []
+            for index in self.turns.next_round(frames):
+                frame = frames[index]
                 start = time.perf_counter()
                 prepared.append((index, frame, prepare(frame.image)))
                 self.cameras[index].stats.add("preprocess", time.perf_counter() - start)
@@ -170,7 +196,7 @@ class MultiCamera:
                     camera.stats.add("inference", seconds)
                     camera.stats.count("processed")
                     confidence = result.confidence[row] if result.confidence is not None else None
-                    camera.inferred.put((frame, result.labels[row], confidence))
+                    camera.inferred.put((frame, result.labels[row], confidence))  # room: take() saw to it
             for index in [i for i in open_outputs if self.intake.finished(i)]:  # that camera's output can finish
                 self.cameras[index].inferred.close()
                 open_outputs.discard(index)

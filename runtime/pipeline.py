@@ -50,10 +50,13 @@ class Aborted(Exception):
 
 class FrameQueue:
     """A bounded hand-over between two stages. ``drop_oldest``: a full queue discards its oldest item and
-    counts it (live sources); otherwise ``put`` waits for room (files: every frame is kept)."""
+    counts it (live sources); otherwise ``put`` waits for room (files: every frame is kept). ``on_room`` is
+    called whenever ``get`` has made room, outside this queue's lock: for a producer that feeds several queues
+    and waits on a lock of its own for one of them to have room (the inference of several cameras)."""
 
-    def __init__(self, capacity: int, drop_oldest: bool, on_drop: Callable[[], None] = lambda: None) -> None:
-        self.capacity, self.drop_oldest, self.on_drop = capacity, drop_oldest, on_drop
+    def __init__(self, capacity: int, drop_oldest: bool, on_drop: Callable[[], None] = lambda: None,
+                 on_room: Callable[[], None] = lambda: None) -> None:
+        self.capacity, self.drop_oldest, self.on_drop, self.on_room = capacity, drop_oldest, on_drop, on_room
         self.items: deque = deque()
         self.ready = threading.Condition()
         self.closed = self.aborted = False
@@ -83,7 +86,13 @@ class FrameQueue:
                 return None
             item = self.items.popleft()
             self.ready.notify_all()
-            return item
+        self.on_room()
+        return item
+
+    def has_room(self) -> bool:
+        """Whether ``put`` would add an item now without waiting or dropping one."""
+        with self.ready:
+            return len(self.items) < self.capacity
 
     def close(self) -> None:
         with self.ready:
@@ -257,14 +266,15 @@ class Camera:
     runs several around a shared one, so one camera behaves the same either way."""
 
     def __init__(self, info: ModelInfo, source: Source, sink: Sink, options: PipelineOptions, control: RunControl,
-                 confidence_sink: Sink | None = None) -> None:
+                 confidence_sink: Sink | None = None, on_output_room: Callable[[], None] = lambda: None) -> None:
         check_confidence_wanted(info, "the model", options.visualize, confidence_sink is not None)
         options.temporal.check_model(info.confidence, "the model")
         self.info, self.source, self.sink, self.options, self.control = info, source, sink, options, control
         self.confidence_sink = confidence_sink
         self.stats = PipelineStats()
-        #: (frame, labels, confidence or None) from inference, in capture order; closed when inference is done
-        self.inferred = FrameQueue(options.queue_size, drop_oldest=False)
+        #: (frame, labels, confidence or None) from inference, in capture order; closed when inference is done.
+        #: ``on_output_room``: the output took one (a shared inference serves this camera only when there is room)
+        self.inferred = FrameQueue(options.queue_size, drop_oldest=False, on_room=on_output_room)
         self.stable = TemporalFilter(options.temporal)
         # the first frame index after the source was last reopened (reconnect, loop), and the last such index
         # the stabiliser has started afresh at: frames from before a reconnect may still be queued

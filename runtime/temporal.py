@@ -17,10 +17,11 @@ Both keep their state in uint8 maps at the labels' size (hysteresis 3 maps, ema 
 uint8/uint16: no float copy of a frame. The state starts afresh (the frame's labels shown as they are) on a
 scene cut, when the label size changes, and when the caller says the source was reopened
 (``update(..., fresh=True)``: a camera reconnect). A cut is either of: the camera frame (when given) differs
-from the previous one by more than ``cut_difference`` levels on average (on every 8th pixel each way: a
-200x smaller copy), or more than ``cut_share`` of the pixels are predicted other than shown. On the night
-drive the frame difference tells cuts apart (33-54 levels at cuts, at most 23 within a scene) where the
-labels of a weak model do not (up to 46% of the pixels change within a scene, as few as 26% at a cut).
+from the previous one by more than ``cut_difference`` levels on average (on every 8th pixel each way: a copy
+with 64x fewer pixels, kept as int16: 32x fewer bytes than the uint8 frame), or more than ``cut_share`` of the
+pixels are predicted other than shown. On the night drive the frame difference tells cuts apart (33-54 levels at
+cuts, at most 23 within a scene) where the labels of a weak model do not (up to 46% of the pixels change
+within a scene, as few as 26% at a cut).
 
     from runtime.temporal import TemporalFilter, TemporalOptions
     stable = TemporalFilter(TemporalOptions("hysteresis", frames=3))

@@ -1,9 +1,11 @@
 """Several cameras (dannet-run --input A --input B ...) through real GStreamer: each output shows its own
 camera's labels and each --confidence-out its own camera's confidence levels, per-camera statistics, the
-batching policy, SIGINT finishing every output, one-line errors (no two outputs sharing a destination).
+batching policy, a slow output holding back its own camera only, cameras at different rates taking turns,
+SIGINT finishing every output, one-line errors (no two outputs sharing a destination).
 
 Expected labels come from ``Segmenter.process`` on frames decoded by the tests' own GStreamer pipeline
-(tests/test_pipeline.py's ``decode``), one frame at a time, independent of the multi-camera runner.
+(tests/test_pipeline.py's ``decode``), one frame at a time, independent of the multi-camera runner. Tests of
+scheduling (rates, who goes first) use ``FixedCostModel``, a model of known cost whose labels they do not read.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -22,13 +26,13 @@ from PIL import Image
 from test_pipeline import (FRAME_H, FRAME_W, REPO, confidence_model, dannet_run, decode, in_process,  # noqa: F401
                            interrupted_run, make_video, rtsp_camera, summary_of, wait_for)
 
+from runtime.backends import Inference, ModelInfo
 from runtime.classes import PALETTE
 from runtime.multicam import Intake, MultiCamera
-from runtime.turns import in_turn
 from runtime.pipeline import PipelineOptions
 from runtime.segmenter import Segmenter
 from runtime.sinks import NullSink
-from runtime.sources import Frame, open_source
+from runtime.sources import CaptureOptions, Frame, open_source
 from runtime.uris import parse_input
 
 
@@ -57,12 +61,45 @@ def frame(index: int) -> Frame:
     return Frame(np.zeros((2, 2, 3), np.uint8), index, time.perf_counter(), time.perf_counter())
 
 
+#: outputs that always have room for another picture
+ROOM = [lambda: True, lambda: True]
+
+
+class FixedCostModel:
+    """What ``MultiCamera`` uses of a ``Segmenter``, around a batch-1 model that takes ``seconds`` a call and
+    labels every pixel 0; ``seen`` is given each call's frames. The tests of scheduling need inference of a
+    known small cost: the tiny graph takes about 0.1 s a frame on this machine's 2 shared cores."""
+
+    def __init__(self, seconds: float, seen: Callable[[np.ndarray], None] = lambda frames: None) -> None:
+        self.seconds, self.seen = seconds, seen
+        self.info = ModelInfo(input_size=None, output_size=(FRAME_H, FRAME_W))
+        self.backend = SimpleNamespace(name="fixed cost", max_batch=1, infer=self.infer)
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        return image
+
+    def infer(self, frames: np.ndarray) -> Inference:
+        time.sleep(self.seconds)
+        self.seen(frames)
+        return Inference(np.zeros(frames.shape[:3], np.uint8))
+
+
+class SlowSink(NullSink):
+    """An output that takes ``seconds`` a picture: a PNG folder, a software encoder or a disk that is slow."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+        time.sleep(self.seconds)
+
+
 # --- the batching policy -----------------------------------------------------------------------------------
 
 def test_intake_takes_the_newest_live_frame_and_every_file_frame() -> None:
     drops = [0, 0]
     counters = [lambda: drops.__setitem__(0, drops[0] + 1), lambda: drops.__setitem__(1, drops[1] + 1)]
-    intake = Intake([True, False], capacity=3, on_drop=counters)
+    intake = Intake([True, False], capacity=3, on_drop=counters, has_room=ROOM)
     for i in range(5):  # the live camera overflows its queue of 3: two dropped on the way in
         intake.put(0, frame(i))
     intake.put(1, frame(0))
@@ -74,7 +111,7 @@ def test_intake_takes_the_newest_live_frame_and_every_file_frame() -> None:
 
 
 def test_intake_waits_for_a_silent_camera_only_until_the_deadline() -> None:
-    intake = Intake([True, True], capacity=2, on_drop=[lambda: None, lambda: None])
+    intake = Intake([True, True], capacity=2, on_drop=[lambda: None, lambda: None], has_room=ROOM)
     intake.put(0, frame(0))
     start = time.perf_counter()
     step = intake.take(0.2)
@@ -89,7 +126,7 @@ def test_intake_waits_for_a_silent_camera_only_until_the_deadline() -> None:
 
 
 def test_intake_ends_once_every_camera_is_closed_and_drained() -> None:
-    intake = Intake([False, False], capacity=2, on_drop=[lambda: None, lambda: None])
+    intake = Intake([False, False], capacity=2, on_drop=[lambda: None, lambda: None], has_room=ROOM)
     intake.put(1, frame(0))
     intake.close(0)
     intake.close(1)
@@ -98,13 +135,76 @@ def test_intake_ends_once_every_camera_is_closed_and_drained() -> None:
     assert intake.take(1.0) == [] and intake.finished(1)
 
 
-def test_cameras_take_turns_at_being_inferred_first() -> None:
-    """One at a time (a batch-1 graph), whoever goes first waits least: over N steps each of N cameras is first
-    once, and every step keeps every frame."""
-    taken = ["a", "b", "c"]
-    orders = [in_turn(taken, step) for step in range(3)]
-    assert sorted(order[0] for order in orders) == taken
-    assert all(sorted(order) == taken for order in orders)
+def test_intake_serves_a_camera_only_while_its_output_has_room() -> None:
+    """Camera 0's output is full: the step takes camera 1's frame at once (no wait for camera 0), camera 0's
+    live frames age out in its own queue and are counted as its own drops; with nothing else to take, the next
+    step waits (an empty step would end inference) until camera 0's output makes room (``wake``), then takes its
+    newest frame."""
+    drops, room = [0, 0], [False, True]
+    intake = Intake([True, True], capacity=2, on_drop=[lambda: drops.__setitem__(0, drops[0] + 1), lambda: None],
+                    has_room=[lambda: room[0], lambda: room[1]])
+    for i in range(3):
+        intake.put(0, frame(i))
+    intake.put(1, frame(0))
+    start = time.perf_counter()
+    assert [(camera, f.index) for camera, f in intake.take(5.0)] == [(1, 0)]
+    assert time.perf_counter() - start < 2.0 and drops == [1, 0]  # frame 0 dropped on the way in, 1 and 2 wait
+    steps: list[list[tuple[int, Frame]]] = []
+    taker = threading.Thread(target=lambda: steps.append(intake.take(0.0)), daemon=True)
+    taker.start()
+    taker.join(0.3)
+    assert taker.is_alive() and not steps  # waiting, not an empty step
+    room[0] = True
+    intake.wake()
+    taker.join(2.0)
+    assert [[(camera, f.index) for camera, f in step] for step in steps] == [[(0, 2)]] and drops == [2, 0]
+
+
+@pytest.mark.parametrize("slow_input", ["live", "file"])
+def test_a_slow_output_holds_back_its_own_camera_only(slow_input: str, tmp_path: Path) -> None:
+    """Camera 0's output takes 0.3 s a picture; camera 1 (test://, 30 fps) writes to null://. Camera 1 keeps
+    its rate (it fell to camera 0's, 3 pictures/s, its frames counted as dropped); a slow live camera's losses are
+    counted as its own ``dropped``, a slow file keeps every frame; each camera's counters add up."""
+    size = CaptureOptions((FRAME_H, FRAME_W))
+    slow = "test://" if slow_input == "live" else str(make_video(tmp_path / "clip.mkv", 10))
+    sources = [open_source(parse_input(uri), size) for uri in (slow, "test://ball")]
+    runner = MultiCamera(FixedCostModel(0.002), sources, [SlowSink(0.3), NullSink()],
+                         PipelineOptions(max_frames=60, stats_interval_s=0), say=lambda s: None)
+    summary = runner.run()
+    slowed, other = summary["cameras"]
+    assert other["captured"] == 60 and other["written"] >= 0.7 * 60, other
+    for camera in (slowed, other):
+        assert camera["processed"] == camera["written"] == camera["captured"] - camera["dropped"], camera
+    assert summary["dropped"] == slowed["dropped"] + other["dropped"]
+    if slow_input == "live":
+        assert slowed["captured"] == 60 and slowed["dropped"] >= 30, slowed
+    else:
+        assert slowed["written"] == 10 and slowed["dropped"] == 0, slowed
+
+
+def test_cameras_at_different_rates_take_turns_at_being_inferred_first() -> None:
+    """A batch-1 model, two live cameras at 30 and 15 fps (test://black and test://white, told apart by their
+    pictures): of the steps that infer a frame of each, each camera goes first in about half (the 15 fps camera
+    went first in none: the turns rotated through whichever cameras had a frame, counted in steps)."""
+    log: list[tuple[str, int]] = []  # ("step", frames taken), ("call", camera), as the inference thread did them
+    model = FixedCostModel(0.012, seen=lambda frames: log.append(("call", int(frames[0].mean() > 127))))
+    sources = [open_source(parse_input(f"test://{pattern}"), CaptureOptions((48, 64), rate))
+               for pattern, rate in (("black", 30), ("white", 15))]
+    runner = MultiCamera(model, sources, [NullSink(), NullSink()], PipelineOptions(stats_interval_s=0),
+                         say=lambda s: None)
+    take = runner.intake.take
+
+    def logged_take(wait_s: float) -> list[tuple[int, Frame]]:
+        taken = take(wait_s)
+        log.append(("step", len(taken)))
+        return taken
+
+    runner.intake.take = logged_take
+    threading.Timer(2.5, runner.stop).start()
+    written = [camera["written"] for camera in runner.run()["cameras"]]
+    assert written[0] > 1.5 * written[1]  # the rates are as meant
+    firsts = [log[i + 1][1] for i, (what, frames) in enumerate(log) if what == "step" and frames == 2]
+    assert len(firsts) >= 15 and min(firsts.count(0), firsts.count(1)) >= 0.4 * len(firsts), firsts
 
 
 def test_onnx_graphs_say_how_many_frames_one_call_takes(model: Path, dynamic_model: Path) -> None:
