@@ -57,6 +57,12 @@ def launch(description: str, what: str) -> Any:
         raise MediaError(f"{what}: GStreamer cannot build the pipeline ({first_line(str(e))})") from None
 
 
+def row_stride(row_bytes: int) -> int:
+    """The bytes one row of packed video (RGB, GRAY8) takes in a GStreamer buffer: its pixels' bytes rounded up to
+    a multiple of 4, GStreamer's default layout for these formats (what appsink gets, what appsrc is read as)."""
+    return (row_bytes + 3) // 4 * 4
+
+
 def first_line(text: str) -> str:
     return text.strip().splitlines()[0][:300] if text.strip() else "unknown error"
 

@@ -23,7 +23,8 @@ from PIL import Image
 
 from .atomic import atomic_save_image, check_folder_writable, check_writable
 from .errors import EXIT_FAILED, OutputError
-from .gst import MediaError, bus_error, describe_message, gst, has_element, is_write_error, launch, pop_error, quote
+from .gst import (MediaError, bus_error, describe_message, gst, has_element, is_write_error, launch, pop_error,
+                  quote, row_stride)
 from .sources import Frame, caps_rate
 from .uris import IMAGE_SUFFIXES, InputSpec, OutputSpec
 
@@ -51,6 +52,10 @@ MUXERS = {".mp4": ("mp4mux fragment-duration=1000", ("h264", "h265")),
 ROOM_POLL_S = 0.01
 #: how long ``close`` waits for the muxer to finish the file
 EOS_TIMEOUT_S = 60.0
+#: pictures an RTSP stream keeps waiting for its encoder (more written meanwhile replace the oldest)
+RTSP_QUEUE = 2
+#: how long ``close`` waits for the RTSP server's thread to finish what it is doing
+RTSP_STOP_S = 5.0
 #: an image folder's file names for frames without a name of their own (not from an image input)
 INDEX_NAME = "%06d.png"
 
@@ -92,13 +97,22 @@ def _buffer(picture: np.ndarray, timestamp: float | None, rate: Fraction) -> Any
     out)."""
     Gst = gst()
     rows = picture.reshape(picture.shape[0], -1)
-    pad = -rows.shape[1] % 4
+    pad = row_stride(rows.shape[1]) - rows.shape[1]
     data = np.pad(rows, ((0, 0), (0, pad))) if pad else rows
     buffer = Gst.Buffer.new_wrapped(data.tobytes())
     if timestamp is not None:
         buffer.pts = int(timestamp * Gst.SECOND)
         buffer.duration = int(Gst.SECOND / rate)
     return buffer
+
+
+def to_even_size(width: int, height: int) -> str:
+    """The launch text that stretches pictures of an odd width or height by one pixel to the even size 4:2:0
+    encoders need (x264 refuses odd sizes), ending in `` ! ``; "" for even sizes."""
+    even_width, even_height = width + width % 2, height + height % 2
+    if (even_width, even_height) == (width, height):
+        return ""
+    return f"videoscale ! video/x-raw,width={even_width},height={even_height} ! "
 
 
 class StreamSize:
@@ -149,9 +163,7 @@ class AppsrcSink:
     def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         Gst = gst()
         self.rate, self.size = rate, StreamSize(self.spec.uri, width, height, self.say)
-        # 4:2:0 encoders need even sizes: odd pictures are stretched by one pixel
-        even_w, even_h = width + width % 2, height + height % 2
-        scale = f"videoscale ! video/x-raw,width={even_w},height={even_h} ! " if (even_w, even_h) != (width, height) else ""
+        scale = to_even_size(width, height)
         self.max_bytes = 3 * (1 if grey else 3) * width * height  # three pictures queued
         self.pipeline = launch(f"appsrc name=pictures format=time block=false max-bytes={self.max_bytes} "
                                f"caps={_caps(width, height, rate, grey)} ! {self.tail.format(scale=scale)}",
@@ -218,7 +230,12 @@ class AppsrcSink:
 
 
 class RtspSink:
-    """An RTSP server (GstRtspServer) at ``rtsp://@:PORT/NAME``; every client sees the live overlay."""
+    """An RTSP server (GstRtspServer) at ``rtsp://@:PORT/NAME``; every client sees the live overlay.
+
+    At most ``RTSP_QUEUE`` pictures wait for the encoder: a picture written while they do replaces the oldest
+    (a live view shows the newest; memory stays flat whatever the encoder's speed). An error in the media that
+    serves the clients (an encoder refusing the pictures) stops the run at the next ``write``, as a failing
+    file output does: without it the run would go on with every client failing."""
 
     def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000,
                  say: Callable[[str], None] = print) -> None:
@@ -236,6 +253,8 @@ class RtspSink:
         self.stream, self.appsrc, self.lock = encoder(codec, bitrate_kbps, spec.uri), None, threading.Lock()
         self.payloader = PAYLOADERS[codec]
         self.GLib, self.GstRtspServer, self.server = GLib, GstRtspServer, None
+        #: the first error the media posted (set on its streaming thread, raised by ``write``)
+        self.media_error: str | None = None
 
     def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         self.rate, self.size = rate, StreamSize(self.spec.uri, width, height, self.say)
@@ -244,39 +263,69 @@ class RtspSink:
         self.server.set_service(str(self.spec.port))
         factory = self.GstRtspServer.RTSPMediaFactory()
         factory.set_launch(f"( appsrc name=pictures is-live=true format=time do-timestamp=true "
-                           f"caps={_caps(width, height, rate, grey)} ! videoconvert ! {self.stream} ! "
-                           f"{self.payloader} name=pay0 pt=96 )")
+                           f"max-buffers={RTSP_QUEUE} max-bytes=0 leaky-type=downstream "
+                           f"caps={_caps(width, height, rate, grey)} ! {to_even_size(width, height)}videoconvert ! "
+                           f"{self.stream} ! {self.payloader} name=pay0 pt=96 )")
         factory.set_shared(True)
         factory.connect("media-configure", self._configure)
         self.server.get_mount_points().add_factory(self.spec.location, factory)
-        if self.server.attach(self.context) == 0:
+        self.loop = None  # close() after a failed attach has no loop to stop
+        self.listening = self.server.attach(self.context)  # the id of the listening socket's source; 0: none
+        if self.listening == 0:
             raise MediaError(f"{self.spec.uri}: cannot listen on port {self.spec.port} (in use?)")
         self.loop = self.GLib.MainLoop.new(self.context, False)
-        threading.Thread(target=self.loop.run, name="rtsp-server", daemon=True).start()
-        print(f"dannet-run: serving rtsp://{os.uname().nodename}:{self.spec.port}{self.spec.location}", flush=True)
+        self.thread = threading.Thread(target=self.loop.run, name="rtsp-server", daemon=True)
+        self.thread.start()
+        print(f"dannet-run: serving rtsp://{os.uname().nodename}:{self.server.get_bound_port()}{self.spec.location}",
+              flush=True)
 
     def _configure(self, factory: Any, media: Any) -> None:
+        """A media for the clients is made: keep its appsrc, and hear its errors. Its pipeline's bus already has
+        the server's watch (one per bus), so the errors are taken as they are posted, as sync messages."""
+        bus = media.get_element().get_parent().get_bus()
+        bus.enable_sync_message_emission()
+        bus.connect("sync-message::error", self._media_failed)
         with self.lock:
             self.appsrc = media.get_element().get_by_name("pictures")
         media.connect("unprepared", self._unprepared)
+
+    def _media_failed(self, bus: Any, message: Any) -> None:
+        if self.media_error is None:
+            self.media_error = describe_message(message)
 
     def _unprepared(self, media: Any) -> None:
         with self.lock:
             self.appsrc = None
 
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+        if self.media_error is not None:
+            raise MediaError(f"{self.spec.uri}: {self.media_error}", EXIT_FAILED)
         picture = self.size.fit(picture)  # said once even while no client is connected
         with self.lock:  # no client connected: nothing to send
             if self.appsrc is not None:
                 self.appsrc.emit("push-buffer", _buffer(picture, None, self.rate))
 
     def close(self) -> None:
-        if self.server is not None:
-            with self.lock:
-                if self.appsrc is not None:
-                    self.appsrc.emit("end-of-stream")
-            self.loop.quit()
-            self.server = None
+        """End of stream to the clients, and the listening socket closed: its port is free again at once (a later
+        server in this process may take it)."""
+        if self.server is None:
+            return
+        with self.lock:
+            if self.appsrc is not None:
+                self.appsrc.emit("end-of-stream")
+        if self.loop is not None:
+            # done on the server's thread, which may not be running its loop yet (a quit before the loop runs is
+            # lost) and may hold the listening socket while it does: the port is free once the thread ends
+            stop = self.GLib.idle_source_new()
+            stop.set_callback(self._stop_serving)
+            stop.attach(self.context)
+            self.thread.join(RTSP_STOP_S)
+        self.server = None
+
+    def _stop_serving(self, *_: Any) -> bool:
+        self.context.find_source_by_id(self.listening).destroy()
+        self.loop.quit()
+        return self.GLib.SOURCE_REMOVE
 
 
 def image_layout(location: str) -> str:

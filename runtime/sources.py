@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from .gst import MediaError, bus_error, describe_message, gst, has_element, launch, pop_error, quote
+from .gst import MediaError, bus_error, describe_message, gst, has_element, launch, pop_error, quote, row_stride
 from .uris import InputSpec
 
 
@@ -149,14 +149,11 @@ class GstSource:
             if self.last_offset is not None and buffer.offset > self.last_offset + 1:
                 skipped = buffer.offset - self.last_offset - 1
             self.last_offset = buffer.offset
-        ok, mapped = buffer.map(Gst.MapFlags.READ)
-        if not ok:
-            raise SourceLost(f"{self.spec.uri}: cannot map a frame buffer")
-        try:  # PyGObject hands the mapped memory over as one bytes object: the frame's only copy
-            data = np.frombuffer(mapped.data, dtype=np.uint8)
-        finally:
-            buffer.unmap(mapped)
-        stride = data.size // height  # RGB rows are padded to 4 bytes when 3 * width is not
+        # The frame's one copy, owned by Python. Not ``buffer.map``: with gst-python's overrides (python3-gst-1.0,
+        # which comes with the OS PyGObject) the mapped data is a view of GStreamer's pool memory, released by
+        # ``unmap`` and reused for later frames; pip's PyGObject copies the mapped memory anyway, as this does.
+        data = np.frombuffer(buffer.extract_dup(0, buffer.get_size()), dtype=np.uint8)
+        stride = row_stride(3 * width)
         image = data[: stride * height].reshape(height, stride)[:, : 3 * width].reshape(height, width, 3)
         self.count += 1
         return Frame(image, self.count - 1, arrived, time.perf_counter(), skipped=skipped)

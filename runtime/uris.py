@@ -120,7 +120,10 @@ def parse_output(uri: str) -> OutputSpec:
         match = re.fullmatch(r"rtsp://@?(?::(\d+))?(/[\w\-./]+)", uri)
         if not match:
             raise MediaError(f"{uri}: expected rtsp://@:PORT/NAME (e.g. rtsp://@:8554/dannet)")
-        return OutputSpec(uri, "rtsp", match.group(2), int(match.group(1) or 8554))
+        port = int(match.group(1) or 8554)
+        if not 1 <= port <= 65535:  # the server would take 0 as any free port, and larger ones modulo 65536
+            raise MediaError(f"{uri}: port {port} is out of range: expected rtsp://@:PORT/NAME with PORT 1 to 65535")
+        return OutputSpec(uri, "rtsp", match.group(2), port)
     if scheme not in ("", "file"):
         raise MediaError(f"{uri}: unsupported output {scheme}://; expected {OUTPUT_SCHEMES}")
     path = _path_of(uri)

@@ -8,11 +8,12 @@ cd "$(dirname "$0")/.."
 
 TORCH_PIN="${TORCH_PIN:-torch==2.13.0}"
 # GStreamer for the camera pipeline (PyGObject is built by pip against libgirepository1.0-dev/libcairo2-dev);
-# libav decodes H.264, plugins-ugly encodes it (x264), the RTSP server serves rtsp:// outputs
+# libav decodes H.264, plugins-ugly encodes it (x264), the RTSP server serves rtsp:// outputs; python3-gst-1.0
+# (gst-python's overrides, there wherever the OS PyGObject is) for the tests that read frames under them
 APT_PACKAGES=(cmake g++ pkg-config
               gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
               gstreamer1.0-plugins-ugly gstreamer1.0-libav gir1.2-gst-plugins-base-1.0 gir1.2-gst-rtsp-server-1.0
-              libgirepository1.0-dev libcairo2-dev
+              python3-gst-1.0 libgirepository1.0-dev libcairo2-dev
               xvfb)  # a virtual screen: the tests show display:// output on it
 
 missing=()

@@ -1,0 +1,161 @@
+"""The RTSP output (``rtsp://@:PORT/NAME``) as its clients and its run see it: clients are real ``rtspsrc``
+pipelines in ``gst-launch-1.0`` processes; the port is checked with plain sockets.
+
+- the queue of pictures waiting for the encoder stays bounded however fast they come;
+- pictures of odd sizes are served (4:2:0 encoders refuse odd sizes);
+- an error in the media serving the clients stops the run instead of every client failing unseen;
+- the port is checked when the URI is parsed, and freed when the output closes.
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx  # noqa: F401  loaded before GStreamer initialises (see runtime/gst.py)
+import onnxruntime  # noqa: F401
+import pytest
+from test_errors import USAGE, in_process, the_error
+
+from runtime.gst import MediaError
+from runtime.sinks import RtspSink
+from runtime.sources import Frame
+from runtime.uris import parse_output
+
+try:
+    RtspSink(parse_output("rtsp://@:8554/probe"))
+except MediaError as e:
+    pytest.skip(f"no RTSP server here ({e}); scripts/setup.sh installs it", allow_module_level=True)
+
+#: how long a client may take to connect, or to play what it was asked to
+CLIENT_S = 20
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a plain listening socket (no SO_REUSEADDR) can take ``port`` now."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return False
+        return True
+
+
+def client(port: int, frames: int) -> subprocess.Popen:
+    """An RTSP client that decodes ``frames`` pictures of rtsp://127.0.0.1:PORT/x and exits 0."""
+    return subprocess.Popen(["gst-launch-1.0", "-q", "rtspsrc", f"location=rtsp://127.0.0.1:{port}/x", "latency=0",
+                             "!", "decodebin", "!", "fakesink", f"num-buffers={frames}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def started(width: int, height: int) -> tuple[RtspSink, int]:
+    port = free_port()
+    sink = RtspSink(parse_output(f"rtsp://@:{port}/x"), "h264", 4000, say=lambda line: None)
+    sink.start(width, height, Fraction(30))
+    return sink, port
+
+
+def write_until(sink: RtspSink, picture: np.ndarray, done: Callable[[], bool], seconds: float = CLIENT_S) -> None:
+    """Write ``picture`` at 30 per second until ``done()`` or ``seconds`` have passed."""
+    frame, deadline = Frame(picture, 0, 0.0, 0.0), time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        sink.write(picture, frame, 0.0)
+        time.sleep(1 / 30)
+
+
+def test_pictures_faster_than_the_encoder_wait_two_at_most_and_the_client_still_plays() -> None:
+    """With a client connected, 200 pictures written as fast as Python can (far faster than x264 encodes
+    640x480 on a CPU): the pictures waiting in the stream's appsrc, read from GStreamer after every write, reach
+    two (the writer was ahead) and never more; the client still decodes its pictures."""
+    sink, port = started(640, 480)
+    picture = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    viewer = client(port, frames=10)
+    try:
+        write_until(sink, picture, lambda: sink.appsrc is not None)
+        appsrc, frame, waiting = sink.appsrc, Frame(picture, 0, 0.0, 0.0), []
+        for _ in range(200):
+            sink.write(picture, frame, 0.0)
+            waiting.append(appsrc.get_property("current-level-buffers"))
+        assert max(waiting) == 2, f"pictures waiting for the encoder reached {max(waiting)}"
+        write_until(sink, picture, lambda: viewer.poll() is not None)
+        assert viewer.wait(CLIENT_S) == 0, viewer.stdout.read()
+    finally:
+        viewer.kill()
+        sink.close()
+
+
+def test_an_odd_sized_stream_is_played_by_a_client() -> None:
+    """A 321x241 stream (x264 takes even sizes only) reaches an rtspsrc client, which decodes 10 pictures."""
+    sink, port = started(321, 241)
+    viewer = client(port, frames=10)
+    try:
+        write_until(sink, np.zeros((241, 321, 3), np.uint8), lambda: viewer.poll() is not None)
+        assert viewer.wait(CLIENT_S) == 0, viewer.stdout.read()
+    finally:
+        viewer.kill()
+        sink.close()
+
+
+def test_a_media_error_stops_the_run_with_one_line_naming_the_output() -> None:
+    """Pictures 16386 wide, more than H.264 encoders take (x264: 16384): when a client comes, the media serving it
+    fails; the next write raises, naming the URI and the encoder's error."""
+    sink, port = started(16386, 2)
+    viewer = client(port, frames=1)
+    try:
+        with pytest.raises(MediaError, match=rf"^rtsp://@:{port}/x: \S") as raised:
+            write_until(sink, np.zeros((2, 16386, 3), np.uint8), lambda: False)
+        assert "\n" not in str(raised.value)
+    finally:
+        viewer.kill()
+        sink.close()
+
+
+def test_ports_outside_1_to_65535_are_refused_when_the_uri_is_parsed() -> None:
+    assert parse_output("rtsp://@:1/x").port == 1 and parse_output("rtsp://@:65535/x").port == 65535
+    for port in (0, 65536, 99999):
+        with pytest.raises(MediaError, match=rf"^rtsp://@:{port}/x: port {port} .*1 to 65535"):
+            parse_output(f"rtsp://@:{port}/x")
+
+
+def test_dannet_run_refuses_a_port_out_of_range_before_opening_the_model(tmp_path: Path, capsys) -> None:
+    """The model is not a model: the URI's error comes first, so nothing was loaded before it."""
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not a model")
+    code, err = in_process(capsys, "dannet-run", "--model", model, "--input", "test://", "--output",
+                           "rtsp://@:65536/x")
+    assert code == USAGE and "rtsp://@:65536/x: port 65536" in the_error(err, "dannet-run")
+
+
+def test_close_frees_the_port_for_the_next_server(capsys) -> None:
+    """The port is taken while the output serves and free once it is closed, for a plain socket and for a
+    second RTSP output in the same process; the line saying where it serves names the port it listens on."""
+    sink, port = started(64, 48)
+    assert not port_is_free(port)
+    assert f":{port}/x" in capsys.readouterr().out
+    sink.close()
+    assert port_is_free(port)
+    again = RtspSink(parse_output(f"rtsp://@:{port}/x"), "h264", 4000)
+    again.start(64, 48, Fraction(30))
+    again.close()
+
+
+def test_close_after_the_port_could_not_be_taken_is_quiet() -> None:
+    """The port is another listener's: start says so, and close, which a run always calls, has nothing to undo."""
+    with socket.socket() as taken:
+        taken.bind(("", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        sink = RtspSink(parse_output(f"rtsp://@:{port}/x"), "h264", 4000)
+        with pytest.raises(MediaError, match=f"cannot listen on port {port}"):
+            sink.start(64, 48, Fraction(30))
+        sink.close()
