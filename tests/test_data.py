@@ -14,7 +14,7 @@ from PIL import Image
 
 from runtime.classes import IGNORE_INDEX
 from train.data import (DarkZurichPairs, DatasetError, EvalTransform, PairTransform, SegmentationDataset,
-                        TrainTransform, build_dataset, cityscapes_samples, seed_worker)
+                        TrainTransform, build_dataset, cityscapes_samples)
 from train.data.synth import LAYOUTS, PAIRS_CSV, generate
 
 SIZE = (64, 128)
@@ -134,7 +134,8 @@ def normalised(image: Image.Image) -> torch.Tensor:
 def test_training_images_are_resized_bicubic_and_scaled_sizes_rounded_down() -> None:
     """As the reference's joint transforms: images bicubic, labels nearest, ``int(size * scale)``.
     A 43x43 image at scale 0.5 becomes 21x21 (rounding would give 22 and a random crop); a crop
-    of 21 then takes it whole, and the pair's 21 -> 13 resize is bicubic too."""
+    of 21 then takes it whole, and the pair's 21 -> 13 resize is bicubic too. Evaluation resizes
+    bilinear: 43x43 at scale 0.3 to 12x12."""
     g = np.random.default_rng(0)
     image = Image.fromarray(g.integers(0, 256, (43, 43, 3), dtype=np.uint8))
     label = g.integers(0, 19, (43, 43), dtype=np.uint8)
@@ -148,8 +149,21 @@ def test_training_images_are_resized_bicubic_and_scaled_sizes_rounded_down() -> 
     assert torch.allclose(day, normalised(image.transpose(Image.FLIP_TOP_BOTTOM).resize((21, 21), Image.BICUBIC)
                                           .resize((13, 13), Image.BICUBIC)), atol=1e-6)
     # evaluation resizes bilinear (torchvision's default Resize in the reference's evaluate.py)
-    x, _ = EvalTransform(size=(13, 13))(image, None)
-    assert torch.allclose(x, normalised(image.resize((13, 13), Image.BILINEAR)), atol=1e-6)
+    x, _ = EvalTransform(scale=0.3)(image, None)
+    assert torch.allclose(x, normalised(image.resize((12, 12), Image.BILINEAR)), atol=1e-6)
+
+
+@pytest.mark.parametrize("scale, input_hw", [(0.5, (540, 960)), (0.55, (592, 1056)), (0.3, (324, 576)),
+                                             (0.001, (4, 4))])
+def test_evaluation_input_sides_are_multiples_of_4_and_labels_keep_their_size(scale: float,
+                                                                              input_hw: tuple[int, int]) -> None:
+    """The relighting net gives back only sides that are multiples of 4: ``--scale 0.55`` of a 1080x1920 frame
+    asked for 594 rows and stopped the evaluation. Each side goes to the nearest multiple of 4 (DANNet's own
+    540x960 at 0.5 is one already); the label stays 1080x1920, where the predictions are scored."""
+    image = Image.new("RGB", (1920, 1080))
+    label = np.zeros((1080, 1920), dtype=np.uint8)
+    x, y = EvalTransform(scale=scale)(image, label)
+    assert tuple(x.shape[1:]) == input_hw and tuple(y.shape) == (1080, 1920)
 
 
 def test_pair_gets_identical_scale_crop_flip(synth: Path, tmp_path: Path) -> None:
@@ -169,24 +183,6 @@ def test_pair_gets_identical_scale_crop_flip(synth: Path, tmp_path: Path) -> Non
     real = DarkZurichPairs(synth / "darkzurich", synth / "darkzurich" / PAIRS_CSV, PairTransform(crop=48, resize_to=None))
     item = real[0]
     assert item["night"].shape == (3, 48, 48) and not torch.equal(item["night"], item["day"])
-
-
-def test_workers_get_distinct_reproducible_seeds() -> None:
-    class Draw(torch.utils.data.Dataset):
-        def __len__(self) -> int:
-            return 4
-
-        def __getitem__(self, i: int) -> float:
-            return float(np.random.rand())
-
-    def draws(seed: int) -> list[float]:
-        loader = torch.utils.data.DataLoader(Draw(), batch_size=1, num_workers=2, worker_init_fn=seed_worker,
-                                             generator=torch.Generator().manual_seed(seed))
-        return [float(x) for x in loader]
-
-    first = draws(0)
-    assert first == draws(0)
-    assert len(set(first)) == 4  # the two workers do not repeat each other's numbers
 
 
 # --- errors: one line naming the path, raised when the dataset is built -------------------------
@@ -238,6 +234,20 @@ def test_pair_file_missing_and_bad_csv(synth: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as e:
         DarkZurichPairs(root, root / "absent.csv", PairTransform())
     _one_line(e, "absent.csv", "not found")
+
+
+def test_a_day_image_of_another_size_than_its_night_image(synth: Path, tmp_path: Path) -> None:
+    """The pair's one scale, crop and flip are taken on the night image's grid: a day image of another size was
+    stretched onto it, silently. Refused when the pairs are read, naming the CSV line and both sizes."""
+    root = tmp_path / "dz"
+    shutil.copytree(synth / "darkzurich", root)
+    night, day = ((root / "rgb_anon" / f"{stem}_rgb_anon.png")
+                  for stem in (root / PAIRS_CSV).read_text().splitlines()[1].split(","))
+    Image.open(day).resize((SIZE[1] // 2, SIZE[0] // 2)).save(day)
+    with pytest.raises(DatasetError) as e:
+        DarkZurichPairs(root, root / PAIRS_CSV, PairTransform())
+    _one_line(e, f"{PAIRS_CSV}:2: day image {day} is {SIZE[0] // 2}x{SIZE[1] // 2} but night image {night} is "
+                 f"{SIZE[0]}x{SIZE[1]}; expected the same size")
 
 
 def test_unreadable_image(synth: Path, tmp_path: Path) -> None:

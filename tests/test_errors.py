@@ -305,6 +305,16 @@ def test_a_config_value_that_would_divide_by_zero_is_refused(tmp_path: Path, cap
     assert not (tmp_path / "run").exists()
 
 
+def test_a_misspelt_option_is_refused_before_the_run_starts(tmp_path: Path, capsys) -> None:
+    """``eval.reweight`` is first read at the first validation: misspelt, it stopped the run there, as an internal
+    error, with the iterations since the last checkpoint lost. Refused with the config, naming the values."""
+    code, err = in_process(capsys, "dannet-train", "adapt", "--config", "synthetic-cpu", "--out", tmp_path / "run",
+                           "--set", "eval.reweight=prob")
+    line = the_error(err, "dannet-train adapt")
+    assert code == USAGE and "'eval.reweight' must be one of logits, probs, got 'prob'" in line
+    assert not (tmp_path / "run").exists()
+
+
 # -- dannet-run: no input image lost or overwritten -------------------------------------------------------
 
 def image_folder(folder: Path, names: Sequence[str]) -> Path:
@@ -480,6 +490,25 @@ def test_a_damaged_image_is_named_and_stops_the_run_cleanly(onnx_model: Path, tm
                       tmp_path, env={"TQDM_DISABLE": "1"})  # progress bars off: stderr is then the error alone
     assert out.returncode == DATA, out.stderr
     assert str(image) in the_error(out.stderr, "dannet-bench miou")
+
+
+def test_a_validation_that_fails_keeps_the_checkpoint_of_its_iteration(tmp_path: Path, capsys) -> None:
+    """Validation ran before the checkpoint of the same iteration was written: a night image damaged since the run
+    started stopped it there and lost every iteration since the previous checkpoint. Now the checkpoint is on
+    disk first, and the error names the image."""
+    from train.data.synth import generate
+
+    source = generate(tmp_path / "cityscapes", "cityscapes", 2, (48, 64), seed=0)
+    (image, _), _ = night_set(tmp_path / "val")
+    image.write_bytes(corrupt_png(np.asarray(Image.open(image))))  # the header reads; the pixels do not decode
+    out = tmp_path / "run"
+    settings = {"data.source.root": source, "data.source.crop": "[32, 32]", "pretrain.val_dataset": "darkzurich-val",
+                "pretrain.val_root": tmp_path / "val", "data.val.scale": 1.0, "pretrain.iterations": 4,
+                "run.val_every": 2, "run.checkpoint_every": 2}
+    code, err = in_process(capsys, "dannet-train", "pretrain", "--config", "synthetic-cpu", "--out", out,
+                           *[a for key, value in settings.items() for a in ("--set", f"{key}={value}")])
+    assert code == DATA and str(image) in err.strip().splitlines()[-1]
+    assert [p.name for p in (out / "checkpoints").glob("*.pth")] == ["checkpoint_0000002.pth"]
 
 
 def test_a_damaged_image_read_by_a_loader_worker_is_still_one_line_naming_it(tmp_path: Path) -> None:

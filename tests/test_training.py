@@ -22,9 +22,10 @@ from train.checkpoint import load_checkpoint, save_checkpoint
 from train.cli import main as train_main
 from train.config import ConfigError, load_config
 from train.data.synth import generate
-from train.engine import latest_checkpoint, setup_env, seed_everything, unwrap
+from train.engine import (Env, SeededDataset, SeededSampler, latest_checkpoint, setup_env, seed_everything, stream,
+                          unwrap)
 from train.metrics import ConfusionMeter, confusion_matrix, iou_per_class, mean_iou
-from train.models import build_segmenter
+from train.models import RelightNet, build_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +75,22 @@ def test_generator_and_discriminator_steps_touch_only_their_networks(data: Path)
 
     def generator_step(*args, **kwargs):
         seen["disc_grads"] = [p.grad for p in disc]
+        seen["gen_grads"] = [p.grad.clone() for p in gen if p.grad is not None]
         out = g_step(*args, **kwargs)
         seen["gen_after"], seen["disc_after"] = [p.detach().clone() for p in gen], [p.detach().clone() for p in disc]
         return out
 
     def discriminator_step(*args, **kwargs):
-        seen["gen_grads_zeroed"] = True
+        seen["gen_grads_at_d_step"] = [p.grad.clone() for p in gen if p.grad is not None]
         return d_step(*args, **kwargs)
 
     t.optimizers["generator"].step, t.optimizers["discriminators"].step = generator_step, discriminator_step
     values = t.step(0)
     assert all(g is None for g in seen["disc_grads"])  # no gradient reached D in the generator step
     assert same(seen["disc_after"], d0)  # the generator step left D alone
+    # D's loss reached no generator weight: it sees the predictions detached
+    assert 0 < len(seen["gen_grads"]) == len(seen["gen_grads_at_d_step"])
+    assert same(seen["gen_grads_at_d_step"], seen["gen_grads"])
     assert not same(seen["gen_after"], g0)  # ...and moved G
     assert same([p.detach() for p in gen], seen["gen_after"])  # the D step left G alone
     assert not same([p.detach() for p in disc], d0)  # ...and moved D
@@ -212,7 +217,7 @@ def test_optimizer_choice_for_the_segmentation_and_relighting_nets(data: Path, t
     assert type(PretrainTask(config, setup_env("cpu"), [], 0).optimizers["segmenter"]) is torch.optim.AdamW
     assert train_main(["adapt", *cli_args(data, **{"optim.optimizer": "adam"}), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "optim.optimizer must be sgd or adamw, got 'adam'" in err[0]
+    assert len(err) == 1 and "'optim.optimizer' must be one of sgd, adamw, got 'adam'" in err[0]
 
 
 def test_latest_checkpoint_skips_a_damaged_one(tmp_path: Path) -> None:
@@ -221,6 +226,45 @@ def test_latest_checkpoint_skips_a_damaged_one(tmp_path: Path) -> None:
     bad = save_checkpoint(tmp_path / "checkpoints" / "checkpoint_0000004.pth", {"segmenter": seg}, iteration=4)
     bad.write_bytes(bad.read_bytes()[:1000])
     assert latest_checkpoint(tmp_path).name == "checkpoint_0000002.pth"
+
+
+class Draw(torch.utils.data.Dataset):
+    """One number from torch's generator per item: what a sample's augmentation draws."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.rand(())
+
+
+def test_a_sample_is_drawn_from_its_seed_and_reseeds_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sample's draws come from its own seed, the caller's CPU generator is left where it was, and no GPU
+    generator is touched: ``torch.manual_seed`` in the loader reseeded every GPU's at each sample, so CUDA
+    dropout masks followed the last sample loaded."""
+    reseeded: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+    monkeypatch.setattr(torch.cuda, "manual_seed", reseeded.append)
+    before = torch.get_rng_state()
+    samples = SeededDataset(Draw())
+    five, again, six = samples[(0, 5)], samples[(1, 5)], samples[(0, 6)]
+    assert five == again == torch.rand((), generator=torch.Generator().manual_seed(5)) != six
+    assert torch.equal(torch.get_rng_state(), before)
+    assert reseeded == []
+
+
+def test_any_run_seed_gives_a_stream_and_small_seeds_keep_theirs() -> None:
+    """``run.seed`` above ~18.4 million made a sample seed beyond 64 bits (an overflow at the first batch); above
+    2**64 the first shuffle and ``seed_everything`` overflowed too. Seeds below that keep the stream they
+    always had, so a run started before this change resumes onto the same batches."""
+    for seed in (18_500_000, 2**64 + 3, 10**30):
+        seed_everything(seed)
+        batches = stream(Draw(), 2, seed, 0, Env(torch.device("cpu")), workers=0)
+        assert all(torch.isfinite(next(batches)).all() for _ in range(3))  # 6 samples: into the second epoch
+    items = iter(SeededSampler(4, seed=3))
+    sample_seeds = [next(items)[1] for _ in range(5)]
+    assert sample_seeds == [(3 * 1_000_003 + epoch) * 1_000_033 + k for epoch, k in ((0, 0), (0, 1), (0, 2), (0, 3),
+                                                                                      (1, 0))]
 
 
 def _ddp_worker(rank: int, world: int, port: int, config_overrides: list[str], out: str) -> None:
@@ -314,7 +358,7 @@ def test_night_labels_as_the_labelled_source(data: Path, tmp_path: Path, capsys)
     assert train_main(["pretrain", *cli_args(data, **{"data.source.dataset": "darkzurich-val"}),
                        "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "data.source.dataset must be one of cityscapes, acdc-night" in err[0]
+    assert len(err) == 1 and "'data.source.dataset' must be one of cityscapes, acdc-night" in err[0]
     assert train_main(["adapt", *cli_args(data, **{"data.source.dataset": "acdc-night", "data.source.root": acdc}),
                        "--out", str(tmp_path / "adapt")]) == 2  # adaptation from night labels adapts nothing
     err = capsys.readouterr().err.strip().splitlines()
@@ -333,6 +377,53 @@ def test_pretrain_then_adapt_then_eval(data: Path, tmp_path: Path, capsys) -> No
     printed = capsys.readouterr().out
     assert "mIoU" in printed and "with relighting" in printed and (tmp_path / "r.json").is_file()
     assert (tmp_path / "ada" / "metrics.jsonl").read_text().count("loss_total") == 4
+
+
+def eval_checkpoint(path: Path, recorded_eval: dict | None) -> Path:
+    """A small PSPNet-ResNet18 with a relighting net, saved as a run of ours whose config holds ``recorded_eval``
+    (None: a released segmentation state dict, which holds no config)."""
+    torch.manual_seed(0)
+    segmenter = build_segmenter("pspnet", backbone="resnet18")
+    if recorded_eval is None:
+        torch.save(segmenter.state_dict(), path)
+        return path
+    return save_checkpoint(path, {"segmenter": segmenter, "light": RelightNet(channels=16)}, arch="pspnet",
+                           config={"model": {"backbone": "resnet18"}, "eval": recorded_eval})
+
+
+def evaluated_with(data: Path, checkpoint: Path, capsys, *flags: str) -> tuple[str, dict]:
+    """The settings line ``dannet-train eval`` printed and its JSON."""
+    out = checkpoint.with_suffix(".json")
+    capsys.readouterr()
+    assert train_main(["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", "--root", str(data),
+                       "--scale", "1.0", "--max-images", "1", "--json", str(out), *flags]) == 0
+    return capsys.readouterr().out.splitlines()[0], json.loads(out.read_text())
+
+
+def test_eval_uses_the_test_time_weights_its_checkpoint_recorded(data: Path, tmp_path: Path, capsys) -> None:
+    """A run configured with ``eval.reweight: probs`` and ``eval.weights_std: 0.3`` validated with them; ``eval``
+    of its checkpoint used the flags' defaults (logits, 0.16) instead. The flags still win; a released file,
+    which records nothing, keeps the reference's."""
+    ours = eval_checkpoint(tmp_path / "ours.pth", {"reweight": "probs", "weights_std": 0.3})
+    line, result = evaluated_with(data, ours, capsys)
+    assert "weights std 0.3, reweight probs" in line
+    assert (result["weights_std"], result["reweight"]) == (0.3, "probs")
+    line, result = evaluated_with(data, ours, capsys, "--reweight", "logits", "--weights-std", "0.1")
+    assert "weights std 0.1, reweight logits" in line
+    assert (result["weights_std"], result["reweight"]) == (0.1, "logits")
+    line, result = evaluated_with(data, eval_checkpoint(tmp_path / "released.pth", None), capsys, "--backbone",
+                                  "resnet18")
+    assert "weights std 0.16, reweight logits" in line
+
+
+def test_eval_at_a_scale_whose_input_is_no_multiple_of_4(data: Path, tmp_path: Path, capsys) -> None:
+    """``--scale 0.55`` of the 64x128 night images asks for a 35x70 input, which the relighting net cannot give
+    back (an internal error); the input is rounded to 36x72 and the labels are still scored at 64x128."""
+    ckpt = eval_checkpoint(tmp_path / "ours.pth", {"reweight": "logits", "weights_std": 0.16})
+    capsys.readouterr()
+    assert train_main(["eval", "--checkpoint", str(ckpt), "--dataset", "synthetic", "--root", str(data),
+                       "--scale", "0.55", "--max-images", "1"]) == 0
+    assert "mIoU" in capsys.readouterr().out
 
 
 def test_user_errors_are_one_line(data: Path, tmp_path: Path, capsys) -> None:
@@ -424,6 +515,26 @@ def test_target_predictions_are_compared_at_the_configured_size(data: Path, monk
     assert seen["pseudo"] == [(56,) * 4] and seen["static"] == [(56,) * 4]
     # generator: D_d(day), D_n(night); then discriminators: D_d(source), D_d(day), D_n(source), D_n(night)
     assert seen["disc"] == [(56, 56)] * 2 + [(48, 48), (56, 56)] * 2
+
+
+@pytest.mark.parametrize("extra, key", [
+    ({"data.source.crop": "[50, 48]"}, "data.source.crop=[50, 48]"),
+    ({"data.target.resize_to": 50}, "data.target.resize_to=50"),
+    ({"data.target.resize_to": "null", "data.target.crop": 58}, "data.target.crop=58"),
+    ({"loss.exposure_patch": 52}, "data.source.crop=[48, 48]"),
+])
+def test_adaptation_refuses_inputs_the_relighting_net_cannot_take(data: Path, extra: dict, key: str) -> None:
+    """The relighting net gives back only sides that are multiples of 4, and the exposure loss pools squares
+    of ``loss.exposure_patch``: a source crop of 50 or a target input of 50 (or 58, not resized) used to stop
+    the first step with an internal error, a crop smaller than the patch as well."""
+    with pytest.raises(ConfigError) as error:
+        task(data, **extra)
+    assert str(error.value).startswith(key) and "multiples of 4" in str(error.value)
+
+
+def test_without_relighting_any_crop_trains(data: Path) -> None:
+    """The sizes only matter to the relighting net: without it (and in pre-training) a crop of 50 is a crop."""
+    assert math.isfinite(task(data, **{"model.relight": False, "data.source.crop": "[50, 50]"}).step(0)["loss_total"])
 
 
 def test_precision_drift_against_fp32(data: Path) -> None:
@@ -542,6 +653,61 @@ def test_autocast_drift_on_cuda_is_small(data: Path) -> None:
         losses = {k: v for k, v in row.items() if k.startswith("loss")}
         assert all(math.isfinite(v) for v in losses.values()), row
         assert row["step"] > 0 or 0 < row["loss_total"] < 0.02, row
+
+
+@pytest.mark.gpu
+def test_resume_on_cuda_restores_every_state_and_continues_the_run(data: Path, tmp_path: Path) -> None:
+    """``--resume`` of a CUDA run. The checkpoint used to be read onto the GPU, RNG states included, which
+    torch.set_rng_state, numpy and torch.cuda.set_rng_state_all refuse: every CUDA resume stopped there.
+
+    Exact: what ``resume`` restores (weights and optimiser state on the GPU, the CPU and CUDA generators as
+    saved). Whole run: resumed from iteration 2 of 4, the weights come out where the uninterrupted run's
+    did, up to the rounding of CUDA kernels that add with atomics (bilinear upsampling's backward) and is
+    not the same twice; wrong dropout masks or a lost optimiser state would part them much further."""
+    from train.dannet import DANNetTask
+    from train.engine import resume
+
+    _cuda_or_skip()
+    out = tmp_path / "cuda"
+    assert train_main(["adapt", *cli_args(data, **{"run.device": "cuda", "run.checkpoint_every": 2}),
+                       "--out", str(out)]) == 0
+    straight = load_checkpoint(out / "final.pth")
+    for gone in (out / "final.pth", out / "checkpoints" / "checkpoint_0000004.pth"):  # as if killed after step 4
+        gone.unlink()
+    saved = load_checkpoint(latest_checkpoint(out))
+    assert saved.iteration == 2
+
+    env = setup_env("cuda")
+    fresh = DANNetTask(load_config(str(out / "config.yaml")), env, [], 2)
+    resume(fresh, saved.path, env)
+    rng = saved.extra["rng"][0]
+    assert torch.equal(torch.get_rng_state(), rng["torch"])
+    assert all(torch.equal(now, then) for now, then in zip(torch.cuda.get_rng_state_all(), rng["cuda"], strict=True))
+    for role, net in fresh.models.items():
+        for key, value in unwrap(net).state_dict().items():
+            assert value.device == env.device and torch.equal(value.cpu(), saved.models[role][key]), f"{role}.{key}"
+    for name, optimizer in fresh.optimizers.items():
+        for param, state in optimizer.state.items():  # Adam keeps its step count on the CPU
+            assert all(v.device == param.device for k, v in state.items() if k != "step"), name
+        restored = optimizer.state_dict()["state"]
+        for index, state in saved.optimizers[name]["state"].items():
+            assert all(torch.equal(restored[index][k].cpu(), v) for k, v in state.items()), f"{name} {index}"
+
+    assert train_main(["adapt", "--resume", "--out", str(out)]) == 0
+    resumed = load_checkpoint(out / "final.pth")
+    assert resumed.iteration == straight.iteration == 4
+    for role, state in straight.models.items():
+        a = torch.cat([v.double().flatten() for v in state.values() if v.is_floating_point()])
+        b = torch.cat([v.double().flatten() for v in resumed.models[role].values() if v.is_floating_point()])
+        assert ((a - b).norm() / a.norm()).item() < 1e-3, role
+
+
+@pytest.mark.gpu
+def test_loading_a_sample_leaves_the_gpu_generator_alone() -> None:
+    _cuda_or_skip()
+    before = torch.cuda.get_rng_state()
+    SeededDataset(Draw())[(0, 5)]
+    assert torch.equal(torch.cuda.get_rng_state(), before)
 
 
 # --- metrics ------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from runtime.atomic import atomic_write, check_writable
 from runtime.classes import MAX_WEIGHTS_STD, TEST_WEIGHTS_STD
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
-from .checkpoint import load_checkpoint
-from .data import DATASETS
+from .checkpoint import CheckpointError, load_checkpoint
+from .data import DATASETS, LABELLED_DATASETS
+from .evaluate import REWEIGHTS
 
 
 def _train(args: argparse.Namespace, job: str) -> int:
@@ -75,6 +76,17 @@ def cmd_precision(args: argparse.Namespace) -> None:
         atomic_write(args.json, json.dumps(rows, indent=1))
 
 
+def _test_time_reweighting(args: argparse.Namespace, recorded: dict) -> tuple[float, str]:
+    """``(weights std, reweight)`` of an evaluation: the flags where given, else what the checkpoint's run was
+    configured with (``eval.*``, the values its validation used), else the reference's (released files)."""
+    weights_std = args.weights_std if args.weights_std is not None else recorded.get("weights_std", TEST_WEIGHTS_STD)
+    reweight = args.reweight or recorded.get("reweight", REWEIGHTS[0])
+    if reweight not in REWEIGHTS:  # a run that never validated kept whatever its config said
+        raise CheckpointError(f"{args.checkpoint}: records eval.reweight={reweight!r}, not one of "
+                              f"{', '.join(REWEIGHTS)}; give --reweight")
+    return weights_std, reweight
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     import json
 
@@ -84,25 +96,28 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from .data import EvalTransform, build_dataset
     from .engine import select_device
-    from .evaluate import evaluate, load_networks
+    from .evaluate import evaluate, networks_of
 
     if args.json:
         check_writable(args.json, "--json")
-    segmenter, light, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
+    ckpt = load_checkpoint(args.checkpoint)
+    segmenter, light, arch, backbone = networks_of(ckpt, args.light, args.arch, args.backbone)
+    weights_std, reweight = _test_time_reweighting(args, ckpt.config.get("eval", {}))
     device = select_device(args.device)
     segmenter.to(device)
     if light is not None:
         light.to(device)
     dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
-    weights = torch.from_numpy(class_weights(args.weights_std))
+    weights = torch.from_numpy(class_weights(weights_std))
     print(f"evaluating {args.checkpoint} ({arch}, {backbone}{', with relighting' if light else ', no relighting net'}) "
-          f"on {args.dataset}: {len(dataset)} images, input scale {args.scale}, weights std {args.weights_std}, "
-          f"reweight {args.reweight}")
-    meter = evaluate(segmenter, light, dataset, weights, args.reweight, device, args.max_images)
+          f"on {args.dataset}: {len(dataset)} images, input scale {args.scale}, weights std {weights_std}, "
+          f"reweight {reweight}")
+    meter = evaluate(segmenter, light, dataset, weights, reweight, device, args.max_images)
     print(meter.table())
     if args.json:
         atomic_write(args.json, json.dumps({"miou": meter.miou, "iou": [None if v != v else v for v in meter.iou],
-                                               "checkpoint": str(args.checkpoint), "dataset": args.dataset}, indent=1))
+                                               "checkpoint": str(args.checkpoint), "dataset": args.dataset,
+                                               "weights_std": weights_std, "reweight": reweight}, indent=1))
 
 
 def cmd_synth(args: argparse.Namespace) -> None:
@@ -213,16 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
                                    "weights, bilinear upsampling to the label resolution, argmax.")
     p.add_argument("--checkpoint", required=True, help="our checkpoint or a released segmentation .pth")
     p.add_argument("--light", help="relighting weights when the checkpoint has none (released *_light.pth)")
-    p.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "darkzurich-test"])
+    p.add_argument("--dataset", required=True, choices=LABELLED_DATASETS)
     p.add_argument("--root", required=True, help="dataset root folder")
     p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
                    help="architecture when the file does not say (default pspnet; released files are recognised)")
     p.add_argument("--backbone", default=None, help="backbone when the file does not say (default resnet101)")
-    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=TEST_WEIGHTS_STD,
-                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] "
-                        f"(0: no re-weighting; default {TEST_WEIGHTS_STD})")
-    p.add_argument("--reweight", default="logits", choices=["logits", "probs"],
-                   help="multiply logits (reference code, default) or probabilities (paper)")
+    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=None,
+                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (0: no re-weighting; default: "
+                        f"eval.weights_std of the checkpoint's run, {TEST_WEIGHTS_STD} for released files)")
+    p.add_argument("--reweight", default=None, choices=REWEIGHTS,
+                   help="multiply logits (reference code) or probabilities (paper) (default: eval.reweight of the "
+                        "checkpoint's run, logits for released files)")
     p.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                    help="network input = image size x scale, in (0, 4] (default 0.5)")
     p.add_argument("--max-images", type=integer(1), default=None, help="evaluate the first N images only")

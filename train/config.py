@@ -3,11 +3,14 @@
 A config is a nested dict. ``reference.yaml`` defines every key and its default; other files name
 a ``base`` and override a subset. Any key not in the reference is an error naming the key, so a
 typo never silently becomes a default; a number outside its range (``RANGES``) is an error too, so
-no zero or negative value reaches a division, a modulo or an index hours into a run.
+no zero or negative value reaches a division, a modulo or an index hours into a run; so is a name
+that is not one of its option's values (``choices``: a misspelt ``eval.reweight`` would otherwise
+stop the run at its first validation), and a list of another length than the reference's.
 """
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,7 @@ class ConfigError(DannetError, ValueError):
 
 
 #: dotted key -> (low, high, low excluded) for every number a run divides by, counts with or indexes with;
-#: high None: no upper bound. Lists (crop, scale) have the range per element; null stays allowed where the
-#: reference default is null.
+#: high None: no upper bound. Lists (crop, scale) have the range per element.
 RANGES: dict[str, tuple[float, float | None, bool]] = {
     "model.light_channels": (1, None, False), "model.aspp_branches": (1, 4, False),
     "data.source.crop": (8, None, False), "data.source.scale": (0, 4, True),
@@ -43,6 +45,36 @@ RANGES: dict[str, tuple[float, float | None, bool]] = {
     "run.checkpoint_every": (1, None, False), "run.keep_last": (1, None, False),
     "run.time_limit_min": (0, None, True),
 }
+
+#: keys that may be null although the reference sets them: null means no resize (the paper) or no validation.
+#: Null is allowed where the reference itself is null, and nowhere else (``--set optim.lr=`` is null).
+NULLABLE = frozenset({"data.target.resize_to", "data.val.dataset", "pretrain.val_dataset"})
+
+
+@functools.cache
+def choices() -> dict[str, tuple[str, ...]]:
+    """Dotted key -> the names its option takes, as the code that implements the option names them.
+    Imported here, when a config is checked, rather than at the top: those modules import torch and
+    the networks (``dannet-train --help`` reads the presets without them), and ``train.dannet`` and
+    ``train.factory`` import this module."""
+    from . import losses
+    from .dannet import TARGET_RESOLUTIONS
+    from .data import LABELLED_DATASETS
+    from .engine import AMPS
+    from .evaluate import REWEIGHTS
+    from .factory import OPTIMIZERS, SOURCE_DATASETS
+    from .models import BACKBONES, SEGMENTERS
+
+    return {
+        "model.arch": tuple(SEGMENTERS), "model.backbone": tuple(BACKBONES),
+        "data.source.dataset": SOURCE_DATASETS, "data.val.dataset": LABELLED_DATASETS,
+        "optim.optimizer": OPTIMIZERS,
+        "loss.exposure_target": losses.EXPOSURE_TARGETS, "loss.exposure_norm": losses.EXPOSURE_NORMS,
+        "loss.tv_norm": losses.TV_NORMS, "loss.seg_norm": losses.SEG_NORMS,
+        "loss.pseudo_label": losses.PSEUDO_LABELS, "loss.static_probs": losses.STATIC_PROBS,
+        "loss.static_neighbourhood": losses.STATIC_NEIGHBOURHOODS, "loss.target_resolution": TARGET_RESOLUTIONS,
+        "eval.reweight": REWEIGHTS, "pretrain.val_dataset": LABELLED_DATASETS, "run.amp": AMPS,
+    }
 
 
 def _read(name_or_path: str) -> tuple[dict, str]:
@@ -72,8 +104,16 @@ def _merge(base: dict, override: dict, schema: dict, where: str, prefix: str = "
                 raise ConfigError(f"{where}: {dotted!r} must be a mapping")
             out[key] = _merge(out[key], value, schema[key], where, dotted + ".")
         else:
-            out[key] = _in_range(_typed(value, schema[key], where, dotted), where, dotted)
+            out[key] = _one_of(_in_range(_typed(value, schema[key], where, dotted), where, dotted), where, dotted)
     return out
+
+
+def _one_of(value: Any, where: str, key: str) -> Any:
+    allowed = choices().get(key)
+    if allowed is None or value is None or value in allowed:  # null: decided by _typed
+        return value
+    raise ConfigError(f"{where}: {key!r} must be one of {', '.join(allowed)}{' or null' if key in NULLABLE else ''}, "
+                      f"got {value!r}")
 
 
 def _in_range(value: Any, where: str, key: str) -> Any:
@@ -93,13 +133,18 @@ def _in_range(value: Any, where: str, key: str) -> Any:
 def _typed(value: Any, default: Any, where: str, key: str) -> Any:
     """Check a value against the type of its reference default. Numbers written like ``1e-4``
     (which YAML 1.1 reads as strings) are converted, also for numeric keys whose default is null
-    (``run.time_limit_min``); anything else of the wrong type is an error."""
+    (``run.time_limit_min``); anything else of the wrong type is an error, and so is null where neither the
+    reference nor ``NULLABLE`` allows it."""
+    if value is None:
+        if default is None or key in NULLABLE:
+            return None
+        raise ConfigError(f"{where}: {key!r} must not be null (the reference sets {default!r})")
     if default is None and key in RANGES and isinstance(value, str):
         try:
             return float(value)
         except ValueError:
             return value  # the range check names it
-    if isinstance(default, bool) or default is None or value is None:
+    if isinstance(default, bool) or default is None:
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"{where}: {key!r} must be true or false, got {value!r}")
         return value
@@ -119,8 +164,11 @@ def _typed(value: Any, default: Any, where: str, key: str) -> Any:
         return float(number)
     if isinstance(default, str) and not isinstance(value, str):
         raise ConfigError(f"{where}: {key!r} must be a string, got {value!r}")
-    if isinstance(default, list) and not isinstance(value, list):
-        raise ConfigError(f"{where}: {key!r} must be a list, got {value!r}")
+    if isinstance(default, list):
+        # every list of the reference is a fixed-size tuple of numbers: crop (H, W), scale (low, high), betas
+        if not isinstance(value, list) or len(value) != len(default):
+            raise ConfigError(f"{where}: {key!r} must be a list of {len(default)} values like {default}, got {value!r}")
+        return [_typed(item, item_default, where, key) for item, item_default in zip(value, default)]
     return value
 
 

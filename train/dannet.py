@@ -20,6 +20,7 @@ from .engine import Env, Precision, distribute, place, stream, unwrap
 from .evaluate import evaluate
 from .factory import (build_networks, freeze_unused_aux_head, generator_optimizer, poly_lr, set_lr,
                       source_dataset, target_dataset, test_weights, train_weights, val_dataset)
+from .models.relight import SIDE_MULTIPLE
 
 
 def _requires_grad(modules, flag: bool) -> None:
@@ -33,6 +34,10 @@ def _full_precision(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+#: values of ``loss.target_resolution``: the reference code's first
+TARGET_RESOLUTIONS = ("crop", "input")
+
+
 def target_compare_size(config: dict) -> tuple[int, int]:
     """Where the target predictions are compared (pseudo label, static loss, D_d, D_n):
     ``loss.target_resolution: crop`` upsamples them to the target crop (the reference code: 960,
@@ -43,13 +48,30 @@ def target_compare_size(config: dict) -> tuple[int, int]:
     if mode == "input":
         size = t["resize_to"] or t["crop"]
         return size, size
-    raise ValueError(f"loss.target_resolution must be 'crop' or 'input', got {mode!r}")
+    raise ValueError(f"loss.target_resolution must be one of {', '.join(TARGET_RESOLUTIONS)}, got {mode!r}")
+
+
+def check_network_inputs(config: dict) -> None:
+    """Refuse, before anything is built, network inputs that would stop the first step: the relighting net gives
+    the input's size back only for sides that are multiples of ``SIDE_MULTIPLE``, and the exposure loss averages
+    squares of ``loss.exposure_patch`` pixels of what it returns. Checked here rather than with the config's
+    ranges: pre-training has no relighting net and takes any crop."""
+    if not config["model"]["relight"]:
+        return
+    patch, source, target = config["loss"]["exposure_patch"], config["data"]["source"], config["data"]["target"]
+    target_input = "crop" if target["resize_to"] is None else "resize_to"  # the target crop, resized or not
+    for key, sides in (("data.source.crop", source["crop"]), (f"data.target.{target_input}", [target[target_input]])):
+        if any(side % SIDE_MULTIPLE or side < patch for side in sides):
+            shown = sides[0] if len(sides) == 1 else sides
+            raise ConfigError(f"{key}={shown}: the relighting net needs sides that are multiples of {SIDE_MULTIPLE} "
+                              f"and at least loss.exposure_patch={patch} (a network input of the adaptation)")
 
 
 class DANNetTask:
     def __init__(self, config: dict, env: Env, init: list[str], start: int) -> None:
         from .factory import initialise
 
+        check_network_inputs(config)
         if config["data"]["source"]["dataset"] != "cityscapes":  # night labels as the "day" source: no adaptation
             raise ConfigError(f"data.source.dataset={config['data']['source']['dataset']} is for pretrain (a "
                               "supervised bound); adapt's labelled source is day images: data.source.dataset=cityscapes")

@@ -114,6 +114,13 @@ def distribute(module: nn.Module, env: Env) -> nn.Module:
 
 # --- data streams -----------------------------------------------------------------------------------
 
+def generator_seed(value: int) -> int:
+    """``value`` as a seed torch's generators take (64 bits): the same below 2**64, so every stream that a
+    seed gave before stays as it was, and wrapped above, so that any ``run.seed`` works (seeds equal modulo
+    2**64 give the same run)."""
+    return value % 2**64
+
+
 class SeededSampler(Sampler):
     """An endless stream of ``(index, sample_seed)`` for one rank, starting at item ``start``.
 
@@ -129,12 +136,12 @@ class SeededSampler(Sampler):
         per_rank = math.ceil(self.size / self.world_size)
         epoch, offset = divmod(self.start, per_rank)
         while True:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed(generator_seed(self.seed * 1_000_003 + epoch))
             order = torch.randperm(self.size, generator=g).tolist()
             order += order[: per_rank * self.world_size - self.size]  # pad so every rank gets per_rank
             for position in range(offset, per_rank):
                 k = position * self.world_size + self.rank
-                yield order[k], (self.seed * 1_000_003 + epoch) * 1_000_033 + k
+                yield order[k], generator_seed((self.seed * 1_000_003 + epoch) * 1_000_033 + k)
             epoch, offset = epoch + 1, 0
 
     def __len__(self) -> int:  # endless; DataLoader only needs this for len(loader)
@@ -142,7 +149,9 @@ class SeededSampler(Sampler):
 
 
 class SeededDataset(Dataset):
-    """Runs ``dataset[index]`` with torch's RNG seeded by the sample seed (and restored afterwards)."""
+    """Runs ``dataset[index]`` with torch's CPU generator, which the transforms draw from, seeded by the sample
+    seed and restored afterwards. Only that one: ``torch.manual_seed`` would also reseed every GPU's generator,
+    whose dropout masks then followed the last sample loaded rather than the run's seed."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -153,7 +162,7 @@ class SeededDataset(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> Any:
         index, seed = item
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             return self.dataset[index]
 
 
@@ -195,7 +204,7 @@ def gathered_rng_states(env: Env) -> list[dict[str, Any]]:
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
-    torch.manual_seed(seed + rank)
+    torch.manual_seed(generator_seed(seed + rank))
     np.random.seed((seed + rank) % 2**32)
     random.seed(seed + rank)
 
@@ -419,18 +428,18 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
                 logger.advance()
                 if iteration % rc["log_every"] == 0 or last:
                     logger.log(iteration, values)
+                if iteration % rc["checkpoint_every"] == 0 or last:
+                    save(iteration, best)  # before validating: a validation that fails loses no training
                 if rc["val_every"] and (iteration % rc["val_every"] == 0 or last):
                     miou = task.validate() if env.is_main else None
                     if miou is not None:
                         logger.log(iteration, {"val_miou": miou})
                     if _improved(miou, best, env):
                         best = miou  # only the main process validates, and only it writes best_miou
-                        save(iteration, best)
+                        save(iteration, best)  # (again, if just saved: the file records the new best)
                         if env.is_main:
                             (out / "best.pth").unlink(missing_ok=True)
                             os.link(checkpoint_path(out, iteration), out / "best.pth")
-                if iteration % rc["checkpoint_every"] == 0 or last:
-                    save(iteration, best)
                 if signalled:
                     path = save(iteration, best)
                     if env.is_main:
@@ -466,13 +475,17 @@ def prepare_out_dir(out: Path, config: dict, resume: bool, env: Env) -> int:
 
 # --- mixed precision and resume ------------------------------------------------------------------------
 
+#: values of ``run.amp``
+AMPS = ("none", "bf16", "fp16")
+
+
 class Precision:
     """Arithmetic of the training step: fp32 (``none``, as the reference trains) or autocast to
     bf16 / fp16 (with a gradient scaler for fp16) on the run's device, CUDA or CPU."""
 
     def __init__(self, env: Env, amp: str) -> None:
-        if amp not in ("bf16", "fp16", "none"):
-            raise TrainingError(f"run.amp must be bf16, fp16 or none, got {amp!r}", EXIT_USAGE)
+        if amp not in AMPS:
+            raise TrainingError(f"run.amp must be one of {', '.join(AMPS)}, got {amp!r}", EXIT_USAGE)
         self.enabled = amp != "none"
         self.dtype = torch.bfloat16 if amp == "bf16" else torch.float16
         self.device_type = env.device.type
@@ -503,7 +516,9 @@ def resume(task: Task, path: Path, env: Env) -> tuple[float | None, float]:
     trained so far (for ``run.time_limit_min``)."""
     from .checkpoint import load_weights
 
-    ckpt = load_checkpoint(path, map_location=env.device)
+    # onto the CPU: the RNG states must stay there (torch and CUDA take them as CPU byte tensors, numpy as an
+    # array); load_state_dict copies the weights, and the optimisers' state, onto each parameter's device
+    ckpt = load_checkpoint(path, map_location="cpu")
     for role, module in task.models.items():
         if role not in ckpt.models:
             raise TrainingError(f"{path}: has no {role!r} network to resume", EXIT_USAGE)

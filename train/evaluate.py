@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, check_against_flags, load_checkpoint, load_weights
+from .checkpoint import Checkpoint, CheckpointError, check_against_flags, load_checkpoint, load_weights
 from .metrics import ConfusionMeter
 from .models import RelightNet, build_segmenter
 
@@ -31,16 +31,21 @@ def load_networks(checkpoint: str, light: str | None = None, arch: str | None = 
     otherwise); ``light`` adds a relighting net from another file (released ``*_light.pth``).
     ``arch``/``backbone`` that contradict the file are an error (``check_against_flags``).
     """
-    ckpt = load_checkpoint(checkpoint)
+    return networks_of(load_checkpoint(checkpoint), light, arch, backbone)
+
+
+def networks_of(ckpt: Checkpoint, light: str | None = None, arch: str | None = None,
+                backbone: str | None = None) -> tuple[nn.Module, nn.Module | None, str, str]:
+    """``load_networks`` of a checkpoint already read (whose config the caller wants too)."""
     check_against_flags(ckpt, arch, backbone)
     if "segmenter" not in ckpt.models:
-        raise CheckpointError(f"{checkpoint}: holds no segmentation network ({', '.join(ckpt.models)})")
+        raise CheckpointError(f"{ckpt.path}: holds no segmentation network ({', '.join(ckpt.models)})")
     model_cfg = ckpt.config.get("model", {})
     arch = ckpt.arch or arch or "pspnet"
     backbone = backbone or model_cfg.get("backbone", "resnet101")
     extra = {"aspp_branches": model_cfg.get("aspp_branches", 2)} if arch == "deeplab" else {}
     segmenter = build_segmenter(arch, backbone=backbone, **extra)
-    load_weights(segmenter, ckpt.models["segmenter"], checkpoint)
+    load_weights(segmenter, ckpt.models["segmenter"], ckpt.path)
     relight = None
     light_ckpt = load_checkpoint(light) if light else (ckpt if "light" in ckpt.models else None)
     if light_ckpt is not None:
@@ -50,6 +55,10 @@ def load_networks(checkpoint: str, light: str | None = None, arch: str | None = 
         load_weights(relight, light_ckpt.models["light"], light_ckpt.path)
         relight.eval()
     return segmenter.eval(), relight, arch, backbone
+
+
+#: values of ``eval.reweight`` (and ``--reweight``): the reference code's first
+REWEIGHTS = ("logits", "probs")
 
 
 def reweighted_scores(logits: torch.Tensor, weights: torch.Tensor, size: tuple[int, int], reweight: str = "logits",
@@ -62,7 +71,7 @@ def reweighted_scores(logits: torch.Tensor, weights: torch.Tensor, size: tuple[i
     elif reweight == "probs":
         scores = logits + torch.log(w)
     else:
-        raise ValueError(f"eval.reweight must be 'logits' or 'probs', got {reweight!r}")
+        raise ValueError(f"eval.reweight must be one of {', '.join(REWEIGHTS)}, got {reweight!r}")
     return F.interpolate(scores, size=size, mode="bilinear", align_corners=align_corners)
 
 

@@ -91,12 +91,16 @@ def val_dataset(name: str | None, root: str, config: dict):
     return build_dataset(name, root, transform=EvalTransform(scale=config["data"]["val"]["scale"]))
 
 
+#: values of ``optim.optimizer``, for the segmentation and relighting nets
+OPTIMIZERS = ("sgd", "adamw")
+
+
 def generator_optimizer(params, config: dict, lr: float) -> torch.optim.Optimizer:
     """The segmentation (and relighting) nets' optimiser: SGD with momentum as the released code, or
     AdamW (``optim.optimizer``), which takes short CPU budgets from ImageNet weights much further."""
     o, params = config["optim"], [p for p in params if p.requires_grad]
-    if o["optimizer"] not in ("sgd", "adamw"):
-        raise ConfigError(f"optim.optimizer must be sgd or adamw, got {o['optimizer']!r}")
+    if o["optimizer"] not in OPTIMIZERS:
+        raise ConfigError(f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}, got {o['optimizer']!r}")
     if o["optimizer"] == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=o["weight_decay"])
     return torch.optim.SGD(params, lr=lr, momentum=o["momentum"], weight_decay=o["weight_decay"])

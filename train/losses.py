@@ -16,6 +16,20 @@ from runtime.classes import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD, STATIC_CL
 
 NUM_STATIC = len(STATIC_CLASSES)
 
+#: the values of each ``loss.*`` option that picks between the reference code and the paper (reference first);
+#: train/config.py refuses any other name when it loads a config
+TV_NORMS = ("reference", "paper")
+EXPOSURE_NORMS = ("l2", "l1")
+EXPOSURE_TARGETS = ("normalized", "intensity")
+SEG_NORMS = ("reference", "paper")
+PSEUDO_LABELS = ("reference_blend", "paper")
+STATIC_PROBS = ("static_softmax", "full_softmax")
+STATIC_NEIGHBOURHOODS = ("reference_aliased", "3x3")
+
+
+def _unknown(option: str, value: str, allowed: tuple[str, ...]) -> ValueError:
+    return ValueError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+
 
 # --- light loss: L_light = 10 L_tv + L_exp + L_ssim ---------------------------------------------
 
@@ -33,7 +47,7 @@ def tv_loss(r: torch.Tensor, norm: str = "reference") -> torch.Tensor:
         return 2 * (dy / ((h - 1) * w) + dx / (h * (w - 1))) / n
     if norm == "paper":
         return (dy + dx) / (n * h * w)
-    raise ValueError(f"loss.tv_norm must be 'reference' or 'paper', got {norm!r}")
+    raise _unknown("loss.tv_norm", norm, TV_NORMS)
 
 
 def exposure_loss(relit: torch.Tensor, target: torch.Tensor | float, patch: int = 32,
@@ -45,7 +59,7 @@ def exposure_loss(relit: torch.Tensor, target: torch.Tensor | float, patch: int 
         return diff.pow(2).mean()
     if norm == "l1":
         return diff.abs().mean()
-    raise ValueError(f"loss.exposure_norm must be 'l2' or 'l1', got {norm!r}")
+    raise _unknown("loss.exposure_norm", norm, EXPOSURE_NORMS)
 
 
 def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -79,7 +93,7 @@ def exposure_target(night: torch.Tensor, mode: str) -> torch.Tensor:
         return night.mean()
     if mode == "intensity":
         return to_intensity(night).mean()
-    raise ValueError(f"loss.exposure_target must be 'normalized' or 'intensity', got {mode!r}")
+    raise _unknown("loss.exposure_target", mode, EXPOSURE_TARGETS)
 
 
 def light_loss(relit: torch.Tensor, image: torch.Tensor, residual: torch.Tensor, target: torch.Tensor,
@@ -109,7 +123,7 @@ def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, weights: torch.
     if norm == "paper":
         total = F.cross_entropy(logits, label, weight=weights, ignore_index=IGNORE_INDEX, reduction="sum")
         return total / ((label != IGNORE_INDEX).sum().clamp_min(1) * logits.shape[1])
-    raise ValueError(f"loss.seg_norm must be 'reference' or 'paper', got {norm!r}")
+    raise _unknown("loss.seg_norm", norm, SEG_NORMS)
 
 
 # --- static loss (eq. 8-9) -------------------------------------------------------------------------
@@ -135,7 +149,7 @@ def pseudo_label(day_logits: torch.Tensor, night_logits: torch.Tensor, weights: 
         blended = alpha * day_static + (1 - alpha) * night_static
         score = torch.cat([blended, night_logits[:, NUM_STATIC:]], dim=1) * w
     else:
-        raise ValueError(f"loss.pseudo_label must be 'reference_blend' or 'paper', got {mode!r}")
+        raise _unknown("loss.pseudo_label", mode, PSEUDO_LABELS)
     label = score.argmax(dim=1)
     label[label >= NUM_STATIC] = IGNORE_INDEX
     return label
@@ -148,7 +162,7 @@ def static_probabilities(night_logits: torch.Tensor, mode: str = "static_softmax
         return torch.softmax(night_logits[:, :NUM_STATIC], dim=1)
     if mode == "full_softmax":
         return torch.softmax(night_logits, dim=1)[:, :NUM_STATIC]
-    raise ValueError(f"loss.static_probs must be 'static_softmax' or 'full_softmax', got {mode!r}")
+    raise _unknown("loss.static_probs", mode, STATIC_PROBS)
 
 
 #: The released StaticLoss means to give each pixel its eight neighbours' pseudo labels, but its
@@ -196,7 +210,7 @@ def static_loss(night_logits: torch.Tensor, pseudo: torch.Tensor, weights: torch
     elif neighbourhood == "3x3":
         offsets = [(dy, dx) for dy in range(3) for dx in range(3)]
     else:
-        raise ValueError(f"loss.static_neighbourhood must be '3x3' or 'reference_aliased', got {neighbourhood!r}")
+        raise _unknown("loss.static_neighbourhood", neighbourhood, STATIC_NEIGHBOURHOODS)
     valid = pseudo != IGNORE_INDEX
     onehot = F.one_hot(torch.where(valid, pseudo, NUM_STATIC), NUM_STATIC + 1)[..., :NUM_STATIC]
     onehot = F.pad(onehot.permute(0, 3, 1, 2).to(probs.dtype), (1, 1, 1, 1))  # neighbours outside count as none

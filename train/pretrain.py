@@ -1,7 +1,9 @@
 """Source-only pre-training on Cityscapes: the segmentation net DANNet's adaptation starts from.
 
 Class-weighted cross entropy (std 0.05) on random scale/crop/flip crops, plus the auxiliary head's
-loss (``pretrain.aux``), SGD with poly learning-rate decay.
+loss (``pretrain.aux``), SGD with poly learning-rate decay. The loss is PyTorch's weighted mean whatever
+``loss.seg_norm`` says: that option is the paper's eq. 7 of the adaptation; the paper does not describe
+pre-training, and eq. 7's ``1 / (N |C|)`` would lower the learning rate about 19 times.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .datasets import (DarkZurichPairs, DatasetError, Sample, SegmentationDataset, acdc_night_samples,
                        cityscapes_samples, darkzurich_samples, nightdriving_samples)
-from .transforms import EvalTransform, PairTransform, TrainTransform, seed_worker
+from .transforms import EvalTransform, PairTransform, TrainTransform
 
 #: evaluation datasets by CLI name -> what they are (for --help)
 DATASETS: dict[str, str] = {
@@ -21,6 +21,8 @@ DATASETS: dict[str, str] = {
     "acdc-night": "ACDC night val (GT; --split test for images only)",
     "synthetic": "the generator's Dark Zurich-style night val (root: the `dannet-train synth` output)",
 }
+#: the evaluation datasets with labels, which an mIoU needs (validation, ``dannet-train eval``)
+LABELLED_DATASETS = tuple(name for name in DATASETS if name != "darkzurich-test")
 
 
 def dataset_samples(name: str, root: str | Path, split: str | None = None) -> list[Sample]:
@@ -47,6 +49,6 @@ def build_dataset(name: str, root: str | Path, split: str | None = None,
     return SegmentationDataset(dataset_samples(name, root, split), transform or EvalTransform())
 
 
-__all__ = ["DATASETS", "build_dataset", "dataset_samples", "DatasetError", "Sample", "SegmentationDataset",
-           "DarkZurichPairs", "cityscapes_samples", "darkzurich_samples", "nightdriving_samples",
-           "acdc_night_samples", "TrainTransform", "PairTransform", "EvalTransform", "seed_worker"]
+__all__ = ["DATASETS", "LABELLED_DATASETS", "build_dataset", "dataset_samples", "DatasetError", "Sample",
+           "SegmentationDataset", "DarkZurichPairs", "cityscapes_samples", "darkzurich_samples", "nightdriving_samples",
+           "acdc_night_samples", "TrainTransform", "PairTransform", "EvalTransform"]

@@ -222,14 +222,15 @@ class DarkZurichPairs(Dataset):
 
     The pairs come from a CSV of ``night_stem,day_stem`` lines relative to ``rgb_anon/`` (the format
     the DANNet authors published, e.g. ``train/night/GOPR0351/GOPR0351_frame_000001,train/day/...``).
-    ``transform(night, day)`` applies one random scale/crop/flip to both images.
+    ``transform(night, day)`` applies one random scale/crop/flip to both images, which must therefore
+    have the same size (a day image of another size would be stretched onto the night one's grid).
     """
 
     def __init__(self, root: Path, pairs_csv: Path, transform: Callable) -> None:
         images_dir = _need_dir(root / "rgb_anon" / "train", f"Dark Zurich: {root}/rgb_anon/train/{{day,night}}/...")
         if not pairs_csv.is_file():
             raise DatasetError(f"{pairs_csv}: pairs CSV not found (expected lines 'night_stem,day_stem')")
-        self.pairs: list[tuple[Path, Path]] = []
+        rows: list[tuple[int, Path, Path]] = []  # (line number, night, day)
         with open(pairs_csv, newline="") as f:
             for line_no, row in enumerate(csv.reader(f), start=1):
                 if not row or not "".join(row).strip():
@@ -240,12 +241,16 @@ class DarkZurichPairs(Dataset):
                 for path, what in ((night, "night"), (day, "day")):
                     if not path.is_file():
                         raise DatasetError(f"{pairs_csv}:{line_no}: {what} image {path} not found")
-                self.pairs.append((night, day))
-        if not self.pairs:
+                rows.append((line_no, night, day))
+        if not rows:
             raise DatasetError(f"{pairs_csv}: no pairs (empty file)")
-        for night, day in self.pairs:
-            _check_readable(night)
-            _check_readable(day)
+        for line_no, night, day in rows:
+            (night_w, night_h), _ = _check_readable(night)
+            (day_w, day_h), _ = _check_readable(day)
+            if (day_w, day_h) != (night_w, night_h):
+                raise DatasetError(f"{pairs_csv}:{line_no}: day image {day} is {day_h}x{day_w} but night image {night} "
+                                   f"is {night_h}x{night_w}; expected the same size")
+        self.pairs = [(night, day) for _, night, day in rows]
         self.images_dir, self.transform = images_dir, transform
 
     def __len__(self) -> int:

@@ -5,8 +5,9 @@ neighbour and padded with the ignore index. Training images are resized with PIL
 and evaluation images with its bilinear one, as the reference code does (its joint transforms for
 training, torchvision's default ``Resize`` for evaluation); PIL's filters antialias downscaling.
 Training scales round sizes down, like the reference's ``int(size * scale)``. Randomness comes from
-torch's generator, which DataLoader seeds differently in every worker, so runs are reproducible per
-seed (the reference draws from Python's ``random``: same distributions, other draws).
+torch's default generator, which training seeds for every sample (``train.engine.SeededDataset``),
+so a sample's augmentation depends on the run's seed and its place in the stream alone, whichever
+worker loads it (the reference draws from Python's ``random``: same distributions, other draws).
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import torch
 from PIL import Image
 
 from runtime.classes import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+
+from ..models.relight import SIDE_MULTIPLE
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -115,25 +118,18 @@ class PairTransform:
 class EvalTransform:
     """Resize the image to the network input; the label keeps its full resolution.
 
-    The input is ``size`` (H, W) when given, else the image scaled by ``scale`` (DANNet evaluates
-    Dark Zurich's 1080x1920 frames at 540x960, i.e. scale 0.5).
+    The input is the image scaled by ``scale`` (DANNet evaluates Dark Zurich's 1080x1920 frames at
+    540x960, i.e. scale 0.5), each side rounded to the nearest multiple of ``SIDE_MULTIPLE``: the
+    relighting net gives any other size back changed. The predictions are upsampled to the label's
+    size, so the rounding moves no scored pixel.
     """
 
-    def __init__(self, size: tuple[int, int] | None = None, scale: float = 0.5) -> None:
-        self.size, self.scale = size, scale
+    def __init__(self, scale: float = 0.5) -> None:
+        self.scale = scale
 
     def __call__(self, image: Image.Image, label: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         w, h = image.size
-        size = self.size or (max(1, round(h * self.scale)), max(1, round(w * self.scale)))
+        size = tuple(SIDE_MULTIPLE * max(1, round(side * self.scale / SIDE_MULTIPLE)) for side in (h, w))
         if size != (h, w):
             image, _ = _resize(image, None, size, Image.BILINEAR)
         return to_tensor(image), None if label is None else torch.from_numpy(label.copy()).long()
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed numpy and ``random`` from the worker's distinct torch seed."""
-    import random
-
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)

@@ -9,6 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: the sides of an input that the net gives back unchanged are multiples of this: it halves them twice
+#: (stride-2 convs) and doubles them back (transposed convs)
+SIDE_MULTIPLE = 4
+
 
 class ResidualBlock(nn.Module):
     """Reflection-padded 3x3 conv, BN, ReLU, reflection-padded 3x3 conv, BN, plus skip."""
@@ -44,7 +48,7 @@ class RelightNet(nn.Module):
         )
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
-        """The predicted brightening residual ``r`` (same shape as ``x``; H and W divisible by 4)."""
+        """The predicted brightening residual ``r`` (same shape as ``x``; H and W multiples of ``SIDE_MULTIPLE``)."""
         return self.model(x)
 
     def forward(self, x: torch.Tensor, with_residual: bool = False):
