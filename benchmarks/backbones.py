@@ -179,12 +179,15 @@ def build_networks(names: list[str], checkpoints: dict[str, Path]) -> dict[str, 
     return networks
 
 
-def night_miou(segmenter: nn.Module, relight: nn.Module | None, night_val: SegmentationDataset,
+def night_miou(segmenter: nn.Module, relight: nn.Module | None, night_val: SegmentationDataset, checkpoint: Path,
                weights_std: float) -> float:
-    from runtime.classes import class_weights
+    """mIoU with the test-time class weights of ``weights_std`` from the proportions ``checkpoint``'s run used."""
+    from train.checkpoint import load_checkpoint
     from train.evaluate import evaluate
+    from train.factory import class_weights_of
 
-    return evaluate(segmenter, relight, night_val, torch.from_numpy(class_weights(weights_std))).miou
+    weights = class_weights_of(load_checkpoint(checkpoint).config, weights_std)
+    return evaluate(segmenter, relight, night_val, torch.from_numpy(weights)).miou
 
 
 def export_graph(segmenter: nn.Module, relight: nn.Module | None, name: str, spec: ExportSpec, folder: Path) -> Path:
@@ -318,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [size_figures(name, checkpoints.get(name), *networks[name], args.input_size) for name in args.backbones]
     for row in rows:
         if row.checkpoint is not None:
-            row.miou = night_miou(*networks[row.backbone], night_val, spec.weights_std)
+            row.miou = night_miou(*networks[row.backbone], night_val, row.checkpoint, spec.weights_std)
     timed = [row for row in rows if row.backbone not in args.size_only]
     device = None
     if timed:

@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         for path in paths:
             models.append(opened.enter_context(open_model(path, args.backend, args.threads)))
             info = models[-1].info
-            if info.weights_std is None:  # the reference loop must apply the same class weights
-                raise DannetError(f"{path}: does not record its class weights std; re-export it with dannet-export")
+            if info.weights is None:  # the reference loop must apply the same class weights
+                raise DannetError(f"{path}: does not record its class weights; re-export it with dannet-export")
             check_provenance(path, info.checkpoint_sha256, args.checkpoint)
             args.input_size = size_flag("--input-size", args.input_size, info.input_size, path)
             args.output_size = size_flag("--output-size", args.output_size, info.output_size, path)
@@ -146,13 +146,12 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
     mIoU with ``--night-root``."""
     import torch
 
-    from runtime.classes import class_weights
     from train.evaluate import load_networks
 
     from .miou import evaluate, precision_of
     from .reference_loop import ReferenceSegmenter, reference_labels
 
-    weights = class_weights(models[0].info.weights_std)
+    weights = np.asarray(models[0].info.weights, dtype=np.float32)
     segmenter, relight, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
     frames = night_frames(args.frames + args.warmup, args.input_size, args.output_size)
     reference_stages: dict[str, list[float]] = {}

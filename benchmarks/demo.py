@@ -49,6 +49,12 @@ SOURCE_SCALE = "[0.75, 1.25]"
 #: day-label jobs (pre-training and source-only) take batches of 8 (4x the pixels per step for about 2.5x
 #: the time); DANNet keeps the preset's 2, since each of its steps trains three images and two discriminators
 LABELLED_BATCH = 8
+#: the class weights' proportions (paper eq. 1) are counted on the generated day labels: the paper's are
+#: Cityscapes', where buses and trains are rare (0.2% of the pixels, weight 1.14 at test time) and road common
+#: (37%, 0.69); the generator's streets have them at 4% and 10%, and with Cityscapes' weights the demo's day
+#: model called every dark region a bus or a train (measured: day val 20.3% -> 26.0%, DANNet's night 7.4% ->
+#: 9.0% with the same networks; BENCHMARKS.md)
+CLASS_PROPORTIONS = "measured"
 #: the paper's PSPNet trained on Cityscapes: 12.3% mIoU on Dark Zurich val against 63.4% on Cityscapes val
 DARK_ZURICH_NIGHT_DAY = 12.3 / 63.4
 CLIP_SCENES, CLIP_FRAMES_PER_SCENE, CLIP_RATE = 4, 25, 10
@@ -61,7 +67,8 @@ def start_over_if_settings_changed() -> None:
     import shutil
 
     settings = {"backbone": BACKBONE, "size": list(SIZE), "count": COUNT, "minutes": [PRETRAIN_MIN, ADAPT_MIN],
-                "lr": [PRETRAIN_LR, ADAPT_LR], "scale": SOURCE_SCALE, "batch": LABELLED_BATCH}
+                "lr": [PRETRAIN_LR, ADAPT_LR], "scale": SOURCE_SCALE, "batch": LABELLED_BATCH,
+                "class_proportions": CLASS_PROPORTIONS}
     recorded = OUT / "settings.json"
     if OUT.is_dir() and (not recorded.is_file() or json.loads(recorded.read_text()) != settings):
         print(f"   {OUT}/ holds a demo run with other settings: starting over")
@@ -82,6 +89,7 @@ def training_args(data: Path) -> list[str]:
     go much further with it than with the released code's SGD), the generated data, no periodic validation."""
     values = {"model.backbone": BACKBONE, "optim.optimizer": "adamw", "pretrain.lr": PRETRAIN_LR, "optim.lr": ADAPT_LR,
               "data.source.root": data / "cityscapes", "data.source.scale": SOURCE_SCALE,
+              "data.source.class_proportions": CLASS_PROPORTIONS,
               "data.target.root": data / "darkzurich", "run.val_every": 0, "run.checkpoint_every": 100}
     return ["--config", "synthetic-cpu", *(a for k, v in values.items() for a in ("--set", f"{k}={v}"))]
 
@@ -147,16 +155,19 @@ def evaluate_checkpoints(data: Path, names: list[str]) -> tuple[dict[str, dict[s
     picture (rows of night frame | each checkpoint's labels | ground truth) and the night val size."""
     import torch
 
-    from runtime.classes import TEST_WEIGHTS_STD, class_weights, colorize
+    from runtime.classes import colorize
+    from train.checkpoint import load_checkpoint
     from train.data import EvalTransform, build_dataset
-    from train.evaluate import evaluate, load_networks, predict
+    from train.evaluate import evaluate, networks_of, predict
+    from train.factory import test_weights
 
-    weights = torch.from_numpy(class_weights(TEST_WEIGHTS_STD))
     night = build_dataset("synthetic", data, transform=EvalTransform(scale=1.0))
     day = build_dataset("cityscapes", data / "cityscapes", transform=EvalTransform(scale=1.0))
     scores, columns = {}, []
     for name in names:
-        segmenter, light, _, _ = load_networks(str(OUT / name / "final.pth"))
+        ckpt = load_checkpoint(OUT / name / "final.pth")
+        segmenter, light, _, _ = networks_of(ckpt)
+        weights = test_weights(ckpt.config, torch.device("cpu"))  # the run's: its proportions, its std
         scores[name] = {"night": 100 * evaluate(segmenter, light, night, weights, progress=False).miou,
                         "day": 100 * evaluate(segmenter, light, day, weights, progress=False).miou}
         with torch.no_grad():

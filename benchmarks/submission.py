@@ -35,9 +35,11 @@ def _png(array: np.ndarray) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from runtime.classes import IGNORE_INDEX, class_weights
+    from runtime.classes import IGNORE_INDEX
+    from train.checkpoint import load_checkpoint
     from train.data import EvalTransform, SegmentationDataset, darkzurich_samples
-    from train.evaluate import load_networks
+    from train.evaluate import networks_of
+    from train.factory import class_weights_of
 
     parser = command_parser("submission", __doc__)
     parser.add_argument("--checkpoint", required=True)
@@ -54,13 +56,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     check_outputs(args, ("out",))
 
-    segmenter, light, _, _ = load_networks(args.checkpoint, args.light)
+    ckpt = load_checkpoint(args.checkpoint)
+    segmenter, light, _, _ = networks_of(ckpt, args.light)
     segmenter.to(args.device)
     if light is not None:
         light.to(args.device)
     samples = darkzurich_samples(Path(args.root), "test")
     dataset = SegmentationDataset(samples, EvalTransform(scale=args.scale))
-    weights = torch.from_numpy(class_weights(args.weights_std)).to(args.device).view(1, -1, 1, 1)
+    weights = torch.from_numpy(class_weights_of(ckpt.config, args.weights_std)).to(args.device).view(1, -1, 1, 1)
     with atomic_file(args.out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive, torch.no_grad():
         for sample, i in zip(samples, tqdm(range(len(dataset)), desc="submission", unit="img")):
             with Image.open(sample.image) as image:

@@ -32,9 +32,10 @@ def stds_list(text: str) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from runtime.classes import class_weights
+    from train.checkpoint import load_checkpoint
     from train.data import DATASETS, EvalTransform, build_dataset
-    from train.evaluate import load_networks, reweight_upsample_argmax
+    from train.evaluate import networks_of, reweight_upsample_argmax
+    from train.factory import class_weights_of
     from train.metrics import ConfusionMeter
 
     parser = command_parser("sweep", __doc__)
@@ -54,9 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     check_outputs(args)
     stds = args.stds
 
-    segmenter, light, arch, backbone = load_networks(args.checkpoint, args.light)
+    ckpt = load_checkpoint(args.checkpoint)
+    segmenter, light, arch, backbone = networks_of(ckpt, args.light)
     dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
-    weights = {s: torch.from_numpy(class_weights(s)) for s in stds}  # std 0: all weights 1
+    # from the class proportions the checkpoint's run trained with; std 0: all weights 1
+    weights = {s: torch.from_numpy(class_weights_of(ckpt.config, s)) for s in stds}
     meters = {s: ConfusionMeter() for s in stds}
     n = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
     with torch.no_grad():

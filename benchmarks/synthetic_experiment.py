@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 from runtime.atomic import atomic_write
-from runtime.classes import class_weights
+from train.checkpoint import load_checkpoint
 from train.cli import main as train_main
 from train.data import EvalTransform, build_dataset
 from train.data.synth import generate
-from train.evaluate import evaluate, load_networks
+from train.evaluate import evaluate, networks_of
+from train.factory import class_weights_of
 
 
 def run_step(out: Path, name: str, argv: list[str]) -> float:
@@ -43,8 +44,9 @@ def run_step(out: Path, name: str, argv: list[str]) -> float:
 
 def miou(checkpoint: Path, dataset, std: float) -> float:
     """Night-val mIoU in percent; ``std`` 0 means no test-time re-weighting (all weights 1)."""
-    segmenter, light, _, _ = load_networks(str(checkpoint))
-    weights = torch.from_numpy(class_weights(std))  # std 0 gives all weights 1: no re-weighting
+    ckpt = load_checkpoint(checkpoint)
+    segmenter, light, _, _ = networks_of(ckpt)
+    weights = torch.from_numpy(class_weights_of(ckpt.config, std))  # std 0 gives all weights 1: no re-weighting
     return 100 * evaluate(segmenter, light, dataset, weights, "logits", "cpu", progress=False).miou
 
 

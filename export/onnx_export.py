@@ -21,11 +21,13 @@ import onnx
 import torch
 
 from runtime.atomic import atomic_write, check_writable
-from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE, TEST_WEIGHTS_STD, class_weights
+from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE, TEST_WEIGHTS_STD
 from runtime.backends import DYNAMIC_EXPORT_SIZES
 from runtime.engine_sidecar import sha256_of
 from runtime.errors import DannetError, one_line
-from train.evaluate import load_networks
+from train.checkpoint import load_checkpoint
+from train.evaluate import networks_of
+from train.factory import class_weights_of
 
 from .graph import DeploymentModel, replace_adaptive_pooling
 from .tails import CONFIDENCE, LOGITS, append_plugin_tail, append_portable_tail
@@ -87,24 +89,26 @@ def example_frame(spec: ExportSpec) -> torch.Tensor:
 
 
 def deployment_model(checkpoint: str | Path, spec: ExportSpec, light: str | Path | None, arch: str | None,
-                     backbone: str | None) -> tuple[DeploymentModel, str, str]:
+                     backbone: str | None) -> tuple[DeploymentModel, str, str, np.ndarray]:
     """The checkpoint's networks as one frame -> logits module (PSP pooling as matrices), checked against
-    ``spec``; with the architecture and backbone it holds."""
-    segmenter, relight, arch, backbone = load_networks(str(checkpoint), str(light) if light else None, arch, backbone)
+    ``spec``; with the architecture and backbone it holds, and the tail's class weights: std
+    ``spec.weights_std`` from the class proportions the checkpoint's run trained with (the paper's Cityscapes
+    table for a released file)."""
+    ckpt = load_checkpoint(str(checkpoint))
+    segmenter, relight, arch, backbone = networks_of(ckpt, str(light) if light else None, arch, backbone)
     spec.check(relight is not None)
     replace_adaptive_pooling(segmenter)
     dtype = torch.float16 if spec.precision == "fp16" else torch.float32
     model = DeploymentModel(segmenter.to(dtype), relight.to(dtype) if relight is not None else None, dtype).eval()
-    return model, arch, backbone
+    return model, arch, backbone, class_weights_of(ckpt.config, spec.weights_std)
 
 
-def deployment_metadata(spec: ExportSpec, label_format: str, arch: str, backbone: str, relight: bool,
-                        checkpoint: str | Path, light: str | Path | None) -> dict[str, str]:
+def deployment_metadata(spec: ExportSpec, weights: np.ndarray, label_format: str, arch: str, backbone: str,
+                        relight: bool, checkpoint: str | Path, light: str | Path | None) -> dict[str, str]:
     """What a runtime needs to know about an exported model (the ``dannet.*`` keys ``ModelInfo`` reads).
 
     ``dannet.output`` names the labels, their format and size; with ``spec.confidence`` also the second output
     (``"confidence": {"name": "confidence", "format": ...}``, the same format as the labels)."""
-    weights = class_weights(spec.weights_std)
     output = {"name": "labels", "format": label_format, "size": list(spec.output_size)}
     if spec.confidence:
         output["confidence"] = {"name": CONFIDENCE, "format": label_format}
@@ -175,7 +179,7 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
     """Export a checkpoint (ours, or a released segmentation file + ``light``) to ``out``; returns ``out``."""
     started = time.perf_counter()
     check_writable(out, "--out")  # before the work, not after it
-    model, arch, backbone = deployment_model(checkpoint, spec, light, arch, backbone)
+    model, arch, backbone, weights = deployment_model(checkpoint, spec, light, arch, backbone)
     relight = model.relight
     say(f"[1/4] exporting {arch} ({backbone}{' + relighting' if relight is not None else ''}, {spec.precision}) "
         f"at {spec.input_size[0]}x{spec.input_size[1]}{' (dynamic)' if spec.dynamic else ''} with the dynamo exporter")
@@ -185,7 +189,6 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
         body = _simplify(body, say)
     say(f"[3/4] appending the {spec.tail} tail -> {spec.output_size[0]}x{spec.output_size[1]} labels"
         f"{' and confidence' if spec.confidence else ''}")
-    weights = class_weights(spec.weights_std)
     mode = 1 if spec.reweight == "probs" else 0
     if spec.tail == "plugin":
         graph = append_plugin_tail(body, weights, spec.output_size, spec.align_corners, mode, spec.pack4,
@@ -193,7 +196,7 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
     else:
         graph = append_portable_tail(body, weights, spec.output_size, spec.align_corners, mode, spec.confidence)
     label_format = "uint8" if spec.tail == "portable" else ("pack4" if spec.pack4 else "int32")
-    metadata = deployment_metadata(spec, label_format, arch, backbone, relight is not None, checkpoint, light)
+    metadata = deployment_metadata(spec, weights, label_format, arch, backbone, relight is not None, checkpoint, light)
     onnx.helper.set_model_props(graph, metadata)
     graph.producer_name, graph.producer_version = "dannet-edge", TOOL_VERSION.split()[-1]
     say("[4/4] checking and saving")

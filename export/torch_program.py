@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from runtime.atomic import atomic_file, check_writable
 from runtime.backends import PT2_METADATA
-from runtime.classes import class_weights
 from train.evaluate import reweighted_scores
 
 from .onnx_export import ExportError, ExportSpec, deployment_metadata, deployment_model, dynamic_shapes
@@ -26,12 +26,12 @@ from .onnx_export import ExportError, ExportSpec, deployment_metadata, deploymen
 
 class FrameToLabels(nn.Module):
     """Frame -> logits (``DeploymentModel``) -> the portable tail in PyTorch -> uint8 labels, or with
-    ``spec.confidence`` (labels, confidence levels)."""
+    ``spec.confidence`` (labels, confidence levels), with the class ``weights`` (one per class)."""
 
-    def __init__(self, body: nn.Module, spec: ExportSpec) -> None:
+    def __init__(self, body: nn.Module, spec: ExportSpec, weights: np.ndarray) -> None:
         super().__init__()
         self.body, self.spec = body, spec
-        self.register_buffer("weights", torch.tensor(class_weights(spec.weights_std)))
+        self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32))
 
     def forward(self, frame: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         scores = reweighted_scores(self.body(frame).float(), self.weights, self.spec.output_size, self.spec.reweight,
@@ -54,15 +54,15 @@ def to_torch_program(checkpoint: str | Path, out: str | Path, spec: ExportSpec =
         raise ExportError("--tail plugin is for TensorRT; a PyTorch program carries the tail in PyTorch")
     started = time.perf_counter()
     check_writable(out, "--out")  # before the work, not after it
-    body, arch, backbone = deployment_model(checkpoint, spec, light, arch, backbone)
+    body, arch, backbone, weights = deployment_model(checkpoint, spec, light, arch, backbone)
     say(f"[1/2] torch.export of {arch} ({backbone}{' + relighting' if body.relight is not None else ''}, "
         f"{spec.precision}) at {spec.input_size[0]}x{spec.input_size[1]}")
     # the batch is always dynamic here (ONNX graphs fix it to 1 unless --dynamic, as TensorRT profiles want)
     shapes = dynamic_shapes(spec) or {"frame": {0: torch.export.Dim("batch", min=1, max=64)}}
     frame = torch.zeros(2, *spec.input_size, 3, dtype=torch.uint8)
     with torch.no_grad():
-        program = torch.export.export(FrameToLabels(body, spec).eval(), (frame,), dynamic_shapes=shapes)
-    metadata = deployment_metadata(spec, "uint8", arch, backbone, body.relight is not None, checkpoint, light)
+        program = torch.export.export(FrameToLabels(body, spec, weights).eval(), (frame,), dynamic_shapes=shapes)
+    metadata = deployment_metadata(spec, weights, "uint8", arch, backbone, body.relight is not None, checkpoint, light)
     out = Path(out)
     say("[2/2] saving")
     with atomic_file(out) as f:  # an existing program is replaced whole or not at all

@@ -94,6 +94,9 @@ class ModelInfo:
     class_names: tuple[str, ...] = CLASS_NAMES
     palette: np.ndarray = field(default_factory=lambda: PALETTE)
     weights_std: float | None = None  # test-time class weights the tail applies (None: not recorded)
+    #: those weights, one per class (None: not recorded): their std alone does not give them, the proportions
+    #: of the classes in the run's source labels do too (the paper's Cityscapes table, or a run's own)
+    weights: tuple[float, ...] | None = None
     checkpoint_sha256: str | None = None  # the checkpoint the model was exported from (None: not recorded)
     confidence: bool = False  # a second output with each pixel's confidence (dannet-export --confidence)
     precision: str | None = None  # what the export computes in: fp32, fp16, int8 (None: not recorded)
@@ -115,7 +118,8 @@ class ModelInfo:
         names = tuple(json.loads(metadata.get("dannet.class_names", json.dumps(CLASS_NAMES))))
         palette = np.asarray(json.loads(metadata.get("dannet.palette", json.dumps(PALETTE.tolist()))), np.uint8)
         std = float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None
-        return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std,
+        weights = tuple(json.loads(metadata["dannet.weights"])) if "dannet.weights" in metadata else None
+        return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std, weights,
                    metadata.get("dannet.checkpoint_sha256") or None, "confidence" in out,
                    metadata.get("dannet.precision") or None)
 
@@ -295,6 +299,7 @@ class TensorRTBackend:
         dynamic = min(frame_shape[1:3]) < 0
         self.info = ModelInfo(None if dynamic else frame_shape[1:3], tuple(sidecar.output_size),
                               tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std,
+                              weights=tuple(sidecar.weights) if sidecar.weights else None,
                               checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes,
                               precision=sidecar.precision,
                               dynamic_sizes=self._profile_sizes(path) if dynamic else DYNAMIC_EXPORT_SIZES)

@@ -303,7 +303,7 @@ def test_non_finite_scores_give_a_defined_confidence_level_in_both_portable_tail
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     confidence, cast_from = session.run(["confidence", cast.input[0]], {"x": logits})
     assert not np.isnan(cast_from).any()
-    program = FrameToLabels(torch.nn.Identity(), ExportSpec(output_size=(8, 8), reweight=reweight, confidence=True))
+    program = FrameToLabels(torch.nn.Identity(), ExportSpec(output_size=(8, 8), reweight=reweight, confidence=True), w)
     np.testing.assert_array_equal(program(torch.from_numpy(logits))[1].numpy(), confidence)
     finite = confidence > 0  # the pixels the infinities did not reach (NaN became 0 before the cast)
     _, twin = reweight_argmax_confidence(logits, w, (8, 8), True, int(reweight == "probs"))

@@ -20,12 +20,14 @@ def _train(args: argparse.Namespace, job: str) -> int:
 
     from .config import load_config
     from .engine import latest_checkpoint, prepare_out_dir, resume, run, seed_everything, setup_env
+    from .factory import resolve_class_proportions
 
     out = Path(args.out)
     config_source = args.config or (str(out / "config.yaml") if args.resume and (out / "config.yaml").is_file()
                                     else "reference")
     config = load_config(config_source, args.set)
     env = setup_env(config["run"]["device"])
+    config = resolve_class_proportions(config, say=print if env.is_main else lambda _: None)
     try:
         start = prepare_out_dir(out, config, args.resume, env)
         seed_everything(config["run"]["seed"], env.rank)
@@ -92,11 +94,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     import torch
 
-    from runtime.classes import class_weights
-
     from .data import EvalTransform, build_dataset
     from .engine import select_device
     from .evaluate import evaluate, networks_of
+    from .factory import class_weights_of
 
     if args.json:
         check_writable(args.json, "--json")
@@ -108,7 +109,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if light is not None:
         light.to(device)
     dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
-    weights = torch.from_numpy(class_weights(weights_std))
+    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std))
     print(f"evaluating {args.checkpoint} ({arch}, {backbone}{', with relighting' if light else ', no relighting net'}) "
           f"on {args.dataset}: {len(dataset)} images, input scale {args.scale}, weights std {weights_std}, "
           f"reweight {reweight}")

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from runtime.classes import MAX_WEIGHTS_STD
+from runtime.classes import MAX_WEIGHTS_STD, NUM_CLASSES
 from runtime.errors import DannetError
 
 PRESETS_DIR = Path(__file__).parent / "configs"
@@ -77,6 +77,27 @@ def choices() -> dict[str, tuple[str, ...]]:
     }
 
 
+#: ``data.source.class_proportions`` by name: the paper's Cityscapes table, or counted on the run's source labels
+PROPORTION_NAMES = ("cityscapes", "measured")
+
+
+def _class_proportions(value: Any, where: str, key: str) -> Any:
+    """A name (``PROPORTION_NAMES``) or the numbers themselves: one positive proportion per class, which is how
+    a run records ``measured`` once it has counted them (a list of floats, not the reference's string)."""
+    if isinstance(value, str) and value in PROPORTION_NAMES:
+        return value
+    if (isinstance(value, list) and len(value) == NUM_CLASSES
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                    for v in value)):
+        return [float(v) for v in value]
+    raise ConfigError(f"{where}: {key!r} must be one of {', '.join(PROPORTION_NAMES)} or a list of {NUM_CLASSES} "
+                      f"positive class proportions, got {value!r}")
+
+
+#: keys checked by a rule of their own instead of the reference default's type
+OWN_RULES = {"data.source.class_proportions": _class_proportions}
+
+
 def _read(name_or_path: str) -> tuple[dict, str]:
     path = Path(name_or_path)
     if not path.is_file():
@@ -103,6 +124,8 @@ def _merge(base: dict, override: dict, schema: dict, where: str, prefix: str = "
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: {dotted!r} must be a mapping")
             out[key] = _merge(out[key], value, schema[key], where, dotted + ".")
+        elif dotted in OWN_RULES:
+            out[key] = OWN_RULES[dotted](value, where, dotted)
         else:
             out[key] = _one_of(_in_range(_typed(value, schema[key], where, dotted), where, dotted), where, dotted)
     return out

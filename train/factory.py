@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -54,12 +56,45 @@ def initialise(nets: dict[str, nn.Module], paths: list[str], arch: str) -> list[
     return loaded
 
 
+def class_proportions(config: dict) -> np.ndarray | None:
+    """The ``a_k`` a run's class weights come from (paper eq. 1): None for the paper's Cityscapes table, which is
+    also what a released file (no config) was trained with; a run's measured proportions otherwise."""
+    value = config.get("data", {}).get("source", {}).get("class_proportions", "cityscapes")
+    if value == "cityscapes":
+        return None
+    if value == "measured":
+        raise ValueError("data.source.class_proportions=measured must be resolved (resolve_class_proportions) first")
+    return np.asarray(value, dtype=np.float64)
+
+
+def resolve_class_proportions(config: dict, say: Callable[[str], None] = print) -> dict:
+    """``config`` with ``measured`` proportions replaced by the numbers counted on its source's labels: the run's
+    config.yaml and checkpoints then hold them, so that a resumed run, ``eval`` and ``dannet-export`` weigh the
+    classes as the run did."""
+    from .data.proportions import class_pixel_counts, proportions_of
+
+    source = config["data"]["source"]
+    if source["class_proportions"] != "measured":
+        return config
+    shares, absent = proportions_of(class_pixel_counts(dataset_samples(source["dataset"], source["root"],
+                                                                        source["split"])))
+    say(f"class proportions measured on {source['root']} ({source['split']})"
+        + (f"; absent, given the rarest share: {', '.join(absent)}" if absent else ""))
+    resolved = {**config, "data": {**config["data"], "source": {**source, "class_proportions": shares.tolist()}}}
+    return resolved
+
+
+def class_weights_of(config: dict, std: float) -> np.ndarray:
+    """The class weights of std ``std`` from the proportions a run (``config``; {} for a released file) used."""
+    return class_weights(std, proportions=class_proportions(config))
+
+
 def train_weights(config: dict, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(class_weights(config["loss"]["weights_std"])).to(device)
+    return torch.from_numpy(class_weights_of(config, config["loss"]["weights_std"])).to(device)
 
 
 def test_weights(config: dict, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(class_weights(config["eval"]["weights_std"])).to(device)
+    return torch.from_numpy(class_weights_of(config, config["eval"]["weights_std"])).to(device)
 
 
 #: labelled training sets (``data.source.dataset``): DANNet's day source, and night labels for the supervised bound
