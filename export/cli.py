@@ -75,8 +75,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="fp16: an FP16-typed graph for strongly typed TensorRT builds (tail in fp32)")
     p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=TEST_WEIGHTS_STD,
-                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] "
-                        f"(0: no re-weighting; default {TEST_WEIGHTS_STD})")
+                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (0: no re-weighting; default "
+                        f"{TEST_WEIGHTS_STD}); the weights come from the class proportions the checkpoint's run "
+                        "trained with (data.source.class_proportions; Cityscapes' for released files)")
     p.add_argument("--reweight", choices=["logits", "probs"], default="logits",
                    help="multiply logits (reference code, default) or probabilities (paper)")
     p.add_argument("--half-pixel", action="store_true", help="upsample with align_corners=False (default: True, "
