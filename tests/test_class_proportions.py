@@ -16,9 +16,10 @@ from train.checkpoint import load_checkpoint, save_checkpoint
 from train.cli import main as train_main
 from train.config import ConfigError, load_config
 from train.data.proportions import proportions_of
-from train.data.synth import generate
 from train.factory import train_weights
 from train.models import RelightNet, build_segmenter
+
+from test_training import data  # noqa: F401  (the generated day and night data, 4 each at 64x128)
 
 
 def paper_weights(proportions: np.ndarray, std: float) -> np.ndarray:
@@ -27,15 +28,6 @@ def paper_weights(proportions: np.ndarray, std: float) -> np.ndarray:
     mean = sum(raw) / len(raw)
     spread = (sum((r - mean) ** 2 for r in raw) / (len(raw) - 1)) ** 0.5
     return np.array([(r - mean) / spread * std + 1 for r in raw])
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("data")
-    generate(root / "cityscapes", "cityscapes", 4, (64, 128), seed=0)
-    generate(root / "darkzurich", "darkzurich", 4, (64, 128), seed=0)
-    return root
 
 
 def counted_shares(label_folder: Path) -> np.ndarray:
