@@ -69,11 +69,14 @@ def class_weights(std: float, avg: float = 1.0, proportions: np.ndarray | None =
     ``w'_k = -log(a_k)`` is standardised (unbiased standard deviation) and rescaled to mean ``avg`` and
     standard deviation ``std``, so rare classes get weights above ``avg`` and frequent ones below.
     ``proportions`` defaults to the Cityscapes proportions; pass your own source set's to recompute.
+    Equally frequent classes have no rare ones to favour: every weight is ``avg`` (their spread is 0).
     """
     a = CITYSCAPES_PROPORTIONS if proportions is None else np.asarray(proportions, dtype=np.float64)
     if a.ndim != 1 or a.size < 2 or np.any(a <= 0):
         raise ValueError(f"proportions must be a 1-D array of at least 2 positive values, got {a!r}")
     w = -np.log(a)
+    if w.max() == w.min():  # (their computed std need not be exactly 0)
+        return np.full(a.size, avg, dtype=np.float32)
     return ((w - w.mean()) / w.std(ddof=1) * std + avg).astype(np.float32)
 
 

@@ -145,6 +145,8 @@ def engine_problems(engine: str | Path, onnx_path: str | Path, machine: Machine,
         problems.append(f"built from another ONNX file ({sidecar.onnx_sha256[:12]}...)")
     if sidecar.output_size is None:
         problems.append("its sidecar does not record the label map size (made by an older dannet-export)")
+    if sidecar.weights is None:
+        problems.append("its sidecar does not record the class weights (made by an older dannet-export)")
     if sidecar.tensorrt_version != machine.tensorrt_version:
         problems.append(f"built with TensorRT {sidecar.tensorrt_version}, this is {machine.tensorrt_version}")
     if (sidecar.gpu_name, sidecar.compute_capability) != (machine.gpu_name, machine.compute_capability):

@@ -15,6 +15,7 @@ from runtime.classes import CITYSCAPES_PROPORTIONS, LABEL_ID_TO_TRAIN_ID, NUM_CL
 from train.checkpoint import load_checkpoint, save_checkpoint
 from train.cli import main as train_main
 from train.config import ConfigError, load_config
+from train.data import DatasetError
 from train.data.proportions import proportions_of
 from train.factory import train_weights
 from train.models import RelightNet, build_segmenter
@@ -57,6 +58,20 @@ def test_a_run_measures_the_classes_of_its_source_records_them_and_trains_with_t
     assert resumed["data"]["source"]["class_proportions"] == recorded
     np.testing.assert_allclose(train_weights(resumed, torch.device("cpu")).numpy(),
                                paper_weights(expected, resumed["loss"]["weights_std"]), rtol=1e-6)
+    # resumed with the same command after the labels changed: the run keeps the numbers it started with
+    for label in (data / "cityscapes" / "gtFine" / "train").rglob("*_labelIds.png"):
+        changed = label.with_name("changed.png")
+        Image.fromarray(np.full((64, 128), 7, np.uint8)).save(changed)  # labelId 7: all road
+        label.rename(label.with_name(label.name + ".kept"))
+        changed.rename(label)
+    try:
+        assert train_main(["pretrain", *argv, "--set", "pretrain.iterations=2", "--resume",
+                           "--out", str(tmp_path / "run")]) == 0
+    finally:
+        for kept in (data / "cityscapes" / "gtFine" / "train").rglob("*.kept"):
+            kept.rename(kept.with_name(kept.name.removesuffix(".kept")))
+    resumed = load_checkpoint(tmp_path / "run" / "final.pth")
+    assert resumed.iteration == 2 and resumed.config["data"]["source"]["class_proportions"] == recorded
 
 
 def test_an_absent_class_takes_the_rarest_share() -> None:
@@ -65,12 +80,14 @@ def test_an_absent_class_takes_the_rarest_share() -> None:
     assert absent == ["road"]
     assert shares[0] == shares[1] and np.isclose(shares.sum(), 1.0)
     np.testing.assert_allclose(shares[2:] / shares[1], np.arange(2, NUM_CLASSES))
-    with pytest.raises(ValueError, match="no pixel"):
+    with pytest.raises(DatasetError, match="no pixel"):
         proportions_of(np.zeros(NUM_CLASSES))
 
 
 @pytest.mark.parametrize("value", ["measure", "[0.5, 0.5]", f"[{', '.join(['0.1'] * 18)}, 0]"])
 def test_other_values_are_refused_naming_the_key(value: str) -> None:
+    written = load_config("reference", [f"data.source.class_proportions=[{', '.join(['1e-3'] * 19)}]"])
+    assert written["data"]["source"]["class_proportions"] == [0.001] * 19  # YAML 1.1 reads 1e-3 as text
     with pytest.raises(ConfigError, match="class_proportions.*cityscapes, measured or a list of 19 positive"):
         load_config("reference", [f"data.source.class_proportions={value}"])
 
@@ -112,3 +129,12 @@ def test_eval_and_the_exported_tail_weigh_the_classes_as_the_run_did(data: Path,
                                 torch.tensor(paper_weights(CITYSCAPES_PROPORTIONS, 0.16), dtype=torch.float32))
     assert (by_run != by_cityscapes).any()  # the proportions matter for this model
     assert (labels == by_run[0].numpy()).mean() > 0.999  # ONNX Runtime vs PyTorch: rounding near ties only
+
+
+def test_precision_measures_the_proportions_as_a_run_does(data: Path, capsys) -> None:
+    settings = {"data.source.root": data / "cityscapes", "data.target.root": data / "darkzurich",
+                "data.source.crop": "[48, 48]", "data.target.crop": 56, "data.target.resize_to": 48,
+                "data.workers": 0, "data.source.class_proportions": "measured", "run.val_every": 0}
+    argv = ["--config", "synthetic-cpu", *(a for k, v in settings.items() for a in ("--set", f"{k}={v}"))]
+    assert train_main(["precision", *argv, "--steps", "1", "--amp", "bf16"]) == 0
+    assert "class proportions measured on" in capsys.readouterr().out

@@ -39,6 +39,8 @@ def test_class_weights_from_own_proportions() -> None:
     np.testing.assert_allclose(w, [2 - 0.11547, 2 + 0.057735, 2 + 0.057735], atol=1e-5)
     with pytest.raises(ValueError, match="positive"):
         classes.class_weights(0.1, proportions=[0.5, 0.0])
+    # equally frequent classes (a uniform table, or a source showing one class, the absent ones taking its share)
+    np.testing.assert_array_equal(classes.class_weights(0.16, proportions=[3.0] * 19), np.ones(19, np.float32))
 
 
 def test_table_is_consistent() -> None:

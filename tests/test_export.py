@@ -348,7 +348,7 @@ def test_engine_cache_decisions(portable: Path, tmp_path: Path) -> None:
     engine.write_bytes(b"engine")
     assert "no sidecar" in engine_problems(engine, portable, here)[0]
     Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
-            precision="fp16", output_size=[1080, 1920]).write(sidecar_path(engine))
+            precision="fp16", output_size=[1080, 1920], weights=[1.0] * 19).write(sidecar_path(engine))
     assert engine_problems(engine, portable, here) == [] and decide(engine, portable, here).action == "reuse"
     assert decide(engine, portable, here, rebuild="always").action == "build"
     other = Machine("11.1.0", "NVIDIA H100", "90")
@@ -360,8 +360,13 @@ def test_engine_cache_decisions(portable: Path, tmp_path: Path) -> None:
     Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
             precision="fp16").write(sidecar_path(engine))  # from before sidecars recorded the label map size
     assert engine_problems(engine, portable, here) == [
-        "its sidecar does not record the label map size (made by an older dannet-export)"]
+        "its sidecar does not record the label map size (made by an older dannet-export)",
+        "its sidecar does not record the class weights (made by an older dannet-export)"]
     assert decide(engine, portable, here).action == "build"
+    Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
+            precision="fp16", output_size=[1080, 1920]).write(sidecar_path(engine))  # the weights came later
+    assert engine_problems(engine, portable, here) == [
+        "its sidecar does not record the class weights (made by an older dannet-export)"]
     changed = tmp_path / "changed.onnx"
     changed.write_bytes(portable.read_bytes() + b"\0")
     assert "another ONNX file" in engine_problems(engine, changed, here)[0]
@@ -378,7 +383,7 @@ def test_an_engine_built_with_other_options_is_rebuilt_and_says_why(portable: Pa
     engine.write_bytes(b"engine")
     profile = {"min": [1, 32, 64, 3], "opt": [1, 64, 128, 3], "max": [1, 64, 128, 3]}
     Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
-            precision="fp32", output_size=[96, 150], profile=profile, dla_core=0,
+            precision="fp32", output_size=[96, 150], weights=[1.0] * 19, profile=profile, dla_core=0,
             workspace_gb=2.0).write(sidecar_path(engine))
     same = BuildOptions({"min": (1, 32, 64, 3), "opt": (1, 64, 128, 3), "max": (1, 64, 128, 3)}, 0, 2)
     assert engine_problems(engine, portable, here, same) == []
@@ -392,7 +397,7 @@ def test_an_engine_built_with_other_options_is_rebuilt_and_says_why(portable: Pa
     with pytest.raises(EngineError, match="refusing a foreign engine: built with --max-shape 1x64x128x3"):
         decide(engine, portable, here, rebuild="never", options=asked)
     Sidecar(onnx_sha256=sha256_of(portable), tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="87",
-            precision="fp32", output_size=[96, 150]).write(sidecar_path(engine))  # before options were recorded
+            precision="fp32", output_size=[96, 150], weights=[1.0] * 19).write(sidecar_path(engine))  # no options
     assert engine_problems(engine, portable, here, BuildOptions(dla_core=1)) == [
         "built with no --dla-core, asked for --dla-core 1"]
     assert engine_problems(engine, portable, here) == []

@@ -27,8 +27,10 @@ def _train(args: argparse.Namespace, job: str) -> int:
                                     else "reference")
     config = load_config(config_source, args.set)
     env = setup_env(config["run"]["device"])
-    config = resolve_class_proportions(config, say=print if env.is_main else lambda _: None)
     try:
+        recorded = load_config(str(out / "config.yaml")) if args.resume and (out / "config.yaml").is_file() else None
+        config = resolve_class_proportions(config, recorded, say=print if env.is_main else lambda _: None,
+                                           progress=env.is_main)
         start = prepare_out_dir(out, config, args.resume, env)
         seed_everything(config["run"]["seed"], env.rank)
         if job == "pretrain":
@@ -64,9 +66,10 @@ def cmd_precision(args: argparse.Namespace) -> None:
     import json
 
     from .config import load_config
+    from .factory import resolve_class_proportions
     from .precision import drift, table
 
-    config = load_config(args.config, args.set)
+    config = resolve_class_proportions(load_config(args.config, args.set))
     amps = tuple(args.amp or ("bf16", "fp16"))
     print(f"autocast drift against fp32: {config['model']['arch']} ({config['model']['backbone']}), config "
           f"{args.config}, {args.steps} steps, device {config['run']['device']}; relative differences")

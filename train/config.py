@@ -86,12 +86,21 @@ def _class_proportions(value: Any, where: str, key: str) -> Any:
     a run records ``measured`` once it has counted them (a list of floats, not the reference's string)."""
     if isinstance(value, str) and value in PROPORTION_NAMES:
         return value
+    if isinstance(value, list):  # YAML 1.1 reads numbers written like 1e-3 as strings
+        value = [_float_or_text(v) for v in value]
     if (isinstance(value, list) and len(value) == NUM_CLASSES
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
                     for v in value)):
         return [float(v) for v in value]
     raise ConfigError(f"{where}: {key!r} must be one of {', '.join(PROPORTION_NAMES)} or a list of {NUM_CLASSES} "
                       f"positive class proportions, got {value!r}")
+
+
+def _float_or_text(value: Any) -> Any:
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
 
 
 #: keys checked by a rule of their own instead of the reference default's type

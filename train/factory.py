@@ -67,21 +67,28 @@ def class_proportions(config: dict) -> np.ndarray | None:
     return np.asarray(value, dtype=np.float64)
 
 
-def resolve_class_proportions(config: dict, say: Callable[[str], None] = print) -> dict:
-    """``config`` with ``measured`` proportions replaced by the numbers counted on its source's labels: the run's
-    config.yaml and checkpoints then hold them, so that a resumed run, ``eval`` and ``dannet-export`` weigh the
+def resolve_class_proportions(config: dict, recorded: dict | None = None, say: Callable[[str], None] = print,
+                              progress: bool = True) -> dict:
+    """``config`` with ``measured`` proportions replaced by numbers: those ``recorded`` in the config of the run
+    being resumed, else those counted on the source's labels. The run's config.yaml and checkpoints then hold them,
+    so that a resumed run (even one whose labels have changed since), ``eval`` and ``dannet-export`` weigh the
     classes as the run did."""
     from .data.proportions import class_pixel_counts, proportions_of
 
     source = config["data"]["source"]
     if source["class_proportions"] != "measured":
         return config
-    shares, absent = proportions_of(class_pixel_counts(dataset_samples(source["dataset"], source["root"],
-                                                                        source["split"])))
-    say(f"class proportions measured on {source['root']} ({source['split']})"
-        + (f"; absent, given the rarest share: {', '.join(absent)}" if absent else ""))
-    resolved = {**config, "data": {**config["data"], "source": {**source, "class_proportions": shares.tolist()}}}
-    return resolved
+    earlier = (recorded or {}).get("data", {}).get("source", {}).get("class_proportions")
+    if isinstance(earlier, list):
+        say("class proportions: those the run measured when it started")
+        shares = earlier
+    else:
+        samples = dataset_samples(source["dataset"], source["root"], source["split"])
+        counted, absent = proportions_of(class_pixel_counts(samples, progress))
+        say(f"class proportions measured on {source['root']} ({source['split']})"
+            + (f"; absent, given the rarest share: {', '.join(absent)}" if absent else ""))
+        shares = counted.tolist()
+    return {**config, "data": {**config["data"], "source": {**source, "class_proportions": shares}}}
 
 
 def class_weights_of(config: dict, std: float) -> np.ndarray:

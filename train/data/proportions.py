@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from runtime.classes import CLASS_NAMES, NUM_CLASSES
 
-from .datasets import Sample, load_label
+from .datasets import DatasetError, Sample, load_label
 
 
 def class_pixel_counts(samples: Iterable[Sample], progress: bool = True) -> np.ndarray:
@@ -24,7 +24,8 @@ def class_pixel_counts(samples: Iterable[Sample], progress: bool = True) -> np.n
     for sample in tqdm(samples, desc="class proportions", unit="label", disable=not progress, leave=False):
         label = load_label(sample)
         if label is None:
-            raise ValueError(f"{sample.image}: has no label to count classes on")
+            raise DatasetError(f"{sample.image}: has no label to count classes on (data.source.split must be a "
+                               "labelled split)")
         counts += np.bincount(label.ravel(), minlength=256)[:NUM_CLASSES]
     return counts
 
@@ -35,7 +36,7 @@ def proportions_of(counts: np.ndarray) -> tuple[np.ndarray, list[str]]:
     make infinite (and whose size would squeeze every other weight towards the mean)."""
     counts = np.asarray(counts, dtype=np.float64)
     if counts.sum() <= 0:
-        raise ValueError("the labels hold no pixel of any of the 19 classes")
+        raise DatasetError("the source labels hold no pixel of any of the 19 classes")
     shares = counts / counts.sum()
     absent = shares == 0
     shares[absent] = shares[~absent].min()
