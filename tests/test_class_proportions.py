@@ -95,7 +95,7 @@ def test_other_values_are_refused_naming_the_key(value: str) -> None:
 def test_eval_and_the_exported_tail_weigh_the_classes_as_the_run_did(data: Path, tmp_path: Path, capsys) -> None:
     """A run whose source had Cityscapes' class shares reversed (roads rare, trains common): ``eval`` and the ONNX
     graph must both apply the weights of those shares, which on this model give other labels than Cityscapes'."""
-    from export import ExportSpec, to_onnx
+    from export import ExportSpec, to_onnx, to_torch_program
     from runtime.segmenter import Segmenter
     from train.data import EvalTransform, build_dataset
     from train.evaluate import evaluate, predict
@@ -129,6 +129,9 @@ def test_eval_and_the_exported_tail_weigh_the_classes_as_the_run_did(data: Path,
                                 torch.tensor(paper_weights(CITYSCAPES_PROPORTIONS, 0.16), dtype=torch.float32))
     assert (by_run != by_cityscapes).any()  # the proportions matter for this model
     assert (labels == by_run[0].numpy()).mean() > 0.999  # ONNX Runtime vs PyTorch: rounding near ties only
+    program = to_torch_program(checkpoint, tmp_path / "run.pt2", ExportSpec(input_size=size, output_size=size),
+                               say=lambda s: None)
+    assert (Segmenter(str(program), "torch").process(frame) == by_run[0].numpy()).mean() > 0.999
 
 
 def test_precision_measures_the_proportions_as_a_run_does(data: Path, capsys) -> None:
