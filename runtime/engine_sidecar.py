@@ -95,7 +95,8 @@ class Sidecar:
     output_size: list[int] | None = None
     class_names: list[str] = field(default_factory=list)
     weights_std: float | None = None
-    #: the graph's ``dannet.weights``: the class weights its tail applies
+    #: the graph's ``dannet.weights``: the class weights its tail applies ([] where the graph records none; None in a
+    #: sidecar from before this field, whose engine is rebuilt so that the runtime learns them)
     weights: list[float] | None = None
     #: the graph's ``dannet.checkpoint_sha256``: which checkpoint the engine computes (dannet-bench compare)
     checkpoint_sha256: str | None = None
