@@ -28,14 +28,15 @@ from runtime.errors import DannetError, one_line
 from train.checkpoint import load_checkpoint
 from train.evaluate import networks_of
 from train.factory import class_weights_of
+from train.models.relight import SIDE_MULTIPLE
 
 from .graph import DeploymentModel, replace_adaptive_pooling
 from .tails import CONFIDENCE, LOGITS, append_plugin_tail, append_portable_tail
 
 TOOL_VERSION = "dannet-edge 0.1.0"
 OPSET = 18
-#: the relighting net downsamples twice by 2 and upsamples back, so R = I + r needs H, W % 4 == 0
-SIZE_MULTIPLE = DYNAMIC_EXPORT_SIZES.multiple
+#: the relighting net gives R = I + r back at the input's size only for H, W multiples of this
+SIZE_MULTIPLE = SIDE_MULTIPLE
 
 
 class ExportError(DannetError, ValueError):
@@ -69,7 +70,7 @@ class ExportSpec:
         if has_relight and any(s % SIZE_MULTIPLE for s in self.input_size):
             h, w = self.input_size
             raise ExportError(f"--input-size {h}x{w}: the relighting net needs H and W divisible by {SIZE_MULTIPLE} "
-                              f"(e.g. {h - h % 4}x{w - w % 4})")
+                              f"(e.g. {h - h % SIZE_MULTIPLE}x{w - w % SIZE_MULTIPLE})")
 
 
 def dynamic_shapes(spec: ExportSpec) -> dict | None:

@@ -468,3 +468,13 @@ def test_build_a_real_engine(portable: Path, tmp_path: Path) -> None:
     engine = build_engine(portable, tmp_path / "m.engine", say=lambda s: None)
     assert engine.stat().st_size > 0 and sidecar_path(engine).is_file()
     assert build_engine(portable, engine, rebuild="never", say=lambda s: None) == engine  # reused
+
+
+def test_the_runtime_brings_dynamic_frames_to_sizes_the_relighting_net_takes() -> None:
+    """runtime/ cannot import the networks, so its size rule is its own number: it must be the net's (or a multiple),
+    or a dynamic graph would get frames it changes the size of."""
+    from runtime.backends import DYNAMIC_EXPORT_SIZES
+    from train.models.relight import SIDE_MULTIPLE
+
+    assert DYNAMIC_EXPORT_SIZES.multiple % SIDE_MULTIPLE == 0
+    assert all(side % SIDE_MULTIPLE == 0 for side in (*DYNAMIC_EXPORT_SIZES.low, *DYNAMIC_EXPORT_SIZES.high))
