@@ -12,21 +12,21 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import onnx
 import torch
 
 from runtime.atomic import atomic_write, check_writable
-from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE, TEST_WEIGHTS_STD
+from runtime.classes import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 from runtime.backends import DYNAMIC_EXPORT_SIZES
 from runtime.engine_sidecar import sha256_of
 from runtime.errors import DannetError, one_line
 from train.checkpoint import load_checkpoint
-from train.evaluate import networks_of
+from train.evaluate import networks_of, test_time_reweighting
 from train.factory import class_weights_of
 from train.models.relight import SIDE_MULTIPLE
 
@@ -49,8 +49,10 @@ class ExportSpec:
     output_size: tuple[int, int] = (1080, 1920)
     tail: str = "portable"          # portable | plugin
     precision: str = "fp32"         # fp32 | fp16
-    weights_std: float = TEST_WEIGHTS_STD
-    reweight: str = "logits"        # logits (mode 0) | probs (mode 1)
+    #: the tail's class weights std and re-weighting (logits: mode 0, probs: mode 1); None: what the checkpoint's run
+    #: validated with (its eval.*), the reference's for a released file
+    weights_std: float | None = None
+    reweight: str | None = None
     align_corners: bool = True
     pack4: bool = False
     dynamic: bool = False
@@ -89,19 +91,32 @@ def example_frame(spec: ExportSpec) -> torch.Tensor:
     return torch.zeros(2 if spec.dynamic else 1, *spec.input_size, 3, dtype=torch.uint8)
 
 
+class Deployment(NamedTuple):
+    """A checkpoint ready to export: its networks as one frame -> logits module, what they are, the tail's class
+    weights, and the export spec with the checkpoint's own test-time re-weighting filled in."""
+
+    model: DeploymentModel
+    arch: str
+    backbone: str
+    weights: np.ndarray
+    spec: ExportSpec
+
+
 def deployment_model(checkpoint: str | Path, spec: ExportSpec, light: str | Path | None, arch: str | None,
-                     backbone: str | None) -> tuple[DeploymentModel, str, str, np.ndarray]:
+                     backbone: str | None) -> Deployment:
     """The checkpoint's networks as one frame -> logits module (PSP pooling as matrices), checked against
-    ``spec``; with the architecture and backbone it holds, and the tail's class weights: std
-    ``spec.weights_std`` from the class proportions the checkpoint's run trained with (the paper's Cityscapes
-    table for a released file)."""
+    ``spec``. The tail's class weights have std ``spec.weights_std`` (default: the run's ``eval.weights_std``) and
+    come from the class proportions the checkpoint's run trained with (the paper's Cityscapes table for a
+    released file)."""
     ckpt = load_checkpoint(str(checkpoint))
+    weights_std, reweight = test_time_reweighting(ckpt, spec.weights_std, spec.reweight)
+    spec = replace(spec, weights_std=weights_std, reweight=reweight)
     segmenter, relight, arch, backbone = networks_of(ckpt, str(light) if light else None, arch, backbone)
     spec.check(relight is not None)
     replace_adaptive_pooling(segmenter)
     dtype = torch.float16 if spec.precision == "fp16" else torch.float32
     model = DeploymentModel(segmenter.to(dtype), relight.to(dtype) if relight is not None else None, dtype).eval()
-    return model, arch, backbone, class_weights_of(ckpt.config, spec.weights_std)
+    return Deployment(model, arch, backbone, class_weights_of(ckpt.config, weights_std), spec)
 
 
 def deployment_metadata(spec: ExportSpec, weights: np.ndarray, label_format: str, arch: str, backbone: str,
@@ -180,7 +195,7 @@ def to_onnx(checkpoint: str | Path, out: str | Path, spec: ExportSpec = ExportSp
     """Export a checkpoint (ours, or a released segmentation file + ``light``) to ``out``; returns ``out``."""
     started = time.perf_counter()
     check_writable(out, "--out")  # before the work, not after it
-    model, arch, backbone, weights = deployment_model(checkpoint, spec, light, arch, backbone)
+    model, arch, backbone, weights, spec = deployment_model(checkpoint, spec, light, arch, backbone)
     relight = model.relight
     say(f"[1/4] exporting {arch} ({backbone}{' + relighting' if relight is not None else ''}, {spec.precision}) "
         f"at {spec.input_size[0]}x{spec.input_size[1]}{' (dynamic)' if spec.dynamic else ''} with the dynamo exporter")

@@ -54,7 +54,7 @@ def to_torch_program(checkpoint: str | Path, out: str | Path, spec: ExportSpec =
         raise ExportError("--tail plugin is for TensorRT; a PyTorch program carries the tail in PyTorch")
     started = time.perf_counter()
     check_writable(out, "--out")  # before the work, not after it
-    body, arch, backbone, weights = deployment_model(checkpoint, spec, light, arch, backbone)
+    body, arch, backbone, weights, spec = deployment_model(checkpoint, spec, light, arch, backbone)
     say(f"[1/2] torch.export of {arch} ({backbone}{' + relighting' if body.relight is not None else ''}, "
         f"{spec.precision}) at {spec.input_size[0]}x{spec.input_size[1]}")
     # the batch is always dynamic here (ONNX graphs fix it to 1 unless --dynamic, as TensorRT profiles want)

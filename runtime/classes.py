@@ -93,3 +93,7 @@ def colorize(labels: np.ndarray) -> np.ndarray:
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[:NUM_CLASSES] = PALETTE
     return lut[np.asarray(labels, dtype=np.uint8)]
+
+#: how the class weights re-weight the scores at test time (``eval.reweight``, ``--reweight``): multiply the
+#: logits (the reference code, the default) or the probabilities (the paper)
+REWEIGHTS = ("logits", "probs")

@@ -338,6 +338,39 @@ def test_export_cli_passes_confidence_to_the_spec() -> None:
         assert not spec_of(build_parser().parse_args([command, "--checkpoint", "c.pth", "--out", "m"])).confidence
 
 
+def reweight_op(path: Path) -> str:
+    return next(n.op_type for n in onnx.load(str(path)).graph.node if n.name == "tail_reweight")
+
+
+def test_export_ships_the_test_time_reweighting_its_run_validated_with(checkpoint: Path, tmp_path: Path) -> None:
+    """A run configured with ``eval.weights_std: 0.3`` and ``eval.reweight: probs`` validated (and `eval` scores)
+    with them; ``dannet-export`` shipped the flags' defaults (0.16, logits) instead, a model that is not the one
+    validated. The flags still win; a released file, which records nothing, keeps the reference's."""
+    from train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    recorded = save_checkpoint(tmp_path / "run.pth", dict(ckpt.models), arch="pspnet",
+                               config={**ckpt.config, "eval": {"weights_std": 0.3, "reweight": "probs"}})
+    size = ["--input-size", "64x128", "--output-size", "64x128"]
+    assert export_main(["onnx", "--checkpoint", str(recorded), "--out", str(tmp_path / "run.onnx"), *size]) == 0
+    meta = read_metadata(tmp_path / "run.onnx")
+    assert (meta["dannet.weights_std"], meta["dannet.reweight"]) == ("0.3", "probs")
+    np.testing.assert_allclose(json.loads(meta["dannet.weights"]), class_weights(0.3), rtol=1e-6)
+    assert reweight_op(tmp_path / "run.onnx") == "Add"  # probs: log weights added to the logits
+    flags = ["--weights-std", "0.1", "--reweight", "logits"]
+    assert export_main(["onnx", "--checkpoint", str(recorded), "--out", str(tmp_path / "flags.onnx"), *size,
+                        *flags]) == 0
+    meta = read_metadata(tmp_path / "flags.onnx")
+    assert (meta["dannet.weights_std"], meta["dannet.reweight"]) == ("0.1", "logits")
+    assert reweight_op(tmp_path / "flags.onnx") == "Mul"
+    released = tmp_path / "released.pth"
+    torch.save(ckpt.models["segmenter"], released)
+    assert export_main(["onnx", "--checkpoint", str(released), "--backbone", "resnet18", "--out",
+                        str(tmp_path / "released.onnx"), *size]) == 0
+    meta = read_metadata(tmp_path / "released.onnx")
+    assert (meta["dannet.weights_std"], meta["dannet.reweight"]) == ("0.16", "logits")
+
+
 # --- engine cache logic (no TensorRT needed) ------------------------------------------------------
 
 def test_engine_cache_decisions(portable: Path, tmp_path: Path) -> None:

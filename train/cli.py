@@ -7,12 +7,11 @@ from pathlib import Path
 
 from runtime.arguments import integer, number, size_hw
 from runtime.atomic import atomic_write, check_writable
-from runtime.classes import MAX_WEIGHTS_STD, TEST_WEIGHTS_STD
+from runtime.classes import MAX_WEIGHTS_STD, REWEIGHTS, TEST_WEIGHTS_STD
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import load_checkpoint
 from .data import DATASETS, LABELLED_DATASETS
-from .evaluate import REWEIGHTS
 
 
 def _train(args: argparse.Namespace, job: str) -> int:
@@ -81,17 +80,6 @@ def cmd_precision(args: argparse.Namespace) -> None:
         atomic_write(args.json, json.dumps(rows, indent=1))
 
 
-def _test_time_reweighting(args: argparse.Namespace, recorded: dict) -> tuple[float, str]:
-    """``(weights std, reweight)`` of an evaluation: the flags where given, else what the checkpoint's run was
-    configured with (``eval.*``, the values its validation used), else the reference's (released files)."""
-    weights_std = args.weights_std if args.weights_std is not None else recorded.get("weights_std", TEST_WEIGHTS_STD)
-    reweight = args.reweight or recorded.get("reweight", REWEIGHTS[0])
-    if reweight not in REWEIGHTS:  # a run that never validated kept whatever its config said
-        raise CheckpointError(f"{args.checkpoint}: records eval.reweight={reweight!r}, not one of "
-                              f"{', '.join(REWEIGHTS)}; give --reweight")
-    return weights_std, reweight
-
-
 def cmd_eval(args: argparse.Namespace) -> None:
     import json
 
@@ -99,14 +87,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from .data import EvalTransform, build_dataset
     from .engine import select_device
-    from .evaluate import evaluate, networks_of
+    from .evaluate import evaluate, networks_of, test_time_reweighting
     from .factory import class_weights_of
 
     if args.json:
         check_writable(args.json, "--json")
     ckpt = load_checkpoint(args.checkpoint)
     segmenter, light, arch, backbone = networks_of(ckpt, args.light, args.arch, args.backbone)
-    weights_std, reweight = _test_time_reweighting(args, ckpt.config.get("eval", {}))
+    weights_std, reweight = test_time_reweighting(ckpt, args.weights_std, args.reweight)
     device = select_device(args.device)
     segmenter.to(device)
     if light is not None:

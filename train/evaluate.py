@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from runtime.classes import REWEIGHTS, TEST_WEIGHTS_STD
+
 from .checkpoint import Checkpoint, CheckpointError, check_against_flags, load_checkpoint, load_weights
 from .metrics import ConfusionMeter
 from .models import RelightNet, build_segmenter
@@ -57,8 +59,18 @@ def networks_of(ckpt: Checkpoint, light: str | None = None, arch: str | None = N
     return segmenter.eval(), relight, arch, backbone
 
 
-#: values of ``eval.reweight`` (and ``--reweight``): the reference code's first
-REWEIGHTS = ("logits", "probs")
+def test_time_reweighting(ckpt: Checkpoint, weights_std: float | None = None,
+                          reweight: str | None = None) -> tuple[float, str]:
+    """``(weights std, reweight)`` to evaluate or deploy ``ckpt`` with: the given values, else what its run was
+    configured with (``eval.*``, the values its validation used), else the reference's (released files), so that
+    ``eval`` and ``dannet-export`` score and ship a model the way its run validated it."""
+    recorded = ckpt.config.get("eval", {})
+    weights_std = weights_std if weights_std is not None else recorded.get("weights_std", TEST_WEIGHTS_STD)
+    reweight = reweight or recorded.get("reweight", REWEIGHTS[0])
+    if reweight not in REWEIGHTS:  # a run that never validated kept whatever its config said
+        raise CheckpointError(f"{ckpt.path}: records eval.reweight={reweight!r}, not one of "
+                              f"{', '.join(REWEIGHTS)}; give --reweight")
+    return float(weights_std), reweight
 
 
 def reweighted_scores(logits: torch.Tensor, weights: torch.Tensor, size: tuple[int, int], reweight: str = "logits",
