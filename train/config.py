@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from runtime.classes import MAX_WEIGHTS_STD, NUM_CLASSES
+from runtime.classes import MAX_WEIGHTS_STD, NUM_CLASSES, REWEIGHTS
 from runtime.errors import DannetError
 
 PRESETS_DIR = Path(__file__).parent / "configs"
@@ -31,7 +31,7 @@ class ConfigError(DannetError, ValueError):
 #: dotted key -> (low, high, low excluded) for every number a run divides by, counts with or indexes with;
 #: high None: no upper bound. Lists (crop, scale) have the range per element.
 RANGES: dict[str, tuple[float, float | None, bool]] = {
-    "model.light_channels": (1, None, False), "model.aspp_branches": (1, 4, False),
+    "model.light_channels": (1, None, False), "model.aspp_branches": (1, 4, False), "model.frozen_stages": (0, 4, False),
     "data.source.crop": (8, None, False), "data.source.scale": (0, 4, True),
     "data.target.crop": (8, None, False), "data.target.scale": (0, 4, True), "data.target.resize_to": (8, None, False),
     "data.val.scale": (0, 4, True), "data.val.max_images": (1, None, False), "data.workers": (0, 256, False),
@@ -61,7 +61,6 @@ def choices() -> dict[str, tuple[str, ...]]:
     from .dannet import TARGET_RESOLUTIONS
     from .data import LABELLED_DATASETS
     from .engine import AMPS
-    from .evaluate import REWEIGHTS
     from .factory import OPTIMIZERS, SOURCE_DATASETS
     from .models import BACKBONES, SEGMENTERS
 

@@ -25,6 +25,7 @@ def build_networks(config: dict, with_light: bool = True, with_discriminators: b
     m = config["model"]
     extra = {"aspp_branches": m["aspp_branches"]} if m["arch"] == "deeplab" else {}
     nets: dict[str, nn.Module] = {"segmenter": build_segmenter(m["arch"], NUM_CLASSES, m["backbone"], **extra)}
+    nets["segmenter"].freeze_stages(m["frozen_stages"])
     if with_light:
         nets["light"] = RelightNet(channels=m["light_channels"])
     if with_discriminators:

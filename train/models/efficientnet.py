@@ -41,6 +41,7 @@ from torch import nn
 from runtime.classes import IMAGENET_MEAN, IMAGENET_STD
 
 from .resnet import he_init
+from .trunk import FreezableTrunk
 
 #: the Lite ImageNet weights' input: (pixel - LITE_PIXEL_MEAN) / LITE_PIXEL_STD, pixel in 0..255 (TensorFlow's
 #: EfficientNet-Lite preprocessing; the stem BatchNorm's running means agree, see tests/test_backbones.py)
@@ -122,10 +123,12 @@ class MBConv(nn.Module):
         return out + x if self.skip else out
 
 
-class EfficientNetLite(nn.Module):
+class EfficientNetLite(FreezableTrunk):
     """EfficientNet-Lite0 trunk (stem + layer1..layer4, + top unless ``top=False``) that segmentation
     networks extend with heads, with the interface of :class:`.resnet.ResNet`: ``forward_features``,
     ``channels``, ``init_weights``."""
+
+    stem_modules = ("stem_conv", "stem_bn")
 
     def __init__(self, dilations: tuple[int, int] = (1, 1), top: bool = True) -> None:
         super().__init__()

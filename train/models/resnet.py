@@ -20,6 +20,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .trunk import FreezableTrunk
+
 Stem = Literal["deep", "classic"]
 
 
@@ -80,7 +82,7 @@ BACKBONES: dict[str, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, 
 }
 
 
-class ResNet(nn.Module):
+class ResNet(FreezableTrunk):
     """ResNet trunk (stem + layer1..layer4) that segmentation networks extend with their heads.
 
     The heads are attributes of the same module (as in the reference code), which is why the
@@ -89,6 +91,7 @@ class ResNet(nn.Module):
 
     #: the modules that hold the trunk's weights (what ImageNet initialisation fills; conv2/3 only in the deep stem)
     trunk_modules = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "layer1", "layer2", "layer3", "layer4")
+    stem_modules = trunk_modules[:6]
 
     def __init__(self, backbone: str = "resnet101", stem: Stem = "classic",
                  dilations: tuple[int, int] = (1, 1), stride_in_1x1: bool = False,
