@@ -34,13 +34,16 @@ from runtime.atomic import atomic_file, atomic_write
 
 OUT = Path("demo-output")
 SIZE = (128, 256)
-#: day images (and as many day/night pairs) to train on; the val sets hold a quarter as many, other scenes
-COUNT = 120
+#: day images (and as many day/night pairs) to train on; the val sets hold a quarter as many, other scenes. Minutes
+#: of training see each of 120 images about 30 times; 300 (14 s to generate) took DANNet's night from 17.3% to
+#: 22.3% and source-only's from 11.0% to 15.3% (val sets of 30 and 75 images; BENCHMARKS.md)
+COUNT = 300
 BACKBONE = "efficientnet_lite0"
 #: minutes of day-only training from ImageNet (both cores), then of each side-by-side run (one core each). The day
-#: model is what limits the night (2.5 -> 4.5 min: DANNet's night 9.0% -> 12.4%, source-only's 6.3% -> 7.9%), and
-#: the time limits keep the demo's length whatever the machine: about 6.5 minutes, 8.2 with a fresh set-up
-PRETRAIN_MIN, ADAPT_MIN = 4.5, 1.5
+#: model limited the night (2.5 -> 4.5 min: DANNet's night 9.0% -> 12.4%); with the early stages frozen, DANNet's
+#: adaptation does too (1.5 / 2.5 / 3 min: 17.0 / 19.7 / 18.8%, source-only 12.7 / 12.8 / 12.1%; BENCHMARKS.md).
+#: The time limits keep the demo's length whatever the machine: about 7.5 minutes, 9.2 with a fresh set-up
+PRETRAIN_MIN, ADAPT_MIN = 4.25, 2.25
 #: AdamW learning rates: from ImageNet weights, then from the day model (both side-by-side runs, each with
 #: a fresh optimiser state; measured at 2e-4 / 5e-4 / 1e-3 for both: DANNet's night rises to ~7.5% from 2e-4's
 #: 6.4% while source-only stays 4-5% at 5e-4 and falls to 2.7% at 1e-3; BENCHMARKS.md)

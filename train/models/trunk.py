@@ -6,8 +6,8 @@ eval mode whatever ``train()`` says, as torchvision's detection references fine-
 (``trainable_backbone_layers``) and the released DeepLab-v2 freezes its BatchNorm. Why it matters for DANNet:
 the early stages see pixels, and fine-tuned on day images only (the source domain), their filters and
 statistics learn the day's look; kept as ImageNet left them they stay generic, and what a day model learns
-reaches the night far better (measured on the generated night, BENCHMARKS.md: the demo's day model scores at
-night about 0.5x its day mIoU with the stem, layer1 and layer2 frozen, 0.2x fine-tuned whole).
+reaches the night far better (measured on the generated night, BENCHMARKS.md: the demo's day models score at
+night 0.3-0.6x their day mIoU with the stem, layer1 and layer2 frozen, 0.2x fine-tuned whole).
 """
 from __future__ import annotations
 
