@@ -229,6 +229,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         output_size=output_size, class_names=json.loads(metadata.get("dannet.class_names", "[]")),
         weights_std=float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None,
         weights=json.loads(metadata["dannet.weights"]) if "dannet.weights" in metadata else [],
+        reweight=metadata.get("dannet.reweight") or None,
         checkpoint_sha256=metadata.get("dannet.checkpoint_sha256") or None,
         dla_core=dla_core, profile={key: list(shape) for key, shape in shapes.items()} if shapes else None,
         workspace_gb=workspace_gb, created=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -26,7 +26,7 @@ from runtime.backends import DYNAMIC_EXPORT_SIZES
 from runtime.engine_sidecar import sha256_of
 from runtime.errors import DannetError, one_line
 from train.checkpoint import load_checkpoint
-from train.evaluate import networks_of, test_time_reweighting
+from train.evaluate import networks_of, recorded_reweighting
 from train.factory import class_weights_of
 from train.models.relight import SIDE_MULTIPLE
 
@@ -109,7 +109,7 @@ def deployment_model(checkpoint: str | Path, spec: ExportSpec, light: str | Path
     come from the class proportions the checkpoint's run trained with (the paper's Cityscapes table for a
     released file)."""
     ckpt = load_checkpoint(str(checkpoint))
-    weights_std, reweight = test_time_reweighting(ckpt, spec.weights_std, spec.reweight)
+    weights_std, reweight = recorded_reweighting(ckpt, spec.weights_std, spec.reweight)
     spec = replace(spec, weights_std=weights_std, reweight=reweight)
     segmenter, relight, arch, backbone = networks_of(ckpt, str(light) if light else None, arch, backbone)
     spec.check(relight is not None)

@@ -101,6 +101,8 @@ class ModelInfo:
     confidence: bool = False  # a second output with each pixel's confidence (dannet-export --confidence)
     precision: str | None = None  # what the export computes in: fp32, fp16, int8 (None: not recorded)
     dynamic_sizes: SizeRange = DYNAMIC_EXPORT_SIZES  # the frame sizes a dynamic model takes (input_size None)
+    #: how the tail re-weights: ``logits`` (multiplied) or ``probs`` (log weights added) (None: not recorded)
+    reweight: str | None = None
 
     def network_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
         """The size a frame of ``frame_size`` is given to the model at: the model's input size, or for a
@@ -121,7 +123,7 @@ class ModelInfo:
         weights = tuple(json.loads(metadata["dannet.weights"])) if "dannet.weights" in metadata else None
         return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std, weights,
                    metadata.get("dannet.checkpoint_sha256") or None, "confidence" in out,
-                   metadata.get("dannet.precision") or None)
+                   metadata.get("dannet.precision") or None, reweight=metadata.get("dannet.reweight") or None)
 
 
 class Backend(Protocol):
@@ -301,7 +303,7 @@ class TensorRTBackend:
                               tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std,
                               weights=tuple(sidecar.weights) if sidecar.weights else None,
                               checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes,
-                              precision=sidecar.precision,
+                              precision=sidecar.precision, reweight=sidecar.reweight,
                               dynamic_sizes=self._profile_sizes(path) if dynamic else DYNAMIC_EXPORT_SIZES)
         self.context = self.engine.create_execution_context()
         if self.context is None:

@@ -98,6 +98,8 @@ class Sidecar:
     #: the graph's ``dannet.weights``: the class weights its tail applies ([] where the graph records none; None in a
     #: sidecar from before this field, whose engine is rebuilt so that the runtime learns them)
     weights: list[float] | None = None
+    #: the graph's ``dannet.reweight``: logits or probs (None: not recorded, a sidecar from before this field)
+    reweight: str | None = None
     #: the graph's ``dannet.checkpoint_sha256``: which checkpoint the engine computes (dannet-bench compare)
     checkpoint_sha256: str | None = None
     dla_core: int | None = None

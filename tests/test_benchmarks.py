@@ -488,6 +488,32 @@ def test_miou_shows_several_models_side_by_side(tiny_graphs: dict[str, Path], un
     assert result["identical_pixels"] == pytest.approx(same / total) and result["miou"] == pytest.approx(meters[0].miou)
 
 
+def test_compare_re_weights_the_reference_as_the_model_does(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    """A run of the paper preset validates with ``eval.reweight: probs``, and ``dannet-export`` now ships that by
+    default: the reference loop multiplied the logits whatever the graph did, and reported the differences as
+    the graph's. It follows the graph's ``dannet.reweight``, and its mIoU is that graph's."""
+    from export import ExportSpec, to_onnx
+
+    import benchmarks.reference_loop as reference_loop
+    from benchmarks.compare import night_frames
+    from train.evaluate import load_networks
+
+    ckpt, _ = tiny
+    probs = to_onnx(ckpt, tmp_path / "probs.onnx", ExportSpec(input_size=(64, 128), output_size=(96, 160),
+                                                              weights_std=0.5, reweight="probs"), say=lambda s: None)
+    assert bench_main(["compare", "--model", str(probs), "--checkpoint", str(ckpt), "--frames", "3", "--warmup", "0",
+                       "--json", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["identical_pixels"] >= 0.999
+    # the two re-weightings label these frames differently: the check above could fail with the wrong one
+    segmenter, relight, _, _ = load_networks(str(ckpt))
+    from runtime.classes import class_weights
+
+    frames = night_frames(3, (64, 128), (96, 160))
+    differ = [reference_loop.reference_labels(segmenter, relight, frame, class_weights(0.5), (96, 160), None, mode)
+              for frame in frames for mode in ("logits", "probs")]
+    assert np.mean([(a != b).mean() for a, b in zip(differ[::2], differ[1::2])]) > 0.001
+
+
 def test_compare_times_several_exports_in_one_run(tiny_graphs: dict[str, Path], unweighted: Path, night_val: Path,
                                                   tmp_path: Path) -> None:
     """The unweighted graph is compared with a weighted reference loop: its labels must be seen to differ."""

@@ -51,6 +51,17 @@ def test_a_frozen_stage_computes_with_its_loaded_statistics_and_gets_no_gradient
     assert torch.equal(first_bn[0].running_mean, first_bn[1].running_mean)  # a training forward left them alone
 
 
+def test_four_stages_are_the_whole_trunk_top_conv_included_and_frozen_once() -> None:
+    model = build_segmenter("deeplab", backbone="efficientnet_lite0")  # the Lite0 trunk with its 1280-channel top
+    model.freeze_stages(4)
+    model.train()
+    trunk = [p for name in model.trunk_modules for p in getattr(model, name).parameters()]
+    assert not model.top_bn.training and not any(p.requires_grad for p in trunk)
+    assert all(p.requires_grad for p in model.layer6.parameters())  # the heads train
+    with pytest.raises(ValueError, match="frozen already"):
+        model.freeze_stages(1)  # thawing would leave layer2..4's weights fixed and their statistics drifting
+
+
 @pytest.mark.parametrize("job", ["pretrain", "adapt"])
 def test_training_leaves_the_frozen_stages_as_loaded(data: Path, tmp_path: Path, job: str) -> None:  # noqa: F811
     torch.manual_seed(0)
@@ -71,3 +82,15 @@ def test_frozen_stages_are_0_to_4() -> None:
     assert load_config("synthetic-cpu", ["model.frozen_stages=4"])["model"]["frozen_stages"] == 4
     with pytest.raises(ConfigError, match="model.frozen_stages"):
         load_config("synthetic-cpu", ["model.frozen_stages=5"])
+
+
+def test_resuming_with_other_frozen_stages_is_a_one_line_error(data: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
+    """The optimiser holds the trainable parameters only: a run resumed with another ``model.frozen_stages`` has
+    other ones, and loading its state stopped with an internal error (exit 70)."""
+    out = str(tmp_path / "run")
+    assert train_main(["pretrain", *cli_args(data, **{"pretrain.iterations": 2}), "--out", out]) == 0
+    capsys.readouterr()
+    settings = {"pretrain.iterations": 4, "model.frozen_stages": 2}
+    assert train_main(["pretrain", *cli_args(data, **settings), "--out", out, "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "optimiser state does not fit" in err[0] and "model.frozen_stages" in err[0], err

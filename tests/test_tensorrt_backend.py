@@ -550,6 +550,9 @@ def test_an_engine_whose_sidecar_lacks_the_label_size_is_refused(engine: Engine,
     exported_from = read_metadata(built.with_suffix(".onnx"))["dannet.checkpoint_sha256"]
     assert sidecar.checkpoint_sha256 == exported_from
     assert TensorRTBackend(built, plugin_lib).info.checkpoint_sha256 == exported_from
+    # and how its tail re-weights, which dannet-bench compare's reference loop follows
+    assert sidecar.reweight == read_metadata(built.with_suffix(".onnx"))["dannet.reweight"] == "logits"
+    assert TensorRTBackend(built, plugin_lib).info.reweight == "logits"
     sidecar.output_size = None
     sidecar.write(sidecar_path(path))
     with pytest.raises(BackendError, match="does not record the label map size; rebuild it"):

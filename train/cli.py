@@ -87,14 +87,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from .data import EvalTransform, build_dataset
     from .engine import select_device
-    from .evaluate import evaluate, networks_of, test_time_reweighting
+    from .evaluate import evaluate, networks_of, recorded_reweighting
     from .factory import class_weights_of
 
     if args.json:
         check_writable(args.json, "--json")
     ckpt = load_checkpoint(args.checkpoint)
     segmenter, light, arch, backbone = networks_of(ckpt, args.light, args.arch, args.backbone)
-    weights_std, reweight = test_time_reweighting(ckpt, args.weights_std, args.reweight)
+    weights_std, reweight = recorded_reweighting(ckpt, args.weights_std, args.reweight)
     device = select_device(args.device)
     segmenter.to(device)
     if light is not None:

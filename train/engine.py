@@ -526,7 +526,12 @@ def resume(task: Task, path: Path, env: Env) -> tuple[float | None, float]:
     for name, optimizer in task.optimizers.items():
         if name not in ckpt.optimizers:
             raise TrainingError(f"{path}: has no {name!r} optimiser state to resume", EXIT_USAGE)
-        optimizer.load_state_dict(ckpt.optimizers[name])
+        try:
+            optimizer.load_state_dict(ckpt.optimizers[name])
+        except ValueError:  # its parameter groups differ: the set of trained parameters is not the run's
+            raise TrainingError(f"{path}: the {name!r} optimiser state does not fit this run's trainable parameters "
+                                "(model.frozen_stages or loss.aux changed since the run started?): resume with the "
+                                "run's own settings", EXIT_USAGE) from None
     scaler = task.precision.scaler
     if scaler.is_enabled() and ckpt.extra.get("scaler"):  # empty: saved by a run without fp16
         scaler.load_state_dict(ckpt.extra["scaler"])

@@ -59,7 +59,7 @@ def networks_of(ckpt: Checkpoint, light: str | None = None, arch: str | None = N
     return segmenter.eval(), relight, arch, backbone
 
 
-def test_time_reweighting(ckpt: Checkpoint, weights_std: float | None = None,
+def recorded_reweighting(ckpt: Checkpoint, weights_std: float | None = None,
                           reweight: str | None = None) -> tuple[float, str]:
     """``(weights std, reweight)`` to evaluate or deploy ``ckpt`` with: the given values, else what its run was
     configured with (``eval.*``, the values its validation used), else the reference's (released files), so that

@@ -128,8 +128,6 @@ class EfficientNetLite(FreezableTrunk):
     networks extend with heads, with the interface of :class:`.resnet.ResNet`: ``forward_features``,
     ``channels``, ``init_weights``."""
 
-    stem_modules = ("stem_conv", "stem_bn")
-
     def __init__(self, dilations: tuple[int, int] = (1, 1), top: bool = True) -> None:
         super().__init__()
         self.input_scaling = InputScaling()

@@ -91,7 +91,6 @@ class ResNet(FreezableTrunk):
 
     #: the modules that hold the trunk's weights (what ImageNet initialisation fills; conv2/3 only in the deep stem)
     trunk_modules = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "layer1", "layer2", "layer3", "layer4")
-    stem_modules = trunk_modules[:6]
 
     def __init__(self, backbone: str = "resnet101", stem: Stem = "classic",
                  dilations: tuple[int, int] = (1, 1), stride_in_1x1: bool = False,

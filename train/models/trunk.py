@@ -18,17 +18,19 @@ STAGES = 4
 
 
 class FreezableTrunk(nn.Module):
-    """Mixin of a trunk whose stem (``stem_modules``) and ``layer1..layer4`` can be frozen from the bottom up."""
+    """Mixin of a trunk whose modules (``trunk_modules``: the stem, ``layer1..layer4``, a top conv where there is
+    one) can be frozen from the bottom up."""
 
-    #: the modules before layer1, by name (those a variant lacks are skipped)
-    stem_modules: tuple[str, ...] = ()
-    #: the stem and layer1..layer{frozen_stages} are frozen; 0: nothing is
+    trunk_modules: tuple[str, ...]
+    #: the stem and layer1..layer{frozen_stages} are frozen (with all 4: the whole trunk); 0: nothing is
     frozen_stages: int = 0
 
     def freeze_stages(self, stages: int) -> None:
-        """Freeze the stem and ``layer1..layer{stages}`` (0: nothing; what is frozen stays frozen)."""
+        """Freeze the stem and ``layer1..layer{stages}`` (0: nothing), once: a frozen stage is never thawed."""
         if not 0 <= stages <= STAGES:
             raise ValueError(f"model.frozen_stages must be 0..{STAGES}, got {stages}")
+        if self.frozen_stages and stages != self.frozen_stages:
+            raise ValueError(f"the trunk's first {self.frozen_stages} stages are frozen already")
         self.frozen_stages = stages
         for module in self.frozen_modules():
             module.requires_grad_(False)
@@ -37,8 +39,10 @@ class FreezableTrunk(nn.Module):
     def frozen_modules(self) -> list[nn.Module]:
         if self.frozen_stages == 0:
             return []
-        names = [*self.stem_modules, *(f"layer{i}" for i in range(1, self.frozen_stages + 1))]
-        return [getattr(self, name) for name in names if hasattr(self, name)]
+        names = self.trunk_modules
+        if self.frozen_stages < STAGES:
+            names = names[:names.index(f"layer{self.frozen_stages}") + 1]
+        return [getattr(self, name) for name in names if hasattr(self, name)]  # a classic stem has no conv2, conv3
 
     def train(self, mode: bool = True) -> "FreezableTrunk":
         super().train(mode)
