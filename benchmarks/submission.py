@@ -5,8 +5,10 @@ For each of the 151 test images: ``labelTrainIds/`` (uint8 trainIds), ``labelTra
 invalid-region prediction that the uncertainty-aware UIoU metric scores), ``confidence/`` (uint16,
 65535 x the max softmax probability), all at the image's full resolution (1920x1080), named like the
 test image. Runs from the checkpoint with PyTorch because confidence needs the class scores, which
-the deployment graphs (labels out) do not have. Scores are DANNet's test-time ones: logits re-weighted
-(std 0.16), upsampled with align_corners=True, softmax. The zip is written atomically: an existing one
+the deployment graphs (labels out) do not have. Scores are DANNet's test-time ones, as ``dannet-train eval``
+scores the checkpoint: re-weighted as its run validated (``eval.weights_std``, ``eval.reweight``; std 0.16 and
+logits for released files), upsampled with align_corners=True, softmax (with ``probs``: the paper's re-weighted
+probabilities). The zip is written atomically: an existing one
 is replaced only by a complete new one.
 """
 from __future__ import annotations
@@ -17,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
 from runtime.arguments import number
 from runtime.atomic import atomic_file
-from runtime.classes import MAX_WEIGHTS_STD, TEST_WEIGHTS_STD
+from runtime.classes import MAX_WEIGHTS_STD, REWEIGHTS, TEST_WEIGHTS_STD
 
 from .cli import check_outputs, command_parser
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     from runtime.classes import IGNORE_INDEX
     from train.checkpoint import load_checkpoint
     from train.data import EvalTransform, SegmentationDataset, darkzurich_samples
-    from train.evaluate import networks_of
+    from train.evaluate import networks_of, recorded_reweighting, reweighted_scores
     from train.factory import class_weights_of
 
     parser = command_parser("submission", __doc__)
@@ -46,8 +47,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--root", required=True, help="Dark Zurich root (rgb_anon/test/night/...)")
     parser.add_argument("--out", required=True, help="submission .zip")
-    parser.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=TEST_WEIGHTS_STD,
-                        help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (default {TEST_WEIGHTS_STD})")
+    parser.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=None,
+                        help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (default: eval.weights_std of "
+                             f"the checkpoint's run, {TEST_WEIGHTS_STD} for released files)")
+    parser.add_argument("--reweight", choices=REWEIGHTS, default=None,
+                        help="multiply logits (reference code) or probabilities (paper) (default: eval.reweight of "
+                             "the checkpoint's run, logits for released files)")
     parser.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                         help="network input = image size x scale, in (0, 4] (default 0.5)")
     parser.add_argument("--invalid-threshold", type=number(0, 1), default=0.5,
@@ -63,14 +68,15 @@ def main(argv: list[str] | None = None) -> None:
         light.to(args.device)
     samples = darkzurich_samples(Path(args.root), "test")
     dataset = SegmentationDataset(samples, EvalTransform(scale=args.scale))
-    weights = torch.from_numpy(class_weights_of(ckpt.config, args.weights_std)).to(args.device).view(1, -1, 1, 1)
+    weights_std, reweight = recorded_reweighting(ckpt, args.weights_std, args.reweight)
+    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std)).to(args.device)
     with atomic_file(args.out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive, torch.no_grad():
         for sample, i in zip(samples, tqdm(range(len(dataset)), desc="submission", unit="img")):
             with Image.open(sample.image) as image:
                 width, height = image.size
             x = dataset[i]["image"][None].to(args.device)
-            logits = segmenter(light(x) if light is not None else x) * weights
-            probs = torch.softmax(F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True), 1)
+            logits = segmenter(light(x) if light is not None else x)
+            probs = torch.softmax(reweighted_scores(logits, weights, (height, width), reweight), 1)
             confidence, labels = probs[0].max(dim=0)
             labels = labels.byte().cpu().numpy()
             confidence = confidence.cpu().numpy()

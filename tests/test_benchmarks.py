@@ -282,6 +282,37 @@ def test_dark_zurich_submission_zip_layout_and_dtypes(tiny_graphs: dict[str, Pat
     assert (invalid[low & clear] == 255).all() and (invalid[~low & clear] == labels[~low & clear]).all()
 
 
+def test_submission_labels_as_eval_scores_the_checkpoint(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
+    """A run validated with ``eval.reweight: probs`` and ``eval.weights_std: 0.5``; the submission multiplied the
+    logits with std 0.16 whatever the run had validated. Its labels are now the ones ``predict`` gives with the
+    run's re-weighting, and differ from the old ones on these images."""
+    import io
+    import zipfile
+
+    from runtime.classes import class_weights
+    from train.checkpoint import load_checkpoint, save_checkpoint
+    from train.data import EvalTransform, SegmentationDataset, darkzurich_samples
+    from train.data.synth import generate
+    from train.evaluate import networks_of, predict
+
+    tiny = load_checkpoint(tiny_graphs["checkpoint"])
+    run = save_checkpoint(tmp_path / "run.pth", dict(tiny.models), arch="pspnet",
+                          config={**tiny.config, "eval": {"weights_std": 0.5, "reweight": "probs"}})
+    root = generate(tmp_path / "dz", "darkzurich", 4, (64, 128), seed=5)
+    assert bench_main(["submission", "--checkpoint", str(run), "--root", str(root), "--scale", "1",
+                       "--out", str(tmp_path / "sub.zip")]) == 0
+    segmenter, light, _, _ = networks_of(tiny)
+    sample = darkzurich_samples(root, "test")[0]
+    image = SegmentationDataset([sample], EvalTransform(scale=1.0))[0]["image"][None]
+    weights = {std: torch.tensor(class_weights(std), dtype=torch.float32) for std in (0.5, 0.16)}
+    with torch.no_grad():
+        expected, old = (predict(segmenter, light, image, (64, 128), weights[std], reweight)[0].numpy()
+                         for std, reweight in ((0.5, "probs"), (0.16, "logits")))
+    with zipfile.ZipFile(tmp_path / "sub.zip") as z:
+        labels = np.asarray(Image.open(io.BytesIO(z.read(f"labelTrainIds/{sample.image.name}"))))
+    assert (labels == expected).mean() > 0.999 and (labels != old).mean() > 0.001
+
+
 def test_backbone_flop_count_agrees_with_a_hand_count() -> None:
     from benchmarks.backbones import count_flops
 
