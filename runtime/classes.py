@@ -61,6 +61,9 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: commonest spread reaches road's weight 0 at std 0.52, and a weight <= 0 turns re-weighting upside down
 #: (and has no log, which the ``probs`` mode takes)
 MAX_WEIGHTS_STD = 0.5
+#: how the class weights re-weight the scores at test time (``eval.reweight``, ``--reweight``): multiply the
+#: logits (the reference code, the default) or the probabilities (the paper)
+REWEIGHTS = ("logits", "probs")
 
 
 def class_weights(std: float, avg: float = 1.0, proportions: np.ndarray | None = None) -> np.ndarray:
@@ -93,7 +96,3 @@ def colorize(labels: np.ndarray) -> np.ndarray:
     lut = np.zeros((256, 3), dtype=np.uint8)
     lut[:NUM_CLASSES] = PALETTE
     return lut[np.asarray(labels, dtype=np.uint8)]
-
-#: how the class weights re-weight the scores at test time (``eval.reweight``, ``--reweight``): multiply the
-#: logits (the reference code, the default) or the probabilities (the paper)
-REWEIGHTS = ("logits", "probs")

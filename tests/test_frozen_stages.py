@@ -47,7 +47,8 @@ def test_a_frozen_stage_computes_with_its_loaded_statistics_and_gets_no_gradient
     for name, p in model.named_parameters():
         frozen = name.startswith((*STEMS[backbone], "layer1.", "layer2."))
         assert (p.grad is None) == frozen, name
-    first_bn = [next(m for m in net.layer2.modules() if isinstance(m, torch.nn.BatchNorm2d)) for net in (model, reference)]
+    first_bn = [next(m for m in net.layer2.modules() if isinstance(m, torch.nn.BatchNorm2d))
+                for net in (model, reference)]
     assert torch.equal(first_bn[0].running_mean, first_bn[1].running_mean)  # a training forward left them alone
 
 
@@ -84,7 +85,8 @@ def test_frozen_stages_are_0_to_4() -> None:
         load_config("synthetic-cpu", ["model.frozen_stages=5"])
 
 
-def test_resuming_with_other_frozen_stages_is_a_one_line_error(data: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
+def test_resuming_with_other_frozen_stages_is_a_one_line_error(data: Path, tmp_path: Path,  # noqa: F811
+                                                                capsys) -> None:
     """The optimiser holds the trainable parameters only: a run resumed with another ``model.frozen_stages`` has
     other ones, and loading its state stopped with an internal error (exit 70)."""
     out = str(tmp_path / "run")

@@ -31,7 +31,8 @@ class ConfigError(DannetError, ValueError):
 #: dotted key -> (low, high, low excluded) for every number a run divides by, counts with or indexes with;
 #: high None: no upper bound. Lists (crop, scale) have the range per element.
 RANGES: dict[str, tuple[float, float | None, bool]] = {
-    "model.light_channels": (1, None, False), "model.aspp_branches": (1, 4, False), "model.frozen_stages": (0, 4, False),
+    "model.light_channels": (1, None, False), "model.aspp_branches": (1, 4, False),
+    "model.frozen_stages": (0, 4, False),  # train.models.trunk.STAGES (not imported: it would import torch)
     "data.source.crop": (8, None, False), "data.source.scale": (0, 4, True),
     "data.target.crop": (8, None, False), "data.target.scale": (0, 4, True), "data.target.resize_to": (8, None, False),
     "data.val.scale": (0, 4, True), "data.val.max_images": (1, None, False), "data.workers": (0, 256, False),
