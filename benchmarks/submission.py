@@ -22,9 +22,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from runtime.arguments import number
+from runtime.arguments import add_reweighting_flags, number
 from runtime.atomic import atomic_file
-from runtime.classes import MAX_WEIGHTS_STD, REWEIGHTS, TEST_WEIGHTS_STD
 
 from .cli import check_outputs, command_parser
 
@@ -47,12 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--light", help="relighting weights when the checkpoint has none")
     parser.add_argument("--root", required=True, help="Dark Zurich root (rgb_anon/test/night/...)")
     parser.add_argument("--out", required=True, help="submission .zip")
-    parser.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=None,
-                        help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (default: eval.weights_std of "
-                             f"the checkpoint's run, {TEST_WEIGHTS_STD} for released files)")
-    parser.add_argument("--reweight", choices=REWEIGHTS, default=None,
-                        help="multiply logits (reference code) or probabilities (paper) (default: eval.reweight of "
-                             "the checkpoint's run, logits for released files)")
+    add_reweighting_flags(parser)
     parser.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                         help="network input = image size x scale, in (0, 4] (default 0.5)")
     parser.add_argument("--invalid-threshold", type=number(0, 1), default=0.5,

@@ -5,9 +5,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from runtime.arguments import integer, number, size_hw
+from runtime.arguments import add_reweighting_flags, integer, number, size_hw
 from runtime.backends import DYNAMIC_EXPORT_SIZES
-from runtime.classes import MAX_WEIGHTS_STD, REWEIGHTS, TEST_WEIGHTS_STD
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
 if TYPE_CHECKING:
@@ -74,14 +73,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="label map, height first (default 1080x1920)")
     p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
                    help="fp16: an FP16-typed graph for strongly typed TensorRT builds (tail in fp32)")
-    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=None,
-                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (0: no re-weighting; default: "
-                        f"eval.weights_std of the checkpoint's run, {TEST_WEIGHTS_STD} for released files); the "
-                        "weights come from the class proportions the checkpoint's run trained with "
-                        "(data.source.class_proportions; Cityscapes' for released files)")
-    p.add_argument("--reweight", choices=REWEIGHTS, default=None,
-                   help="multiply logits (reference code) or probabilities (paper) (default: eval.reweight of the "
-                        "checkpoint's run, logits for released files)")
+    add_reweighting_flags(p)
     p.add_argument("--half-pixel", action="store_true", help="upsample with align_corners=False (default: True, "
                                                              "as DANNet was evaluated)")
     p.add_argument("--dynamic", action="store_true",

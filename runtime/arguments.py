@@ -10,6 +10,8 @@ import argparse
 import math
 from typing import Callable
 
+from .classes import MAX_WEIGHTS_STD, REWEIGHTS, TEST_WEIGHTS_STD
+
 
 def _pair(text: str) -> tuple[int, int]:
     try:
@@ -72,3 +74,16 @@ def number(low: float, high: float | None = None, *, low_open: bool = False) -> 
             raise argparse.ArgumentTypeError(f"expected a number {_range_text(low, high, low_open)}, got {text!r}")
         return value
     return parse
+
+
+def add_reweighting_flags(parser: argparse.ArgumentParser) -> None:
+    """``--weights-std`` and ``--reweight`` of a command that scores or ships a checkpoint; both default to None:
+    what the checkpoint's run validated with (``train.evaluate.recorded_reweighting``)."""
+    parser.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=None,
+                        help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (0: no re-weighting; default: "
+                             f"eval.weights_std of the checkpoint's run, {TEST_WEIGHTS_STD} for released files); the "
+                             "weights come from the class proportions the checkpoint's run trained with "
+                             "(data.source.class_proportions; Cityscapes' for released files)")
+    parser.add_argument("--reweight", choices=REWEIGHTS, default=None,
+                        help="multiply logits (reference code) or probabilities (paper) (default: eval.reweight of "
+                             "the checkpoint's run, logits for released files)")

@@ -5,9 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.arguments import integer, number, size_hw
+from runtime.arguments import add_reweighting_flags, integer, number, size_hw
 from runtime.atomic import atomic_write, check_writable
-from runtime.classes import MAX_WEIGHTS_STD, REWEIGHTS, TEST_WEIGHTS_STD
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
 from .checkpoint import load_checkpoint
@@ -225,12 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
                    help="architecture when the file does not say (default pspnet; released files are recognised)")
     p.add_argument("--backbone", default=None, help="backbone when the file does not say (default resnet101)")
-    p.add_argument("--weights-std", type=number(0, MAX_WEIGHTS_STD), default=None,
-                   help=f"test-time class weights std, in [0, {MAX_WEIGHTS_STD}] (0: no re-weighting; default: "
-                        f"eval.weights_std of the checkpoint's run, {TEST_WEIGHTS_STD} for released files)")
-    p.add_argument("--reweight", default=None, choices=REWEIGHTS,
-                   help="multiply logits (reference code) or probabilities (paper) (default: eval.reweight of the "
-                        "checkpoint's run, logits for released files)")
+    add_reweighting_flags(p)
     p.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                    help="network input = image size x scale, in (0, 4] (default 0.5)")
     p.add_argument("--max-images", type=integer(1), default=None, help="evaluate the first N images only")
