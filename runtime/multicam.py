@@ -250,8 +250,8 @@ class MultiCamera:
 
     def _combined(self, reports: list[dict]) -> dict:
         """Totals over the cameras: counters summed, frames/s summed, elapsed the longest."""
-        keys = ("captured", "dropped", "lost_upstream", "unreadable", "processed", "written", "reconnects",
-                "temporal_resets", "fps_in", "fps_out")
+        keys = ("captured", "dropped", "lost_upstream", "unreadable", "output_skipped", "processed", "written",
+                "reconnects", "temporal_resets", "fps_in", "fps_out")
         total = {key: round(sum(report[key] for report in reports), 2) for key in keys}
         return {"elapsed_s": max(report["elapsed_s"] for report in reports), **total}
 

@@ -371,15 +371,16 @@ class Camera:
                     self.confidence_sink.start(confidence.shape[1], confidence.shape[0], rate, grey=True)
             # live: pictures keep their capture times (gaps where frames were dropped); files: evenly spaced
             timestamp = frame.arrived - first.arrived if self.source.spec.live else written / rate
-            self.sink.write(picture, frame, timestamp)
+            sent = [self.sink.write(picture, frame, timestamp)]  # False: a live output behind let it go
             if self.confidence_sink is not None:
-                self.confidence_sink.write(confidence, frame, timestamp)
+                sent.append(self.confidence_sink.write(confidence, frame, timestamp))
             written += 1
             end = time.perf_counter()
             self.stats.add("overlay", middle - start)
             self.stats.add("output", end - middle)
             self.stats.add("end_to_end", end - frame.arrived)
             self.stats.count("written")
+            self.stats.count("output_skipped", sent.count(False))
 
     def _stabilise(self, frame: Frame, labels: np.ndarray, confidence: np.ndarray | None) -> np.ndarray:
         """The labels to show (``--temporal``); the stabiliser starts afresh at the first frame after the

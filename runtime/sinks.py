@@ -52,7 +52,7 @@ MUXERS = {".mp4": ("mp4mux fragment-duration=1000", ("h264", "h265")),
 ROOM_POLL_S = 0.01
 #: how long ``close`` waits for the muxer to finish the file
 EOS_TIMEOUT_S = 60.0
-#: pictures an RTSP stream keeps waiting for its encoder (more written meanwhile replace the oldest)
+#: pictures an RTSP stream keeps waiting for its encoder (more written meanwhile are let go, and counted)
 RTSP_QUEUE = 2
 #: how long ``close`` waits for the RTSP server's thread to finish what it is doing
 RTSP_STOP_S = 5.0
@@ -65,8 +65,10 @@ class OutputClosed(Exception):
 
 
 class Sink(Protocol):
+    """``write`` returns whether the picture went on; False only where the output is live and its consumer
+    behind (an RTSP stream's encoder), which let the picture go rather than wait or grow: the run counts it."""
     def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None: ...
-    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None: ...
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -172,7 +174,7 @@ class AppsrcSink:
         if self.pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
             raise MediaError(f"{self.spec.uri}: {bus_error(self.pipeline) or 'cannot start'}")
 
-    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool:
         self._wait_for_room()
         buffer = _buffer(self.size.fit(picture), timestamp, self.rate)
         if self.appsrc.emit("push-buffer", buffer) != gst().FlowReturn.OK:
@@ -180,6 +182,7 @@ class AppsrcSink:
             self.failed = True
             raise self._error(message) if message is not None else \
                 MediaError(f"{self.spec.uri}: the output stopped", EXIT_FAILED)
+        return True
 
     def _wait_for_room(self) -> None:
         """Return once the queue has room for a picture; raise as soon as the pipeline reports an error."""
@@ -232,8 +235,11 @@ class AppsrcSink:
 class RtspSink:
     """An RTSP server (GstRtspServer) at ``rtsp://@:PORT/NAME``; every client sees the live overlay.
 
-    At most ``RTSP_QUEUE`` pictures wait for the encoder: a picture written while they do replaces the oldest
-    (a live view shows the newest; memory stays flat whatever the encoder's speed). An error in the media that
+    At most ``RTSP_QUEUE`` pictures wait for the encoder: a picture written while they do is let go (``write``
+    returns False and the run counts it as ``output_skipped``), so memory stays flat whatever the encoder's
+    speed and the clients see pictures at most ``RTSP_QUEUE`` encodes old. The appsrc is fed only here, so the
+    level read before a push can only fall until it: the count is exact (appsrc's own leaky queue counts
+    nothing before GStreamer 1.24). An error in the media that
     serves the clients (an encoder refusing the pictures) stops the run at the next ``write``, as a failing
     file output does: without it the run would go on with every client failing."""
 
@@ -263,7 +269,6 @@ class RtspSink:
         self.server.set_service(str(self.spec.port))
         factory = self.GstRtspServer.RTSPMediaFactory()
         factory.set_launch(f"( appsrc name=pictures is-live=true format=time do-timestamp=true "
-                           f"max-buffers={RTSP_QUEUE} max-bytes=0 leaky-type=downstream "
                            f"caps={_caps(width, height, rate, grey)} ! {to_even_size(width, height)}videoconvert ! "
                            f"{self.stream} ! {self.payloader} name=pay0 pt=96 )")
         factory.set_shared(True)
@@ -297,13 +302,17 @@ class RtspSink:
         with self.lock:
             self.appsrc = None
 
-    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool:
         if self.media_error is not None:
             raise MediaError(f"{self.spec.uri}: {self.media_error}", EXIT_FAILED)
         picture = self.size.fit(picture)  # said once even while no client is connected
-        with self.lock:  # no client connected: nothing to send
-            if self.appsrc is not None:
-                self.appsrc.emit("push-buffer", _buffer(picture, None, self.rate))
+        with self.lock:
+            if self.appsrc is None:  # no client connected: nothing to send, and nothing missed
+                return True
+            if self.appsrc.get_property("current-level-buffers") >= RTSP_QUEUE:
+                return False
+            self.appsrc.emit("push-buffer", _buffer(picture, None, self.rate))
+            return True
 
     def close(self) -> None:
         """End of stream to the clients, and the listening socket closed: its port is free again at once (a later
@@ -397,13 +406,14 @@ class ImageSink:
     def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         pass
 
-    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool:
         if self.layout == "file" and self.written:
             raise MediaError(f"{self.spec.uri}: one image file cannot hold many frames; "
                              "use a folder (out/) or a pattern (out/%05d.png)")
         # an image already there is replaced whole or not at all
         atomic_save_image(frame_file(self.spec.location, frame.index, frame.name), picture)
         self.written += 1
+        return True
 
     def close(self) -> None:
         pass
@@ -415,8 +425,8 @@ class NullSink:
     def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         pass
 
-    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
-        pass
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool:
+        return True
 
     def close(self) -> None:
         pass

@@ -55,9 +55,10 @@ class PipelineStats:
         self.started = time.perf_counter()
         # dropped: by our live queue (inference behind); lost_upstream: before it (GStreamer/camera);
         # temporal_resets: --temporal started afresh (a scene cut, a new size, the source reopened);
-        # unreadable: input images skipped because they could not be read
+        # unreadable: input images skipped because they could not be read; output_skipped: pictures a live
+        # output let go because its consumer was behind (an RTSP stream's encoder), written but never sent
         self.counts = {"captured": 0, "dropped": 0, "lost_upstream": 0, "processed": 0, "written": 0, "reconnects": 0,
-                       "temporal_resets": 0, "unreadable": 0}
+                       "temporal_resets": 0, "unreadable": 0, "output_skipped": 0}
         self.total = {stage: LatencyHistogram() for stage in STAGES}
         self._new_window()
 
@@ -103,11 +104,13 @@ def format_report(report: dict) -> str:
 
 
 def format_summary(report: dict) -> str:
-    """The table printed at exit: counts, throughput and p50/p90/p99 per stage. Unreadable input images are
-    named only when there were some: only image inputs can have them."""
+    """The table printed at exit: counts, throughput and p50/p90/p99 per stage. Unreadable input images and
+    pictures an RTSP output let go are named only when there were some: only image inputs and RTSP outputs
+    can have them."""
     unreadable = f"{report['unreadable']} unreadable images skipped, " if report["unreadable"] else ""
+    behind = f"{report['output_skipped']} skipped by an output behind, " if report["output_skipped"] else ""
     lines = [f"frames: {report['captured']} captured, {report['processed']} processed, {report['written']} written, "
-             f"{report['dropped']} dropped, {report['lost_upstream']} lost upstream, {unreadable}"
+             f"{report['dropped']} dropped, {report['lost_upstream']} lost upstream, {unreadable}{behind}"
              f"{report['reconnects']} reconnects in {report['elapsed_s']:.1f} s ({report['fps_out']:.1f} fps out)",
              f"{'stage':<12}{'mean ms':>9}{'p50':>9}{'p90':>9}{'p99':>9}"]
     for name, s in report["stages"].items():

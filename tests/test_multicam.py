@@ -90,8 +90,17 @@ class SlowSink(NullSink):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> None:
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool:
         time.sleep(self.seconds)
+        return True
+
+
+class BehindSink(NullSink):
+    """A live output whose consumer is behind for every third picture (as an RTSP stream's encoder can be): it
+    lets those go."""
+
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool:
+        return frame.index % 3 != 0
 
 
 # --- the batching policy -----------------------------------------------------------------------------------
@@ -180,6 +189,22 @@ def test_a_slow_output_holds_back_its_own_camera_only(slow_input: str, tmp_path:
         assert slowed["captured"] == 60 and slowed["dropped"] >= 30, slowed
     else:
         assert slowed["written"] == 10 and slowed["dropped"] == 0, slowed
+
+
+def test_pictures_an_output_let_go_are_counted_for_its_camera_and_said(tmp_path: Path) -> None:
+    """Two 10-frame files; camera 0's output lets frames 0, 3, 6 and 9 go: they are still written (they went
+    through the output stage) and counted as that camera's ``output_skipped``, in the totals and in its table;
+    camera 1's table does not mention any."""
+    clip = str(make_video(tmp_path / "clip.mkv", 10))
+    lines: list[str] = []
+    sources = [open_source(parse_input(clip), CaptureOptions((FRAME_H, FRAME_W))) for _ in range(2)]
+    summary = MultiCamera(FixedCostModel(0.002), sources, [BehindSink(), NullSink()],
+                          PipelineOptions(stats_interval_s=0), say=lines.append).run()
+    behind, other = summary["cameras"]
+    assert (behind["written"], behind["output_skipped"], other["written"], other["output_skipped"]) == (10, 4, 10, 0)
+    assert summary["output_skipped"] == 4
+    tables = [line for line in lines if line.startswith("camera ")]
+    assert "4 skipped by an output behind" in tables[0] and "skipped by an output" not in tables[1]
 
 
 def test_cameras_at_different_rates_take_turns_at_being_inferred_first() -> None:

@@ -1,7 +1,8 @@
 """The RTSP output (``rtsp://@:PORT/NAME``) as its clients and its run see it: clients are real ``rtspsrc``
 pipelines in ``gst-launch-1.0`` processes; the port is checked with plain sockets.
 
-- the queue of pictures waiting for the encoder stays bounded however fast they come;
+- the queue of pictures waiting for the encoder stays bounded however fast they come, and the pictures let go
+  are counted exactly;
 - pictures of odd sizes are served (4:2:0 encoders refuse odd sizes);
 - an error in the media serving the clients stops the run instead of every client failing unseen;
 - the port is checked when the URI is parsed, and freed when the output closes.
@@ -21,7 +22,7 @@ import onnxruntime  # noqa: F401
 import pytest
 from test_errors import USAGE, in_process, the_error
 
-from runtime.gst import MediaError
+from runtime.gst import MediaError, gst
 from runtime.sinks import RtspSink
 from runtime.sources import Frame
 from runtime.uris import parse_output
@@ -73,24 +74,60 @@ def write_until(sink: RtspSink, picture: np.ndarray, done: Callable[[], bool], s
         time.sleep(1 / 30)
 
 
-def test_pictures_faster_than_the_encoder_wait_two_at_most_and_the_client_still_plays() -> None:
-    """With a client connected, 200 pictures written as fast as Python can (far faster than x264 encodes
-    640x480 on a CPU): the pictures waiting in the stream's appsrc, read from GStreamer after every write, reach
-    two (the writer was ahead) and never more; the client still decodes its pictures."""
+def wait_until(done: Callable[[], bool], seconds: float = CLIENT_S) -> None:
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_pictures_faster_than_the_encoder_wait_two_at_most_the_others_are_counted_and_the_client_plays() -> None:
+    """With a client connected and the stream flowing, 200 pictures written as fast as Python can (far faster
+    than x264 encodes 640x480 on a CPU): the pictures waiting in the stream's appsrc, read from GStreamer after
+    every write, reach two (the writer was ahead) and never more; the pictures ``write`` took are exactly those a
+    probe on the appsrc's output pad saw leave it once the queue has drained (the others, which it said it let go,
+    never did); the client still decodes its pictures."""
+    Gst = gst()
     sink, port = started(640, 480)
     picture = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    viewer = client(port, frames=10)
+    frame, left = Frame(picture, 0, 0.0, 0.0), [0]
+
+    def count(pad, info) -> Gst.PadProbeReturn:
+        left[0] += 1
+        return Gst.PadProbeReturn.OK
+
+    def drained() -> bool:  # nothing waits, and the last picture taken has passed the probe
+        wait_until(lambda: appsrc.get_property("current-level-buffers") == 0)
+        time.sleep(0.1)
+        return appsrc.get_property("current-level-buffers") == 0
+
+    viewer = client(port, frames=60)
     try:
-        write_until(sink, picture, lambda: sink.appsrc is not None)
-        appsrc, frame, waiting = sink.appsrc, Frame(picture, 0, 0.0, 0.0), []
+        wait_until(lambda: sink.appsrc is not None)
+        appsrc = sink.appsrc
+        appsrc.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, count)
+        write_until(sink, picture, lambda: left[0] > 0)  # the client is playing
+        assert drained()
+        before, waiting, sent = left[0], [], []
         for _ in range(200):
-            sink.write(picture, frame, 0.0)
+            sent.append(sink.write(picture, frame, 0.0))
             waiting.append(appsrc.get_property("current-level-buffers"))
         assert max(waiting) == 2, f"pictures waiting for the encoder reached {max(waiting)}"
+        assert drained()
+        assert sent.count(False) > 0 and left[0] - before == sent.count(True)
         write_until(sink, picture, lambda: viewer.poll() is not None)
         assert viewer.wait(CLIENT_S) == 0, viewer.stdout.read()
     finally:
         viewer.kill()
+        sink.close()
+
+
+def test_with_no_client_every_picture_counts_as_sent() -> None:
+    """Nobody is watching: nothing waits for an encoder and nothing is missed."""
+    sink, _ = started(64, 48)
+    try:
+        picture = np.zeros((48, 64, 3), np.uint8)
+        assert all(sink.write(picture, Frame(picture, i, 0.0, 0.0), 0.0) for i in range(20))
+    finally:
         sink.close()
 
 
