@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
         for path in paths:
             models.append(opened.enter_context(open_model(path, args.backend, args.threads)))
             info = models[-1].info
-            if info.weights is None or info.reweight is None:  # the reference loop must re-weight as the model does
-                raise DannetError(f"{path}: does not record its class weights and how its tail applies them; "
-                                  "re-export it with dannet-export")
+            if None in (info.weights, info.reweight, info.align_corners):  # the reference loop must do as its tail
+                raise DannetError(f"{path}: does not record its class weights and how its tail applies them and "
+                                  "upsamples; re-export it with dannet-export (an engine: --rebuild always)")
             check_provenance(path, info.checkpoint_sha256, args.checkpoint)
             args.input_size = size_flag("--input-size", args.input_size, info.input_size, path)
             args.output_size = size_flag("--output-size", args.output_size, info.output_size, path)
@@ -152,7 +152,9 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
     from .miou import evaluate, precision_of
     from .reference_loop import ReferenceSegmenter, reference_labels
 
-    weights, reweight = np.asarray(models[0].info.weights, dtype=np.float32), models[0].info.reweight
+    info = models[0].info  # the reference loop's tail is --model's
+    weights, tail = np.asarray(info.weights, dtype=np.float32), {"reweight": info.reweight,
+                                                                  "align_corners": info.align_corners}
     segmenter, relight, arch, backbone = load_networks(args.checkpoint, args.light, args.arch, args.backbone)
     frames = night_frames(args.frames + args.warmup, args.input_size, args.output_size)
     reference_stages: dict[str, list[float]] = {}
@@ -165,7 +167,7 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
             t = time.perf_counter()
             if k == 0:
                 expected = reference_labels(segmenter, relight, frame, weights, args.output_size,
-                                            reference_stages if i >= args.warmup else None, reweight)
+                                            reference_stages if i >= args.warmup else None, **tail)
             else:
                 labels[k - 1] = models[k - 1].backend.infer(frame[None]).labels[0]
             spent[k] = time.perf_counter() - t
@@ -192,7 +194,7 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
     if args.night_root:
         from train.data import dataset_samples
 
-        reference = ReferenceSegmenter(segmenter, relight, weights, args.input_size, args.output_size, reweight)
+        reference = ReferenceSegmenter(segmenter, relight, weights, args.input_size, args.output_size, **tail)
         scored = evaluate([reference, *models], dataset_samples("synthetic", args.night_root), progress=False)
         result["night_miou"] = {"reference": scored.meters[0].miou}
         for row, meter in zip(rows, scored.meters[1:]):

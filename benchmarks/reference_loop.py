@@ -2,7 +2,8 @@
 NumPy normalisation, PyTorch eager fp32 relighting + segmentation, logits x w, bilinear upsampling
 of all C logits to full resolution (align_corners=True), NumPy argmax. The baseline of ``compare``.
 For a model exported with ``--reweight probs`` it adds log w instead: the argmax of the paper's re-weighted
-probabilities ``p_c w_c / sum_k p_k w_k``, as that model's tail computes it."""
+probabilities ``p_c w_c / sum_k p_k w_k``, as that model's tail computes it; for one exported with
+``--half-pixel`` it upsamples with align_corners=False, as that tail does."""
 from __future__ import annotations
 
 import time
@@ -20,7 +21,7 @@ from runtime.classes import IMAGENET_MEAN, IMAGENET_STD
 @torch.no_grad()
 def reference_labels(segmenter: nn.Module, relight: nn.Module | None, frame: np.ndarray, weights: np.ndarray,
                      out_size: tuple[int, int], timings: dict[str, list[float]] | None = None,
-                     reweight: str = "logits") -> np.ndarray:
+                     reweight: str = "logits", align_corners: bool = True) -> np.ndarray:
     """uint8 labels (H_out x W_out) for one uint8 RGB frame at the network input size."""
     t0 = time.perf_counter()
     x = ((frame.astype(np.float32) / 255 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD))
@@ -31,7 +32,7 @@ def reference_labels(segmenter: nn.Module, relight: nn.Module | None, frame: np.
     w = torch.from_numpy(np.asarray(weights, np.float32)).view(1, -1, 1, 1)
     logits = segmenter(x) + torch.log(w) if reweight == "probs" else segmenter(x) * w
     t2 = time.perf_counter()
-    up = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=True)[0].numpy()
+    up = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=align_corners)[0].numpy()
     labels = np.argmax(up, axis=0).astype(np.uint8)
     t3 = time.perf_counter()
     if timings is not None:
@@ -47,10 +48,12 @@ class ReferenceSegmenter:
     name = "reference loop"
 
     def __init__(self, segmenter: nn.Module, relight: nn.Module | None, weights: np.ndarray,
-                 input_size: tuple[int, int], output_size: tuple[int, int], reweight: str = "logits") -> None:
+                 input_size: tuple[int, int], output_size: tuple[int, int], reweight: str = "logits",
+                 align_corners: bool = True) -> None:
         from runtime.segmenter import Segmenter
 
-        self.networks, self.weights, self.reweight = (segmenter, relight), weights, reweight
+        self.networks, self.weights, self.reweight, self.align_corners = (segmenter, relight), weights, reweight, \
+            align_corners
         self.output_size = output_size
         self.info = ModelInfo(input_size=input_size, output_size=output_size, precision="fp32")
         self.prepare = partial(Segmenter.prepare, self)  # the runtime's own resize of a camera frame
@@ -58,4 +61,5 @@ class ReferenceSegmenter:
 
     def infer(self, frames: np.ndarray) -> Inference:
         return Inference(np.stack([reference_labels(*self.networks, frame, self.weights, self.output_size,
-                                                    reweight=self.reweight) for frame in frames]))
+                                                    reweight=self.reweight, align_corners=self.align_corners)
+                                    for frame in frames]))

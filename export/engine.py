@@ -25,7 +25,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from runtime.atomic import atomic_write, atomic_write_all, check_writable
-from runtime.backends import DYNAMIC_EXPORT_SIZES, size_text
+from runtime.backends import DYNAMIC_EXPORT_SIZES, recorded_flag, size_text
 from runtime.engine_sidecar import (PROFILE_KEYS, BuildOptions, EngineError, Machine, Sidecar, UnreadableSidecar,
                                     current_machine, engine_problems, import_tensorrt, sha256_of, sidecar_path)
 
@@ -230,6 +230,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         weights_std=float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None,
         weights=json.loads(metadata["dannet.weights"]) if "dannet.weights" in metadata else [],
         reweight=metadata.get("dannet.reweight") or None,
+        align_corners=recorded_flag(metadata.get("dannet.align_corners")),
         checkpoint_sha256=metadata.get("dannet.checkpoint_sha256") or None,
         dla_core=dla_core, profile={key: list(shape) for key, shape in shapes.items()} if shapes else None,
         workspace_gb=workspace_gb, created=time.strftime("%Y-%m-%dT%H:%M:%S"))

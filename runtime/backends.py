@@ -87,6 +87,11 @@ class SizeRange:
 DYNAMIC_EXPORT_SIZES = SizeRange((32, 32), (4096, 4096))
 
 
+def recorded_flag(value: str | None) -> bool | None:
+    """A ``dannet.*`` flag as a graph's metadata records it (``"0"``/``"1"``); None where it records none."""
+    return None if value is None else value == "1"
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     input_size: tuple[int, int] | None  # None: dynamic
@@ -103,6 +108,8 @@ class ModelInfo:
     dynamic_sizes: SizeRange = DYNAMIC_EXPORT_SIZES  # the frame sizes a dynamic model takes (input_size None)
     #: how the tail re-weights: ``logits`` (multiplied) or ``probs`` (log weights added) (None: not recorded)
     reweight: str | None = None
+    #: how the tail upsamples: corners aligned (True, the default) or half-pixel (``--half-pixel``; None: not recorded)
+    align_corners: bool | None = None
 
     def network_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
         """The size a frame of ``frame_size`` is given to the model at: the model's input size, or for a
@@ -123,7 +130,8 @@ class ModelInfo:
         weights = tuple(json.loads(metadata["dannet.weights"])) if "dannet.weights" in metadata else None
         return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std, weights,
                    metadata.get("dannet.checkpoint_sha256") or None, "confidence" in out,
-                   metadata.get("dannet.precision") or None, reweight=metadata.get("dannet.reweight") or None)
+                   metadata.get("dannet.precision") or None, reweight=metadata.get("dannet.reweight") or None,
+                   align_corners=recorded_flag(metadata.get("dannet.align_corners")))
 
 
 class Backend(Protocol):
@@ -304,6 +312,7 @@ class TensorRTBackend:
                               weights=tuple(sidecar.weights) if sidecar.weights else None,
                               checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes,
                               precision=sidecar.precision, reweight=sidecar.reweight,
+                              align_corners=sidecar.align_corners,
                               dynamic_sizes=self._profile_sizes(path) if dynamic else DYNAMIC_EXPORT_SIZES)
         self.context = self.engine.create_execution_context()
         if self.context is None:

@@ -100,6 +100,8 @@ class Sidecar:
     weights: list[float] | None = None
     #: the graph's ``dannet.reweight``: logits or probs (None: not recorded, a sidecar from before this field)
     reweight: str | None = None
+    #: the graph's ``dannet.align_corners``: how its tail upsamples (None: not recorded, an older sidecar)
+    align_corners: bool | None = None
     #: the graph's ``dannet.checkpoint_sha256``: which checkpoint the engine computes (dannet-bench compare)
     checkpoint_sha256: str | None = None
     dla_core: int | None = None

@@ -545,6 +545,45 @@ def test_compare_re_weights_the_reference_as_the_model_does(tiny: tuple[Path, Pa
     assert np.mean([(a != b).mean() for a, b in zip(differ[::2], differ[1::2])]) > 0.001
 
 
+def test_compare_upsamples_the_reference_as_the_model_does(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    """A graph exported with ``--half-pixel`` upsamples with align_corners=False; the reference loop aligned the
+    corners whatever the graph did. It follows the graph's ``dannet.align_corners`` (and the runtime's ModelInfo
+    reads it); an old graph without it is refused with one line rather than compared wrongly."""
+    import onnx
+
+    from export import ExportSpec, to_onnx
+    from export.onnx_export import read_metadata
+
+    import benchmarks.reference_loop as reference_loop
+    from benchmarks.compare import night_frames
+    from runtime.segmenter import Segmenter
+    from train.evaluate import load_networks
+
+    ckpt, _ = tiny
+    half = to_onnx(ckpt, tmp_path / "half.onnx", ExportSpec(input_size=(64, 128), output_size=(96, 160),
+                                                            align_corners=False), say=lambda s: None)
+    assert Segmenter(half).info.align_corners is False
+    assert bench_main(["compare", "--model", str(half), "--checkpoint", str(ckpt), "--frames", "3", "--warmup", "0",
+                       "--json", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["identical_pixels"] >= 0.999
+    # the two upsamplings label these frames differently: the check above could fail with the wrong one
+    segmenter, relight, _, _ = load_networks(str(ckpt))
+    weights = np.asarray(json.loads(read_metadata(half)["dannet.weights"]), np.float32)
+    frames = night_frames(3, (64, 128), (96, 160))
+    differ = [reference_loop.reference_labels(segmenter, relight, frame, weights, (96, 160), None, "logits", aligned)
+              for frame in frames for aligned in (True, False)]
+    assert np.mean([(a != b).mean() for a, b in zip(differ[::2], differ[1::2])]) > 0.001
+    # a graph from before dannet.align_corners was recorded
+    old = onnx.load(half)
+    kept = [entry for entry in old.metadata_props if entry.key != "dannet.align_corners"]
+    del old.metadata_props[:]
+    old.metadata_props.extend(kept)
+    onnx.save(old, tmp_path / "old.onnx")
+    assert Segmenter(tmp_path / "old.onnx").info.align_corners is None
+    assert bench_main(["compare", "--model", str(tmp_path / "old.onnx"), "--checkpoint", str(ckpt), "--frames", "1",
+                       "--warmup", "0"]) == 2
+
+
 def test_compare_times_several_exports_in_one_run(tiny_graphs: dict[str, Path], unweighted: Path, night_val: Path,
                                                   tmp_path: Path) -> None:
     """The unweighted graph is compared with a weighted reference loop: its labels must be seen to differ."""

@@ -553,6 +553,9 @@ def test_an_engine_whose_sidecar_lacks_the_label_size_is_refused(engine: Engine,
     # and how its tail re-weights, which dannet-bench compare's reference loop follows
     assert sidecar.reweight == read_metadata(built.with_suffix(".onnx"))["dannet.reweight"] == "logits"
     assert TensorRTBackend(built, plugin_lib).info.reweight == "logits"
+    # and how it upsamples, which the reference loop follows too
+    assert read_metadata(built.with_suffix(".onnx"))["dannet.align_corners"] == "1" and sidecar.align_corners is True
+    assert TensorRTBackend(built, plugin_lib).info.align_corners is True
     sidecar.output_size = None
     sidecar.write(sidecar_path(path))
     with pytest.raises(BackendError, match="does not record the label map size; rebuild it"):
