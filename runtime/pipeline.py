@@ -380,7 +380,7 @@ class Camera:
             self.stats.add("output", end - middle)
             self.stats.add("end_to_end", end - frame.arrived)
             self.stats.count("written")
-            self.stats.count("output_skipped", sent.count(False))
+            self.stats.count("output_skipped", sum(went is False for went in sent))
 
     def _stabilise(self, frame: Frame, labels: np.ndarray, confidence: np.ndarray | None) -> np.ndarray:
         """The labels to show (``--temporal``); the stabiliser starts afresh at the first frame after the

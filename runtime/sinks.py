@@ -52,7 +52,8 @@ MUXERS = {".mp4": ("mp4mux fragment-duration=1000", ("h264", "h265")),
 ROOM_POLL_S = 0.01
 #: how long ``close`` waits for the muxer to finish the file
 EOS_TIMEOUT_S = 60.0
-#: pictures an RTSP stream keeps waiting for its encoder (more written meanwhile are let go, and counted)
+#: pictures an RTSP stream keeps waiting for its encoder (more written meanwhile are let go: counted while it
+#: plays, the oldest replaced while it does not)
 RTSP_QUEUE = 2
 #: how long ``close`` waits for the RTSP server's thread to finish what it is doing
 RTSP_STOP_S = 5.0
@@ -235,13 +236,15 @@ class AppsrcSink:
 class RtspSink:
     """An RTSP server (GstRtspServer) at ``rtsp://@:PORT/NAME``; every client sees the live overlay.
 
-    At most ``RTSP_QUEUE`` pictures wait for the encoder: a picture written while they do is let go (``write``
-    returns False and the run counts it as ``output_skipped``), so memory stays flat whatever the encoder's
-    speed and the clients see pictures at most ``RTSP_QUEUE`` encodes old. The appsrc is fed only here, so the
-    level read before a push can only fall until it: the count is exact (appsrc's own leaky queue counts
-    nothing before GStreamer 1.24). An error in the media that
-    serves the clients (an encoder refusing the pictures) stops the run at the next ``write``, as a failing
-    file output does: without it the run would go on with every client failing."""
+    At most ``RTSP_QUEUE`` pictures wait for the encoder, so memory stays flat whatever its speed. While the
+    stream plays, a picture written while they wait is let go: ``write`` returns False and the run counts it as
+    ``output_skipped`` (the encoder is behind). The appsrc is fed only here, so the level read before a push can
+    only fall until it: the count is exact while the stream plays (appsrc's own leaky queue counts nothing
+    before GStreamer 1.24). While it does not (a client between DESCRIBE and PLAY, or paused, or gone without
+    a TEARDOWN) nobody misses a picture: the appsrc's leaky queue keeps the newest, so a client that starts or
+    resumes sees the present, not pictures from when it stopped. An error in the media that serves the
+    clients (an encoder refusing the pictures) stops the run at the next ``write``, as a failing file output
+    does: without it the run would go on with every client failing."""
 
     def __init__(self, spec: OutputSpec, codec: str = "h264", bitrate_kbps: int = 4000,
                  say: Callable[[str], None] = print) -> None:
@@ -261,6 +264,8 @@ class RtspSink:
         self.GLib, self.GstRtspServer, self.server = GLib, GstRtspServer, None
         #: the first error the media posted (set on its streaming thread, raised by ``write``)
         self.media_error: str | None = None
+        #: whether the media is playing to a client (set on the server's thread, from the media's new-state)
+        self.playing = False
 
     def start(self, width: int, height: int, rate: Fraction, grey: bool = False) -> None:
         self.rate, self.size = rate, StreamSize(self.spec.uri, width, height, self.say)
@@ -269,6 +274,7 @@ class RtspSink:
         self.server.set_service(str(self.spec.port))
         factory = self.GstRtspServer.RTSPMediaFactory()
         factory.set_launch(f"( appsrc name=pictures is-live=true format=time do-timestamp=true "
+                           f"max-buffers={RTSP_QUEUE} max-bytes=0 leaky-type=downstream "
                            f"caps={_caps(width, height, rate, grey)} ! {to_even_size(width, height)}videoconvert ! "
                            f"{self.stream} ! {self.payloader} name=pay0 pt=96 )")
         factory.set_shared(True)
@@ -291,8 +297,13 @@ class RtspSink:
         bus.enable_sync_message_emission()
         bus.connect("sync-message::error", self._media_failed)
         with self.lock:
-            self.appsrc = media.get_element().get_by_name("pictures")
+            self.appsrc, self.playing = media.get_element().get_by_name("pictures"), False
+        media.connect("new-state", self._new_state)
         media.connect("unprepared", self._unprepared)
+
+    def _new_state(self, media: Any, state: int) -> None:
+        with self.lock:
+            self.playing = state == gst().State.PLAYING
 
     def _media_failed(self, bus: Any, message: Any) -> None:
         if self.media_error is None:
@@ -300,7 +311,7 @@ class RtspSink:
 
     def _unprepared(self, media: Any) -> None:
         with self.lock:
-            self.appsrc = None
+            self.appsrc, self.playing = None, False
 
     def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool:
         if self.media_error is not None:
@@ -309,7 +320,7 @@ class RtspSink:
         with self.lock:
             if self.appsrc is None:  # no client connected: nothing to send, and nothing missed
                 return True
-            if self.appsrc.get_property("current-level-buffers") >= RTSP_QUEUE:
+            if self.playing and self.appsrc.get_property("current-level-buffers") >= RTSP_QUEUE:
                 return False
             self.appsrc.emit("push-buffer", _buffer(picture, None, self.rate))
             return True

@@ -9,8 +9,10 @@ pipelines in ``gst-launch-1.0`` processes; the port is checked with plain socket
 """
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -55,7 +57,7 @@ def port_is_free(port: int) -> bool:
 def client(port: int, frames: int) -> subprocess.Popen:
     """An RTSP client that decodes ``frames`` pictures of rtsp://127.0.0.1:PORT/x and exits 0."""
     return subprocess.Popen(["gst-launch-1.0", "-q", "rtspsrc", f"location=rtsp://127.0.0.1:{port}/x", "latency=0",
-                             "!", "decodebin", "!", "fakesink", f"num-buffers={frames}"],
+                             "protocols=tcp", "!", "decodebin", "!", "fakesink", f"num-buffers={frames}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -105,19 +107,91 @@ def test_pictures_faster_than_the_encoder_wait_two_at_most_the_others_are_counte
         wait_until(lambda: sink.appsrc is not None)
         appsrc = sink.appsrc
         appsrc.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, count)
-        write_until(sink, picture, lambda: left[0] > 0)  # the client is playing
-        assert drained()
+        write_until(sink, picture, lambda: sink.playing and left[0] > 2)
+        assert sink.playing and drained()
         before, waiting, sent = left[0], [], []
         for _ in range(200):
             sent.append(sink.write(picture, frame, 0.0))
             waiting.append(appsrc.get_property("current-level-buffers"))
         assert max(waiting) == 2, f"pictures waiting for the encoder reached {max(waiting)}"
-        assert drained()
+        assert drained() and sink.appsrc is appsrc  # drained, not thrown away with the media
         assert sent.count(False) > 0 and left[0] - before == sent.count(True)
         write_until(sink, picture, lambda: viewer.poll() is not None)
         assert viewer.wait(CLIENT_S) == 0, viewer.stdout.read()
     finally:
         viewer.kill()
+        sink.close()
+
+
+def request(connection: socket.socket, method: str, url: str, cseq: int, headers: str = "") -> str:
+    """One RTSP request and its response's head (the body read past)."""
+    connection.sendall(f"{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(r"Content-Length: (\d+)", head.decode())
+    while length and len(body) < int(length[1]):
+        body += connection.recv(65536)
+    return head.decode()
+
+
+def read_all(connection: socket.socket) -> None:
+    try:
+        while connection.recv(65536):
+            pass
+    except OSError:  # closed by the test
+        pass
+
+
+def test_a_client_that_is_not_playing_misses_nothing_and_then_sees_the_newest_pictures() -> None:
+    """A client that has set the stream up but not played it, then paused it: the media exists (its appsrc too)
+    but takes no pictures. Pictures numbered in their first pixel are written 200 a second throughout. While it
+    does not play, no write counts as let go (nobody was behind) and at most two wait; on PLAY the first picture
+    to leave the appsrc is one of the newest two written, not one from when it was set up a second before."""
+    Gst = gst()
+    sink, port = started(64, 48)
+    url, out, sent, stop = f"rtsp://127.0.0.1:{port}/x", [], [], threading.Event()
+
+    def first_number(pad, info) -> Gst.PadProbeReturn:
+        high, low = info.get_buffer().extract_dup(0, 2)
+        out.append(256 * high + low)
+        return Gst.PadProbeReturn.OK
+
+    def writer() -> None:
+        while not stop.is_set():
+            i, picture = len(sent), np.zeros((48, 64, 3), np.uint8)
+            picture[0, 0, :2] = divmod(i, 256)
+            went = sink.write(picture, Frame(picture, i, 0.0, 0.0), 0.0)
+            appsrc = sink.appsrc
+            sent.append((went, appsrc.get_property("current-level-buffers") if appsrc is not None else 0))
+            time.sleep(0.005)
+
+    connection = socket.create_connection(("127.0.0.1", port))
+    threading.Thread(target=writer, daemon=True).start()
+    try:
+        request(connection, "OPTIONS", url, 1)
+        assert " 200 " in request(connection, "DESCRIBE", url, 2, "Accept: application/sdp\r\n").splitlines()[0]
+        head = request(connection, "SETUP", f"{url}/stream=0", 3, "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n")
+        session = re.search(r"Session: ([^;\r\n]+)", head)[1]
+        sink.appsrc.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, first_number)
+        set_up = len(sent)
+        time.sleep(1.0)
+        played = len(sent)
+        assert not sink.playing and all(went for went, _ in sent[set_up:played])
+        connection.sendall(f"PLAY {url} RTSP/1.0\r\nCSeq: 4\r\nSession: {session}\r\n\r\n".encode())
+        threading.Thread(target=read_all, args=(connection,), daemon=True).start()  # the RTP the client is sent
+        wait_until(lambda: out)
+        assert out[0] >= played - 2 and sink.playing, (out[:3], played)
+        connection.sendall(f"PAUSE {url} RTSP/1.0\r\nCSeq: 5\r\nSession: {session}\r\n\r\n".encode())
+        wait_until(lambda: not sink.playing)
+        paused = len(sent)
+        time.sleep(1.0)
+        assert not sink.playing and all(went for went, _ in sent[paused:])
+        assert max(level for _, level in sent) <= 2
+    finally:
+        stop.set()
+        connection.close()
         sink.close()
 
 
