@@ -43,7 +43,8 @@ def test_compare_lets_each_path_go_first_in_turn(tiny: tuple[Path, Path], tmp_pa
     ckpt, onnx_path = tiny
     order: list[str] = []
     reference, infer = reference_loop.reference_labels, OnnxRuntimeBackend.infer
-    monkeypatch.setattr(reference_loop, "reference_labels", lambda *a: order.append("reference") or reference(*a))
+    monkeypatch.setattr(reference_loop, "reference_labels",
+                        lambda *a, **k: order.append("reference") or reference(*a, **k))
     monkeypatch.setattr(OnnxRuntimeBackend, "infer", lambda self, frames: order.append(str(id(self))) or
                         infer(self, frames))
     assert bench_main(["compare", "--model", str(onnx_path), "--also-model", str(onnx_path), "--checkpoint",
