@@ -52,8 +52,8 @@ class ReferenceSegmenter:
                  align_corners: bool = True) -> None:
         from runtime.segmenter import Segmenter
 
-        self.networks, self.weights, self.reweight, self.align_corners = (segmenter, relight), weights, reweight, \
-            align_corners
+        self.networks, self.weights = (segmenter, relight), weights
+        self.reweight, self.align_corners = reweight, align_corners
         self.output_size = output_size
         self.info = ModelInfo(input_size=input_size, output_size=output_size, precision="fp32")
         self.prepare = partial(Segmenter.prepare, self)  # the runtime's own resize of a camera frame

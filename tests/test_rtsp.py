@@ -168,7 +168,8 @@ def test_a_client_that_is_not_playing_misses_nothing_and_then_sees_the_newest_pi
             time.sleep(0.005)
 
     connection = socket.create_connection(("127.0.0.1", port))
-    threading.Thread(target=writer, daemon=True).start()
+    writing = threading.Thread(target=writer, daemon=True)
+    writing.start()
     try:
         request(connection, "OPTIONS", url, 1)
         assert " 200 " in request(connection, "DESCRIBE", url, 2, "Accept: application/sdp\r\n").splitlines()[0]
@@ -191,6 +192,7 @@ def test_a_client_that_is_not_playing_misses_nothing_and_then_sees_the_newest_pi
         assert max(level for _, level in sent) <= 2
     finally:
         stop.set()
+        writing.join(CLIENT_S)  # no write into a closing server
         connection.close()
         sink.close()
 
