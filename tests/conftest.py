@@ -40,6 +40,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs TensorRT and a CUDA GPU"))
 
 
+#: the tiny graphs' sizes, which every export of the tiny checkpoint below shares
+TINY_SIZES = dict(input_size=(64, 128), output_size=(96, 160))
+
+
 @pytest.fixture(scope="session")
 def tiny_graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small PSPNet-ResNet18 + relighting checkpoint and its exports (64x128 in, 96x160 out):
@@ -55,7 +59,39 @@ def tiny_graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ckpt = save_checkpoint(root / "tiny.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval(),
                                                "light": RelightNet(channels=16).eval()}, arch="pspnet",
                            config={"model": {"backbone": "resnet18"}})
-    spec = dict(input_size=(64, 128), output_size=(96, 160))
     return {"checkpoint": ckpt,
-            "portable": to_onnx(ckpt, root / "tiny.onnx", ExportSpec(**spec), say=lambda s: None),
-            "plugin": to_onnx(ckpt, root / "tiny_plugin.onnx", ExportSpec(**spec, tail="plugin"), say=lambda s: None)}
+            "portable": to_onnx(ckpt, root / "tiny.onnx", ExportSpec(**TINY_SIZES), say=lambda s: None),
+            "plugin": to_onnx(ckpt, root / "tiny_plugin.onnx", ExportSpec(**TINY_SIZES, tail="plugin"),
+                              say=lambda s: None)}
+
+
+@pytest.fixture(scope="session")
+def tiny_program(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint as a .pt2 program (dannet-export pt2), at the tiny graphs' sizes."""
+    from export import ExportSpec, to_torch_program
+
+    return to_torch_program(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("pt2") / "tiny.pt2",
+                            ExportSpec(**TINY_SIZES), say=lambda s: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_dynamic(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint as a portable graph with a dynamic batch (for several cameras) at the tiny sizes."""
+    from export import ExportSpec, to_onnx
+
+    return to_onnx(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("dynamic") / "dynamic.onnx",
+                   ExportSpec(**TINY_SIZES, dynamic=True), say=lambda s: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_confidence(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny checkpoint made unsure (tests/confidence_checkpoint.py): ``checkpoint``, and ``onnx``, its
+    portable graph exported with --confidence at the tiny sizes."""
+    from confidence_checkpoint import unsure
+
+    from export import ExportSpec, to_onnx
+
+    root = tmp_path_factory.mktemp("confidence")
+    checkpoint = unsure(tiny_graphs["checkpoint"], root / "unsure.pth")
+    return {"checkpoint": checkpoint, "onnx": to_onnx(checkpoint, root / "confidence.onnx",
+                                                      ExportSpec(**TINY_SIZES, confidence=True), say=lambda s: None)}

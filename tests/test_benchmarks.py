@@ -157,15 +157,6 @@ def test_latency_threads_are_onnx_runtimes_intra_op_threads(tiny_graphs: dict[st
     assert json.loads((tmp_path / "l.json").read_text())["threads"] == 2
 
 
-@pytest.fixture(scope="module")
-def tiny_program(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny checkpoint as a .pt2 program (dannet-export pt2), at the ONNX graphs' sizes."""
-    from export import ExportSpec, to_torch_program
-
-    return to_torch_program(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("pt2") / "tiny.pt2",
-                            ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
-
-
 def test_latency_threads_are_pytorchs_threads_for_a_pt2_program(tiny_program: Path, tmp_path: Path) -> None:
     """PyTorch's intra-op threads are the process's: the command sets them (a TypeError from the torch backend
     before)."""

@@ -76,15 +76,8 @@ def test_ignored_pixels_are_not_counted() -> None:
 
 
 @pytest.fixture(scope="module")
-def confidence_graph(tiny_graphs: dict, tmp_path_factory: pytest.TempPathFactory):
-    from confidence_checkpoint import unsure
-
-    from export import ExportSpec, to_onnx
-
-    folder = tmp_path_factory.mktemp("reliability")
-    checkpoint = unsure(tiny_graphs["checkpoint"], folder / "unsure.pth")
-    return to_onnx(checkpoint, folder / "confidence.onnx", ExportSpec(input_size=(64, 128), output_size=(96, 160),
-                                                                        confidence=True), say=lambda s: None)
+def confidence_graph(tiny_confidence: dict):
+    return tiny_confidence["onnx"]
 
 
 def test_reliability_command_counts_every_labelled_pixel_once(confidence_graph, tmp_path) -> None:

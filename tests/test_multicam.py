@@ -42,12 +42,9 @@ def model(tiny_graphs: dict[str, Path]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dynamic_model(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dynamic_model(tiny_dynamic: Path) -> Path:
     """The tiny checkpoint exported with a dynamic batch (and size): frames of several cameras in one call."""
-    from export import ExportSpec, to_onnx
-
-    return to_onnx(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("dynamic") / "dynamic.onnx",
-                   ExportSpec(input_size=(64, 128), output_size=(FRAME_H, FRAME_W), dynamic=True), say=lambda s: None)
+    return tiny_dynamic
 
 
 def one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:

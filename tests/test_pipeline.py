@@ -20,7 +20,7 @@ import numpy as np
 import onnx  # noqa: F401  loaded before GStreamer initialises (see runtime/gst.py)
 import onnxruntime  # noqa: F401
 import pytest
-from confidence_checkpoint import unsure
+from conftest import TINY_SIZES
 from PIL import Image
 
 from runtime.classes import PALETTE
@@ -37,7 +37,7 @@ except MediaError:
     pytest.skip("GStreamer/PyGObject not installed (scripts/setup.sh installs them)", allow_module_level=True)
 
 REPO = Path(__file__).resolve().parents[1]
-FRAME_H, FRAME_W = 96, 160  # the tiny graph's output size: labels land on frames without resizing
+FRAME_H, FRAME_W = TINY_SIZES["output_size"]  # the tiny graph's output size: labels land on frames without resizing
 
 
 @pytest.fixture(scope="module")
@@ -494,14 +494,9 @@ def test_lost_live_source_stops_cleanly_or_gives_up(model: Path, tmp_path: Path)
 # --- confidence ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def confidence_model(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def confidence_model(tiny_confidence: dict[str, Path]) -> Path:
     """The tiny checkpoint, made unsure (tests/confidence_checkpoint.py), exported with --confidence."""
-    from export import ExportSpec, to_onnx
-
-    root = tmp_path_factory.mktemp("confidence")
-    return to_onnx(unsure(tiny_graphs["checkpoint"], root / "unsure.pth"), root / "confidence.onnx",
-                   ExportSpec(input_size=(64, 128), output_size=(FRAME_H, FRAME_W), confidence=True),
-                   say=lambda s: None)
+    return tiny_confidence["onnx"]
 
 
 def test_confidence_png_output_is_exactly_the_levels_and_the_overlay_darkened_by_them(confidence_model: Path,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from confidence_checkpoint import unsure
+from conftest import TINY_SIZES
 from PIL import Image
 
 from runtime.backends import BackendError, Inference, OnnxRuntimeBackend, TensorRTBackend, open_backend
@@ -26,12 +26,8 @@ def graphs(tiny_graphs: dict[str, Path]) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def program(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny checkpoint as a .pt2 program (dannet-export pt2), at the ONNX graphs' sizes."""
-    from export import ExportSpec, to_torch_program
-
-    return to_torch_program(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("pt2") / "tiny.pt2",
-                            ExportSpec(input_size=(64, 128), output_size=(96, 160)), say=lambda s: None)
+def program(tiny_program: Path) -> Path:
+    return tiny_program
 
 
 def test_segmenter_resizes_frames_and_runs_the_graph(graphs: dict[str, Path]) -> None:
@@ -331,22 +327,19 @@ def test_16_bit_images_are_read_by_their_high_byte_not_clipped(tmp_path: Path) -
 
 # --- confidence ---------------------------------------------------------------------------------------------
 
-SIZES = dict(input_size=(64, 128), output_size=(96, 160))
-
-
 @pytest.fixture(scope="module")
-def confidence_models(graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def confidence_models(tiny_confidence: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny checkpoint, made unsure (tests/confidence_checkpoint.py), exported with --confidence: ``onnx``
     (portable, logits), ``pt2`` and ``pt2-probs``; and the ``checkpoint`` itself."""
-    from export import ExportSpec, to_onnx, to_torch_program
+    from export import ExportSpec, to_torch_program
 
-    root = tmp_path_factory.mktemp("confidence")
-    checkpoint = unsure(graphs["checkpoint"], root / "unsure.pth")
-    spec = ExportSpec(**SIZES, confidence=True)
-    return {"checkpoint": checkpoint, "onnx": to_onnx(checkpoint, root / "c.onnx", spec, say=lambda s: None),
-            "pt2": to_torch_program(checkpoint, root / "c.pt2", spec, say=lambda s: None),
+    root, checkpoint = tmp_path_factory.mktemp("confidence"), tiny_confidence["checkpoint"]
+    return {**tiny_confidence,
+            "pt2": to_torch_program(checkpoint, root / "c.pt2", ExportSpec(**TINY_SIZES, confidence=True),
+                                    say=lambda s: None),
             "pt2-probs": to_torch_program(checkpoint, root / "p.pt2",
-                                          ExportSpec(**SIZES, confidence=True, reweight="probs"), say=lambda s: None)}
+                                          ExportSpec(**TINY_SIZES, confidence=True, reweight="probs"),
+                                          say=lambda s: None)}
 
 
 def reference(checkpoint: Path, frames: np.ndarray, reweight: str) -> tuple[np.ndarray, np.ndarray]:
@@ -362,7 +355,7 @@ def reference(checkpoint: Path, frames: np.ndarray, reweight: str) -> tuple[np.n
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
     x = torch.from_numpy(((frames / 255.0 - mean) / std).astype(np.float32)).permute(0, 3, 1, 2)
     w = torch.from_numpy(class_weights(0.16)).view(1, -1, 1, 1)
-    up = lambda z: F.interpolate(z, size=SIZES["output_size"], mode="bilinear", align_corners=True)  # noqa: E731
+    up = lambda z: F.interpolate(z, size=TINY_SIZES["output_size"], mode="bilinear", align_corners=True)  # noqa: E731
     with torch.no_grad():
         logits = seg(x + light.residual(x))
         p = F.softmax(up(logits * w), dim=1) if reweight == "logits" else F.softmax(up(logits), dim=1) * w
