@@ -55,10 +55,19 @@ def port_is_free(port: int) -> bool:
 
 
 def client(port: int, frames: int) -> subprocess.Popen:
-    """An RTSP client that decodes ``frames`` pictures of rtsp://127.0.0.1:PORT/x and exits 0."""
-    return subprocess.Popen(["gst-launch-1.0", "-q", "rtspsrc", f"location=rtsp://127.0.0.1:{port}/x", "latency=0",
-                             "protocols=tcp", "!", "decodebin", "!", "fakesink", f"num-buffers={frames}"],
+    """An RTSP client that decodes ``frames`` pictures of rtsp://127.0.0.1:PORT/x and exits; ``decoded`` counts
+    them."""
+    return subprocess.Popen(["gst-launch-1.0", "-v", "rtspsrc", f"location=rtsp://127.0.0.1:{port}/x", "latency=0",
+                             "protocols=tcp", "!", "decodebin", "!", "fakesink", "silent=false", f"num-buffers={frames}"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def decoded(viewer: subprocess.Popen) -> int:
+    """The pictures a ``client`` decoded, once it has exited. Counted from fakesink's report of each, not from the
+    exit code: about 1 rtspsrc in 100 exits 1 after all its pictures and its end of stream, when it sends PAUSE
+    on the connection its own TEARDOWN had the server close (measured: 4 in 400 connections, GStreamer 1.22)."""
+    output = viewer.communicate(timeout=CLIENT_S)[0]
+    return sum("last-message = chain" in line for line in output.splitlines())
 
 
 def started(width: int, height: int) -> tuple[RtspSink, int]:
@@ -117,7 +126,7 @@ def test_pictures_faster_than_the_encoder_wait_two_at_most_the_others_are_counte
         assert drained() and sink.appsrc is appsrc  # drained, not thrown away with the media
         assert sent.count(False) > 0 and left[0] - before == sent.count(True)
         write_until(sink, picture, lambda: viewer.poll() is not None)
-        assert viewer.wait(CLIENT_S) == 0, viewer.stdout.read()
+        assert decoded(viewer) == 60
     finally:
         viewer.kill()
         sink.close()
@@ -213,7 +222,7 @@ def test_an_odd_sized_stream_is_played_by_a_client() -> None:
     viewer = client(port, frames=10)
     try:
         write_until(sink, np.zeros((241, 321, 3), np.uint8), lambda: viewer.poll() is not None)
-        assert viewer.wait(CLIENT_S) == 0, viewer.stdout.read()
+        assert decoded(viewer) == 10
     finally:
         viewer.kill()
         sink.close()
