@@ -1,34 +1,40 @@
-"""Several live cameras through one model: total and per-camera frames/s and latency, batched vs one camera at
-a time (runtime/multicam.py), for 1, 2 and 4 ``test://`` cameras.
+"""Several cameras through one model: total and per-camera frames/s and latency, batched vs one camera at a
+time (runtime/multicam.py), for 1, 2 and 4 live ``test://`` cameras or video files.
 
-Each configuration runs ``--seconds`` of live frames per camera into ``null://``. Total frames/s is every
-picture written over the run's time; a camera's share is its own; latency is each camera's end-to-end p50/p99
-(arrival of the frame to its picture written). "Batched" stacks the cameras' frames into one call of a
+Each configuration runs ``--seconds`` of frames per camera into ``null://``: live ``test://`` cameras at
+``--rate`` (frames the model cannot keep up with are dropped), or with ``--source file`` an H.264 file per
+camera of ``--seconds`` x ``--rate`` frames, made before the runs, which the cameras read as fast as they are
+inferred (files keep every frame: the throughput of offline work). Total frames/s is every picture written over
+the run's time; a camera's share is its own; latency is each camera's end-to-end p50/p99 (arrival of the frame
+to its picture written; for a file this includes the wait in its queue). "Batched" stacks the cameras' frames into one call of a
 dynamic-batch graph; "one at a time" makes one call per frame, as a batch-1 graph must. The gain of batching
 is the batched total over the one-at-a-time total for the same cameras (issue #15's goal on a GPU: >= 2x
 with 4 cameras; on the CPU no loss, as inference already fills the cores). Every batch size is warmed up
 first, and the two modes take turns going first from one camera count to the next.
 
     dannet-bench multicam --json benchmarks/results/multicam_cpu.json
+    dannet-bench multicam --source file --json benchmarks/results/multicam_files_cpu.json
     dannet-bench multicam --backend torch --size 256x512 --rate 240   # on a GPU: a .pt2 program on CUDA
 """
 from __future__ import annotations
 
 import json
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from runtime.arguments import integer, number, size_hw
 from runtime.atomic import atomic_write
-from runtime.backends import BACKENDS
+from runtime.backends import BACKENDS, DYNAMIC_EXPORT_SIZES
+from runtime.errors import Interrupted
 from runtime.multicam import MultiCamera
 from runtime.pipeline import PipelineOptions
 from runtime.segmenter import Segmenter
-from runtime.sinks import NullSink
-from runtime.sources import CaptureOptions, open_source
-from runtime.uris import parse_input
+from runtime.sinks import NullSink, open_sink
+from runtime.sources import CaptureOptions, Frame, open_source
+from runtime.uris import parse_input, parse_output
 
 from .cli import check_outputs, command_parser, provenance
 
@@ -54,20 +60,48 @@ def dynamic_model(folder: Path, size: tuple[int, int], program: bool = False) ->
     return to_onnx(ckpt, folder / "multicam.onnx", spec, say=lambda s: None)
 
 
+def make_clips(folder: Path, cameras: int, frames: int, size: tuple[int, int], rate: float) -> list[str]:
+    """An H.264 .mkv per camera of ``frames`` frames at ``size``, each its own moving gradient, written through
+    dannet-run's own file output: the inputs of ``--source file``."""
+    h, w = size
+    y, x = np.mgrid[0:h, 0:w]
+    clips = []
+    for camera in range(cameras):
+        sink = open_sink(parse_output(str(folder / f"camera{camera}.mkv")), say=lambda s: None)
+        sink.start(w, h, Fraction(rate).limit_denominator(1001))
+        for i in range(frames):
+            picture = np.repeat(((x * (camera + 1) + y + 4 * i) % 256).astype(np.uint8)[..., None], 3, axis=2)
+            sink.write(picture, Frame(picture, i, 0.0, 0.0), i / rate)
+        sink.close()
+        clips.append(str(folder / f"camera{camera}.mkv"))
+    return clips
+
+
 def measure(segmenter: Segmenter, cameras: int, batched: bool, seconds: float, rate: float,
-            size: tuple[int, int]) -> dict:
-    """One configuration: its summary's totals, batching figures and per-camera rate and latency."""
+            size: tuple[int, int], clips: list[str] | None = None) -> dict:
+    """One configuration: its summary's totals, batching figures and per-camera rate and latency; the cameras are
+    live ``test://`` ones, or the first ``cameras`` of ``clips``. A SIGINT or SIGTERM during it (which ends the run
+    early) ends the benchmark: a cut run's figures are not figures."""
     capture = CaptureOptions(size, rate)
-    sources = [open_source(parse_input(f"test://{PATTERNS[i % len(PATTERNS)]}"), capture) for i in range(cameras)]
-    options = PipelineOptions(max_frames=int(seconds * rate), stats_interval_s=0)
-    summary = MultiCamera(segmenter, sources, [NullSink() for _ in sources], options, say=lambda s: None,
-                          batched=batched).run()
+    uris = clips[:cameras] if clips else [f"test://{PATTERNS[i % len(PATTERNS)]}" for i in range(cameras)]
+    sources = [open_source(parse_input(uri), capture) for uri in uris]
+    options = PipelineOptions(max_frames=frames_per_camera(seconds, rate), stats_interval_s=0)
+    runner = MultiCamera(segmenter, sources, [NullSink() for _ in sources], options, say=lambda s: None,
+                         batched=batched)
+    summary = runner.run()
+    if runner.control.signals:
+        raise Interrupted(runner.control.signals[0])
     per_camera = [{"fps_out": c["fps_out"], "written": c["written"], "dropped": c["dropped"],
                    "p50_ms": c["stages"]["end_to_end"]["p50_ms"], "p99_ms": c["stages"]["end_to_end"]["p99_ms"]}
                   for c in summary["cameras"]]
     return {"cameras": cameras, "batched": batched, "fps_out": summary["fps_out"],
             "inference_calls": summary["inference_calls"], "mean_batch": summary["mean_batch"],
             "per_camera": per_camera}
+
+
+def frames_per_camera(seconds: float, rate: float) -> int:
+    """The frames each camera gives in ``seconds`` at ``rate``: at least 1 (the pipeline reads 0 as no limit)."""
+    return max(1, round(seconds * rate))
 
 
 def warm_up(segmenter: Segmenter, size: tuple[int, int], cameras: int) -> None:
@@ -117,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                              "program (on CUDA where there is a GPU), otherwise an ONNX graph for ONNX Runtime")
     parser.add_argument("--cameras", type=camera_counts, default=[1, 2, 4], metavar="N,N,...",
                         help="camera counts, comma-separated (default 1,2,4)")
+    parser.add_argument("--source", choices=("test", "file"), default="test",
+                        help="test: live test:// cameras at --rate (default); file: a video file per camera, "
+                             "read as fast as it is inferred, every frame kept")
     parser.add_argument("--seconds", type=number(0, low_open=True), default=10.0,
                         help="live frames per camera, in seconds (default 10)")
     parser.add_argument("--rate", type=number(0, 1000, low_open=True), default=30.0,
@@ -128,13 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "tensorrt" and not args.model:
         parser.error("--backend tensorrt: give --model ENGINE (built with a batch profile); the default model is "
                      "made for onnxruntime or torch")
+    if not args.model and not DYNAMIC_EXPORT_SIZES.takes(args.size):
+        parser.error(f"--size {args.size[0]}x{args.size[1]}: the default model takes {DYNAMIC_EXPORT_SIZES} "
+                     f"(e.g. {'x'.join(map(str, DYNAMIC_EXPORT_SIZES.nearest(args.size)))})")
     check_outputs(args, ("json",))
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or dynamic_model(Path(folder), args.size, program=args.backend == "torch")
+        clips = make_clips(Path(folder), max(args.cameras), frames_per_camera(args.seconds, args.rate), args.size,
+                           args.rate) if args.source == "file" else None
         with Segmenter(model, args.backend) as segmenter:
             warm_up(segmenter, args.size, max(args.cameras))
             turns = [(True, False) if i % 2 == 0 else (False, True) for i in range(len(args.cameras))]
-            results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size)
+            results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size, clips)
                        for n, modes in zip(args.cameras, turns) for batched in modes]
             ran_on = {"backend": segmenter.backend.name, "device": device_of(segmenter.backend)}
         results.sort(key=lambda r: (args.cameras.index(r["cameras"]), not r["batched"]))

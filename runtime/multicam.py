@@ -23,8 +23,10 @@ Each camera is a ``Camera`` (runtime/pipeline.py): the capture stage (reconnect 
 and output stage (--temporal, overlay, sink, confidence sink) that ``dannet-run`` runs for one input, so one
 camera behaves exactly as it does there; only the hand-over to inference is shared, and the run is
 ``run_stages`` as there. Every output of every camera has a destination of its own (``check_routes``).
-A lost camera reconnects on its own while the others keep running; a file that ends finishes its own output.
-Ctrl-C / SIGTERM stop every capture, let the queued frames through and finish every output.
+A lost camera reconnects on its own while the others keep running; one that gives up (``--reconnect``) ends
+alone, its output finished, and the run raises its error once the others end. A file that ends finishes its own
+output at once (``Intake.take`` reports it), whatever the other cameras send. Ctrl-C / SIGTERM stop every
+capture, let the queued frames through and finish every output.
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ class Intake:
         self.open = [True] * len(live)
         self.ready = threading.Condition()
         self.aborted = False
+        self.reported_ended: set[int] = set()  # cameras ``take`` has said are closed and drained
         self.high_water = 0
 
     def put(self, camera: int, frame: Frame) -> None:
@@ -98,28 +101,31 @@ class Intake:
         with self.ready:
             self.ready.notify_all()
 
-    def finished(self, camera: int) -> bool:
-        """Closed and nothing left to take."""
-        with self.ready:
-            return not self.open[camera] and not self.queues[camera]
-
     def _servable(self) -> list[int]:
         """The cameras with a frame waiting and room in their output."""
         return [camera for camera, queue in enumerate(self.queues) if queue and self.has_room[camera]()]
+
+    def _newly_ended(self) -> list[int]:
+        """The cameras closed with nothing left to take that ``take`` has not reported yet."""
+        return [camera for camera, (queue, running) in enumerate(zip(self.queues, self.open))
+                if not running and not queue and camera not in self.reported_ended]
 
     def _all_in(self) -> bool:
         """Every camera still running that could be served has a frame waiting."""
         return all(queue or not running or not room()
                    for queue, running, room in zip(self.queues, self.open, self.has_room))
 
-    def take(self, wait_s: float) -> list[tuple[int, Frame]]:
-        """The batching policy (module docstring): (camera, frame) pairs for one step, in camera order; an
-        empty list once every camera is closed and drained."""
+    def take(self, wait_s: float) -> tuple[list[tuple[int, Frame]], list[int]]:
+        """The batching policy (module docstring): (camera, frame) pairs for one step, in camera order, and the
+        cameras that have ended since the last step (closed, nothing left: their outputs can finish now, even
+        while the others send nothing); both empty once every camera has ended and been reported."""
         with self.ready:
-            while not self._servable() and (any(self.open) or any(self.queues)) and not self.aborted:
+            while (not self._servable() and not self._newly_ended() and (any(self.open) or any(self.queues))
+                   and not self.aborted):
                 self.ready.wait()
             deadline = time.perf_counter() + wait_s
-            while not self._all_in() and not self.aborted and (left := deadline - time.perf_counter()) > 0:
+            while (self._servable() and not self._all_in() and not self.aborted
+                   and (left := deadline - time.perf_counter()) > 0):
                 self.ready.wait(left)
             if self.aborted:
                 raise Aborted
@@ -130,8 +136,10 @@ class Intake:
                     queue.popleft()
                     self.on_drop[camera]()
                 taken.append((camera, queue.popleft()))
+            ended = self._newly_ended()
+            self.reported_ended.update(ended)
             self.ready.notify_all()
-            return taken
+            return taken, ended
 
 
 class MultiCamera:
@@ -152,7 +160,7 @@ class MultiCamera:
         self.output_uris = list(output_uris or (f"output {index}" for index in range(len(sinks))))  # for reports
         self.control = RunControl(self._abort_queues, say)  # one stop for every camera
         self.cameras = [Camera(segmenter.info, source, sink, options, self.control, confidence_sink,
-                               on_output_room=self._output_room)
+                               on_output_room=self._output_room, ends_alone=len(sources) > 1)
                         for source, sink, confidence_sink in zip(sources, sinks, confidence_sinks)]
         self.intake = Intake([source.spec.live for source in sources], options.queue_size,
                              [lambda camera=camera: camera.stats.count("dropped") for camera in self.cameras],
@@ -176,8 +184,10 @@ class MultiCamera:
 
     def _infer(self) -> None:
         prepare, infer = self.segmenter.prepare, self.segmenter.backend.infer
-        open_outputs = set(range(len(self.cameras)))
-        while taken := self.intake.take(self.batch_wait_s):
+        while True:
+            taken, ended = self.intake.take(self.batch_wait_s)
+            if not taken and not ended:  # every camera has ended, and its output been told
+                return
             # one at a time, the camera served first in a step waits least: the cameras take turns at it
             frames, prepared = dict(taken), []
             for index in self.turns.next_round(frames):
@@ -197,9 +207,8 @@ class MultiCamera:
                     camera.stats.count("processed")
                     confidence = result.confidence[row] if result.confidence is not None else None
                     camera.inferred.put((frame, result.labels[row], confidence))  # room: take() saw to it
-            for index in [i for i in open_outputs if self.intake.finished(i)]:  # that camera's output can finish
+            for index in ended:  # its last frame is in its output's queue: the output can finish
                 self.cameras[index].inferred.close()
-                open_outputs.discard(index)
 
     def _batches(self, prepared: list[tuple[int, Frame, np.ndarray]]) -> list[list[tuple[int, Frame, np.ndarray]]]:
         """The frames of one step as ``infer`` calls: one frame size per call (a dynamic-size model keeps each

@@ -144,7 +144,8 @@ class Stage:
 
 class RunControl:
     """What the stages of one run share: the stop flag the captures watch, the errors that end the run (raised
-    by ``run_stages`` on the calling thread), the signals received, and how to abort its queues."""
+    by ``run_stages`` on the calling thread, the first one; ``fail_at_end`` adds one that ends a single camera
+    and not the run), the signals received, and how to abort its queues."""
 
     def __init__(self, abort_queues: Callable[[], None], say: Callable[[str], None] = print) -> None:
         self.abort_queues, self.say = abort_queues, say
@@ -155,6 +156,10 @@ class RunControl:
     def stop(self) -> None:
         """Stop capturing; what is queued goes through and the outputs are finished (Ctrl-C does this)."""
         self.stopping.set()
+
+    def fail_at_end(self, error: BaseException) -> None:
+        """An error that ends one camera while the others go on: the run still ends with it (exit 1)."""
+        self.errors.append(error)
 
     def abort(self) -> None:
         """Stop every stage now, queued frames unprocessed (the outputs are still finished)."""
@@ -266,7 +271,8 @@ class Camera:
     runs several around a shared one, so one camera behaves the same either way."""
 
     def __init__(self, info: ModelInfo, source: Source, sink: Sink, options: PipelineOptions, control: RunControl,
-                 confidence_sink: Sink | None = None, on_output_room: Callable[[], None] = lambda: None) -> None:
+                 confidence_sink: Sink | None = None, on_output_room: Callable[[], None] = lambda: None,
+                 ends_alone: bool = False) -> None:
         check_confidence_wanted(info, "the model", options.visualize, confidence_sink is not None)
         options.temporal.check_model(info.confidence, "the model")
         self.info, self.source, self.sink, self.options, self.control = info, source, sink, options, control
@@ -276,15 +282,17 @@ class Camera:
         #: ``on_output_room``: the output took one (a shared inference serves this camera only when there is room)
         self.inferred = FrameQueue(options.queue_size, drop_oldest=False, on_room=on_output_room)
         self.stable = TemporalFilter(options.temporal)
-        # the first frame index after the source was last reopened (reconnect, loop), and the last such index
-        # the stabiliser has started afresh at: frames from before a reconnect may still be queued
-        self.reopened_at = self.stable_since = 0
+        #: the index of the first frame after each reopening of the source (reconnect, loop pass) that the output
+        #: has not reached yet: frames from before it may still be queued, and several may come before it does
+        self.reopenings: deque[int] = deque()
+        #: with other cameras running, a lost camera that does not come back ends itself only (``fail_at_end``)
+        self.ends_alone = ends_alone
 
     def capture(self, put: Callable[[Frame], None]) -> None:
         """The capture stage: every frame read goes to ``put`` (a queue's, which may wait for room, drop its
         oldest frame or raise ``Aborted``) until the source ends, --frames, a stop, or a lost live source that
         does not come back. An input image that cannot be read is skipped, said and counted (``unreadable``)."""
-        options, source, count, passes, attempts = self.options, self.source, 0, 0, 0
+        options, source, count, passes, attempts, reopened_at = self.options, self.source, 0, 0, 0, 0
         last_frame = time.perf_counter()
         while not self.control.stopping.is_set() and not (options.max_frames and count >= options.max_frames):
             try:
@@ -306,17 +314,19 @@ class Camera:
                 attempts = self._reconnect(str(lost), attempts)
                 if attempts is None:
                     return
-                last_frame, self.reopened_at = time.perf_counter(), count
+                last_frame, reopened_at = time.perf_counter(), count
+                self.reopenings.append(count)
                 continue
             if frame is None:
                 if source.ended:
                     # the last pass, or a pass without a readable frame: another would read none either
-                    if options.loop >= 0 and passes >= options.loop or count == self.reopened_at:
+                    if options.loop >= 0 and passes >= options.loop or count == reopened_at:
                         return
                     passes += 1
                     source.close()
                     source.open()
-                    self.reopened_at = count
+                    reopened_at = count
+                    self.reopenings.append(count)
                 continue
             attempts, last_frame = 0, time.perf_counter()
             frame.index, count = count, count + 1
@@ -327,7 +337,8 @@ class Camera:
 
     def _reconnect(self, reason: str, attempt: int) -> int | None:
         """Wait (doubling) and reopen a lost live source until it opens: the attempts used so far, or None
-        when the run should end cleanly (``--reconnect 0``, or a stop while waiting)."""
+        when this capture should end cleanly (``--reconnect 0``, a stop while waiting, or a camera that gives up
+        while others go on: the run ends with its error once they have ended)."""
         options, say = self.options, self.control.say
         self.source.close()
         while True:
@@ -335,7 +346,12 @@ class Camera:
                 say(f"warning: {reason}; stopping (--reconnect 0)")
                 return None
             if attempt >= options.reconnect:
-                raise MediaError(f"{reason}; gave up after {attempt} reconnect attempts", EXIT_FAILED)
+                error = MediaError(f"{reason}; gave up after {attempt} reconnect attempts", EXIT_FAILED)
+                if not self.ends_alone:
+                    raise error
+                say(f"warning: {error}; this camera's output is finished, the other cameras go on")
+                self.control.fail_at_end(error)
+                return None
             delay = min(options.reconnect_delay_s * 2 ** attempt, MAX_BACKOFF_S)
             say(f"warning: {reason}; reconnecting in {delay:.1f} s ({attempt + 1}/{options.reconnect})")
             if self.control.stopping.wait(delay):
@@ -356,8 +372,9 @@ class Camera:
         while (item := self.inferred.get()) is not None:
             frame, labels, confidence = item
             start = time.perf_counter()
+            reopened = self._first_since_reopening(frame)
             if options.temporal.mode != "none":
-                labels = self._stabilise(frame, labels, confidence)
+                labels = self._stabilise(frame, labels, confidence, reopened)
                 self.stats.add("temporal", time.perf_counter() - start)
                 start = time.perf_counter()
             picture = visualize(frame.image, labels, options.visualize, options.alpha, info.palette, confidence)
@@ -382,15 +399,21 @@ class Camera:
             self.stats.count("written")
             self.stats.count("output_skipped", sum(went is False for went in sent))
 
-    def _stabilise(self, frame: Frame, labels: np.ndarray, confidence: np.ndarray | None) -> np.ndarray:
+    def _first_since_reopening(self, frame: Frame) -> bool:
+        """Whether ``frame`` is the first shown since the source was reopened (once or more: the frames between
+        two reopenings may all have been dropped)."""
+        reopened = False
+        while self.reopenings and self.reopenings[0] <= frame.index:
+            self.reopenings.popleft()
+            reopened = True
+        return reopened
+
+    def _stabilise(self, frame: Frame, labels: np.ndarray, confidence: np.ndarray | None,
+                   reopened: bool) -> np.ndarray:
         """The labels to show (``--temporal``); the stabiliser starts afresh at the first frame after the
         source was reopened. Timed as its own stage."""
-        reopened = self.reopened_at
-        fresh = frame.index >= reopened > self.stable_since
-        if fresh:
-            self.stable_since = reopened
         resets = self.stable.resets
-        shown = self.stable.update(labels, confidence, fresh, frame.image)
+        shown = self.stable.update(labels, confidence, reopened, frame.image)
         if self.stable.resets > resets:
             self.stats.count("temporal_resets")
         return shown

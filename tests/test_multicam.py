@@ -28,11 +28,13 @@ from test_pipeline import (FRAME_H, FRAME_W, REPO, confidence_model, dannet_run,
 
 from runtime.backends import Inference, ModelInfo
 from runtime.classes import PALETTE
+from runtime.errors import EXIT_FAILED
+from runtime.gst import MediaError
 from runtime.multicam import Intake, MultiCamera
 from runtime.pipeline import PipelineOptions
 from runtime.segmenter import Segmenter
 from runtime.sinks import NullSink
-from runtime.sources import CaptureOptions, Frame, open_source
+from runtime.sources import CaptureOptions, Frame, SourceLost, open_source
 from runtime.uris import parse_input
 
 
@@ -110,35 +112,54 @@ def test_intake_takes_the_newest_live_frame_and_every_file_frame() -> None:
         intake.put(0, frame(i))
     intake.put(1, frame(0))
     intake.put(1, frame(1))
-    step = intake.take(0.0)
+    step, _ = intake.take(0.0)
     assert [(camera, f.index) for camera, f in step] == [(0, 4), (1, 0)]  # newest live, oldest file frame
     assert drops == [4, 0]  # 2 on the way in + 2 older ones skipped at the take
-    assert [(camera, f.index) for camera, f in intake.take(0.0)] == [(1, 1)]  # nothing new live: skipped
+    assert [(camera, f.index) for camera, f in intake.take(0.0)[0]] == [(1, 1)]  # nothing new live: skipped
 
 
 def test_intake_waits_for_a_silent_camera_only_until_the_deadline() -> None:
     intake = Intake([True, True], capacity=2, on_drop=[lambda: None, lambda: None], has_room=ROOM)
     intake.put(0, frame(0))
     start = time.perf_counter()
-    step = intake.take(0.2)
+    step, _ = intake.take(0.2)
     waited = time.perf_counter() - start
     assert [camera for camera, _ in step] == [0] and 0.15 < waited < 1.0
     # a frame from the other camera within the deadline ends the wait at once, in one step
     intake.put(0, frame(1))
     threading.Timer(0.05, intake.put, (1, frame(0))).start()
     start = time.perf_counter()
-    step = intake.take(5.0)
+    step, _ = intake.take(5.0)
     assert [camera for camera, _ in step] == [0, 1] and time.perf_counter() - start < 2.0
 
 
 def test_intake_ends_once_every_camera_is_closed_and_drained() -> None:
+    """Each camera's end is reported once, in the step that takes its last frame or at once when nothing is
+    left; then an empty step: inference ends."""
     intake = Intake([False, False], capacity=2, on_drop=[lambda: None, lambda: None], has_room=ROOM)
     intake.put(1, frame(0))
     intake.close(0)
     intake.close(1)
-    assert intake.finished(0) and not intake.finished(1)
-    assert [camera for camera, _ in intake.take(1.0)] == [1]
-    assert intake.take(1.0) == [] and intake.finished(1)
+    taken, ended = intake.take(1.0)
+    assert [camera for camera, _ in taken] == [1] and ended == [0, 1]
+    assert intake.take(1.0) == ([], [])
+
+
+def test_a_camera_that_ends_is_reported_while_the_others_are_silent() -> None:
+    """Camera 0 (a file) ends while live camera 1 sends nothing: the waiting step returns its end at once, so its
+    output finishes now, not when camera 1 next sends a frame."""
+    intake = Intake([False, True], capacity=2, on_drop=[lambda: None, lambda: None], has_room=ROOM)
+    intake.put(0, frame(0))
+    assert [(camera, f.index) for camera, f in intake.take(0.0)[0]] == [(0, 0)]
+    steps: list[tuple[list, list[int]]] = []
+    taker = threading.Thread(target=lambda: steps.append(intake.take(5.0)), daemon=True)
+    taker.start()
+    taker.join(0.3)
+    assert taker.is_alive() and not steps  # nothing to take, nothing ended: waiting
+    intake.close(0)
+    start = time.perf_counter()
+    taker.join(2.0)
+    assert steps == [([], [0])] and time.perf_counter() - start < 1.0  # no wait for camera 1's deadline
 
 
 def test_intake_serves_a_camera_only_while_its_output_has_room() -> None:
@@ -153,10 +174,10 @@ def test_intake_serves_a_camera_only_while_its_output_has_room() -> None:
         intake.put(0, frame(i))
     intake.put(1, frame(0))
     start = time.perf_counter()
-    assert [(camera, f.index) for camera, f in intake.take(5.0)] == [(1, 0)]
+    assert [(camera, f.index) for camera, f in intake.take(5.0)[0]] == [(1, 0)]
     assert time.perf_counter() - start < 2.0 and drops == [1, 0]  # frame 0 dropped on the way in, 1 and 2 wait
     steps: list[list[tuple[int, Frame]]] = []
-    taker = threading.Thread(target=lambda: steps.append(intake.take(0.0)), daemon=True)
+    taker = threading.Thread(target=lambda: steps.append(intake.take(0.0)[0]), daemon=True)
     taker.start()
     taker.join(0.3)
     assert taker.is_alive() and not steps  # waiting, not an empty step
@@ -216,10 +237,10 @@ def test_cameras_at_different_rates_take_turns_at_being_inferred_first() -> None
                          say=lambda s: None)
     take = runner.intake.take
 
-    def logged_take(wait_s: float) -> list[tuple[int, Frame]]:
-        taken = take(wait_s)
+    def logged_take(wait_s: float) -> tuple[list[tuple[int, Frame]], list[int]]:
+        taken, ended = take(wait_s)
         log.append(("step", len(taken)))
-        return taken
+        return taken, ended
 
     runner.intake.take = logged_take
     threading.Timer(2.5, runner.stop).start()
@@ -339,6 +360,59 @@ def test_a_lost_camera_reconnects_while_the_other_keeps_running(model: Path, tmp
     assert away and all(w[1] == 0 for w in away) and all(w[0] > 0 for w in away)
     cameras = summary_of(stats)["cameras"]
     assert "reconnecting in" in stdout and cameras[1]["reconnects"] >= 1 and cameras[0]["reconnects"] == 0
+
+
+class LostCamera:
+    """A live camera that gives ``frames`` frames at 30 fps, is then lost, and never opens again."""
+
+    def __init__(self, frames: int) -> None:
+        self.spec, self.ended, self.rate, self.left = parse_input("test://snow"), False, None, frames
+
+    def open(self) -> None:
+        raise MediaError(f"{self.spec.uri}: no camera there")
+
+    def read(self, timeout: float) -> Frame:
+        if self.left == 0:
+            raise SourceLost(f"{self.spec.uri}: the stream ended")
+        self.left -= 1
+        time.sleep(1 / 30)
+        return frame(0)
+
+    def close(self) -> None:
+        pass
+
+
+class ClockedSink(NullSink):
+    """When each picture was written, and when the output was finished."""
+
+    def __init__(self) -> None:
+        self.written: list[float] = []
+        self.closed: float | None = None
+
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool:
+        self.written.append(time.perf_counter())
+        return True
+
+    def close(self) -> None:
+        self.closed = time.perf_counter()
+
+
+def test_a_camera_that_gives_up_ends_alone_and_the_run_then_fails() -> None:
+    """Camera 0 is lost and never comes back (2 attempts); camera 1 goes on until the stop 3 s in, its output
+    written all along; camera 0's output is finished when it gives up; the run then ends with its error (exit 1),
+    as one camera's run would, with every output finished."""
+    sinks, said = [ClockedSink(), ClockedSink()], []
+    sources = [LostCamera(5), open_source(parse_input("test://ball"), CaptureOptions((FRAME_H, FRAME_W)))]
+    runner = MultiCamera(FixedCostModel(0.002), sources, sinks,
+                         PipelineOptions(reconnect=2, reconnect_delay_s=0.05, stats_interval_s=0), say=said.append)
+    threading.Timer(3.0, runner.stop).start()
+    with pytest.raises(MediaError, match="test://snow: no camera there; gave up after 2 reconnect attempts") as e:
+        runner.run()
+    assert e.value.exit_code == EXIT_FAILED
+    lost, other = sinks
+    assert len(lost.written) == 5 and lost.closed is not None and other.closed is not None
+    assert sum(t > lost.closed + 1.0 for t in other.written) > 20  # camera 1 went on for the 1.5 s and more after
+    assert any("the other cameras go on" in line for line in said)
 
 
 def test_live_cameras_share_inference_fairly(model: Path) -> None:
@@ -479,3 +553,52 @@ def test_multicam_benchmark_warms_every_batch_size_and_alternates_which_mode_goe
     result = json.loads((tmp_path / "m.json").read_text())
     assert [(r["cameras"], r["batched"]) for r in result["results"]] == [(1, True), (1, False), (3, True), (3, False)]
     assert set(result["batched_vs_one_at_a_time"]) == {"1", "3"}
+
+
+def test_multicam_benchmark_runs_at_least_one_frame_and_stops_on_a_signal() -> None:
+    """``--seconds`` x ``--rate`` under one frame still ends (0 frames would be the pipeline's "no limit", and
+    test:// cameras never end); a SIGINT during a measured run ends the benchmark instead of handing on a cut
+    run's figures as the configuration's."""
+    import benchmarks.multicam as bench
+    from runtime.errors import Interrupted
+
+    done: list[dict] = []
+    measuring = threading.Thread(target=lambda: done.append(bench.measure(FixedCostModel(0.002), 2, True, 0.01, 30,
+                                                                           (FRAME_H, FRAME_W))), daemon=True)
+    measuring.start()
+    measuring.join(30)
+    assert done and [camera["written"] for camera in done[0]["per_camera"]] == [1, 1]
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    start = time.perf_counter()
+    with pytest.raises(Interrupted, match="SIGINT"):
+        bench.measure(FixedCostModel(0.002), 1, True, 30.0, 30, (FRAME_H, FRAME_W))
+    assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("size, nearest", [("16x16", "32x32"), ("66x130", "68x132")])
+def test_multicam_benchmark_refuses_a_size_the_default_model_cannot_take(size: str, nearest: str, capsys) -> None:
+    import benchmarks.multicam as bench
+
+    with pytest.raises(SystemExit) as exited:  # argparse's error, before any model is made
+        bench.main(["--size", size])
+    err = capsys.readouterr().err.strip()
+    assert exited.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("dannet-bench multicam: error:")
+    assert f"--size {size}: the default model takes H and W multiples of 4 from 32x32" in err and nearest in err
+
+
+def test_multicam_benchmark_on_files_reads_every_frame_of_each_cameras_own_clip(dynamic_model: Path,
+                                                                                tmp_path: Path) -> None:
+    """``--source file``: each camera's clip holds ``--seconds`` x ``--rate`` frames of its own picture, decoded
+    here by the tests' own GStreamer pipeline; every run writes all of them (files drop nothing)."""
+    import benchmarks.multicam as bench
+
+    clips = [decode(Path(clip)) for clip in bench.make_clips(tmp_path, 2, 10, (64, 128), 20.0)]
+    assert [len(clip) for clip in clips] == [10, 10] and clips[0][0].shape == (64, 128, 3)
+    assert np.abs(clips[0][0].astype(int) - clips[1][0]).mean() > 20  # each camera its own picture
+    assert np.abs(clips[0][0].astype(int) - clips[0][9]).mean() > 20  # moving
+    assert bench.main(["--model", str(dynamic_model), "--source", "file", "--cameras", "2", "--seconds", "0.5",
+                       "--rate", "20", "--size", "64x128", "--json", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["args"]["source"] == "file" and len(result["results"]) == 2
+    for run in result["results"]:
+        assert [(c["written"], c["dropped"]) for c in run["per_camera"]] == [(10, 0), (10, 0)]
