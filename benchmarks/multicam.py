@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="test: live test:// cameras at --rate (default); file: a video file per camera, "
                              "read as fast as it is inferred, every frame kept")
     parser.add_argument("--seconds", type=number(0, low_open=True), default=10.0,
-                        help="live frames per camera, in seconds (default 10)")
+                        help="frames per camera, in seconds at --rate: a live camera's run, or each file's length (default 10)")
     parser.add_argument("--rate", type=number(0, 1000, low_open=True), default=30.0,
                         help="test:// frames per second (default 30)")
     parser.add_argument("--size", type=size_hw, default=(64, 128), metavar="HxW",

@@ -143,14 +143,15 @@ class Stage:
 
 
 class RunControl:
-    """What the stages of one run share: the stop flag the captures watch, the errors that end the run (raised
-    by ``run_stages`` on the calling thread, the first one; ``fail_at_end`` adds one that ends a single camera
-    and not the run), the signals received, and how to abort its queues."""
+    """What the stages of one run share: the stop flag the captures watch, the errors that end the run (the
+    first is raised by ``run_stages`` on the calling thread), the errors that ended one camera only (raised at the
+    end when nothing ended the run), the signals received, and how to abort its queues."""
 
     def __init__(self, abort_queues: Callable[[], None], say: Callable[[str], None] = print) -> None:
         self.abort_queues, self.say = abort_queues, say
         self.stopping = threading.Event()
         self.errors: list[BaseException] = []
+        self.camera_errors: list[BaseException] = []  # ``fail_at_end``
         self.signals: list[int] = []  # the first two SIGINT/SIGTERM received (later ones change nothing)
 
     def stop(self) -> None:
@@ -158,8 +159,9 @@ class RunControl:
         self.stopping.set()
 
     def fail_at_end(self, error: BaseException) -> None:
-        """An error that ends one camera while the others go on: the run still ends with it (exit 1)."""
-        self.errors.append(error)
+        """An error that ends one camera while the others go on: the run still ends with it (exit 1), unless an
+        error ends the run itself, which is the one to report."""
+        self.camera_errors.append(error)
 
     def abort(self) -> None:
         """Stop every stage now, queued frames unprocessed (the outputs are still finished)."""
@@ -221,8 +223,8 @@ def run_stages(stages: Sequence[Stage], control: RunControl, options: PipelineOp
         if not keep_signal_handlers:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
-    if control.errors:
-        raise control.errors[0]
+    if control.errors or control.camera_errors:
+        raise (control.errors or control.camera_errors)[0]
     return summary
 
 
@@ -349,7 +351,7 @@ class Camera:
                 error = MediaError(f"{reason}; gave up after {attempt} reconnect attempts", EXIT_FAILED)
                 if not self.ends_alone:
                     raise error
-                say(f"warning: {error}; this camera's output is finished, the other cameras go on")
+                say(f"warning: {error}; this camera ends (its output is finished), the others go on")
                 self.control.fail_at_end(error)
                 return None
             delay = min(options.reconnect_delay_s * 2 ** attempt, MAX_BACKOFF_S)

@@ -412,7 +412,35 @@ def test_a_camera_that_gives_up_ends_alone_and_the_run_then_fails() -> None:
     lost, other = sinks
     assert len(lost.written) == 5 and lost.closed is not None and other.closed is not None
     assert sum(t > lost.closed + 1.0 for t in other.written) > 20  # camera 1 went on for the 1.5 s and more after
-    assert any("the other cameras go on" in line for line in said)
+    assert any("this camera ends (its output is finished), the others go on" in line for line in said)
+
+
+class FullDisk(ClockedSink):
+    """An output whose disk is full after ``pictures`` pictures."""
+
+    def __init__(self, pictures: int) -> None:
+        super().__init__()
+        self.pictures = pictures
+
+    def write(self, picture: np.ndarray, frame: Frame, timestamp: float) -> bool:
+        if len(self.written) == self.pictures:
+            raise OSError(28, "No space left on device")
+        return super().write(picture, frame, timestamp)
+
+
+def test_an_error_that_ends_the_run_is_the_one_reported_after_a_camera_gave_up() -> None:
+    """Camera 0 gives up at once; 1.5 s later camera 1's disk is full, which ends the run: that error is the one
+    raised (its own message and exit status), not camera 0's, which it came after."""
+    sources = [LostCamera(1), open_source(parse_input("test://ball"), CaptureOptions((FRAME_H, FRAME_W)))]
+    runner = MultiCamera(FixedCostModel(0.002), sources, [ClockedSink(), FullDisk(45)],
+                         PipelineOptions(reconnect=1, reconnect_delay_s=0.05, stats_interval_s=0), say=lambda s: None)
+    stop = threading.Timer(20.0, runner.stop)
+    stop.start()
+    try:
+        with pytest.raises(OSError, match="No space left on device"):
+            runner.run()
+    finally:
+        stop.cancel()
 
 
 def test_live_cameras_share_inference_fairly(model: Path) -> None:

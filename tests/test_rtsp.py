@@ -54,20 +54,35 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-def client(port: int, frames: int) -> subprocess.Popen:
-    """An RTSP client that decodes ``frames`` pictures of rtsp://127.0.0.1:PORT/x and exits; ``decoded`` counts
-    them."""
-    return subprocess.Popen(["gst-launch-1.0", "-v", "rtspsrc", f"location=rtsp://127.0.0.1:{port}/x", "latency=0",
-                             "protocols=tcp", "!", "decodebin", "!", "fakesink", "silent=false", f"num-buffers={frames}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+class Viewer:
+    """An RTSP client (``gst-launch-1.0 rtspsrc``) that decodes ``frames`` pictures of rtsp://127.0.0.1:PORT/x and
+    exits. Its output is read as it comes: -v reports every picture (how ``decoded`` counts them) and rtspsrc's
+    statistics, over 50 KB for 60 pictures, and a pipe left unread stops a client that fills it."""
 
+    def __init__(self, port: int, frames: int) -> None:
+        self.process = subprocess.Popen(["gst-launch-1.0", "-v", "rtspsrc", f"location=rtsp://127.0.0.1:{port}/x",
+                                         "latency=0", "protocols=tcp", "!", "decodebin", "!", "fakesink",
+                                         "silent=false", f"num-buffers={frames}"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
+        self.reader.start()
 
-def decoded(viewer: subprocess.Popen) -> int:
-    """The pictures a ``client`` decoded, once it has exited. Counted from fakesink's report of each, not from the
-    exit code: about 1 rtspsrc in 100 exits 1 after all its pictures and its end of stream, when it sends PAUSE
-    on the connection its own TEARDOWN had the server close (measured: 4 in 400 connections, GStreamer 1.22)."""
-    output = viewer.communicate(timeout=CLIENT_S)[0]
-    return sum("last-message = chain" in line for line in output.splitlines())
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def decoded(self) -> int:
+        """The pictures decoded, once the client has exited. Counted from fakesink's report of each, not from the
+        exit code: about 1 rtspsrc in 100 exits 1 after all its pictures and its end of stream, when it sends
+        PAUSE on the connection its own TEARDOWN had the server close (measured: 4 in 400 connections, GStreamer
+        1.22)."""
+        self.process.wait(CLIENT_S)
+        self.reader.join(CLIENT_S)
+        return sum("last-message = chain" in line for line in self.lines)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.reader.join(CLIENT_S)
 
 
 def started(width: int, height: int) -> tuple[RtspSink, int]:
@@ -111,7 +126,7 @@ def test_pictures_faster_than_the_encoder_wait_two_at_most_the_others_are_counte
         time.sleep(0.1)
         return appsrc.get_property("current-level-buffers") == 0
 
-    viewer = client(port, frames=60)
+    viewer = Viewer(port, frames=60)
     try:
         wait_until(lambda: sink.appsrc is not None)
         appsrc = sink.appsrc
@@ -125,8 +140,8 @@ def test_pictures_faster_than_the_encoder_wait_two_at_most_the_others_are_counte
         assert max(waiting) == 2, f"pictures waiting for the encoder reached {max(waiting)}"
         assert drained() and sink.appsrc is appsrc  # drained, not thrown away with the media
         assert sent.count(False) > 0 and left[0] - before == sent.count(True)
-        write_until(sink, picture, lambda: viewer.poll() is not None)
-        assert decoded(viewer) == 60
+        write_until(sink, picture, viewer.exited)
+        assert viewer.decoded() == 60
     finally:
         viewer.kill()
         sink.close()
@@ -219,10 +234,10 @@ def test_with_no_client_every_picture_counts_as_sent() -> None:
 def test_an_odd_sized_stream_is_played_by_a_client() -> None:
     """A 321x241 stream (x264 takes even sizes only) reaches an rtspsrc client, which decodes 10 pictures."""
     sink, port = started(321, 241)
-    viewer = client(port, frames=10)
+    viewer = Viewer(port, frames=10)
     try:
-        write_until(sink, np.zeros((241, 321, 3), np.uint8), lambda: viewer.poll() is not None)
-        assert decoded(viewer) == 10
+        write_until(sink, np.zeros((241, 321, 3), np.uint8), viewer.exited)
+        assert viewer.decoded() == 10
     finally:
         viewer.kill()
         sink.close()
@@ -232,7 +247,7 @@ def test_a_media_error_stops_the_run_with_one_line_naming_the_output() -> None:
     """Pictures 16386 wide, more than H.264 encoders take (x264: 16384): when a client comes, the media serving it
     fails; the next write raises, naming the URI and the encoder's error."""
     sink, port = started(16386, 2)
-    viewer = client(port, frames=1)
+    viewer = Viewer(port, frames=1)
     try:
         with pytest.raises(MediaError, match=rf"^rtsp://@:{port}/x: \S") as raised:
             write_until(sink, np.zeros((2, 16386, 3), np.uint8), lambda: False)
