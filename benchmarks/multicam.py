@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto: from the model file's type; without --model, torch makes the default model a .pt2 "
                              "program (on CUDA where there is a GPU), otherwise an ONNX graph for ONNX Runtime")
     parser.add_argument("--cameras", type=camera_counts, default=[1, 2, 4], metavar="N,N,...",
-                        help="camera counts, comma-separated (default 1,2,4)")
+                        help="camera counts, comma-separated (default 1,2,4); batched and one-at-a-time runs take "
+                             "turns going first from one count to the next (with one count, batched goes first)")
     parser.add_argument("--source", choices=("test", "file"), default="test",
                         help="test: live test:// cameras at --rate (default); file: a video file per camera, "
                              "read as fast as it is inferred, every frame kept")
