@@ -6,10 +6,10 @@ Each configuration runs ``--seconds`` of frames per camera into ``null://``: liv
 camera of ``--seconds`` x ``--rate`` frames, made before the runs, which the cameras read as fast as they are
 inferred (files keep every frame: the throughput of offline work). Total frames/s is every picture written over
 the run's time; a camera's share is its own; latency is each camera's end-to-end p50/p99 (arrival of the frame
-to its picture written; for a file this includes the wait in its queue). "Batched" stacks the cameras' frames into one call of a
-dynamic-batch graph; "one at a time" makes one call per frame, as a batch-1 graph must. The gain of batching
-is the batched total over the one-at-a-time total for the same cameras (issue #15's goal on a GPU: >= 2x
-with 4 cameras; on the CPU no loss, as inference already fills the cores). Every batch size is warmed up
+to its picture written; for a file this includes the wait in its queue). "Batched" stacks the cameras' frames
+into one call of a dynamic-batch graph; "one at a time" makes one call per frame, as a batch-1 graph must. The
+gain of batching is the batched total over the one-at-a-time total for the same cameras (issue #15's goal on a
+GPU: >= 2x with 4 cameras; on the CPU no loss, as inference already fills the cores). Every batch size is warmed up
 first, and the two modes take turns going first from one camera count to the next.
 
     dannet-bench multicam --json benchmarks/results/multicam_cpu.json
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="test: live test:// cameras at --rate (default); file: a video file per camera, "
                              "read as fast as it is inferred, every frame kept")
     parser.add_argument("--seconds", type=number(0, low_open=True), default=10.0,
-                        help="frames per camera, in seconds at --rate: a live camera's run, or each file's length (default 10)")
+                        help="frames per camera, in seconds at --rate: a live camera's run, or each file's length "
+                             "(default 10)")
     parser.add_argument("--rate", type=number(0, 1000, low_open=True), default=30.0,
                         help="test:// frames per second (default 30)")
     parser.add_argument("--size", type=size_hw, default=(64, 128), metavar="HxW",
