@@ -221,18 +221,12 @@ def test_every_reopening_starts_afresh_even_when_several_are_queued(tiny_graphs:
     """Two pictures played 5 times (--loop 4) into an output slower than reading them: capture reopens the
     folder again before the output has reached the first picture of the previous pass, and every pass still
     starts the stabiliser afresh (4 restarts; the same picture throughout, so no scene cut counts one)."""
-    import time
+    from test_multicam import SlowSink
 
     from runtime.pipeline import Pipeline, PipelineOptions
     from runtime.segmenter import Segmenter
-    from runtime.sinks import NullSink
     from runtime.sources import open_source
     from runtime.uris import parse_input
-
-    class SlowSink(NullSink):
-        def write(self, picture: np.ndarray, frame, timestamp: float) -> bool:
-            time.sleep(0.05)
-            return True
 
     picture = np.random.default_rng(0).integers(0, 60, (96, 160, 3), dtype=np.uint8)
     (tmp_path / "in").mkdir()
@@ -240,7 +234,7 @@ def test_every_reopening_starts_afresh_even_when_several_are_queued(tiny_graphs:
         Image.fromarray(picture).save(tmp_path / "in" / f"f{i}.png")
     options = PipelineOptions(loop=4, stats_interval_s=0, temporal=TemporalOptions("hysteresis", 3))
     with Segmenter(str(tiny_graphs["portable"])) as segmenter:
-        summary = Pipeline(segmenter, open_source(parse_input(str(tmp_path / "in"))), SlowSink(), options,
+        summary = Pipeline(segmenter, open_source(parse_input(str(tmp_path / "in"))), SlowSink(0.05), options,
                            say=lambda line: None).run()
     assert summary["written"] == 10 and summary["temporal_resets"] == 4
 
