@@ -1,16 +1,18 @@
 """Several cameras through one model: total and per-camera frames/s and latency, batched vs one camera at a
-time (runtime/multicam.py), for 1, 2 and 4 live ``test://`` cameras or video files.
+time (runtime/multicam.py), for 1, 2 and 4 live ``test://`` cameras, video files or image folders.
 
 Each configuration runs ``--seconds`` of frames per camera into ``null://``: live ``test://`` cameras at
-``--rate`` (frames the model cannot keep up with are dropped), or with ``--source file`` an H.264 file per
-camera of ``--seconds`` x ``--rate`` frames, made before the runs, which the cameras read as fast as they are
-inferred (files keep every frame: the throughput of offline work). Total frames/s is every picture written over
-the run's time; a camera's share is its own; latency is each camera's end-to-end p50/p99 (arrival of the frame
-to its picture written; for a file this includes the wait in its queue). "Batched" stacks the cameras' frames
-into one call of a dynamic-batch graph; "one at a time" makes one call per frame, as a batch-1 graph must. The
-gain of batching is the batched total over the one-at-a-time total for the same cameras (issue #15's goal on a
-GPU: >= 2x with 4 cameras; on the CPU no loss, as inference already fills the cores). Every batch size is warmed up
-first, and the two modes take turns going first from one camera count to the next.
+``--rate`` (frames the model cannot keep up with are dropped), or ``--seconds`` x ``--rate`` frames per camera,
+made before the runs, which the cameras read as fast as they are inferred, every frame kept (the throughput of
+offline work): with ``--source file`` an H.264 file per camera, with ``--source images`` a folder of PNG frames
+per camera (read with Pillow: no GStreamer needed, as on a GPU machine that has none). Total frames/s is every
+picture written over the run's time; a camera's share is its own; latency is each camera's end-to-end p50/p99
+(arrival of the frame to its picture written; for a file or folder this includes the wait in its queue).
+"Batched" stacks the cameras' frames into one call of a dynamic-batch graph; "one at a time" makes one call per
+frame, as a batch-1 graph must. The gain of batching is the batched total over the one-at-a-time total for the
+same cameras (issue #15's goal on a GPU: >= 2x with 4 cameras; on the CPU no loss, as inference already fills the
+cores). Every batch size is warmed up first, and the two modes take turns going first from one camera count to
+the next.
 
     dannet-bench multicam --json benchmarks/results/multicam_cpu.json
     dannet-bench multicam --source file --json benchmarks/results/multicam_files_cpu.json
@@ -24,6 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from runtime.arguments import integer, number, size_hw
 from runtime.atomic import atomic_write
@@ -39,6 +42,7 @@ from runtime.uris import parse_input, parse_output
 from .cli import check_outputs, command_parser, provenance
 
 PATTERNS = ("ball", "smpte", "snow", "checkers-8")  # a different picture per camera
+SOURCES = ("test", "file", "images")
 
 
 def dynamic_model(folder: Path, size: tuple[int, int], program: bool = False) -> Path:
@@ -60,30 +64,47 @@ def dynamic_model(folder: Path, size: tuple[int, int], program: bool = False) ->
     return to_onnx(ckpt, folder / "multicam.onnx", spec, say=lambda s: None)
 
 
+def camera_picture(camera: int, index: int, size: tuple[int, int]) -> np.ndarray:
+    """Frame ``index`` of camera ``camera``: a gradient of its own, moving from frame to frame (H x W x 3 uint8)."""
+    y, x = np.mgrid[0:size[0], 0:size[1]]
+    return np.repeat(((x * (camera + 1) + y + 4 * index) % 256).astype(np.uint8)[..., None], 3, axis=2)
+
+
 def make_clips(folder: Path, cameras: int, frames: int, size: tuple[int, int], rate: float) -> list[str]:
-    """An H.264 .mkv per camera of ``frames`` frames at ``size``, each its own moving gradient, written through
-    dannet-run's own file output: the inputs of ``--source file``."""
-    h, w = size
-    y, x = np.mgrid[0:h, 0:w]
+    """An H.264 .mkv per camera of ``frames`` frames at ``size``, written through dannet-run's own file output:
+    the inputs of ``--source file``."""
     clips = []
     for camera in range(cameras):
         sink = open_sink(parse_output(str(folder / f"camera{camera}.mkv")), say=lambda s: None)
-        sink.start(w, h, Fraction(rate).limit_denominator(1001))
+        sink.start(size[1], size[0], Fraction(rate).limit_denominator(1001))
         for i in range(frames):
-            picture = np.repeat(((x * (camera + 1) + y + 4 * i) % 256).astype(np.uint8)[..., None], 3, axis=2)
+            picture = camera_picture(camera, i, size)
             sink.write(picture, Frame(picture, i, 0.0, 0.0), i / rate)
         sink.close()
         clips.append(str(folder / f"camera{camera}.mkv"))
     return clips
 
 
+def make_frame_folders(folder: Path, cameras: int, frames: int, size: tuple[int, int]) -> list[str]:
+    """A folder of ``frames`` PNG frames per camera (the fastest zlib level: decoding them should cost the
+    cameras little): the inputs of ``--source images``."""
+    folders = []
+    for camera in range(cameras):
+        frames_folder = folder / f"camera{camera}"
+        frames_folder.mkdir()
+        for i in range(frames):
+            Image.fromarray(camera_picture(camera, i, size)).save(frames_folder / f"{i:06d}.png", compress_level=1)
+        folders.append(str(frames_folder))
+    return folders
+
+
 def measure(segmenter: Segmenter, cameras: int, batched: bool, seconds: float, rate: float,
-            size: tuple[int, int], clips: list[str] | None = None) -> dict:
+            size: tuple[int, int], inputs: list[str] | None = None) -> dict:
     """One configuration: its summary's totals, batching figures and per-camera rate and latency; the cameras are
-    live ``test://`` ones, or the first ``cameras`` of ``clips``. A SIGINT or SIGTERM during it (which ends the run
+    live ``test://`` ones, or the first ``cameras`` of ``inputs`` (video files or image folders). A SIGINT or SIGTERM during it (which ends the run
     early) ends the benchmark: a cut run's figures are not figures."""
     capture = CaptureOptions(size, rate)
-    uris = clips[:cameras] if clips else [f"test://{PATTERNS[i % len(PATTERNS)]}" for i in range(cameras)]
+    uris = inputs[:cameras] if inputs else [f"test://{PATTERNS[i % len(PATTERNS)]}" for i in range(cameras)]
     sources = [open_source(parse_input(uri), capture) for uri in uris]
     options = PipelineOptions(max_frames=frames_per_camera(seconds, rate), stats_interval_s=0)
     runner = MultiCamera(segmenter, sources, [NullSink() for _ in sources], options, say=lambda s: None,
@@ -97,6 +118,16 @@ def measure(segmenter: Segmenter, cameras: int, batched: bool, seconds: float, r
     return {"cameras": cameras, "batched": batched, "fps_out": summary["fps_out"],
             "inference_calls": summary["inference_calls"], "mean_batch": summary["mean_batch"],
             "per_camera": per_camera}
+
+
+def make_inputs(source: str, folder: Path, cameras: int, frames: int, size: tuple[int, int],
+                rate: float) -> list[str] | None:
+    """The cameras' inputs for ``--source``: None for live ``test://`` cameras (made by each run)."""
+    if source == "file":
+        return make_clips(folder, cameras, frames, size, rate)
+    if source == "images":
+        return make_frame_folders(folder, cameras, frames, size)
+    return None
 
 
 def frames_per_camera(seconds: float, rate: float) -> int:
@@ -152,16 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cameras", type=camera_counts, default=[1, 2, 4], metavar="N,N,...",
                         help="camera counts, comma-separated (default 1,2,4); batched and one-at-a-time runs take "
                              "turns going first from one count to the next (with one count, batched goes first)")
-    parser.add_argument("--source", choices=("test", "file"), default="test",
+    parser.add_argument("--source", choices=SOURCES, default="test",
                         help="test: live test:// cameras at --rate (default); file: a video file per camera, "
-                             "read as fast as it is inferred, every frame kept")
+                             "read as fast as it is inferred, every frame kept; images: the same with a folder of "
+                             "PNG frames per camera (no GStreamer needed)")
     parser.add_argument("--seconds", type=number(0, low_open=True), default=10.0,
-                        help="frames per camera, in seconds at --rate: a live camera's run, or each file's length "
-                             "(default 10)")
+                        help="frames per camera, in seconds at --rate: a live camera's run, or each file's or "
+                             "folder's length (default 10)")
     parser.add_argument("--rate", type=number(0, 1000, low_open=True), default=30.0,
-                        help="test:// frames per second (default 30)")
+                        help="test:// frames per second; files and folders hold --seconds x --rate frames "
+                             "(default 30)")
     parser.add_argument("--size", type=size_hw, default=(64, 128), metavar="HxW",
-                        help="test:// frame size, height first (default 64x128)")
+                        help="frame size, height first (default 64x128)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     if args.backend == "tensorrt" and not args.model:
@@ -173,12 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs(args, ("json",))
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or dynamic_model(Path(folder), args.size, program=args.backend == "torch")
-        clips = make_clips(Path(folder), max(args.cameras), frames_per_camera(args.seconds, args.rate), args.size,
-                           args.rate) if args.source == "file" else None
+        inputs = make_inputs(args.source, Path(folder), max(args.cameras), frames_per_camera(args.seconds, args.rate),
+                             args.size, args.rate)
         with Segmenter(model, args.backend) as segmenter:
             warm_up(segmenter, args.size, max(args.cameras))
             turns = [(True, False) if i % 2 == 0 else (False, True) for i in range(len(args.cameras))]
-            results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size, clips)
+            results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size, inputs)
                        for n, modes in zip(args.cameras, turns) for batched in modes]
             ran_on = {"backend": segmenter.backend.name, "device": device_of(segmenter.backend)}
         results.sort(key=lambda r: (args.cameras.index(r["cameras"]), not r["batched"]))

@@ -630,3 +630,22 @@ def test_multicam_benchmark_on_files_reads_every_frame_of_each_cameras_own_clip(
     assert result["args"]["source"] == "file" and len(result["results"]) == 2
     for run in result["results"]:
         assert [(c["written"], c["dropped"]) for c in run["per_camera"]] == [(10, 0), (10, 0)]
+
+
+def test_multicam_benchmark_on_image_folders_reads_every_frame_of_each_cameras_own_folder(dynamic_model: Path,
+                                                                                       tmp_path: Path) -> None:
+    """``--source images``: each camera's folder holds ``--seconds`` x ``--rate`` PNG frames of its own moving
+    picture, read back here with Pillow; every run writes all of them."""
+    import benchmarks.multicam as bench
+
+    folders = bench.make_frame_folders(tmp_path, 2, 10, (64, 128))
+    frames = [[np.asarray(Image.open(path)) for path in sorted(Path(folder).iterdir())] for folder in folders]
+    assert [len(camera) for camera in frames] == [10, 10] and frames[0][0].shape == (64, 128, 3)
+    assert np.abs(frames[0][0].astype(int) - frames[1][0]).mean() > 20  # each camera its own picture
+    assert np.abs(frames[0][0].astype(int) - frames[0][9]).mean() > 20  # moving
+    assert bench.main(["--model", str(dynamic_model), "--source", "images", "--cameras", "1,2", "--seconds", "0.5",
+                       "--rate", "20", "--size", "64x128", "--json", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["args"]["source"] == "images" and len(result["results"]) == 4
+    for run in result["results"]:
+        assert [(c["written"], c["dropped"]) for c in run["per_camera"]] == [(10, 0)] * run["cameras"]
