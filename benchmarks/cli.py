@@ -15,8 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from runtime.atomic import check_writable
-from runtime.errors import (EXIT_USAGE, Parser, add_debug_flag, command_line, debug_requested, run_command,
-                            without_leading_debug)
+from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command, without_leading_debug
 
 #: subcommand -> (module in this package, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -95,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                "checkpoint, 3 bad dataset file, 4 output not writable, 70 internal error (--debug for the "
                "traceback), 130/143 interrupted.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, add_help=False, help=help_text)
     return parser
@@ -112,11 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(f"benchmarks.{COMMANDS[name][0]}").main(words[1:])
 
         return run_command(f"dannet-bench {name}", command, debug_requested(argv), program)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
+    build_parser().parse_args(argv)  # --help, or a one-line error: no command, or not one of COMMANDS
     return 0
 
 

@@ -26,6 +26,14 @@ def test_bad_invocation_fails(module: str) -> None:
     assert subprocess.run([sys.executable, "-m", module, "--no-such-flag"], capture_output=True).returncode != 0
 
 
+@pytest.mark.parametrize("prog", ["dannet-train", "dannet-export", "dannet-bench"])
+def test_a_command_without_its_subcommand_is_a_one_line_error(prog: str) -> None:
+    """README: every command reports a problem as one line on stderr, argparse's errors too (no usage block)."""
+    out = subprocess.run([sys.executable, "-m", MODULES[prog]], capture_output=True, text=True)
+    assert out.returncode == EXIT_USAGE and out.stdout == ""
+    assert out.stderr == f"{prog}: error: the following arguments are required: COMMAND (see {prog} --help)\n"
+
+
 #: per command with subcommands: a subcommand's command line, and the module and function that run it
 SUBCOMMANDS = {
     "dannet-train": (["info", "x.pth"], "train.cli", "cmd_info"),

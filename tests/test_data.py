@@ -273,6 +273,14 @@ def test_cli_synth_and_preview(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     grid = np.asarray(Image.open(png))
     assert grid.shape[0] == 2 * (192 + 4) and grid.shape[1] == 2 * 384  # 2 rows of image | label
+    # --pairs as training reads data.target.pairs: relative to the root, whatever the working folder, or absolute
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for pairs in ("zurich_dn_pair_train.csv", str(tmp_path / "darkzurich" / "zurich_dn_pair_train.csv")):
+        out = subprocess.run([*run, "preview", "--dataset", "darkzurich-pairs", "--root", str(tmp_path / "darkzurich"),
+                              "--pairs", pairs, "--crop", "32", "--out", str(png)], capture_output=True, text=True,
+                             cwd=elsewhere)
+        assert out.returncode == 0, out.stderr
     bad = subprocess.run([*run, "preview", "--dataset", "acdc-night", "--root", str(tmp_path / "nope")],
                          capture_output=True, text=True)
     assert bad.returncode == 3 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr  # 3: dataset

@@ -100,9 +100,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         light.to(device)
     dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
     weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std))
+    scored = f"{len(dataset)} images" if args.max_images is None or args.max_images >= len(dataset) else \
+        f"the first {args.max_images} of {len(dataset)} images"
     print(f"evaluating {args.checkpoint} ({arch}, {backbone}{', with relighting' if light else ', no relighting net'}) "
-          f"on {args.dataset}: {len(dataset)} images, input scale {args.scale}, weights std {weights_std}, "
-          f"reweight {reweight}")
+          f"on {args.dataset}: {scored}, input scale {args.scale}, weights std {weights_std}, reweight {reweight}")
     meter = evaluate(segmenter, light, dataset, weights, reweight, device, args.max_images)
     print(meter.table())
     if args.json:
@@ -127,13 +128,13 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 def cmd_preview(args: argparse.Namespace) -> None:
     from .data import (DarkZurichPairs, EvalTransform, PairTransform, SegmentationDataset, TrainTransform,
-                       build_dataset, cityscapes_samples)
+                       build_dataset, cityscapes_samples, pairs_csv_path)
     from .data.preview import preview_grid
     from .data.synth import PAIRS_CSV
 
     root = Path(args.root)
     if args.dataset == "darkzurich-pairs":
-        dataset = DarkZurichPairs(root, Path(args.pairs or root / PAIRS_CSV),
+        dataset = DarkZurichPairs(root, pairs_csv_path(root, args.pairs or PAIRS_CSV),
                                   PairTransform(crop=args.crop, scale=(0.9, 1.1), resize_to=args.resize))
     elif args.dataset == "cityscapes-train":
         dataset = SegmentationDataset(cityscapes_samples(root, "train"), TrainTransform(crop=(args.crop, args.crop)))
@@ -261,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", required=True, help="dataset root folder (as distributed, or a synth layout folder)")
     p.add_argument("--out", default="preview.png", help="output PNG (default preview.png)")
     p.add_argument("--count", type=integer(1, 64), default=4, help="samples to show, in [1, 64] (default 4)")
-    p.add_argument("--pairs", help="pairs CSV for darkzurich-pairs (default ROOT/zurich_dn_pair_train.csv)")
+    p.add_argument("--pairs", help="pairs CSV for darkzurich-pairs: relative to --root (as data.target.pairs in "
+                                   "training) or absolute (default zurich_dn_pair_train.csv)")
     p.add_argument("--crop", type=integer(8), default=512,
                    help="training crop size for the augmented previews, >= 8 (default 512)")
     p.add_argument("--resize", type=integer(8), default=None, help="resize pair crops to this size (reference: 512)")

@@ -12,8 +12,8 @@ from runtime.classes import NUM_CLASSES, class_weights
 
 from .checkpoint import CheckpointError, load_checkpoint, load_weights
 from .config import ConfigError
-from .data import DarkZurichPairs, EvalTransform, PairTransform, SegmentationDataset, TrainTransform, build_dataset
-from .data import dataset_samples
+from .data import (DarkZurichPairs, EvalTransform, PairTransform, SegmentationDataset, TrainTransform, build_dataset,
+                   dataset_samples, pairs_csv_path)
 from .imagenet import initialise_from_imagenet, is_imagenet_init
 from .models import Discriminator, RelightNet, build_segmenter
 
@@ -122,10 +122,9 @@ def source_dataset(config: dict) -> SegmentationDataset:
 def target_dataset(config: dict) -> DarkZurichPairs:
     t = config["data"]["target"]
     root = Path(t["root"])
-    pairs = Path(t["pairs"]) if Path(t["pairs"]).is_absolute() else root / t["pairs"]
     transform = PairTransform(crop=t["crop"], scale=tuple(t["scale"]), resize_to=t["resize_to"],
                               flip=config["data"]["flip"])
-    return DarkZurichPairs(root, pairs, transform)
+    return DarkZurichPairs(root, pairs_csv_path(root, t["pairs"]), transform)
 
 
 def val_dataset(name: str | None, root: str, config: dict):

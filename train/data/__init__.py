@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .datasets import (DarkZurichPairs, DatasetError, Sample, SegmentationDataset, acdc_night_samples,
-                       cityscapes_samples, darkzurich_samples, nightdriving_samples)
+                       cityscapes_samples, darkzurich_samples, nightdriving_samples, pairs_csv_path)
 from .transforms import EvalTransform, PairTransform, TrainTransform
 
 #: evaluation datasets by CLI name -> what they are (for --help)
@@ -18,7 +18,7 @@ DATASETS: dict[str, str] = {
     "darkzurich-val": "Dark Zurich night val (50 images with GT and invalid masks)",
     "darkzurich-test": "Dark Zurich night test (151 images, no GT: predictions for submission)",
     "nightdriving": "Nighttime Driving test (50 images, coarse GT)",
-    "acdc-night": "ACDC night val (GT; --split test for images only)",
+    "acdc-night": "ACDC night val (GT; its test split: images only)",
     "synthetic": "the generator's Dark Zurich-style night val (root: the `dannet-train synth` output)",
 }
 #: the evaluation datasets with labels, which an mIoU needs (validation, ``dannet-train eval``)
@@ -50,5 +50,5 @@ def build_dataset(name: str, root: str | Path, split: str | None = None,
 
 
 __all__ = ["DATASETS", "LABELLED_DATASETS", "build_dataset", "dataset_samples", "DatasetError", "Sample",
-           "SegmentationDataset", "DarkZurichPairs", "cityscapes_samples", "darkzurich_samples", "nightdriving_samples",
-           "acdc_night_samples", "TrainTransform", "PairTransform", "EvalTransform"]
+           "SegmentationDataset", "DarkZurichPairs", "pairs_csv_path", "cityscapes_samples", "darkzurich_samples",
+           "nightdriving_samples", "acdc_night_samples", "TrainTransform", "PairTransform", "EvalTransform"]
