@@ -101,8 +101,8 @@ def make_frame_folders(folder: Path, cameras: int, frames: int, size: tuple[int,
 def measure(segmenter: Segmenter, cameras: int, batched: bool, seconds: float, rate: float,
             size: tuple[int, int], inputs: list[str] | None = None) -> dict:
     """One configuration: its summary's totals, batching figures and per-camera rate and latency; the cameras are
-    live ``test://`` ones, or the first ``cameras`` of ``inputs`` (video files or image folders). A SIGINT or SIGTERM during it (which ends the run
-    early) ends the benchmark: a cut run's figures are not figures."""
+    live ``test://`` ones, or the first ``cameras`` of ``inputs`` (video files or image folders). A SIGINT or
+    SIGTERM during it (which ends the run early) ends the benchmark: a cut run's figures are not figures."""
     capture = CaptureOptions(size, rate)
     uris = inputs[:cameras] if inputs else [f"test://{PATTERNS[i % len(PATTERNS)]}" for i in range(cameras)]
     sources = [open_source(parse_input(uri), capture) for uri in uris]
