@@ -30,8 +30,9 @@ step starts and ends, so a run cut short (SIGTERM from an outer ``timeout``, Ctr
 goes away) still says what passed, what was running and what never started; each command's whole output
 is in its logs/. Each step's time limit is about twice its time on an H200, so a step that hangs costs
 little; on a slower machine (a Jetson) ``--timeout-factor`` stretches every limit. On an H200 without
-TensorRT the whole check takes an estimated 6-7 minutes (7 on its one run, which built and ran every CPU test
-of step 4): under a shorter outer limit, step 6 (figures measured before) is the one cut short.
+TensorRT the whole check takes an estimated 6-7 minutes (7 on its second full run, 2026-11-30, which had no
+multi-camera step and built and ran every CPU test): under a shorter outer limit, step 6 (figures measured
+before) is the one cut short.
 
     python scripts/gpu_check.py [--out gpu-check-report] [--checkpoint CKPT] [--timeout-factor F]
 """
@@ -282,9 +283,12 @@ def kernel_bench(check: Check) -> None:
 
 
 #: ``dannet-bench multicam`` on the GPU: frames large enough for the GPU's work to matter, live cameras faster
-#: than one-at-a-time inference can follow (4 x 240 frames/s), 3 s per configuration (image folders: 720 frames
-#: per camera, read as fast as they are inferred): about a minute with the model's export
+#: than one-at-a-time inference can follow (4 x 240 frames/s), 3 s per configuration: about a minute with the
+#: model's export
 MULTICAM = {"cameras": "1,2,4", "size": "256x512", "rate": "240", "seconds": "3"}
+#: image folders are read as fast as they are inferred, so their runs take as long as the GPU makes them: 240
+#: frames per camera (at 3 s, 10,080 frames over the six runs would leave the step's limit no margin at 100/s)
+MULTICAM_FOLDERS = MULTICAM | {"seconds": "1"}
 #: what the multi-camera step needs, as the Python that runs it sees it (JSON on stdout); the backends are
 #: imported before GStreamer starts (runtime/gst.py: load order)
 MULTICAM_PROBE = """
@@ -332,9 +336,10 @@ def multicam_backend(found: dict[str, bool], wanted: str | None = None) -> tuple
     return "onnxruntime", ""
 
 
-def multicam_bench(check: Check, backend: str | None = None, settings: dict[str, str] = MULTICAM) -> None:
+def multicam_bench(check: Check, backend: str | None = None, settings: dict[str, str] | None = None) -> None:
     """Several cameras through one model, batched vs one at a time, on ``backend`` (default: the one
-    ``multicam_backend`` picks); skipped with the reason when something it needs is missing."""
+    ``multicam_backend`` picks) with ``settings`` (default: ``MULTICAM`` or ``MULTICAM_FOLDERS``, by the cameras
+    ``multicam_source`` picks); skipped with the reason when something it needs is missing."""
     name = "dannet-bench multicam, batched vs one at a time"
     probe = check.run(Step("what the multi-camera step needs"), [check.python, "-c", MULTICAM_PROBE], 60)
     if probe is None or probe.returncode != 0:
@@ -346,6 +351,7 @@ def multicam_bench(check: Check, backend: str | None = None, settings: dict[str,
         check.add(Step(name, "skipped", why_not))
         return
     source = multicam_source(found)
+    settings = settings or (MULTICAM if source == "test" else MULTICAM_FOLDERS)
     step, result = Step(f"{name} ({backend}, {source} cameras)"), out_file(check, "multicam.json")
     check.run(step, [check.python, "-m", "benchmarks.cli", "multicam", "--backend", backend, "--source", source,
                      *(f"--{key}={value}" for key, value in settings.items()), "--json", str(result)], 150)

@@ -89,6 +89,24 @@ def test_without_a_gpu_the_multicam_step_is_skipped_with_a_reason(tmp_path: Path
     assert f"| {step.name} | skipped | 0 | {step.reason} |" in (tmp_path / "report.md").read_text()
 
 
+def test_without_gstreamer_the_multicam_step_reads_shorter_image_folders(tmp_path: Path, monkeypatch) -> None:
+    """Folders are read as fast as the GPU infers, so the step's length follows the GPU's speed: their runs are 1 s
+    of frames per camera at the rate, where live cameras run 3 s."""
+    module = gpu_check()
+    commands = []
+
+    def fake_run(self, step, command, timeout, env=None):
+        commands.append(command)
+        self.steps.append(step)
+        return subprocess.CompletedProcess(command, 0, json.dumps(
+            {"torch": True, "torch_cuda": True, "onnxruntime_cuda": False, "onnx_export": True, "gstreamer": False}))
+
+    monkeypatch.setattr(module.Check, "run", fake_run)
+    module.multicam_bench(module.Check(sys.executable, tmp_path, {}))
+    probe, bench = commands
+    assert bench[bench.index("--source") + 1] == "images" and "--seconds=1" in bench and "--rate=240" in bench
+
+
 def test_the_multicam_step_reports_each_ratio_of_the_benchmark_it_ran(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The step run for real, on the torch backend (the one a GPU takes: a dynamic-batch .pt2 program, on the CPU
