@@ -614,38 +614,24 @@ def test_multicam_benchmark_refuses_a_size_the_default_model_cannot_take(size: s
     assert f"--size {size}: the default model takes H and W multiples of 4 from 32x32" in err and nearest in err
 
 
-def test_multicam_benchmark_on_files_reads_every_frame_of_each_cameras_own_clip(dynamic_model: Path,
-                                                                                tmp_path: Path) -> None:
-    """``--source file``: each camera's clip holds ``--seconds`` x ``--rate`` frames of its own picture, decoded
-    here by the tests' own GStreamer pipeline; every run writes all of them (files drop nothing)."""
+@pytest.mark.parametrize("source", ["file", "images"])
+def test_multicam_benchmark_reads_every_frame_of_each_cameras_own_file_or_folder(source: str, dynamic_model: Path,
+                                                                                  tmp_path: Path) -> None:
+    """``--source file|images``: each camera's H.264 clip or PNG folder holds ``--seconds`` x ``--rate`` frames of
+    its own moving picture, read back here by the tests' own GStreamer pipeline or by Pillow; every run writes all
+    of them (files and folders drop nothing)."""
     import benchmarks.multicam as bench
 
-    clips = [decode(Path(clip)) for clip in bench.make_clips(tmp_path, 2, 10, (64, 128), 20.0)]
-    assert [len(clip) for clip in clips] == [10, 10] and clips[0][0].shape == (64, 128, 3)
-    assert np.abs(clips[0][0].astype(int) - clips[1][0]).mean() > 20  # each camera its own picture
-    assert np.abs(clips[0][0].astype(int) - clips[0][9]).mean() > 20  # moving
-    assert bench.main(["--model", str(dynamic_model), "--source", "file", "--cameras", "2", "--seconds", "0.5",
+    def read_back(path: Path) -> list[np.ndarray]:
+        return decode(path) if source == "file" else [np.asarray(Image.open(f)) for f in sorted(path.iterdir())]
+
+    cameras = [read_back(Path(uri)) for uri in bench.make_inputs(source, tmp_path, 2, 10, (64, 128), 20.0)]
+    assert [len(frames) for frames in cameras] == [10, 10] and cameras[0][0].shape == (64, 128, 3)
+    assert np.abs(cameras[0][0].astype(int) - cameras[1][0]).mean() > 20  # each camera its own picture
+    assert np.abs(cameras[0][0].astype(int) - cameras[0][9]).mean() > 20  # moving
+    assert bench.main(["--model", str(dynamic_model), "--source", source, "--cameras", "1,2", "--seconds", "0.5",
                        "--rate", "20", "--size", "64x128", "--json", str(tmp_path / "m.json")]) == 0
     result = json.loads((tmp_path / "m.json").read_text())
-    assert result["args"]["source"] == "file" and len(result["results"]) == 2
-    for run in result["results"]:
-        assert [(c["written"], c["dropped"]) for c in run["per_camera"]] == [(10, 0), (10, 0)]
-
-
-def test_multicam_benchmark_on_image_folders_reads_every_frame_of_each_cameras_own_folder(dynamic_model: Path,
-                                                                                       tmp_path: Path) -> None:
-    """``--source images``: each camera's folder holds ``--seconds`` x ``--rate`` PNG frames of its own moving
-    picture, read back here with Pillow; every run writes all of them."""
-    import benchmarks.multicam as bench
-
-    folders = bench.make_frame_folders(tmp_path, 2, 10, (64, 128))
-    frames = [[np.asarray(Image.open(path)) for path in sorted(Path(folder).iterdir())] for folder in folders]
-    assert [len(camera) for camera in frames] == [10, 10] and frames[0][0].shape == (64, 128, 3)
-    assert np.abs(frames[0][0].astype(int) - frames[1][0]).mean() > 20  # each camera its own picture
-    assert np.abs(frames[0][0].astype(int) - frames[0][9]).mean() > 20  # moving
-    assert bench.main(["--model", str(dynamic_model), "--source", "images", "--cameras", "1,2", "--seconds", "0.5",
-                       "--rate", "20", "--size", "64x128", "--json", str(tmp_path / "m.json")]) == 0
-    result = json.loads((tmp_path / "m.json").read_text())
-    assert result["args"]["source"] == "images" and len(result["results"]) == 4
+    assert result["args"]["source"] == source and len(result["results"]) == 4
     for run in result["results"]:
         assert [(c["written"], c["dropped"]) for c in run["per_camera"]] == [(10, 0)] * run["cameras"]
