@@ -151,8 +151,9 @@ class Check:
             detail = s.reason or ", ".join(f"{k}: {v}" for k, v in s.figures.items())
             lines.append(f"| {s.name} | {s.status} | {s.seconds:.0f} | {detail} |")
         for s in self.steps:
-            if s.output_tail:
-                lines += ["", f"## {s.name}", "", f"`{s.command}`", "", "```", s.output_tail, "```"]
+            if s.output_tail:  # a command with a script in it (python -c) in a block of its own: inline it breaks
+                command = ["```", s.command, "```"] if "\n" in s.command else [f"`{s.command}`"]
+                lines += ["", f"## {s.name}", "", *command, "", "```", s.output_tail, "```"]
         return atomic_write(self.out / "report.md", "\n".join(lines) + "\n")
 
 

@@ -89,6 +89,15 @@ def test_without_a_gpu_the_multicam_step_is_skipped_with_a_reason(tmp_path: Path
     assert f"| {step.name} | skipped | 0 | {step.reason} |" in (tmp_path / "report.md").read_text()
 
 
+def test_a_command_with_a_script_in_it_keeps_the_report_readable(tmp_path: Path) -> None:
+    """The probe is ``python -c`` with a script of many lines: inline backticks cannot hold it, a block can."""
+    module = gpu_check()
+    check = module.Check(sys.executable, tmp_path, {})
+    check.run(module.Step("probe"), [sys.executable, "-c", "import sys\nprint('found')"], 60)
+    report = (tmp_path / "report.md").read_text()
+    assert f"```\n{sys.executable} -c import sys\nprint('found')\n```\n\n```\nfound\n```" in report
+
+
 def test_without_gstreamer_the_multicam_step_reads_shorter_image_folders(tmp_path: Path, monkeypatch) -> None:
     """Folders are read as fast as the GPU infers, so the step's length follows the GPU's speed: their runs are 1 s
     of frames per camera at the rate, where live cameras run 3 s."""
