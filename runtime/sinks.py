@@ -293,13 +293,33 @@ class RtspSink:
     def _configure(self, factory: Any, media: Any) -> None:
         """A media for the clients is made: keep its appsrc, and hear its errors. Its pipeline's bus already has
         the server's watch (one per bus), so the errors are taken as they are posted, as sync messages."""
-        bus = media.get_element().get_parent().get_bus()
+        pipeline = media.get_element().get_parent()
+        bus = pipeline.get_bus()
         bus.enable_sync_message_emission()
         bus.connect("sync-message::error", self._media_failed)
+        pipeline.connect("deep-element-added", self._unsynchronised)
         with self.lock:
             self.appsrc, self.playing = media.get_element().get_by_name("pictures"), False
         media.connect("new-state", self._new_state)
         media.connect("unprepared", self._unprepared)
+
+    @staticmethod
+    def _unsynchronised(pipeline: Any, bin: Any, element: Any) -> None:
+        """The sinks the server adds for each client send pictures as they come instead of waiting for their
+        timestamps, as if every client asked for ONVIF's "Rate-Control: no": the pictures are live already. The
+        server turns waiting (``sync``) on again on each PLAY, so it is turned off whenever it is turned on, on
+        the thread that did it, before the media plays. Waiting, the picture encoded while the media prerolled
+        for the client's DESCRIBE could reach its sink after PLAY with a running time far ahead of the clock's:
+        the sink waited for it (seen: more than 20 s, 1 connection in 30 to 110 on a busy machine) and nothing
+        reached the client."""
+        def no_waiting(sink: Any, *_: Any) -> None:
+            if sink.get_property("sync"):
+                sink.set_property("sync", False)
+
+        factory = element.get_factory()
+        if factory is not None and factory.get_name() in ("appsink", "multiudpsink"):
+            element.connect("notify::sync", no_waiting)
+            no_waiting(element)
 
     def _new_state(self, media: Any, state: int) -> None:
         with self.lock:

@@ -126,22 +126,55 @@ def test_pictures_faster_than_the_encoder_wait_two_at_most_the_others_are_counte
         time.sleep(0.1)
         return appsrc.get_property("current-level-buffers") == 0
 
+    def state() -> str:
+        """What the server and the client were doing, for a failure's message."""
+        return (f"{appsrc.get_property('current-level-buffers')} waiting, {left[0]} sent, playing {sink.playing}, "
+                f"media kept {sink.appsrc is appsrc}, client exit code {viewer.process.poll()}, client's last "
+                f"lines: {viewer.lines[-6:]}")
+
     viewer = Viewer(port, frames=60)
     try:
         wait_until(lambda: sink.appsrc is not None)
         appsrc = sink.appsrc
         appsrc.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, count)
         write_until(sink, picture, lambda: sink.playing and left[0] > 2)
-        assert sink.playing and drained()
+        assert sink.playing and drained(), state()
         before, waiting, sent = left[0], [], []
         for _ in range(200):
             sent.append(sink.write(picture, frame, 0.0))
             waiting.append(appsrc.get_property("current-level-buffers"))
         assert max(waiting) == 2, f"pictures waiting for the encoder reached {max(waiting)}"
-        assert drained() and sink.appsrc is appsrc  # drained, not thrown away with the media
+        assert drained() and sink.appsrc is appsrc, state()  # drained, not thrown away with the media
         assert sent.count(False) > 0 and left[0] - before == sent.count(True)
         write_until(sink, picture, viewer.exited)
         assert viewer.decoded() == 60
+    finally:
+        viewer.kill()
+        sink.close()
+
+
+def test_the_sinks_serving_a_client_send_pictures_as_they_come() -> None:
+    """The sinks the server adds for a client (TCP here) do not wait for the pictures' timestamps. Waiting, one
+    connection in 30-110 on a busy machine never started flowing: the picture encoded while the media prerolled
+    for DESCRIBE reached its sink after PLAY with a running time far ahead of the clock, and the sink waited for it
+    (a backtrace of the stall: the appsrc's streaming thread in gst_base_sink_wait_clock) while the two pictures
+    behind it waited for the encoder. The race is too rare for a test to catch in its seconds; what prevents it is
+    checked here."""
+    sink, port = started(64, 64)
+    picture = np.zeros((64, 64, 3), np.uint8)
+    viewer = Viewer(port, frames=10)
+    try:
+        write_until(sink, picture, lambda: sink.playing)
+        pipeline = sink.appsrc.get_parent()
+        while pipeline.get_parent() is not None:
+            pipeline = pipeline.get_parent()
+        elements: list = []
+        pipeline.iterate_recurse().foreach(elements.append)
+        sinks = [e for e in elements if e.get_factory().get_name() in ("appsink", "multiudpsink")]
+        assert sinks and not any(e.get_property("sync") for e in sinks), [(e.get_name(), e.get_property("sync"))
+                                                                          for e in sinks]
+        write_until(sink, picture, viewer.exited)
+        assert viewer.decoded() == 10
     finally:
         viewer.kill()
         sink.close()
