@@ -4,6 +4,7 @@ pipelines in ``gst-launch-1.0`` processes; the port is checked with plain socket
 - the queue of pictures waiting for the encoder stays bounded however fast they come, and the pictures let go
   are counted exactly;
 - pictures of odd sizes are served (4:2:0 encoders refuse odd sizes);
+- the sinks serving a client send pictures as they come (paced by timestamps, a race stalled some streams);
 - an error in the media serving the clients stops the run instead of every client failing unseen;
 - the port is checked when the URI is parsed, and freed when the output closes.
 """
