@@ -60,9 +60,9 @@ class Viewer:
     exits. Its output is read as it comes: -v reports every picture (how ``decoded`` counts them) and rtspsrc's
     statistics, over 50 KB for 60 pictures, and a pipe left unread stops a client that fills it."""
 
-    def __init__(self, port: int, frames: int) -> None:
+    def __init__(self, port: int, frames: int, protocol: str = "tcp") -> None:
         self.process = subprocess.Popen(["gst-launch-1.0", "-v", "rtspsrc", f"location=rtsp://127.0.0.1:{port}/x",
-                                         "latency=0", "protocols=tcp", "!", "decodebin", "!", "fakesink",
+                                         "latency=0", f"protocols={protocol}", "!", "decodebin", "!", "fakesink",
                                          "silent=false", f"num-buffers={frames}"],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
@@ -154,16 +154,17 @@ def test_pictures_faster_than_the_encoder_wait_two_at_most_the_others_are_counte
         sink.close()
 
 
-def test_the_sinks_serving_a_client_send_pictures_as_they_come() -> None:
-    """The sinks the server adds for a client (TCP here) do not wait for the pictures' timestamps. Waiting, one
-    connection in 30-110 on a busy machine never started flowing: the picture encoded while the media prerolled
-    for DESCRIBE reached its sink after PLAY with a running time far ahead of the clock, and the sink waited for it
-    (a backtrace of the stall: the appsrc's streaming thread in gst_base_sink_wait_clock) while the two pictures
-    behind it waited for the encoder. The race is too rare for a test to catch in its seconds; what prevents it is
-    checked here."""
+@pytest.mark.parametrize("protocol", ["tcp", "udp"])
+def test_the_sinks_serving_a_client_send_pictures_as_they_come(protocol: str) -> None:
+    """The sinks the server adds for a client (an appsink for TCP, a multiudpsink for UDP) do not wait for the
+    pictures' timestamps, and the client plays. Waiting, one connection in 30-110 on a busy machine never started
+    flowing: the picture encoded while the media prerolled for DESCRIBE reached its sink after PLAY with a running
+    time far ahead of the clock, and the sink waited for it (a backtrace of the stall: the appsrc's streaming
+    thread in gst_base_sink_wait_clock) while the two pictures behind it waited for the encoder. The race is too
+    rare for a test to catch in its seconds; what prevents it is checked here."""
     sink, port = started(64, 64)
     picture = np.zeros((64, 64, 3), np.uint8)
-    viewer = Viewer(port, frames=10)
+    viewer = Viewer(port, frames=10, protocol=protocol)
     try:
         write_until(sink, picture, lambda: sink.playing)
         pipeline = sink.appsrc.get_parent()
