@@ -430,10 +430,12 @@ def test_backbones_bad_flags_are_one_line_errors(flags: list[str], message: str,
     assert message in err and len(err.splitlines()) == 1 and err.startswith("dannet-bench backbones: error:")
 
 
-def test_demo_trains_its_two_runs_side_by_side_for_the_same_minutes(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo's fairness rests on this: DANNet and source-only each get the same training time (the
-    checkpoint's own clock), whatever their speed; and a demo-output/ from other settings is started over."""
+def test_demo_trains_side_by_side_until_the_steps_or_the_same_minutes(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's fairness and reproducibility rest on this: each run stops at its steps (the same figures on any
+    machine fast enough), and runs that reach the minutes first get the same training time (the checkpoint's own
+    clock), whatever their speed; the summary reports the steps taken; a demo-output/ from other settings is
+    started over."""
     from benchmarks import demo
     from train.checkpoint import load_checkpoint
     from train.data.synth import generate
@@ -447,19 +449,42 @@ def test_demo_trains_its_two_runs_side_by_side_for_the_same_minutes(tmp_path: Pa
     common = [*demo.training_args(data), *small]
     demo.start_over_if_settings_changed()
     minutes = 0.1
-    demo.train_side_by_side({"fast": ["pretrain", *common, "--set", "pretrain.iterations=100000"],
-                             "slow": ["adapt", *common, "--set", "optim.iterations=100000"]}, minutes)
-    fast, slow = (load_checkpoint(demo.OUT / name / "final.pth") for name in ("fast", "slow"))
+    demo.train_side_by_side({"source_only": ["pretrain", *common, "--set", "pretrain.iterations=100000"],
+                             "dannet": ["adapt", *common, "--set", "optim.iterations=100000"],
+                             "pretrain": ["pretrain", *common, "--set", "pretrain.iterations=2"]}, minutes)
+    fast, slow, capped = (load_checkpoint(demo.OUT / name / "final.pth")
+                          for name in ("source_only", "dannet", "pretrain"))
     for run in (fast, slow):
         assert 60 * minutes <= run.extra["trained_s"] < 60 * minutes + 5
     assert fast.iteration > slow.iteration > 0  # a DANNet step trains three images and two discriminators
+    assert capped.iteration == 2 and capped.extra["trained_s"] < 60 * minutes
+    assert demo.steps_trained() == {"pretrain_from_imagenet": 2, "dannet": slow.iteration,
+                                    "source_only": fast.iteration}
 
-    (demo.OUT / "pretrain").mkdir()  # a run of the recorded settings survives; other settings remove it
-    demo.start_over_if_settings_changed()
-    assert (demo.OUT / "pretrain").is_dir()
-    monkeypatch.setattr(demo, "ADAPT_MIN", demo.ADAPT_MIN + 1)
-    demo.start_over_if_settings_changed()
-    assert not (demo.OUT / "pretrain").exists()
+    for setting, changed in (("ADAPT_MIN", demo.ADAPT_MIN + 1), ("DANNET_STEPS", demo.DANNET_STEPS + 1)):
+        (demo.OUT / "pretrain").mkdir(exist_ok=True)  # a run of the recorded settings survives; others remove it
+        demo.start_over_if_settings_changed()
+        assert (demo.OUT / "pretrain").is_dir()
+        monkeypatch.setattr(demo, setting, changed)
+        demo.start_over_if_settings_changed()
+        assert not (demo.OUT / "pretrain").exists(), setting
+
+
+def test_demo_explains_itself_and_refuses_options_before_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` says what the demo does instead of starting minutes of training; an option it does not have is a
+    one-line error, and neither touches demo-output/."""
+    from benchmarks import demo
+
+    monkeypatch.setattr(demo, "OUT", tmp_path / "demo-output")
+    with pytest.raises(SystemExit) as help_exit:
+        demo.main(["--help"])
+    assert help_exit.value.code == 0 and "DANNet adaptation" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        demo.main(["--minutes", "3"])
+    err = capsys.readouterr().err.strip()
+    assert bad.value.code == 2 and len(err.splitlines()) == 1 and "unrecognized arguments: --minutes 3" in err
+    assert not demo.OUT.exists()
 
 
 @pytest.fixture(scope="module")
