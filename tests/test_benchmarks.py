@@ -458,8 +458,11 @@ def test_demo_trains_side_by_side_until_the_steps_or_the_same_minutes(tmp_path: 
         assert 60 * minutes <= run.extra["trained_s"] < 60 * minutes + 5
     assert fast.iteration > slow.iteration > 0  # a DANNet step trains three images and two discriminators
     assert capped.iteration == 2 and capped.extra["trained_s"] < 60 * minutes
-    assert demo.steps_trained() == {"pretrain_from_imagenet": 2, "dannet": slow.iteration,
-                                    "source_only": fast.iteration}
+    steps = demo.steps_trained()
+    assert steps == {"pretrain_from_imagenet": 2, "dannet": slow.iteration, "source_only": fast.iteration}
+    assert f"2 / {slow.iteration} / {fast.iteration} steps" in demo.steps_short_of_budget(steps)
+    assert demo.steps_short_of_budget({"pretrain_from_imagenet": demo.PRETRAIN_STEPS, "dannet": demo.DANNET_STEPS,
+                                       "source_only": demo.SOURCE_ONLY_STEPS}) is None
 
     for setting, changed in (("ADAPT_MIN", demo.ADAPT_MIN + 1), ("DANNET_STEPS", demo.DANNET_STEPS + 1)):
         (demo.OUT / "pretrain").mkdir(exist_ok=True)  # a run of the recorded settings survives; others remove it
