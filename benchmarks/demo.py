@@ -3,10 +3,11 @@
 1. generate Cityscapes-style day data and Dark Zurich-style day/night pairs (scenes the validation
    sets never share);
 2. train a PSPNet with an EfficientNet-Lite0 backbone from ImageNet weights on the labelled day data,
-   then, side by side for the same training time (one thread each): DANNet adaptation (relighting net,
-   discriminators, unlabelled night) and a source-only run that trains on with the day labels only,
-   so that the difference between the two is DANNet's and not more training (cached: a second run
-   reuses all of it);
+   then, side by side (one thread each), DANNet adaptation (relighting net, discriminators, unlabelled
+   night) and a source-only run that trains on with the day labels only, for steps that take about the
+   same time on 2 cores, so that the difference between the two is DANNet's and not more training. The
+   budget is steps, so any machine fast enough trains as much; minutes cap each stage on a slower one
+   (cached: a second run reuses all of it);
 3. evaluate both on generated night val and day val: mIoU, and a picture (night | source-only |
    DANNet | ground truth);
 4. export DANNet as one ONNX graph (uint8 camera frame in, labels and per-pixel confidence out), time it
@@ -40,17 +41,19 @@ SIZE = (128, 256)
 COUNT = 300
 BACKBONE = "efficientnet_lite0"
 #: the training budget in steps: day-only training from ImageNet (both cores), then side by side (one core each)
-#: DANNet and source-only. These are the steps the 2-core build machine trained in PRETRAIN_MIN and ADAPT_MIN (three
-#: quiet runs on 2026-12-01: 394-474 / 72-81 / 119-139), so the two side-by-side runs had the same training time
-#: there. Steps, not minutes, make the figures independent of the machine's speed: with minutes as the budget, the
-#: same machine running 1.5x faster trained 684 / 121 / 182 steps and DANNet's gain fell from +6.6..+8.0 to +4.4
-#: points (the extra pre-training lifted source-only most); with these steps it gave +7.9 and +8.1 (BENCHMARKS.md)
+#: DANNet and source-only. About what the 2-core build machine trained in 4.25 + 2.25 minutes in the quiet runs of
+#: 2026-12-01 (394 and 441 / 72 and 81 / 119 and 138), where the two side-by-side runs' steps took the same time
+#: (on 12-02's faster VM: 102 s for DANNet's, 115 s for source-only's). Steps, not minutes, make the figures
+#: independent of the machine's speed: with minutes as the budget, that VM trained 684 / 121 / 182 steps and
+#: DANNet's gain fell from +6.6..+8.0 to +4.4 points (the extra pre-training lifted source-only most); with these
+#: steps it gave +7.7, +7.9 and +8.1 (BENCHMARKS.md)
 PRETRAIN_STEPS, DANNET_STEPS, SOURCE_ONLY_STEPS = 440, 80, 140
-#: minutes that end each stage first on a slower machine (fewer steps, the same time for both side-by-side runs),
-#: so that the demo's length stays bounded: about 7.5 minutes there, 9.2 with a fresh set-up. The day model limited
-#: the night (2.5 -> 4.5 min: DANNet's night 9.0% -> 12.4%); with the early stages frozen, DANNet's adaptation does
-#: too (1.5 / 2.5 / 3 min: 17.0 / 19.7 / 18.8%, source-only 12.7 / 12.8 / 12.1%; BENCHMARKS.md)
-PRETRAIN_MIN, ADAPT_MIN = 4.25, 2.25
+#: minutes that end a stage first on a machine too slow for its steps (each run stops at whichever comes first),
+#: so that the demo's length stays bounded: about 9.5 minutes at most. About 10% above what the slowest quiet run of
+#: 12-01 needed for the steps. The day model limited the night (2.5 -> 4.5 min: DANNet's night 9.0% -> 12.4%); with
+#: the early stages frozen, DANNet's adaptation does too (1.5 / 2.5 / 3 min: 17.0 / 19.7 / 18.8%, source-only 12.7 /
+#: 12.8 / 12.1%; BENCHMARKS.md)
+PRETRAIN_MIN, ADAPT_MIN = 5.25, 3.0
 #: AdamW learning rates: from ImageNet weights, then from the day model (both side-by-side runs, each with
 #: a fresh optimiser state; measured at 2e-4 / 5e-4 / 1e-3 for both: DANNet's night rises to ~7.5% from 2e-4's
 #: 6.4% while source-only stays 4-5% at 5e-4 and falls to 2.7% at 1e-3; BENCHMARKS.md)
@@ -110,6 +113,19 @@ def training_args(data: Path) -> list[str]:
               "data.source.class_proportions": CLASS_PROPORTIONS,
               "data.target.root": data / "darkzurich", "run.val_every": 0, "run.checkpoint_every": 100}
     return ["--config", "synthetic-cpu", *(a for k, v in values.items() for a in ("--set", f"{k}={v}"))]
+
+
+def training_runs(data: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """The ``dannet-train`` arguments of the day model's pre-training (with its steps and minutes), and of the two
+    side-by-side runs that start from it (with their steps; ``train_side_by_side`` adds their minutes)."""
+    common = training_args(data)
+    labelled = ["--set", f"optim.batch_size={LABELLED_BATCH}"]
+    pretrain = ["pretrain", *common, *labelled, "--init", "imagenet", "--set", f"pretrain.iterations={PRETRAIN_STEPS}",
+                "--set", f"run.time_limit_min={PRETRAIN_MIN}"]
+    init = ["--init", str(OUT / "pretrain" / "final.pth")]
+    return pretrain, {"dannet": ["adapt", *common, *init, "--set", f"optim.iterations={DANNET_STEPS}"],
+                      "source_only": ["pretrain", *common, *labelled, *init, "--set", f"pretrain.lr={ADAPT_LR}",
+                                      "--set", f"pretrain.iterations={SOURCE_ONLY_STEPS}"]}
 
 
 def resume_flag(out: Path) -> list[str]:
@@ -250,20 +266,13 @@ def main(argv: list[str] | None = None) -> None:
             generate(data / layout, layout, count=COUNT, size=SIZE, seed=0)
     print(f"   {data}: day images, day/night pairs, labelled day and night val ({time.perf_counter() - t:.0f} s)")
 
-    common = training_args(data)
+    pretrain, side_by_side = training_runs(data)
     t = step(f"2/5 training: PSPNet-{BACKBONE} from ImageNet on day labels, {PRETRAIN_STEPS} steps "
              f"(at most {PRETRAIN_MIN:g} min; cached)")
-    labelled = ["--set", f"optim.batch_size={LABELLED_BATCH}"]
-    train_in_process("pretrain", ["pretrain", *common, *labelled, "--init", "imagenet",
-                                  "--set", f"pretrain.iterations={PRETRAIN_STEPS}",
-                                  "--set", f"run.time_limit_min={PRETRAIN_MIN}"])
+    train_in_process("pretrain", pretrain)
     print(f"   then side by side, at most {ADAPT_MIN:g} min each: DANNet adaptation, {DANNET_STEPS} steps | "
           f"source-only (day labels only), {SOURCE_ONLY_STEPS} steps")
-    init = ["--init", str(OUT / "pretrain" / "final.pth")]
-    train_side_by_side({"dannet": ["adapt", *common, *init, "--set", f"optim.iterations={DANNET_STEPS}"],
-                        "source_only": ["pretrain", *common, *labelled, *init, "--set", f"pretrain.lr={ADAPT_LR}",
-                                        "--set", f"pretrain.iterations={SOURCE_ONLY_STEPS}"]},
-                       ADAPT_MIN)
+    train_side_by_side(side_by_side, ADAPT_MIN)
     print(f"   ({time.perf_counter() - t:.0f} s)")
 
     step("3/5 night val and day val: source-only vs DANNet")

@@ -473,6 +473,38 @@ def test_demo_trains_side_by_side_until_the_steps_or_the_same_minutes(tmp_path: 
         assert not (demo.OUT / "pretrain").exists(), setting
 
 
+def test_demo_runs_get_their_steps_minutes_and_starting_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What each demo run resolves to through ``dannet-train``'s own parser and config: the pre-training from ImageNet
+    with its steps and minutes; DANNet and source-only from the day model with their own steps and learning rate
+    (``train_side_by_side`` adds their minutes), and in every other setting alike."""
+    from benchmarks import demo
+    from train.cli import build_parser
+    from train.config import load_config
+
+    monkeypatch.setattr(demo, "OUT", tmp_path / "demo-output")
+    pretrain, side_by_side = demo.training_runs(tmp_path / "data")
+    resolved = {}
+    for name, argv in {"pretrain": pretrain, **side_by_side}.items():
+        args = build_parser().parse_args([*argv, "--out", str(tmp_path / name)])
+        resolved[name] = (args.command, args.init, load_config(args.config, args.set))
+    day_model = str(demo.OUT / "pretrain" / "final.pth")
+    (job, init, config), steps = resolved["pretrain"], demo.PRETRAIN_STEPS
+    assert (job, init, config["pretrain"]["iterations"]) == ("pretrain", ["imagenet"], steps)
+    assert (config["run"]["time_limit_min"], config["pretrain"]["lr"]) == (demo.PRETRAIN_MIN, demo.PRETRAIN_LR)
+    job, init, config = resolved["dannet"]
+    assert (job, init, config["optim"]["iterations"], config["optim"]["lr"]) == ("adapt", [day_model],
+                                                                               demo.DANNET_STEPS, demo.ADAPT_LR)
+    job, init, config = resolved["source_only"]
+    assert (job, init, config["pretrain"]["iterations"], config["pretrain"]["lr"]) == ("pretrain", [day_model],
+                                                                                     demo.SOURCE_ONLY_STEPS,
+                                                                                     demo.ADAPT_LR)
+    assert resolved["pretrain"][2]["optim"]["batch_size"] == config["optim"]["batch_size"] == demo.LABELLED_BATCH
+    dannet, source_only = resolved["dannet"][2], resolved["source_only"][2]
+    for section in ("model", "data"):  # the same networks and data: only the training differs
+        assert dannet[section] == source_only[section], section
+    assert dannet["run"]["time_limit_min"] is None and source_only["run"]["time_limit_min"] is None
+
+
 def test_demo_explains_itself_and_refuses_options_before_it_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """``--help`` says what the demo does instead of starting minutes of training; an option it does not have is a
