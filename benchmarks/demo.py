@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n== summary ({OUT / 'summary.json'})")
     source, dannet = scores["source_only"], scores["dannet"]
     print(f"   night val mIoU: source-only {source['night']:.1f}%, DANNet {dannet['night']:.1f}% ({gain:+.1f} points; "
-          f"{steps['source_only']} and {steps['dannet']} steps: equal minutes on the 2-core build machine); "
+          f"{steps['source_only']} and {steps['dannet']} steps, about the same minutes on 2 cores); "
           f"day val: {source['day']:.1f}% / {dannet['day']:.1f}%")
     if shortfall := steps_short_of_budget(steps):
         print(f"   {shortfall}")
