@@ -183,13 +183,16 @@ def test_resume_restores_the_fp16_gradient_scale(data: Path, tmp_path: Path) -> 
     assert fresh.precision.scaler.state_dict()["_growth_tracker"] == 7
 
 
-def test_time_limit_stops_and_decays_the_learning_rate_over_the_minutes(data: Path, tmp_path: Path) -> None:
+def test_time_limit_stops_and_decays_the_learning_rate_over_the_minutes(data: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """``run.time_limit_min``: training stops once that much training time is spent, however many
     iterations remain, keeps a final checkpoint there, and the poly schedule follows the time (the
-    learning rate falls towards 0 as the limit nears, not towards iteration 10,000's value)."""
+    learning rate falls towards 0 as the limit nears, not towards iteration 10,000's value); the progress
+    bar names both ends, since either may come first."""
     out, limit_s = tmp_path / "timed", 4.0
     assert train_main(["pretrain", *cli_args(data, **{"pretrain.iterations": 10_000, "run.checkpoint_every": 10_000,
                                                       "run.time_limit_min": limit_s / 60}), "--out", str(out)]) == 0
+    assert f"until 10000 it or {limit_s / 60:g} min" in capsys.readouterr().err
     final = load_checkpoint(out / "final.pth")
     assert 1 < final.iteration < 10_000 and limit_s <= final.extra["trained_s"] < limit_s + 5
     lrs = [json.loads(line)["lr"] for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -279,8 +279,9 @@ class Logger:
             self.writer = None
         if self.time_limit_min is None:
             self.bar = tqdm(total=self.total, initial=self.start, unit="it", dynamic_ncols=True)
-        else:  # the clock decides when it ends: no iteration count to fill, no ETA from it
-            self.bar = tqdm(initial=self.start, unit="it", dynamic_ncols=True, desc=f"{self.time_limit_min:g} min")
+        else:  # either may end it first: no count to fill and no ETA, but both ends named
+            self.bar = tqdm(initial=self.start, unit="it", dynamic_ncols=True,
+                            desc=f"until {self.total} it or {self.time_limit_min:g} min")
 
     def _metrics_up_to_start(self) -> Path:
         """metrics.jsonl without the records after ``start``: a run killed without a signal (out of memory, power)
