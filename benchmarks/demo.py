@@ -174,7 +174,7 @@ def train_side_by_side(runs: dict[str, list[str]], minutes: float) -> None:
                                         stdout=log, stderr=subprocess.STDOUT, env=env), log)
     started = time.monotonic()
     with tqdm(total=round(60 * minutes), desc=f"   {' + '.join(todo)}", unit="s",
-              bar_format="{desc}: {bar} {n_fmt}/{total_fmt} s") as bar:
+              bar_format="{desc}: {bar} {n_fmt} s of at most {total_fmt}") as bar:
         while any(p.poll() is None for p, _ in procs.values()):
             time.sleep(1)
             bar.update(min(bar.total, round(time.monotonic() - started)) - bar.n)
