@@ -35,24 +35,23 @@ from runtime.atomic import atomic_file, atomic_write
 
 OUT = Path("demo-output")
 SIZE = (128, 256)
-#: day images (and as many day/night pairs) to train on; the val sets hold a quarter as many, other scenes. Minutes
-#: of training see each of 120 images about 30 times; 300 (14 s to generate) took DANNet's night from 17.3% to
-#: 22.3% and source-only's from 11.0% to 15.3% (val sets of 30 and 75 images; BENCHMARKS.md)
+#: day images (and as many day/night pairs) to train on; the val sets hold a quarter as many, other scenes. The day
+#: model's 440 steps of 8 images see each of 300 about 12 times; 300 instead of 120 (14 s to generate) took DANNet's
+#: night from 17.3% to 22.3% and source-only's from 11.0% to 15.3% (val sets of 30 and 75 images; BENCHMARKS.md)
 COUNT = 300
 BACKBONE = "efficientnet_lite0"
 #: the training budget in steps: day-only training from ImageNet (both cores), then side by side (one core each)
 #: DANNet and source-only. About what the 2-core build machine trained in 4.25 + 2.25 minutes in the quiet runs of
 #: 2026-12-01 (394 and 441 / 72 and 81 / 119 and 138), where the two side-by-side runs' steps took the same time
-#: (on 12-02's faster VM: 102 s for DANNet's, 115 s for source-only's). Steps, not minutes, make the figures
-#: independent of the machine's speed: with minutes as the budget, that VM trained 684 / 121 / 182 steps and
-#: DANNet's gain fell from +6.6..+8.0 to +4.4 points (the extra pre-training lifted source-only most); with these
-#: steps it gave +7.7, +7.9 and +8.1 (BENCHMARKS.md)
+#: (on 12-02's faster VM: 102 s for DANNet's, 115 s for source-only's). Steps, not minutes, keep the figures from
+#: following the machine's speed: with minutes as the budget, that VM trained 684 / 121 / 182 steps and DANNet's
+#: gain fell from +6.6..+8.0 to +4.4 points (the extra pre-training lifted source-only most); with these steps it
+#: gave +7.7 to +8.1 in four runs. Both stages limit the night: a longer day model (2.5 -> 4.5 min: DANNet's night
+#: 9.0% -> 12.4%) and, with the early stages frozen, longer adaptation (1.5 / 2.5 / 3 min: 17.0 / 19.7 / 18.8%,
+#: source-only 12.7 / 12.8 / 12.1%; BENCHMARKS.md)
 PRETRAIN_STEPS, DANNET_STEPS, SOURCE_ONLY_STEPS = 440, 80, 140
 #: minutes that end a stage first on a machine too slow for its steps (each run stops at whichever comes first),
-#: so that the demo's length stays bounded: about 9.5 minutes at most. About 10% above what the slowest quiet run of
-#: 12-01 needed for the steps. The day model limited the night (2.5 -> 4.5 min: DANNet's night 9.0% -> 12.4%); with
-#: the early stages frozen, DANNet's adaptation does too (1.5 / 2.5 / 3 min: 17.0 / 19.7 / 18.8%, source-only 12.7 /
-#: 12.8 / 12.1%; BENCHMARKS.md)
+#: so that the training takes at most 8.25 minutes: about 10% above what the slowest quiet run of 12-01 needed
 PRETRAIN_MIN, ADAPT_MIN = 5.25, 3.0
 #: AdamW learning rates: from ImageNet weights, then from the day model (both side-by-side runs, each with
 #: a fresh optimiser state; measured at 2e-4 / 5e-4 / 1e-3 for both: DANNet's night rises to ~7.5% from 2e-4's
@@ -174,7 +173,7 @@ def train_side_by_side(runs: dict[str, list[str]], minutes: float) -> None:
                                         stdout=log, stderr=subprocess.STDOUT, env=env), log)
     started = time.monotonic()
     with tqdm(total=round(60 * minutes), desc=f"   {' + '.join(todo)}", unit="s",
-              bar_format="{desc}: {bar} {n_fmt} s of at most {total_fmt}") as bar:
+              bar_format="{desc}: {bar} {n_fmt} s (training capped at {total_fmt} s)") as bar:
         while any(p.poll() is None for p, _ in procs.values()):
             time.sleep(1)
             bar.update(min(bar.total, round(time.monotonic() - started)) - bar.n)
@@ -371,7 +370,8 @@ def steps_short_of_budget(steps: dict[str, int]) -> str | None:
     if steps == budget:
         return None
     return (f"this machine reached the minutes first: {' / '.join(str(steps[k]) for k in budget)} steps of the "
-            f"demo's {' / '.join(map(str, budget.values()))}, so these figures can fall short of BENCHMARKS.md's")
+            f"demo's {' / '.join(map(str, budget.values()))} (pre-training / DANNet / source-only), so these "
+            f"figures can fall short of BENCHMARKS.md's")
 
 
 def night_day_ratio(score: dict[str, float]) -> float | None:
