@@ -206,6 +206,22 @@ def test_time_limit_stops_and_decays_the_learning_rate_over_the_minutes(data: Pa
     assert load_checkpoint(tmp_path / "instant" / "final.pth").iteration == 1
 
 
+@pytest.mark.parametrize("job", ["pretrain", "adapt"])
+def test_a_time_limit_that_ends_on_the_steps_changes_no_weight(job: str, data: Path, tmp_path: Path) -> None:
+    """A limit that the iterations reach first (the demo's minutes are such a cap) trains, to the last bit,
+    as the same run without one: the schedule is the iterations', including the first step's learning rate."""
+    finals = {}
+    for name, limit in (("unlimited", "null"), ("capped", 10)):
+        out = tmp_path / name
+        assert train_main([job, *cli_args(data, **{"run.time_limit_min": limit}), "--out", str(out)]) == 0
+        finals[name] = load_checkpoint(out / "final.pth")
+    unlimited, capped = finals["unlimited"], finals["capped"]
+    assert unlimited.iteration == capped.iteration == 4 and unlimited.models.keys() == capped.models.keys()
+    for net, weights in unlimited.models.items():
+        assert weights.keys() == capped.models[net].keys()
+        assert all(torch.equal(tensor, capped.models[net][key]) for key, tensor in weights.items()), net
+
+
 def test_optimizer_choice_for_the_segmentation_and_relighting_nets(data: Path, tmp_path: Path, capsys) -> None:
     """``optim.optimizer``: SGD with momentum (the released code's) or AdamW, in adaptation and in
     pre-training; the discriminators keep Adam; anything else is a one-line usage error."""

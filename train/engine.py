@@ -16,7 +16,7 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
@@ -364,15 +364,21 @@ def _improved(miou: float | None, best: float | None, env: Env) -> bool:
 @dataclass
 class Clock:
     """Training time against ``run.time_limit_min``: seconds trained before this process (from the
-    checkpoint it resumed) plus the seconds since ``start``."""
+    checkpoint it resumed) plus the seconds since ``start()``, called as the first step begins. Until then the
+    schedule is exactly where the run left it: were the microseconds of getting there counted, the first
+    step's learning rate would follow the machine's speed, and every weight after it would differ from the
+    same run again, or from a run without a time limit."""
 
     limit_s: float | None
     before_s: float = 0.0
-    started: float = field(default_factory=time.monotonic)
+    started: float | None = None
+
+    def start(self) -> None:
+        self.started = time.monotonic()
 
     @property
     def trained_s(self) -> float:
-        return self.before_s + time.monotonic() - self.started
+        return self.before_s + (0.0 if self.started is None else time.monotonic() - self.started)
 
     def done(self, iteration: int, iterations: int) -> float:
         """The fraction of the schedule behind us: of the iterations, or of the time limit if it comes first."""
@@ -394,7 +400,7 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
     rc = config["run"]
     limit = rc["time_limit_min"]
     logger = Logger(out, env.is_main, iterations, start, limit)
-    clock = Clock(None if limit is None else 60.0 * limit, trained_s)  # training time: from here on
+    clock = Clock(None if limit is None else 60.0 * limit, trained_s)
     last_saved: Path | None = None
 
     def save(iteration: int, best_miou: float | None) -> Path:
@@ -416,6 +422,7 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
             done, _ = _agree(clock.done(iteration, iterations), False, env)
             # a fresh run trains at least one step, so that there is a checkpoint to call final
             last = iteration >= iterations or (iteration > 0 and done >= 1.0)
+            clock.start()
             while not last:
                 values = task.step(iteration, done)
                 bad = [k for k, v in values.items() if not math.isfinite(v)]
