@@ -45,10 +45,10 @@ BACKBONE = "efficientnet_lite0"
 #: 2026-12-01 (394 and 441 / 72 and 81 / 119 and 138), where the two side-by-side runs' steps took the same time
 #: (on 12-02's faster VM: 102 s for DANNet's, 115 s for source-only's). Steps, not minutes, keep the figures from
 #: following the machine's speed: with minutes as the budget, that VM trained 684 / 121 / 182 steps and DANNet's
-#: gain fell from +6.6..+8.0 to +4.4 points (the extra pre-training lifted source-only most); with these steps
-#: +7.5 (run.seed=0, bit for bit again; seeds 1-3: -1.7, +6.9, +1.5). Both stages limit the night: a longer day model (2.5 -> 4.5 min: DANNet's night
-#: 9.0% -> 12.4%) and, with the early stages frozen, longer adaptation (1.5 / 2.5 / 3 min: 17.0 / 19.7 / 18.8%,
-#: source-only 12.7 / 12.8 / 12.1%; BENCHMARKS.md)
+#: gain fell from +6.6..+8.0 to +4.4 points (the extra pre-training lifted source-only most); with these steps it
+#: is +7.5, bit for bit again (run.seed=0; seeds 1-3 gave -1.7, +6.9, +1.5). Both stages limit the night: a
+#: longer day model (2.5 -> 4.5 min: DANNet's night 9.0% -> 12.4%) and, with the early stages frozen, longer
+#: adaptation (1.5 / 2.5 / 3 min: 17.0 / 19.7 / 18.8%, source-only 12.7 / 12.8 / 12.1%; BENCHMARKS.md)
 PRETRAIN_STEPS, DANNET_STEPS, SOURCE_ONLY_STEPS = 440, 80, 140
 #: minutes that end a stage first on a machine too slow for its steps (each run stops at whichever comes first),
 #: so that the training takes at most 8.25 minutes: about 10% above what the slowest quiet run of 12-01 needed

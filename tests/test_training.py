@@ -211,7 +211,7 @@ def test_a_time_limit_that_ends_on_the_steps_changes_no_weight(job: str, data: P
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """A limit that the iterations reach first (the demo's minutes are such a cap) trains, to the last bit,
     as the same run without one, even where the first step (warm-up) takes longer than the limit's share
-    of a step: the schedule is the iterations', from the first learning rate on."""
+    of a step, if the rest keep an even pace: the schedule is the iterations', from the first learning rate on."""
     from train.dannet import DANNetTask
     from train.pretrain import PretrainTask
 
