@@ -23,8 +23,9 @@ GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	$(GPU_PY) scripts/gpu_check.py
 
+# one worker per job, a test file per worker at a time (its module fixtures built once); one thread each
 test-python:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
 
 test-cmake:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release

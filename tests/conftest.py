@@ -1,6 +1,7 @@
 """Shared pytest fixtures and the GPU/TensorRT skip rules."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,19 @@ def reference_layout(name: str) -> list[tuple[str, tuple[int, ...]]]:
         key, shape, _dtype = line.split("\t")
         rows.append((key, () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))))
     return rows
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two workers), one intra-op thread per worker and per process it
+    starts: two workers with two threads each on two cores wait on each other's spinning threads."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
