@@ -24,8 +24,9 @@ def reference_layout(name: str) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist (``make test`` runs two workers), one intra-op thread per worker and per process it
-    starts: two workers with two threads each on two cores wait on each other's spinning threads."""
+    """Under pytest-xdist (``make test`` runs two workers), one torch/OpenMP thread per worker and per process it
+    starts: two workers with two threads each on two cores wait on each other's spinning threads. ONNX Runtime
+    ignores OMP_NUM_THREADS: its sessions still take a thread per core unless a test passes ``threads``."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
