@@ -23,7 +23,7 @@ GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	$(GPU_PY) scripts/gpu_check.py
 
-# one worker per job, a test file per worker at a time (its module fixtures built once); one thread each
+# one worker per job, a test file per worker at a time (its module fixtures built once); one torch thread each
 test-python:
 	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
 
