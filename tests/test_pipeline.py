@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -105,12 +106,22 @@ def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
 
 
 def rtsp_camera(model: Path, port: int) -> subprocess.Popen:
-    """A live RTSP camera for the tests: dannet-run serving test:// at rtsp://127.0.0.1:``port``/cam, given 4 s to
-    start listening. Kill it to lose the camera; call again to bring it back."""
+    """A live RTSP camera for the tests: dannet-run serving test:// at rtsp://127.0.0.1:``port``/cam, returned once
+    it says it is serving (however long a loaded machine takes to get there). Kill it to lose the camera; call
+    again to bring it back."""
     server = subprocess.Popen([sys.executable, "-m", "runtime.cli", "--model", str(model), "--input", "test://",
                                "--input-size", f"{FRAME_H}x{FRAME_W}", "--output", f"rtsp://@:{port}/cam",
-                               "--stats-interval", "0"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(4)
+                               "--stats-interval", "0"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True)
+    serving = threading.Event()
+
+    def read_stdout() -> None:  # to its end, so that the server never blocks on a full pipe
+        for line in server.stdout:
+            if line.startswith("dannet-run: serving rtsp://"):
+                serving.set()
+
+    threading.Thread(target=read_stdout, daemon=True).start()
+    assert serving.wait(60), f"the RTSP camera on port {port} did not start serving (exit {server.poll()})"
     return server
 
 
