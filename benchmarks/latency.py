@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
             pass
     result = {"model": str(args.model), "backend": backend.name, "device": device_name(backend),
               "providers": getattr(backend, "providers", None), "versions": versions, "precision": seg.info.precision,
+              "int8_in_fp32": getattr(backend, "int8_in_fp32", False),  # Q/DQ pairs in fp32 (runtime.cpu_int8)
               "threads": args.threads, "frame_size": list(frame_size),
               "network_input": list(seg.info.network_size(frame_size)), "output_size": list(display),
               "iters": args.iters,

@@ -13,9 +13,12 @@ dataset fed through the graph's own uint8 ``frame`` input. ``TARGETS``:
   conv with a single output Q (measured: none in PSPNet-ResNet-18; in PSPNet-Lite0, 6 of the 62 convs meant to
   be integer stay fp32: the MBConv outputs that a residual add also reads, and the trunk's last, which the
   pyramid pooling reads; ``cpu`` fuses all 62);
-- ``cpu``: uint8 activations with a zero point (asymmetric), int8 symmetric weights: the U8S8 scheme ONNX
-  Runtime's x86 integer kernels compute in, which it otherwise reaches by converting int8 pairs where it can.
-  Measured faster on the CPU (BENCHMARKS.md); TensorRT refuses it (``dannet-export engine`` says so).
+- ``cpu``: uint8 activations with a zero point (asymmetric), int8 symmetric weights in 7 bits (|w| <= 64):
+  the U8S8 scheme ONNX Runtime's x86 integer kernels compute in, which it otherwise reaches by converting int8
+  pairs where it can, and the weight range whose products cannot saturate those kernels on an x86 CPU without
+  VNNI (``runtime.cpu_int8``; ONNX Runtime's ``reduce_range``). Measured faster on the CPU (BENCHMARKS.md);
+  TensorRT refuses it (``dannet-export engine`` says so). A ``tensorrt`` graph's 8-bit weights would saturate
+  there: the runtime runs its Q/DQ pairs in fp32 on such a CPU, and so does the gate.
 
 The tail (nodes named ``tail_*``: re-weighting, upsampling, argmax) is never quantised: its argmax compares
 scores that differ in the third digit. ``KEEP_FP32`` names further groups that can stay FP32, chosen by
@@ -53,8 +56,9 @@ if TYPE_CHECKING:
 TAIL_PREFIX = "tail_"
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 METHODS = ("minmax", "entropy", "percentile")
-#: what the Q/DQ graph is made for (module docstring)
+#: what the Q/DQ graph is made for (module docstring), and the bits its weights use there
 TARGETS = ("tensorrt", "cpu")
+WEIGHT_BITS = {"tensorrt": 8, "cpu": 7}
 #: node groups that can be kept in FP32 (``fp32_nodes``); the first two exist only in a graph with a relighting net
 KEEP_FP32 = ("relight", "relight-output", "classifier", "bottleneck")
 RELIGHT_GROUPS = ("relight", "relight-output")
@@ -279,9 +283,9 @@ class _FrameReader:
 
 
 def quantize(source: Path, out: Path, reader: _FrameReader, spec: Int8Spec, excluded: list[str]) -> None:
-    """ONNX Runtime's static QDQ quantisation: symmetric int8 weights; activations symmetric int8 (TensorRT's
-    scheme) or, for ``target="cpu"``, asymmetric uint8. Biases stay fp32: ONNX Runtime would store them as int32
-    behind a DequantizeLinear, which TensorRT's parser refuses (DequantizeLinear takes int8, fp8, int4;
+    """ONNX Runtime's static QDQ quantisation: symmetric int8 weights (``WEIGHT_BITS``); activations symmetric int8
+    (TensorRT's scheme) or, for ``target="cpu"``, asymmetric uint8. Biases stay fp32: ONNX Runtime would store
+    them as int32 behind a DequantizeLinear, which TensorRT's parser refuses (DequantizeLinear takes int8, fp8, int4;
     onnx-tensorrt docs/operators.md); measured on the demo's model, ONNX Runtime runs fp32 biases as fast, with
     the same labels (BENCHMARKS.md)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -294,6 +298,7 @@ def quantize(source: Path, out: Path, reader: _FrameReader, spec: Int8Spec, excl
     cpu = spec.target == "cpu"
     try:
         quantize_static(str(source), str(out), reader, quant_format=QuantFormat.QDQ, per_channel=spec.per_channel,
+                        reduce_range=WEIGHT_BITS[spec.target] == 7,
                         activation_type=QuantType.QUInt8 if cpu else QuantType.QInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=excluded, calibrate_method=methods[spec.method],
                         calibration_providers=["CPUExecutionProvider"],
@@ -393,9 +398,28 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
         unquantize_logits(model, score_layers(source.graph)[1])
         if spec.target == "tensorrt":  # uint8 pairs need no conversion, so ORT fuses them whatever reads them
             dedicate_quantization(model)
+        # the metadata before the gate: the runtime reads how to run the model from it (``weight_bits``)
+        metadata = {p.key: p.value for p in source.metadata_props}
+        metadata.update({
+            "dannet.precision": "int8",
+            "dannet.quantization": json.dumps({
+                "tool": f"onnxruntime {onnxruntime.__version__} quantize_static, QDQ", "target": spec.target,
+                "activations": ("uint8 asymmetric" if spec.target == "cpu" else "int8 symmetric (zero point 0)")
+                               + ", per tensor",
+                "weights": f"int8 symmetric (zero point 0), {WEIGHT_BITS[spec.target]} bits, "
+                           f"{'per channel' if spec.per_channel else 'per tensor'}",
+                "weight_bits": WEIGHT_BITS[spec.target],
+                "biases": "fp32",
+                "calibration": {"method": spec.method, "images": len(sets.calibration),
+                                "from": sets.calibration_from},
+                "fp32_nodes": excluded, "keep_fp32": list(groups),
+                "source_sha256": sha256_of(onnx_path)}),
+        })
+        onnx.helper.set_model_props(model, metadata)
         onnx.save(model, str(candidate))
-        say(f"[2/3] the gate: FP32 and INT8 on {sets.evaluation_from}")
-        int8 = Segmenter(candidate, "onnxruntime")
+        int8 = Segmenter(candidate, "onnxruntime", say=lambda notice: None)  # said below, without the temporary path
+        in_fp32 = " (INT8's Q/DQ pairs in fp32: this CPU's integer kernels would saturate on 8-bit weights)"
+        say(f"[2/3] the gate: FP32 and INT8 on {sets.evaluation_from}{in_fp32 if int8.backend.int8_in_fp32 else ''}")
         evaluation = evaluate([fp32, int8], sets.evaluation, progress=False)
         fp32_miou, int8_miou = (100 * meter.miou for meter in evaluation.meters)
         drop = fp32_miou - int8_miou
@@ -411,23 +435,10 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
             raise GateError(f"INT8 night mIoU {int8_miou:.2f} is {drop:.2f} points below FP32 {fp32_miou:.2f} on "
                             f"{len(sets.evaluation)} {dataset} images (--max-miou-drop {spec.max_miou_drop:g}); "
                             f"{out} not written")
-    metadata = {p.key: p.value for p in source.metadata_props}
-    metadata.update({
-        "dannet.precision": "int8",
-        "dannet.quantization": json.dumps({
-            "tool": f"onnxruntime {onnxruntime.__version__} quantize_static, QDQ", "target": spec.target,
-            "activations": ("uint8 asymmetric" if spec.target == "cpu" else "int8 symmetric (zero point 0)")
-                           + ", per tensor",
-            "weights": f"int8 symmetric (zero point 0), {'per channel' if spec.per_channel else 'per tensor'}",
-            "biases": "fp32",
-            "calibration": {"method": spec.method, "images": len(sets.calibration), "from": sets.calibration_from},
-            "fp32_nodes": excluded, "keep_fp32": list(groups),
-            "source_sha256": sha256_of(onnx_path)}),
-        "dannet.accuracy_gate": json.dumps({
-            "evaluated_on": sets.evaluation_from, "images": len(sets.evaluation), "fp32_miou": fp32_miou,
-            "int8_miou": int8_miou, "drop_points": drop, "max_drop_points": spec.max_miou_drop,
-            "identical_pixels": evaluation.same_as_first[1]}),
-    })
+    metadata["dannet.accuracy_gate"] = json.dumps({
+        "evaluated_on": sets.evaluation_from, "images": len(sets.evaluation), "fp32_miou": fp32_miou,
+        "int8_miou": int8_miou, "drop_points": drop, "max_drop_points": spec.max_miou_drop,
+        "identical_pixels": evaluation.same_as_first[1]})
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     out = atomic_write(out, model.SerializeToString())  # an existing model is replaced whole or not at all

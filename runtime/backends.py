@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 import numpy as np
 
 from .classes import CLASS_NAMES, PALETTE
+from .cpu_int8 import int8_weights_saturate
 from .errors import EXIT_FAILED, DannetError
 from .reweight_argmax import unpack4
 
@@ -155,6 +156,18 @@ class Backend(Protocol):
         ...
 
 
+def print_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def weight_bits(metadata: dict[str, str]) -> int | None:
+    """The bits a ``dannet-export int8`` graph's weights use: 7 (``--target cpu``) or 8; None for a float graph.
+    Graphs quantised before the field was recorded have 8-bit weights."""
+    if metadata.get("dannet.precision") != "int8":
+        return None
+    return int(json.loads(metadata.get("dannet.quantization", "{}")).get("weight_bits", 8))
+
+
 def check_open(backend: Backend, handle: object) -> None:
     """An error instead of running a closed model: a TensorRT engine would read freed GPU memory."""
     if handle is None:
@@ -166,7 +179,9 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 0) -> None:
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int = 0,
+                 say: Callable[[str], None] = print_to_stderr) -> None:
+        """``say``: where the one-line notice goes when an int8 model's Q/DQ pairs must run in fp32 here."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -192,6 +207,17 @@ class OnnxRuntimeBackend:
         if metadata.get("dannet.tail") == "plugin":
             raise plugin_tail
         self.info = ModelInfo.from_metadata(metadata, str(path))
+        #: the Q/DQ pairs run in fp32 (dequantise, fp32 conv, quantise) where this CPU's integer kernels would
+        #: saturate on the model's 8-bit weights (``runtime.cpu_int8``): the arithmetic the Q/DQ graph means, as
+        #: TensorRT and a VNNI CPU compute it up to rounding, at fp32 speed
+        self.int8_in_fp32 = (self.session.get_providers()[0] == "CPUExecutionProvider"
+                             and weight_bits(metadata) == 8 and int8_weights_saturate())
+        if self.int8_in_fp32:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # no Q/DQ fusion
+            self.session = ort.InferenceSession(str(path), options, providers=preferred)
+            say(f"dannet: {path}: this CPU (x86 without VNNI) would saturate ONNX Runtime's integer convolutions on "
+                "8-bit weights, so the Q/DQ pairs run in fp32 (right labels, fp32 speed); dannet-export int8 "
+                "--target cpu makes a model whose 7-bit weights run as integers here")
         self.outputs = [LABELS, CONFIDENCE] if self.info.confidence else [LABELS]
         self.providers = self.session.get_providers()
         batch = self.session.get_inputs()[0].shape[0]

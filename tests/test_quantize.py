@@ -22,6 +22,8 @@ from export.cli import main as export_main
 from export.engine import EngineError
 from export.onnx_export import ExportError
 from export.quantize import fp32_nodes, night_sets
+from runtime import backends
+from runtime.cpu_int8 import int8_weights_saturate
 from runtime.engine_sidecar import Sidecar, sidecar_path
 from runtime.segmenter import Segmenter
 from train.metrics import ConfusionMeter
@@ -29,8 +31,14 @@ from train.metrics import ConfusionMeter
 SIZE = (64, 128)  # network input = label map: no resizing anywhere between an image and its labels
 
 
-def run_onnx(path: Path, frame: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def run_onnx(path: Path, frame: np.ndarray,
+             level: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL) -> np.ndarray:
+    """``path``'s labels of ``frame`` from ONNX Runtime itself; ``level`` ORT_DISABLE_ALL runs every Q/DQ pair as
+    the reference operators (the arithmetic the graph means, on any CPU), the default fuses them into integer
+    convolutions where it can."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return session.run(["labels"], {"frame": frame[None]})[0][0]
 
 
@@ -120,12 +128,15 @@ def test_a_passing_gate_writes_a_symmetric_qdq_model_that_onnx_runtime_runs(fp32
     tail_tensors = {name for node in tail for name in [*node.input, *node.output]}
     assert tail and not tail_tensors & {name for node in qdq for name in [*node.input, *node.output]}  # tail in fp32
 
-    # ONNX Runtime runs it; the recorded mIoUs are what an independent scoring of its labels gives
+    # ONNX Runtime runs it; the recorded mIoUs are what an independent scoring of its labels gives (the integer
+    # convolutions where this CPU computes them without saturating, else the Q/DQ pairs in fp32, as the gate ran it)
+    level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if int8_weights_saturate() else \
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     meters = [ConfusionMeter(), ConfusionMeter()]
     differ = 0
     for image, label in val_pairs(night):
         frame, truth = np.asarray(Image.open(image).convert("RGB")), np.asarray(Image.open(label))
-        fp32, int8 = run_onnx(fp32_graph, frame), run_onnx(int8_graph, frame)
+        fp32, int8 = run_onnx(fp32_graph, frame), run_onnx(int8_graph, frame, level)
         assert int8.dtype == np.uint8 and int8.shape == SIZE
         meters[0].update(fp32, truth)
         meters[1].update(int8, truth)
@@ -293,6 +304,51 @@ def test_the_cpu_target_quantises_activations_to_uint8(cpu_int8_graph: Path, int
                for path in (cpu_int8_graph, int8_graph)}
     assert targets == {cpu_int8_graph: "cpu", int8_graph: "tensorrt"}
     assert zero_point_types(cpu_int8_graph) == {"UINT8"} and zero_point_types(int8_graph) == {"INT8"}
+
+
+def test_the_cpu_target_weights_fit_in_7_bits_and_the_tensorrt_target_uses_8(cpu_int8_graph: Path,
+                                                                               int8_graph: Path) -> None:
+    """``--target cpu``: every quantised weight within +-64, so that 2 x 255 x |w| fits the int16 sums of ONNX
+    Runtime's x86 kernels without VNNI; ``--target tensorrt``: the full +-127 (TensorRT has no such sums)."""
+    def largest_weight(path: Path) -> int:
+        model = onnx.load(str(path))
+        return max(int(np.abs(numpy_helper.to_array(init).astype(int)).max()) for init in model.graph.initializer
+                   if init.data_type == onnx.TensorProto.INT8 and len(init.dims) == 4)
+
+    assert largest_weight(cpu_int8_graph) == 64 and largest_weight(int8_graph) == 127
+    bits = {path: json.loads(read_metadata(path)["dannet.quantization"])["weight_bits"]
+            for path in (cpu_int8_graph, int8_graph)}
+    assert bits == {cpu_int8_graph: 7, int8_graph: 8}
+
+
+@pytest.mark.parametrize("saturates", [True, False], ids=["x86-without-vnni", "vnni-or-arm"])
+def test_the_runtime_runs_8_bit_weights_in_fp32_only_where_integer_kernels_saturate(
+        saturates: bool, int8_graph: Path, cpu_int8_graph: Path, fp32_graph: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU whose integer kernels saturate, a ``tensorrt``-target graph (8-bit weights) runs its Q/DQ pairs in
+    fp32 and says so in one line; a ``cpu``-target graph (7-bit) and the FP32 graph run as they are. Elsewhere
+    nothing changes."""
+    monkeypatch.setattr(backends, "int8_weights_saturate", lambda: saturates)
+    notices: list[str] = []
+    opened = {path: backends.OnnxRuntimeBackend(path, say=notices.append)
+              for path in (int8_graph, cpu_int8_graph, fp32_graph)}
+    assert [opened[path].int8_in_fp32 for path in opened] == [saturates, False, False]
+    assert len(notices) == saturates and all(str(int8_graph) in notice and "VNNI" in notice for notice in notices)
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"], ids=["trt-target", "cpu-target"])
+def test_the_runtimes_int8_labels_are_the_qdq_arithmetic_on_this_cpu(target: str, int8_graph: Path,
+                                                                     cpu_int8_graph: Path, night: Path) -> None:
+    """Whatever this CPU is, the runtime's INT8 labels are those of the Q/DQ graph's own arithmetic (ONNX Runtime's
+    reference operators, no fusion) up to rounding: on an x86 CPU without VNNI, 8-bit weights in the integer
+    kernels agreed on 10% of the pixels (PSPNet-ResNet-18, measured), and this fails there without the fp32
+    fallback (tensorrt target) or the 7-bit weights (cpu target)."""
+    graph = {"tensorrt": int8_graph, "cpu": cpu_int8_graph}[target]
+    segmenter = Segmenter(graph, "onnxruntime", say=lambda notice: None)
+    for image, _ in val_pairs(night):
+        frame = np.asarray(Image.open(image).convert("RGB"))
+        meant = run_onnx(graph, frame, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        assert (segmenter.process(frame) == meant).mean() > 0.9
 
 
 def segmentation_only(folder: Path, arch: str = "pspnet", backbone: str = "resnet18", **model: int) -> Path:
