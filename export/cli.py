@@ -144,9 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration images, spread over the calibration split (default 32)")
     p.add_argument("--eval-images", type=integer(1), help="held-out labelled images for the gate (default: all; nightdriving: the first half)")
     p.add_argument("--target", choices=TARGETS, default="tensorrt",
-                   help="tensorrt (default): symmetric int8 Q/DQ, which TensorRT builds and ONNX Runtime also runs; "
-                        "cpu: uint8 activations, ONNX Runtime's own x86 integer scheme, faster there, refused by "
-                        "dannet-export engine")
+                   help="tensorrt (default): symmetric int8 Q/DQ, which TensorRT builds and ONNX Runtime also runs "
+                        "(in fp32 on an x86 CPU without VNNI, whose integer kernels saturate on its 8-bit weights); "
+                        "cpu: uint8 activations and 7-bit weights, ONNX Runtime's own x86 integer scheme, faster "
+                        "there, refused by dannet-export engine")
     p.add_argument("--method", choices=METHODS, default="minmax",
                    help="activation range calibration (default minmax); entropy and percentile hold every activation "
                         "of every calibration image in memory (at 540x960, 16 images needed more than 23 GB)")
