@@ -23,9 +23,10 @@ GPU_PY := $(if $(wildcard $(PY)),$(PY),python3)
 gpu-check:
 	$(GPU_PY) scripts/gpu_check.py
 
-# one worker per job, a test file per worker at a time (its module fixtures built once); one torch thread each
+# one worker per job, a test file per worker at a time (its module fixtures built once); one torch thread each;
+# the 15 slowest tests listed at the end, for keeping the suite within its 15 minutes
 test-python:
-	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
+	$(PY) -m pytest -q -n $(JOBS) --dist loadfile --durations 15
 
 test-cmake:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release

@@ -209,15 +209,15 @@ class OnnxRuntimeBackend:
         self.info = ModelInfo.from_metadata(metadata, str(path))
         #: the Q/DQ pairs run in fp32 (dequantise, fp32 conv, quantise) where this CPU's integer kernels would
         #: saturate on the model's 8-bit weights (``runtime.cpu_int8``): the arithmetic the Q/DQ graph means, as
-        #: TensorRT and a VNNI CPU compute it up to rounding, at fp32 speed
+        #: TensorRT and a VNNI CPU compute it up to rounding, slower than the FP32 graph (BENCHMARKS.md)
         self.int8_in_fp32 = (self.session.get_providers()[0] == "CPUExecutionProvider"
                              and weight_bits(metadata) == 8 and int8_weights_saturate())
         if self.int8_in_fp32:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # no Q/DQ fusion
             self.session = ort.InferenceSession(str(path), options, providers=preferred)
             say(f"dannet: {path}: this CPU (x86 without VNNI) would saturate ONNX Runtime's integer convolutions on "
-                "8-bit weights, so the Q/DQ pairs run in fp32 (right labels, fp32 speed); dannet-export int8 "
-                "--target cpu makes a model whose 7-bit weights run as integers here")
+                "8-bit weights, so the Q/DQ pairs run in fp32: right labels, slower than the FP32 graph; "
+                "dannet-export int8 --target cpu makes a model whose 7-bit weights run as integers here")
         self.outputs = [LABELS, CONFIDENCE] if self.info.confidence else [LABELS]
         self.providers = self.session.get_providers()
         batch = self.session.get_inputs()[0].shape[0]
