@@ -177,7 +177,8 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
             for k, ours in enumerate(labels):
                 same_as_reference[k].append(float((ours == expected).mean()))
                 same_as_first[k].append(float((ours == labels[0]).mean()))
-    rows = [{"model": path, "precision": precision_of(seg), "backend": seg.backend.name, **stats(spent),
+    rows = [{"model": path, "precision": precision_of(seg), "backend": seg.backend.name,
+             "int8_in_fp32": getattr(seg.backend, "int8_in_fp32", False), **stats(spent),  # runtime.cpu_int8
              "speedup_p50": float(np.median(times[0]) / np.median(spent)),
              "identical_to_reference": float(np.mean(same_as_reference[k])),
              "identical_to_first": float(np.mean(same_as_first[k]))}

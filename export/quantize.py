@@ -438,7 +438,8 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
     metadata["dannet.accuracy_gate"] = json.dumps({
         "evaluated_on": sets.evaluation_from, "images": len(sets.evaluation), "fp32_miou": fp32_miou,
         "int8_miou": int8_miou, "drop_points": drop, "max_drop_points": spec.max_miou_drop,
-        "identical_pixels": evaluation.same_as_first[1]})
+        "identical_pixels": evaluation.same_as_first[1],
+        "qdq_in_fp32": int8.backend.int8_in_fp32})  # how this CPU ran INT8 (runtime.cpu_int8)
     onnx.helper.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     out = atomic_write(out, model.SerializeToString())  # an existing model is replaced whole or not at all

@@ -156,7 +156,12 @@ class Backend(Protocol):
         ...
 
 
+#: ONNX Runtime's session option that turns off its Q/DQ fusion into integer operators, and only that
+NO_QDQ_FUSION = "session.disable_quant_qdq"
+
+
 def print_to_stderr(line: str) -> None:
+    """The default ``say`` of a backend: a notice on stderr, where it does not mix with a command's output."""
     print(line, file=sys.stderr, flush=True)
 
 
@@ -213,7 +218,8 @@ class OnnxRuntimeBackend:
         self.int8_in_fp32 = (self.session.get_providers()[0] == "CPUExecutionProvider"
                              and weight_bits(metadata) == 8 and int8_weights_saturate())
         if self.int8_in_fp32:
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # no Q/DQ fusion
+            self.session = None  # the first session goes before the second is made
+            options.add_session_config_entry(NO_QDQ_FUSION, "1")  # the other fusions stay
             self.session = ort.InferenceSession(str(path), options, providers=preferred)
             say(f"dannet: {path}: this CPU (x86 without VNNI) would saturate ONNX Runtime's integer convolutions on "
                 "8-bit weights, so the Q/DQ pairs run in fp32: right labels, slower than the FP32 graph; "
