@@ -121,7 +121,9 @@ def rtsp_camera(model: Path, port: int) -> subprocess.Popen:
                 serving.set()
 
     threading.Thread(target=read_stdout, daemon=True).start()
-    assert serving.wait(60), f"the RTSP camera on port {port} did not start serving (exit {server.poll()})"
+    if not serving.wait(60):
+        server.kill()  # not left running behind the failed test
+        pytest.fail(f"the RTSP camera on port {port} did not start serving (exit {server.wait()})")
     return server
 
 
