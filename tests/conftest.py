@@ -1,6 +1,7 @@
 """Shared pytest fixtures and the GPU/TensorRT skip rules."""
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,13 @@ def reference_layout(name: str) -> list[tuple[str, tuple[int, ...]]]:
         key, shape, _dtype = line.split("\t")
         rows.append((key, () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))))
     return rows
+
+
+def last_step_s(out: Path) -> float:
+    """The wall-clock seconds between the last two steps a training run logged (``run.log_every=1``): what a run
+    that stops at the first step ending past its time limit may overshoot it by, on a machine as loaded as it was."""
+    times = [json.loads(line)["time"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return times[-1] - times[-2]
 
 
 def pytest_configure(config: pytest.Config) -> None:

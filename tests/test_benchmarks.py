@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from benchmarks.cli import main as bench_main
+from conftest import last_step_s
 
 
 @pytest.fixture(scope="module")
@@ -428,12 +429,6 @@ def test_backbones_bad_flags_are_one_line_errors(flags: list[str], message: str,
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and err.startswith("dannet-bench backbones: error:")
-
-
-def last_step_s(out: Path) -> float:
-    """The wall-clock seconds between a run's last two logged steps (``run.log_every=1``)."""
-    times = [json.loads(line)["time"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return times[-1] - times[-2]
 
 
 def test_demo_trains_side_by_side_until_the_steps_or_the_same_minutes(tmp_path: Path,
