@@ -54,12 +54,23 @@ add_test(NAME reweightArgmax.emulatedKernel COMMAND emulatedKernelTest)
 set_tests_properties(reweightArgmax.emulatedKernel PROPERTIES TIMEOUT 120)
 
 # Mutants of a copy of the kernel sources, each compiled with the flags above and linked with the
-# test's object: each must make the test fail.
+# test's object: each must make the test fail. One ctest test per mutant (named from the script's
+# mutant() calls), so that `ctest -j` runs them side by side.
 # (-O0: a mutant compiles in half the time and most fail in their first launch.)
+set(DANNET_MUTANTS_SCRIPT ${CMAKE_CURRENT_SOURCE_DIR}/emulatedKernelMutants.cmake)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${DANNET_MUTANTS_SCRIPT})
+file(STRINGS ${DANNET_MUTANTS_SCRIPT} DANNET_MUTANT_CALLS REGEX "^mutant\\([A-Za-z0-9]+ ")
 string(REPLACE ";" "|" MUTANT_FLAGS "${DANNET_SANITIZERS};-std=c++17;-O0;-DDANNET_CUDA_EMULATION")
-add_test(NAME reweightArgmax.emulatedKernelMutants
-  COMMAND ${CMAKE_COMMAND} -DCXX=${CMAKE_CXX_COMPILER} -DFLAGS=${MUTANT_FLAGS} -DSANITIZERS=${DANNET_HAVE_SANITIZERS}
-    -DTEST_OBJECT=$<TARGET_OBJECTS:emulatedKernelTestObject> -DKERNEL_DIR=${RA} -DEMULATION_DIR=${DANNET_EMULATION_DIR}
-    -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/mutants -P ${CMAKE_CURRENT_SOURCE_DIR}/emulatedKernelMutants.cmake)
-set_tests_properties(reweightArgmax.emulatedKernelMutants PROPERTIES TIMEOUT 180)
+foreach(call IN LISTS DANNET_MUTANT_CALLS)
+  string(REGEX REPLACE "^mutant\\(([A-Za-z0-9]+) .*" "\\1" name "${call}")
+  add_test(NAME reweightArgmax.mutant.${name}
+    COMMAND ${CMAKE_COMMAND} -DCXX=${CMAKE_CXX_COMPILER} -DFLAGS=${MUTANT_FLAGS} -DSANITIZERS=${DANNET_HAVE_SANITIZERS}
+      -DTEST_OBJECT=$<TARGET_OBJECTS:emulatedKernelTestObject> -DKERNEL_DIR=${RA} -DEMULATION_DIR=${DANNET_EMULATION_DIR}
+      -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/mutants -DMUTANT=${name} -P ${DANNET_MUTANTS_SCRIPT})
+  set_tests_properties(reweightArgmax.mutant.${name} PROPERTIES TIMEOUT 90)
+endforeach()
+file(STRINGS ${DANNET_MUTANTS_SCRIPT} DANNET_MUTANT_LINES REGEX "^mutant\\(")
+if(NOT DANNET_MUTANT_LINES STREQUAL DANNET_MUTANT_CALLS)  # a mutant this loop would not run
+  message(FATAL_ERROR "DANNet Edge: ${DANNET_MUTANTS_SCRIPT}: write each call as `mutant(<name> <file>` on one line")
+endif()
 message(STATUS "DANNet Edge: building the ReweightArgmax kernel on the CPU emulation of CUDA (sanitizers: ${DANNET_HAVE_SANITIZERS})")

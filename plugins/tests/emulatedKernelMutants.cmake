@@ -8,7 +8,9 @@
 #
 # cmake -DCXX=<c++ compiler> -DFLAGS=<compile and link flags, |-separated> -DTEST_OBJECT=<test .o>
 #       -DKERNEL_DIR=<plugins/reweightArgmax> -DEMULATION_DIR=<plugins/tests/cudaEmulation>
-#       -DWORK_DIR=<scratch dir> [-DSANITIZERS=ON] -P this file
+#       -DWORK_DIR=<scratch dir> [-DSANITIZERS=ON] [-DMUTANT=<name>] -P this file
+# With MUTANT, only that mutant (ctest runs each as its own test, side by side); a name that is not
+# below is an error, so that a renamed mutant cannot leave a test that checks nothing.
 foreach(required CXX FLAGS TEST_OBJECT KERNEL_DIR EMULATION_DIR WORK_DIR)
   if(NOT DEFINED ${required})
     message(FATAL_ERROR "emulatedKernelMutants.cmake: -D${required}=... is required")
@@ -22,6 +24,10 @@ set(EMULATION cudaEmulation/cuda_runtime.h)
 # mutant(NAME FILE ORIGINAL REPLACEMENT EXPECTED): FILE is ${CUH}, ${CU} or a file of the emulation
 # (cudaEmulation/...); EXPECTED is a regex the failing test's output must match
 function(mutant name file original replacement expected)
+  if(DEFINED MUTANT AND NOT name STREQUAL MUTANT)
+    return()
+  endif()
+  set_property(GLOBAL PROPERTY DANNET_MUTANT_RAN TRUE)
   set(dir ${WORK_DIR}/${name})
   file(REMOVE_RECURSE ${dir})
   file(MAKE_DIRECTORY ${dir})
@@ -164,3 +170,8 @@ mutant(emulatorHalfSubnormalScale ${EMULATION}
   "static_cast<float>(mantissa) * 0x1p-24f;"
   "static_cast<float>(mantissa) * 0x1p-25f;"
   "FAILED")
+
+get_property(ran GLOBAL PROPERTY DANNET_MUTANT_RAN)
+if(DEFINED MUTANT AND NOT ran)
+  message(FATAL_ERROR "emulatedKernelMutants.cmake: no mutant named '${MUTANT}'")
+endif()
