@@ -435,8 +435,8 @@ def test_demo_trains_side_by_side_until_the_steps_or_the_same_minutes(tmp_path: 
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo's fairness and reproducibility rest on this: each run stops at its steps (the same figures on any
     machine fast enough), and runs that reach the minutes first stop at the first step that ends past them (the
-    checkpoint's own clock), whatever their speed; the summary reports the steps taken; a demo-output/ from other settings is
-    started over."""
+    checkpoint's own clock), whatever their speed; the summary reports the steps taken; a demo-output/ from other
+    settings is started over."""
     from benchmarks import demo
     from train.checkpoint import load_checkpoint
     from train.data.synth import generate
