@@ -50,9 +50,13 @@ BACKBONE = "efficientnet_lite0"
 #: longer day model (2.5 -> 4.5 min: DANNet's night 9.0% -> 12.4%) and, with the early stages frozen, longer
 #: adaptation (1.5 / 2.5 / 3 min: 17.0 / 19.7 / 18.8%, source-only 12.7 / 12.8 / 12.1%; BENCHMARKS.md)
 PRETRAIN_STEPS, DANNET_STEPS, SOURCE_ONLY_STEPS = 440, 80, 140
-#: minutes that end a stage first on a machine too slow for its steps (each run stops at whichever comes first),
-#: so that the training takes at most 8.25 minutes: about 10% above what the slowest quiet run of 12-01 needed
-PRETRAIN_MIN, ADAPT_MIN = 5.25, 3.0
+#: minutes that end a stage first on a machine too slow for its steps (each run stops at whichever comes first), so
+#: that the training takes at most 16.5 minutes. About 10% above what the second build machine of 12-03 needed (AMD
+#: EPYC, half the first's speed: 1.3-1.4 s a pre-training step; side by side 3.3 s a DANNet step, 2.0 s a source-only
+#: one), so that a machine up to about that slow trains the same steps: under the earlier caps of 5.25 + 3 (10% above
+#: the first machine's need) it stopped at 231 / 54 / 88 steps and DANNet's night came out below source-only's
+#: (11.8% against 13.0%)
+PRETRAIN_MIN, ADAPT_MIN = 11.0, 5.5
 #: AdamW learning rates: from ImageNet weights, then from the day model (both side-by-side runs, each with
 #: a fresh optimiser state; measured at 2e-4 / 5e-4 / 1e-3 for both: DANNet's night rises to ~7.5% from 2e-4's
 #: 6.4% while source-only stays 4-5% at 5e-4 and falls to 2.7% at 1e-3; BENCHMARKS.md)
