@@ -1,9 +1,10 @@
 """Shared pytest fixtures and the GPU/TensorRT skip rules."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,54 +84,80 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 TINY_SIZES = dict(input_size=(64, 128), output_size=(96, 160))
 
 
+def built_once(name: str, build: Callable[[Path], dict[str, Path]], tmp_path_factory: pytest.TempPathFactory,
+               worker_id: str) -> dict[str, Path]:
+    """``build(folder)``'s files, built by the first pytest-xdist worker that asks and read by the others (the
+    pattern of pytest-xdist's documentation): a session fixture runs once per worker, and the tiny exports take
+    10-30 s each on 2 cores. The folder is this run's (``pytest-N/``, which the workers share), never an earlier
+    run's; without xdist (``worker_id == "master"``) it is built here."""
+    if worker_id == "master":
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent
+    record = shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if build raises
+        if not record.is_file():
+            (shared / name).mkdir(exist_ok=True)  # (left by a worker whose build failed)
+            record.write_text(json.dumps({key: str(path) for key, path in build(shared / name).items()}))
+    return {key: Path(path) for key, path in json.loads(record.read_text()).items()}
+
+
 @pytest.fixture(scope="session")
-def tiny_graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_graphs(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, Path]:
     """A small PSPNet-ResNet18 + relighting checkpoint and its exports (64x128 in, 96x160 out):
     ``checkpoint``, ``portable`` and ``plugin``."""
-    import torch
+    def build(root: Path) -> dict[str, Path]:
+        import torch
 
-    from export import ExportSpec, to_onnx
-    from train.checkpoint import save_checkpoint
-    from train.models import RelightNet, build_segmenter
+        from export import ExportSpec, to_onnx
+        from train.checkpoint import save_checkpoint
+        from train.models import RelightNet, build_segmenter
 
-    torch.manual_seed(0)
-    root = tmp_path_factory.mktemp("tiny")
-    ckpt = save_checkpoint(root / "tiny.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval(),
-                                               "light": RelightNet(channels=16).eval()}, arch="pspnet",
-                           config={"model": {"backbone": "resnet18"}})
-    return {"checkpoint": ckpt,
-            "portable": to_onnx(ckpt, root / "tiny.onnx", ExportSpec(**TINY_SIZES), say=lambda s: None),
-            "plugin": to_onnx(ckpt, root / "tiny_plugin.onnx", ExportSpec(**TINY_SIZES, tail="plugin"),
-                              say=lambda s: None)}
+        torch.manual_seed(0)
+        ckpt = save_checkpoint(root / "tiny.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval(),
+                                                   "light": RelightNet(channels=16).eval()}, arch="pspnet",
+                               config={"model": {"backbone": "resnet18"}})
+        return {"checkpoint": ckpt,
+                "portable": to_onnx(ckpt, root / "tiny.onnx", ExportSpec(**TINY_SIZES), say=lambda s: None),
+                "plugin": to_onnx(ckpt, root / "tiny_plugin.onnx", ExportSpec(**TINY_SIZES, tail="plugin"),
+                                  say=lambda s: None)}
+    return built_once("tiny", build, tmp_path_factory, worker_id)
 
 
 @pytest.fixture(scope="session")
-def tiny_program(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_program(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The tiny checkpoint as a .pt2 program (dannet-export pt2), at the tiny graphs' sizes."""
-    from export import ExportSpec, to_torch_program
+    def build(root: Path) -> dict[str, Path]:
+        from export import ExportSpec, to_torch_program
 
-    return to_torch_program(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("pt2") / "tiny.pt2",
-                            ExportSpec(**TINY_SIZES), say=lambda s: None)
+        return {"program": to_torch_program(tiny_graphs["checkpoint"], root / "tiny.pt2", ExportSpec(**TINY_SIZES),
+                                             say=lambda s: None)}
+    return built_once("pt2", build, tmp_path_factory, worker_id)["program"]
 
 
 @pytest.fixture(scope="session")
-def tiny_dynamic(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_dynamic(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """The tiny checkpoint as a portable graph with a dynamic batch (for several cameras) at the tiny sizes."""
-    from export import ExportSpec, to_onnx
+    def build(root: Path) -> dict[str, Path]:
+        from export import ExportSpec, to_onnx
 
-    return to_onnx(tiny_graphs["checkpoint"], tmp_path_factory.mktemp("dynamic") / "dynamic.onnx",
-                   ExportSpec(**TINY_SIZES, dynamic=True), say=lambda s: None)
+        return {"onnx": to_onnx(tiny_graphs["checkpoint"], root / "dynamic.onnx",
+                                ExportSpec(**TINY_SIZES, dynamic=True), say=lambda s: None)}
+    return built_once("dynamic", build, tmp_path_factory, worker_id)["onnx"]
 
 
 @pytest.fixture(scope="session")
-def tiny_confidence(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_confidence(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
+                    worker_id: str) -> dict[str, Path]:
     """The tiny checkpoint made unsure (tests/confidence_checkpoint.py): ``checkpoint``, and ``onnx``, its
     portable graph exported with --confidence at the tiny sizes."""
-    from confidence_checkpoint import unsure
+    def build(root: Path) -> dict[str, Path]:
+        from confidence_checkpoint import unsure
 
-    from export import ExportSpec, to_onnx
+        from export import ExportSpec, to_onnx
 
-    root = tmp_path_factory.mktemp("confidence")
-    checkpoint = unsure(tiny_graphs["checkpoint"], root / "unsure.pth")
-    return {"checkpoint": checkpoint, "onnx": to_onnx(checkpoint, root / "confidence.onnx",
-                                                      ExportSpec(**TINY_SIZES, confidence=True), say=lambda s: None)}
+        checkpoint = unsure(tiny_graphs["checkpoint"], root / "unsure.pth")
+        return {"checkpoint": checkpoint,
+                "onnx": to_onnx(checkpoint, root / "confidence.onnx", ExportSpec(**TINY_SIZES, confidence=True),
+                                say=lambda s: None)}
+    return built_once("confidence", build, tmp_path_factory, worker_id)
