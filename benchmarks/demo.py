@@ -51,8 +51,8 @@ BACKBONE = "efficientnet_lite0"
 #: adaptation (1.5 / 2.5 / 3 min: 17.0 / 19.7 / 18.8%, source-only 12.7 / 12.8 / 12.1%; BENCHMARKS.md)
 PRETRAIN_STEPS, DANNET_STEPS, SOURCE_ONLY_STEPS = 440, 80, 140
 #: minutes that end a stage first on a machine too slow for its steps (each run stops at whichever comes first), so
-#: that the training takes at most 16.5 minutes. About 10% above what the second build machine of 12-03 needed (AMD
-#: EPYC, half the first's speed: 1.3-1.4 s a pre-training step; side by side 3.3 s a DANNet step, 2.0 s a source-only
+#: that the training takes at most 16.5 minutes. 11-18% above what the second build machine of 12-03 needed (AMD
+#: EPYC, half the first's speed: 1.3 s a pre-training step; side by side 3.5 s a DANNet step, 2.1 s a source-only
 #: one), so that a machine up to about that slow trains the same steps: under the earlier caps of 5.25 + 3 (10% above
 #: the first machine's need) it stopped at 231 / 54 / 88 steps and DANNet's night came out below source-only's
 #: (11.8% against 13.0%)

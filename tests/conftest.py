@@ -29,8 +29,9 @@ def reference_layout(name: str) -> list[tuple[str, tuple[int, ...]]]:
 def last_step_s(out: Path) -> float:
     """The wall-clock seconds between the last two steps a training run logged (``run.log_every=1``): what a run
     that stops at the first step ending past its time limit may overshoot it by, on a machine as loaded as it was."""
-    times = [json.loads(line)["time"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return times[-1] - times[-2]
+    before, last = (json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()[-2:])
+    assert last["iteration"] == before["iteration"] + 1 and "val_miou" not in last, "log every step, no validation"
+    return last["time"] - before["time"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -84,13 +85,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 TINY_SIZES = dict(input_size=(64, 128), output_size=(96, 160))
 
 
-def built_once(name: str, build: Callable[[Path], dict[str, Path]], tmp_path_factory: pytest.TempPathFactory,
-               worker_id: str) -> dict[str, Path]:
+def built_once(name: str, build: Callable[[Path], dict[str, Path]],
+               tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``build(folder)``'s files, built by the first pytest-xdist worker that asks and read by the others (the
     pattern of pytest-xdist's documentation): a session fixture runs once per worker, and the tiny exports take
     10-30 s each on 2 cores. The folder is this run's (``pytest-N/``, which the workers share), never an earlier
-    run's; without xdist (``worker_id == "master"``) it is built here."""
-    if worker_id == "master":
+    run's; without xdist it is built here. The files are shared: tests only read them."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
         return build(tmp_path_factory.mktemp(name))
     shared = tmp_path_factory.getbasetemp().parent
     record = shared / f"{name}.json"
@@ -98,12 +99,15 @@ def built_once(name: str, build: Callable[[Path], dict[str, Path]], tmp_path_fac
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if build raises
         if not record.is_file():
             (shared / name).mkdir(exist_ok=True)  # (left by a worker whose build failed)
-            record.write_text(json.dumps({key: str(path) for key, path in build(shared / name).items()}))
+            built = json.dumps({key: str(path) for key, path in build(shared / name).items()})
+            partial = shared / f"{name}.json.partial"
+            partial.write_text(built)
+            os.replace(partial, record)  # whole or absent: a write cut short is never read as the record
     return {key: Path(path) for key, path in json.loads(record.read_text()).items()}
 
 
 @pytest.fixture(scope="session")
-def tiny_graphs(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dict[str, Path]:
+def tiny_graphs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small PSPNet-ResNet18 + relighting checkpoint and its exports (64x128 in, 96x160 out):
     ``checkpoint``, ``portable`` and ``plugin``."""
     def build(root: Path) -> dict[str, Path]:
@@ -121,34 +125,33 @@ def tiny_graphs(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> dic
                 "portable": to_onnx(ckpt, root / "tiny.onnx", ExportSpec(**TINY_SIZES), say=lambda s: None),
                 "plugin": to_onnx(ckpt, root / "tiny_plugin.onnx", ExportSpec(**TINY_SIZES, tail="plugin"),
                                   say=lambda s: None)}
-    return built_once("tiny", build, tmp_path_factory, worker_id)
+    return built_once("tiny", build, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def tiny_program(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+def tiny_program(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny checkpoint as a .pt2 program (dannet-export pt2), at the tiny graphs' sizes."""
     def build(root: Path) -> dict[str, Path]:
         from export import ExportSpec, to_torch_program
 
         return {"program": to_torch_program(tiny_graphs["checkpoint"], root / "tiny.pt2", ExportSpec(**TINY_SIZES),
                                              say=lambda s: None)}
-    return built_once("pt2", build, tmp_path_factory, worker_id)["program"]
+    return built_once("pt2", build, tmp_path_factory)["program"]
 
 
 @pytest.fixture(scope="session")
-def tiny_dynamic(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+def tiny_dynamic(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny checkpoint as a portable graph with a dynamic batch (for several cameras) at the tiny sizes."""
     def build(root: Path) -> dict[str, Path]:
         from export import ExportSpec, to_onnx
 
         return {"onnx": to_onnx(tiny_graphs["checkpoint"], root / "dynamic.onnx",
                                 ExportSpec(**TINY_SIZES, dynamic=True), say=lambda s: None)}
-    return built_once("dynamic", build, tmp_path_factory, worker_id)["onnx"]
+    return built_once("dynamic", build, tmp_path_factory)["onnx"]
 
 
 @pytest.fixture(scope="session")
-def tiny_confidence(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory,
-                    worker_id: str) -> dict[str, Path]:
+def tiny_confidence(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The tiny checkpoint made unsure (tests/confidence_checkpoint.py): ``checkpoint``, and ``onnx``, its
     portable graph exported with --confidence at the tiny sizes."""
     def build(root: Path) -> dict[str, Path]:
@@ -160,4 +163,4 @@ def tiny_confidence(tiny_graphs: dict[str, Path], tmp_path_factory: pytest.TempP
         return {"checkpoint": checkpoint,
                 "onnx": to_onnx(checkpoint, root / "confidence.onnx", ExportSpec(**TINY_SIZES, confidence=True),
                                 say=lambda s: None)}
-    return built_once("confidence", build, tmp_path_factory, worker_id)
+    return built_once("confidence", build, tmp_path_factory)

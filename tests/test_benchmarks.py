@@ -459,7 +459,8 @@ def test_demo_trains_side_by_side_until_the_steps_or_the_same_minutes(tmp_path: 
         trained_s = run.extra["trained_s"]
         assert trained_s >= 60 * minutes
         if run.iteration > 1:  # (a fresh run trains one step, however long) the step before the last ended in time
-            assert trained_s - last_step_s(demo.OUT / name) < 60 * minutes + 0.5, (name, trained_s)
+            last = last_step_s(demo.OUT / name)
+            assert trained_s - last < 60 * minutes + 0.5, (name, trained_s, last)
     assert fast.iteration > slow.iteration > 0  # a DANNet step trains three images and two discriminators
     assert capped.iteration == 2 and capped.extra["trained_s"] < 60 * minutes
     steps = demo.steps_trained()

@@ -370,7 +370,7 @@ class Clock:
     first. The first step of a process is warm-up (kernels chosen, caches filled, the first batch loaded),
     so the time fraction leaves it out: the seconds after it, of the seconds left after it, which still
     reaches 1 at the limit. Counted in, the warm-up (0.7-0.8 s in the demo's pre-training, against its
-    limit's 0.72 s per step) put the time ahead of the iterations for the first steps of runs that finish
+    limit's 0.72 s per step then) put the time ahead of the iterations for the first steps of runs that finish
     well inside their limit: their learning rates, and so every weight, followed the machine's speed. (A
     resumed run counts its earlier process's warm-up in: its fraction moves ahead by that much.)
     """

@@ -65,12 +65,14 @@ foreach(call IN LISTS DANNET_MUTANT_CALLS)
   string(REGEX REPLACE "^mutant\\(([A-Za-z0-9]+) .*" "\\1" name "${call}")
   add_test(NAME reweightArgmax.mutant.${name}
     COMMAND ${CMAKE_COMMAND} -DCXX=${CMAKE_CXX_COMPILER} -DFLAGS=${MUTANT_FLAGS} -DSANITIZERS=${DANNET_HAVE_SANITIZERS}
-      -DTEST_OBJECT=$<TARGET_OBJECTS:emulatedKernelTestObject> -DKERNEL_DIR=${RA} -DEMULATION_DIR=${DANNET_EMULATION_DIR}
-      -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/mutants -DMUTANT=${name} -P ${DANNET_MUTANTS_SCRIPT})
+      -DTEST_OBJECT=$<TARGET_OBJECTS:emulatedKernelTestObject> -DKERNEL_DIR=${RA}
+      -DEMULATION_DIR=${DANNET_EMULATION_DIR} -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/mutants -DMUTANT=${name}
+      -P ${DANNET_MUTANTS_SCRIPT})
   set_tests_properties(reweightArgmax.mutant.${name} PROPERTIES TIMEOUT 90)
 endforeach()
-file(STRINGS ${DANNET_MUTANTS_SCRIPT} DANNET_MUTANT_LINES REGEX "^mutant\\(")
-if(NOT DANNET_MUTANT_LINES STREQUAL DANNET_MUTANT_CALLS)  # a mutant this loop would not run
+# every call of the command (CMake's names are case-insensitive), however written, must be one the loop ran
+file(STRINGS ${DANNET_MUTANTS_SCRIPT} DANNET_MUTANT_LINES REGEX "^[ \t]*[Mm][Uu][Tt][Aa][Nn][Tt][ \t]*\\(")
+if(NOT DANNET_MUTANT_CALLS OR NOT DANNET_MUTANT_LINES STREQUAL DANNET_MUTANT_CALLS)
   message(FATAL_ERROR "DANNet Edge: ${DANNET_MUTANTS_SCRIPT}: write each call as `mutant(<name> <file>` on one line")
 endif()
 message(STATUS "DANNet Edge: building the ReweightArgmax kernel on the CPU emulation of CUDA (sanitizers: ${DANNET_HAVE_SANITIZERS})")
