@@ -1,4 +1,4 @@
-"""Shared pytest fixtures and the GPU/TensorRT skip rules."""
+"""Shared pytest fixtures (the tiny exports built once per run), helpers, and the GPU/TensorRT skip rules."""
 from __future__ import annotations
 
 import fcntl
