@@ -47,7 +47,10 @@ SOURCES = ("test", "file", "images")
 
 def dynamic_model(folder: Path, size: tuple[int, int], program: bool = False) -> Path:
     """An untrained PSPNet-ResNet18 + relighting model with a dynamic batch (speed does not depend on weights):
-    an ONNX graph, or with ``program`` a .pt2 program (the torch backend, on CUDA where there is a GPU)."""
+    an ONNX graph, or with ``program`` a .pt2 program (the torch backend, on CUDA where there is a GPU). Every
+    camera gives frames of ``size``, so only the batch need vary: a program's always does, and its frame size
+    stays fixed (symbolic heights and widths cost it a third more time to export and twice the time to load);
+    an ONNX graph's batch varies only with its height and width (``--dynamic``)."""
     import torch
 
     from export import ExportSpec, to_onnx, to_torch_program
@@ -58,7 +61,7 @@ def dynamic_model(folder: Path, size: tuple[int, int], program: bool = False) ->
     ckpt = save_checkpoint(folder / "multicam.pth", {"segmenter": build_segmenter("pspnet", backbone="resnet18").eval(),
                                                      "light": RelightNet(channels=16).eval()}, arch="pspnet",
                            config={"model": {"backbone": "resnet18"}})
-    spec = ExportSpec(input_size=size, output_size=size, dynamic=True)
+    spec = ExportSpec(input_size=size, output_size=size, dynamic=not program)
     if program:
         return to_torch_program(ckpt, folder / "multicam.pt2", spec, say=lambda s: None)
     return to_onnx(ckpt, folder / "multicam.onnx", spec, say=lambda s: None)
