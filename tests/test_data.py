@@ -185,6 +185,25 @@ def test_pair_gets_identical_scale_crop_flip(synth: Path, tmp_path: Path) -> Non
     assert item["night"].shape == (3, 48, 48) and not torch.equal(item["night"], item["day"])
 
 
+
+def test_config_roots_read_home_for_a_tilde_no_shell_expanded(synth: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--set data.source.root=~/data/cityscapes`` (one word: the shell leaves the ~) and YAML configs name the
+    user's home as a shell would: the datasets built from them are the ones there."""
+    from train.config import load_config
+    from train.factory import source_dataset, target_dataset, val_dataset
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(synth, tmp_path / "data")
+    config = load_config("synthetic-cpu", ["data.source.root=~/data/cityscapes", "data.target.root=~/data/darkzurich",
+                                           f"data.target.pairs=~/data/darkzurich/{PAIRS_CSV}"])
+    assert [s.image for s in source_dataset(config).samples] == \
+        [s.image for s in cityscapes_samples(tmp_path / "data" / "cityscapes", "train")]
+    night, day = (tmp_path / "data" / "darkzurich" / PAIRS_CSV).read_text().splitlines()[0].split(",")
+    assert target_dataset(config)[0]["name"] == Path(night).name
+    assert len(val_dataset("darkzurich-val", "~/data/darkzurich", config)) == \
+        len(build_dataset("darkzurich-val", tmp_path / "data" / "darkzurich"))
+
 # --- errors: one line naming the path, raised when the dataset is built -------------------------
 
 def _one_line(e: pytest.ExceptionInfo, *fragments: str) -> None:

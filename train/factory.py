@@ -121,7 +121,7 @@ def source_dataset(config: dict) -> SegmentationDataset:
 
 def target_dataset(config: dict) -> DarkZurichPairs:
     t = config["data"]["target"]
-    root = Path(t["root"])
+    root = Path(t["root"]).expanduser()  # as dataset_samples: no shell expanded a config's ~
     transform = PairTransform(crop=t["crop"], scale=tuple(t["scale"]), resize_to=t["resize_to"],
                               flip=config["data"]["flip"])
     return DarkZurichPairs(root, pairs_csv_path(root, t["pairs"]), transform)

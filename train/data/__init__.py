@@ -26,8 +26,9 @@ LABELLED_DATASETS = tuple(name for name in DATASETS if name != "darkzurich-test"
 
 
 def dataset_samples(name: str, root: str | Path, split: str | None = None) -> list[Sample]:
-    """The checked index of an evaluation dataset by CLI name."""
-    root = Path(root)
+    """The checked index of an evaluation dataset by CLI name. ``~`` is the user's home also where no shell
+    expanded it (``--set data.source.root=~/data/cityscapes``, a YAML config)."""
+    root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset root not found")
     if name == "cityscapes":

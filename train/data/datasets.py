@@ -219,8 +219,10 @@ class SegmentationDataset(Dataset):
 
 def pairs_csv_path(root: Path, pairs: str | Path) -> Path:
     """Where a pairs CSV named by a config or a flag is: an absolute path as given, a relative one under the
-    dataset's root (where the released pairs file sits), so one name means the same file everywhere."""
-    return Path(pairs) if Path(pairs).is_absolute() else root / pairs
+    dataset's root (where the released pairs file sits), so one name means the same file everywhere; ``~`` is
+    the user's home."""
+    pairs = Path(pairs).expanduser()
+    return pairs if pairs.is_absolute() else root / pairs
 
 
 class DarkZurichPairs(Dataset):
