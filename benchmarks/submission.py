@@ -3,7 +3,7 @@
 For each of the 151 test images: ``labelTrainIds/`` (uint8 trainIds), ``labelTrainIds_invalid/``
 (the same, with 255 where the prediction's confidence is below ``--invalid-threshold``: the
 invalid-region prediction that the uncertainty-aware UIoU metric scores), ``confidence/`` (uint16,
-65535 x the max softmax probability), all at the image's full resolution (1920x1080), named like the
+65535 x the max softmax probability), all at the image's full resolution (1080x1920), named like the
 test image. Runs from the checkpoint with PyTorch because confidence needs the class scores, which
 the deployment graphs (labels out) do not have. Scores are DANNet's test-time ones, as ``dannet-train eval``
 scores the checkpoint: re-weighted as its run validated (``eval.weights_std``, ``eval.reweight``; std 0.16 and
@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from runtime.arguments import add_reweighting_flags, number
+from runtime.arguments import add_device_flag, add_reweighting_flags, number
 from runtime.atomic import atomic_file
 
 from .cli import check_outputs, command_parser
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     from runtime.classes import IGNORE_INDEX
     from train.checkpoint import load_checkpoint
     from train.data import EvalTransform, SegmentationDataset, darkzurich_samples
+    from train.engine import select_device
     from train.evaluate import networks_of, recorded_reweighting, reweighted_scores
     from train.factory import class_weights_of
 
@@ -50,25 +51,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                         help="network input = image size x scale, in (0, 4] (default 0.5)")
     parser.add_argument("--invalid-threshold", type=number(0, 1), default=0.5,
-                        help="confidence in [0, 1] below which labelTrainIds_invalid marks a pixel invalid (255)")
-    parser.add_argument("--device", default="cpu")
+                        help="confidence in [0, 1] below which labelTrainIds_invalid marks a pixel invalid (255) "
+                             "(default 0.5)")
+    add_device_flag(parser)
     args = parser.parse_args(argv)
     check_outputs(args, ("out",))
 
+    device = select_device(args.device, setting="--device")
     ckpt = load_checkpoint(args.checkpoint)
     segmenter, light, _, _ = networks_of(ckpt, args.light)
-    segmenter.to(args.device)
+    segmenter.to(device)
     if light is not None:
-        light.to(args.device)
+        light.to(device)
     samples = darkzurich_samples(Path(args.root), "test")
     dataset = SegmentationDataset(samples, EvalTransform(scale=args.scale))
     weights_std, reweight = recorded_reweighting(ckpt, args.weights_std, args.reweight)
-    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std)).to(args.device)
+    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std)).to(device)
     with atomic_file(args.out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive, torch.no_grad():
         for sample, i in zip(samples, tqdm(range(len(dataset)), desc="submission", unit="img")):
             with Image.open(sample.image) as image:
                 width, height = image.size
-            x = dataset[i]["image"][None].to(args.device)
+            x = dataset[i]["image"][None].to(device)
             logits = segmenter(light(x) if light is not None else x)
             probs = torch.softmax(reweighted_scores(logits, weights, (height, width), reweight), 1)
             confidence, labels = probs[0].max(dim=0)

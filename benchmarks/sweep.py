@@ -1,8 +1,9 @@
 """``dannet-bench sweep``: mIoU over the test-time class-weight std (paper Fig. 7), to pick it for a dataset.
 
 The logits of each image are computed once (PyTorch, the checkpoint), then re-weighted with every
-std (0 = no re-weighting), upsampled and scored with ``train.metrics``. Prints a table, writes JSON
-and a plot; use the best std with ``dannet-export onnx --weights-std``.
+std (0 = no re-weighting) the way the checkpoint's run validated (``eval.reweight``: logits or the paper's
+probabilities; ``--reweight`` to choose), upsampled and scored with ``train.metrics``. Prints a table, writes
+JSON and a plot; use the best std with ``dannet-export onnx --weights-std``.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tqdm import tqdm
 
 from runtime.arguments import integer, number
 from runtime.atomic import atomic_write
-from runtime.classes import MAX_WEIGHTS_STD
+from runtime.classes import MAX_WEIGHTS_STD, REWEIGHTS
 
 from .cli import check_outputs, command_parser, provenance
 
@@ -34,7 +35,7 @@ def stds_list(text: str) -> list[float]:
 def main(argv: list[str] | None = None) -> None:
     from train.checkpoint import load_checkpoint
     from train.data import DATASETS, EvalTransform, build_dataset
-    from train.evaluate import networks_of, reweight_upsample_argmax
+    from train.evaluate import networks_of, recorded_reweighting, reweight_upsample_argmax
     from train.factory import class_weights_of
     from train.metrics import ConfusionMeter
 
@@ -46,8 +47,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                         help="network input = image size x scale, in (0, 4] (default 0.5)")
     parser.add_argument("--stds", type=stds_list, default=stds_list("0,0.02,0.05,0.08,0.12,0.16,0.2,0.25,0.3"),
-                        help=f"comma-separated stds in [0, {MAX_WEIGHTS_STD}]; 0 = no re-weighting")
-    parser.add_argument("--reweight", default="logits", choices=["logits", "probs"])
+                        help=f"comma-separated stds in [0, {MAX_WEIGHTS_STD}]; 0 = no re-weighting (default "
+                             "0,0.02,0.05,0.08,0.12,0.16,0.2,0.25,0.3)")
+    parser.add_argument("--reweight", choices=REWEIGHTS, default=None,
+                        help="multiply logits (reference code) or probabilities (paper) (default: eval.reweight of "
+                             "the checkpoint's run, logits for released files)")
     parser.add_argument("--max-images", type=integer(1), help="evaluate the first N images only")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a chart (PNG) here")
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ckpt = load_checkpoint(args.checkpoint)
     segmenter, light, arch, backbone = networks_of(ckpt, args.light)
+    _, reweight = recorded_reweighting(ckpt, None, args.reweight)
     dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
     # from the class proportions the checkpoint's run trained with; std 0: all weights 1
     weights = {s: torch.from_numpy(class_weights_of(ckpt.config, s)) for s in stds}
@@ -69,17 +74,17 @@ def main(argv: list[str] | None = None) -> None:
             logits = segmenter(light(x) if light is not None else x)
             label = item["label"].numpy()
             for s in stds:
-                pred = reweight_upsample_argmax(logits, weights[s], label.shape, args.reweight)[0].numpy()
+                pred = reweight_upsample_argmax(logits, weights[s], label.shape, reweight)[0].numpy()
                 meters[s].update(pred, label)
     results = {s: meters[s].miou for s in stds}
     best = max(results, key=results.get)
-    print(f"{args.checkpoint} ({arch}, {backbone}) on {args.dataset}, {n} images, reweight {args.reweight}")
+    print(f"{args.checkpoint} ({arch}, {backbone}) on {args.dataset}, {n} images, reweight {reweight}")
     print(f"{'std':>6} {'mIoU %':>8}")
     for s, v in results.items():
         print(f"{s:>6.3f} {100 * v:>8.2f}{'  <- best' if s == best else ''}")
     print(f"best std {best} ({100 * results[best]:.2f}%), {100 * (results[best] - results.get(0.0, results[best])):+.2f} "
           "points over no re-weighting" if 0.0 in results else f"best std {best}")
-    result = {"checkpoint": args.checkpoint, "dataset": args.dataset, "images": n, "reweight": args.reweight,
+    result = {"checkpoint": args.checkpoint, "dataset": args.dataset, "images": n, "reweight": reweight,
               "miou": {str(s): v for s, v in results.items()}, "best_std": best}
     if args.json:
         atomic_write(args.json, json.dumps({**provenance(args), **result}, indent=1))

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
 from train.checkpoint import load_checkpoint
 from train.cli import main as train_main
@@ -50,17 +51,18 @@ def miou(checkpoint: Path, dataset, std: float) -> float:
     return 100 * evaluate(segmenter, light, dataset, weights, "logits", "cpu", progress=False).miou
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="runs/synthetic")
-    parser.add_argument("--count", type=int, default=200, help="training images / pairs (default 200)")
-    parser.add_argument("--size", default="128x256")
-    parser.add_argument("--pretrain-iterations", type=int, default=600)
-    parser.add_argument("--adapt-iterations", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--out", default="runs/synthetic", help="experiment folder (default runs/synthetic)")
+    parser.add_argument("--count", type=integer(1), default=200, help="training images / pairs (default 200)")
+    parser.add_argument("--size", type=size_hw, default=(128, 256), help="generated images, HxW (default 128x256)")
+    parser.add_argument("--pretrain-iterations", type=integer(1), default=600, help="source-only steps (default 600)")
+    parser.add_argument("--adapt-iterations", type=integer(1), default=200, help="steps of each DANNet variant "
+                                                                                 "(default 200)")
+    parser.add_argument("--seed", type=integer(0), default=0, help="data and training seed (default 0)")
+    args = parser.parse_args(argv)
     out, data = Path(args.out), Path(args.out) / "data"
-    h, w = (int(v) for v in args.size.split("x"))
+    h, w = args.size
     for layout in ("cityscapes", "darkzurich"):
         if not (data / layout).is_dir():
             generate(data / layout, layout, args.count, (h, w), args.seed)

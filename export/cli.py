@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a trained DANNet (relighting + segmentation + reweight/upsample/argmax tail) "
                     "to one ONNX graph from camera frame to labels, and build a TensorRT FP16 engine from it.",
         epilog="Exit codes: 0 done, 1 int8: the accuracy gate refused the model, 2 bad flag, checkpoint or graph, "
-               "4 output not writable (an existing file is "
+               "3 int8: bad dataset, 4 output not writable (an existing file is "
                "never left half written), 70 internal error (--debug for the traceback), 130/143 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, help="fp32 portable-tail graph from dannet-export onnx")
     p.add_argument("--dataset", required=True, choices=["darkzurich-val", "synthetic", "acdc-night", "nightdriving"],
                    help="night images: Dark Zurich-style sets calibrate on their unlabelled rgb_anon/train/night "
-                        "images and evaluate on the labelled val ones; nightdriving (no unlabelled split): the first "
+                        "images (acdc-night: rgb_anon/night/train, labels unused) and evaluate on the labelled val "
+                        "ones; nightdriving (no unlabelled split): the first "
                         "half of its images is held out for the gate, calibration on the rest")
     p.add_argument("--root", required=True, help="dataset root folder")
     p.add_argument("--calibration-images", type=integer(1), default=32,
@@ -172,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with --rebuild never.")
     p.add_argument("--onnx", required=True, help="graph from dannet-export onnx")
     p.add_argument("--out", required=True, help="output .engine file (sidecar: OUT.json)")
-    p.add_argument("--plugin-lib", help="libdannet_trt_plugins.so (default: $DANNET_PLUGIN_LIB or build/plugins/)")
+    p.add_argument("--plugin-lib", help="libdannet_trt_plugins.so (default: $DANNET_PLUGIN_LIB, else the source "
+                                        "checkout's build/plugins/ or build/)")
     p.add_argument("--workspace-gb", type=number(0, 1024, low_open=True), help="builder workspace limit in GiB")
     p.add_argument("--timing-cache", help="timing cache file to reuse and update")
     p.add_argument("--dla-core", type=integer(0, 7), help="build for this DLA core (Jetson), with GPU fallback")

@@ -68,7 +68,8 @@ RELIGHT_GROUPS = ("relight", "relight-output")
 DEFAULT_KEEP_FP32 = ("relight-output",)
 #: single-input activations that may sit between the PSP bottleneck conv and the classifier
 ACTIVATIONS = ("Relu", "Clip")
-#: Dark Zurich-style datasets keep unlabelled night images in rgb_anon/train/night: calibration comes from there
+#: the night training split calibration comes from: Dark Zurich-style datasets' unlabelled rgb_anon/train/night,
+#: ACDC's rgb_anon/night/train (read with its labels, which calibration does not use)
 CALIBRATION_SPLIT = {"darkzurich-val": "train", "synthetic": "train", "acdc-night": "train"}
 
 

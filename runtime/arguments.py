@@ -76,6 +76,12 @@ def number(low: float, high: float | None = None, *, low_open: bool = False) -> 
     return parse
 
 
+def add_device_flag(parser: argparse.ArgumentParser) -> None:
+    """``--device`` of a command that runs a checkpoint in PyTorch (``train.engine.select_device`` reads it)."""
+    parser.add_argument("--device", default="auto",
+                        help="auto (the CUDA GPU where there is one, else the CPU), cpu, cuda or cuda:N (default auto)")
+
+
 def add_reweighting_flags(parser: argparse.ArgumentParser) -> None:
     """``--weights-std`` and ``--reweight`` of a command that scores or ships a checkpoint; both default to None:
     what the checkpoint's run validated with (``train.evaluate.recorded_reweighting``)."""

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                "model, 3 input images skipped as unreadable (the others written; also after a stop), 4 output not\n"
                "writable (e.g. disk full), 130/143 SIGINT/SIGTERM while starting.\n"
                "TensorRT engines with the plugin tail load libdannet_trt_plugins.so from $DANNET_PLUGIN_LIB, else\n"
-               "from the source checkout's build/plugins/.\n\n"
+               "from the source checkout's build/plugins/ or build/.\n\n"
                "example:  dannet-run --model dannet.onnx --input v4l2:///dev/video0 --output display://0")
     add_model_arguments(parser)
     parser.add_argument("--input", required=True, action="append", metavar="URI",

@@ -215,6 +215,7 @@ def test_std_sweep_agrees_with_the_evaluation_code(tiny_graphs: dict[str, Path],
     from runtime.classes import class_weights
     from train.data import EvalTransform, build_dataset
     from train.data.synth import generate
+    from train.checkpoint import load_checkpoint, save_checkpoint
     from train.evaluate import evaluate, load_networks
 
     root = generate(tmp_path / "dz", "darkzurich", 4, (64, 128), seed=4)
@@ -228,6 +229,18 @@ def test_std_sweep_agrees_with_the_evaluation_code(tiny_graphs: dict[str, Path],
     for std, weights in (("0.16", torch.from_numpy(class_weights(0.16))), ("0.0", torch.ones(19))):
         assert result["miou"][std] == pytest.approx(evaluate(seg, light, dataset, weights, progress=False).miou)
     assert result["best_std"] in (0.0, 0.16) and (tmp_path / "s.png").is_file()
+    # a run that validated with the paper's probabilities is swept with them, unless --reweight says otherwise
+    tiny = load_checkpoint(ckpt)
+    run = save_checkpoint(tmp_path / "run.pth", dict(tiny.models), arch="pspnet",
+                          config={**tiny.config, "eval": {"weights_std": 0.16, "reweight": "probs"}})
+    expected = {reweight: evaluate(seg, light, dataset, torch.from_numpy(class_weights(0.3)), reweight,
+                                   progress=False).miou for reweight in ("logits", "probs")}
+    assert expected["probs"] != pytest.approx(expected["logits"])  # the two modes tell apart on these images
+    for flags, reweight in (([], "probs"), (["--reweight", "logits"], "logits")):
+        assert bench_main(["sweep", "--checkpoint", str(run), "--dataset", "darkzurich-val", "--root", str(root),
+                           "--scale", "1", "--stds", "0.3", "--json", str(tmp_path / "r.json"), *flags]) == 0
+        result = json.loads((tmp_path / "r.json").read_text())
+        assert result["reweight"] == reweight and result["miou"]["0.3"] == pytest.approx(expected[reweight])
 
 
 def test_metric_agrees_with_cityscapesscripts_on_random_maps() -> None:

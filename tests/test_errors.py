@@ -297,6 +297,30 @@ def test_numbers_outside_their_range_are_refused_when_parsed(capsys) -> None:
         assert code == USAGE and flag in the_error(err, prog), (argv, err)
 
 
+
+def test_a_device_that_is_not_one_is_refused_naming_the_flag_before_the_work(tmp_path: Path, capsys) -> None:
+    """``--device`` of the commands that run a checkpoint in PyTorch: checked before the checkpoint is read (it
+    does not exist here), one line naming the flag, not the config key training uses."""
+    for prog, argv in (("dannet-train", ["eval", "--dataset", "synthetic", "--root", tmp_path]),
+                       ("dannet-bench", ["submission", "--root", tmp_path, "--out", tmp_path / "s.zip"])):
+        code, err = in_process(capsys, prog, *argv, "--checkpoint", tmp_path / "none.pth", "--device", "gpu")
+        assert code == USAGE and "--device='gpu' is not a device (expected auto, cpu, cuda or cuda:N)" in \
+            the_error(err, prog), err
+
+
+def test_the_scripts_refuse_numbers_outside_their_range_too(capsys) -> None:
+    """The experiment and the GPU check are run by hand like the commands: the same parse-time checks."""
+    from benchmarks.synthetic_experiment import main as experiment
+
+    for argv, flag in ((["--count", "0"], "--count"), (["--size", "big"], "--size"), (["--seed", "-1"], "--seed")):
+        with pytest.raises(SystemExit) as e:
+            experiment(argv)
+        assert e.value.code == USAGE and f"argument {flag}: expected" in capsys.readouterr().err
+    for factor in ("0", "nan"):
+        run = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--timeout-factor", factor],
+                             capture_output=True, text=True)
+        assert run.returncode == USAGE and "argument --timeout-factor: expected a number > 0" in run.stderr
+
 def test_a_config_value_that_would_divide_by_zero_is_refused(tmp_path: Path, capsys) -> None:
     code, err = in_process(capsys, "dannet-train", "pretrain", "--config", "synthetic-cpu", "--out", tmp_path / "run",
                            "--set", "run.checkpoint_every=0")

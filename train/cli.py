@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.arguments import add_reweighting_flags, integer, number, size_hw
+from runtime.arguments import add_device_flag, add_reweighting_flags, integer, number, size_hw
 from runtime.atomic import atomic_write, check_writable
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
@@ -91,10 +91,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     if args.json:
         check_writable(args.json, "--json")
+    device = select_device(args.device, setting="--device")
     ckpt = load_checkpoint(args.checkpoint)
     segmenter, light, arch, backbone = networks_of(ckpt, args.light, args.arch, args.backbone)
     weights_std, reweight = recorded_reweighting(ckpt, args.weights_std, args.reweight)
-    device = select_device(args.device)
     segmenter.to(device)
     if light is not None:
         light.to(device)
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                    help="network input = image size x scale, in (0, 4] (default 0.5)")
     p.add_argument("--max-images", type=integer(1), default=None, help="evaluate the first N images only")
-    p.add_argument("--device", default="auto")
+    add_device_flag(p)
     p.add_argument("--json", help="also write the results as JSON here")
     add_debug_flag(p)
     p.set_defaults(func=cmd_eval)

@@ -60,23 +60,24 @@ class Env:
         return self.world_size > 1
 
 
-def select_device(preference: str, local_rank: int = 0) -> torch.device:
-    """The device of ``run.device``, always with an index on CUDA: plain ``cuda`` is this process's
-    GPU (``cuda:LOCAL_RANK``), which ``torch.cuda.set_device`` and DDP need spelled out."""
+def select_device(preference: str, local_rank: int = 0, setting: str = "run.device") -> torch.device:
+    """The device of ``run.device`` (or of the flag ``setting`` names, in its errors), always with an index on
+    CUDA: plain ``cuda`` is this process's GPU (``cuda:LOCAL_RANK``), which ``torch.cuda.set_device`` and DDP
+    need spelled out."""
     if preference == "auto":
         preference = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(preference)
     except RuntimeError:
-        raise TrainingError(f"run.device={preference!r} is not a device (expected auto, cpu, cuda or cuda:N)",
+        raise TrainingError(f"{setting}={preference!r} is not a device (expected auto, cpu, cuda or cuda:N)",
                             EXIT_USAGE) from None
     if device.type != "cuda":
         return device
     if not torch.cuda.is_available():
-        raise TrainingError(f"run.device={preference!r} but no CUDA GPU is available (use auto or cpu)", EXIT_USAGE)
+        raise TrainingError(f"{setting}={preference!r} but no CUDA GPU is available (use auto or cpu)", EXIT_USAGE)
     device = torch.device("cuda", local_rank if device.index is None else device.index)
     if device.index >= torch.cuda.device_count():
-        raise TrainingError(f"run.device={preference!r}: no GPU {device.index} here "
+        raise TrainingError(f"{setting}={preference!r}: no GPU {device.index} here "
                             f"({torch.cuda.device_count()} visible)", EXIT_USAGE)
     return device
 
