@@ -147,9 +147,10 @@ def measure(args: argparse.Namespace, paths: list[str], models: list[Segmenter])
     mIoU with ``--night-root``."""
     import torch
 
+    from export.scoring import evaluate
     from train.evaluate import load_networks
 
-    from .miou import evaluate, precision_of
+    from .miou import precision_of
     from .reference_loop import ReferenceSegmenter, reference_labels
 
     info = models[0].info  # the reference loop's tail is --model's

@@ -205,12 +205,13 @@ def evaluate_checkpoints(data: Path, names: list[str]) -> tuple[dict[str, dict[s
     for name in names:
         ckpt = load_checkpoint(OUT / name / "final.pth")
         segmenter, light, _, _ = networks_of(ckpt)
-        weights = test_weights(ckpt.config, torch.device("cpu"))  # the run's: its proportions, its std
-        scores[name] = {"night": 100 * evaluate(segmenter, light, night, weights, progress=False).miou,
-                        "day": 100 * evaluate(segmenter, light, day, weights, progress=False).miou}
+        weights = test_weights(ckpt.config, torch.device("cpu"))  # the run's: its proportions, its std, its mode
+        reweight = ckpt.config["eval"]["reweight"]
+        scores[name] = {"night": 100 * evaluate(segmenter, light, night, weights, reweight, progress=False).miou,
+                        "day": 100 * evaluate(segmenter, light, day, weights, reweight, progress=False).miou}
         with torch.no_grad():
-            columns.append([colorize(predict(segmenter, light, night[i]["image"][None], SIZE, weights)[0].numpy())
-                            for i in range(GRID_ROWS)])
+            columns.append([colorize(predict(segmenter, light, night[i]["image"][None], SIZE, weights,
+                                             reweight)[0].numpy()) for i in range(GRID_ROWS)])
     samples = night.samples[:GRID_ROWS]
     frames = [np.asarray(Image.open(s.image).convert("RGB")) for s in samples]
     truth = [colorize(np.asarray(Image.open(s.label))) for s in samples]

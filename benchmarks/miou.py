@@ -10,68 +10,26 @@ delta to the first model and the share of pixels labelled as the first model lab
 identical pixels (e.g. TensorRT FP16 vs ONNX Runtime FP32); the output says whether the two were
 exported from the same checkpoint (if not, identical pixels compare two networks, not two backends).
 A damaged image or a label of another size than its image stops the run at that file, named (exit 3).
-``evaluate`` is also the accuracy gate of ``dannet-export int8``.
+Its scoring (``export.scoring.evaluate``) is also the accuracy gate of ``dannet-export int8``.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
+from export.scoring import Evaluation, evaluate
 from runtime.arguments import integer
 from runtime.atomic import atomic_save_image, atomic_write, check_folder_writable
-from train.metrics import ConfusionMeter
 
 from .cityscapes_eval import CityscapesScripts
 from .cli import check_outputs, command_parser, provenance
 
 if TYPE_CHECKING:
     from runtime.segmenter import Segmenter
-
-
-def predict(seg, frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    labels = seg.backend.infer(seg.prepare(frame)[None]).labels[0]  # with or without confidence
-    if labels.shape != size:
-        labels = np.asarray(Image.fromarray(np.ascontiguousarray(labels)).resize(size[::-1], Image.NEAREST))
-    return labels
-
-
-@dataclass
-class Evaluation:
-    """Per model, in the order given: its confusion matrix, and the share of pixels (ignored ones included) it
-    labels as the first model does (1.0 for the first)."""
-
-    meters: list[ConfusionMeter]
-    same_as_first: list[float]
-
-
-def evaluate(models: Sequence, samples: Sequence, progress: bool = True,
-             each: Callable[[object, list[np.ndarray], np.ndarray], None] | None = None) -> Evaluation:
-    """Run every ``Segmenter`` in ``models`` on every sample, scored with ``train.metrics``; ``each(sample,
-    predictions, label)`` sees every image's predictions (to save or re-score them)."""
-    from train.data.datasets import load_image, load_label
-
-    meters = [ConfusionMeter() for _ in models]
-    same, total = np.zeros(len(models), dtype=np.int64), 0
-    # disable only when asked: an explicit disable=False would override the user's TQDM_DISABLE
-    bar = {} if progress else {"disable": True}
-    for sample in tqdm(samples, desc="miou", unit="img", **bar):
-        image = load_image(sample.image)
-        frame, label = np.asarray(image), load_label(sample, image.size)
-        preds = [predict(seg, frame, label.shape) for seg in models]
-        for meter, pred in zip(meters, preds):
-            meter.update(pred, label)
-        same += [int((pred == preds[0]).sum()) for pred in preds]
-        total += label.size
-        if each is not None:
-            each(sample, preds, label)
-    return Evaluation(meters, [float(n / total) if total else float("nan") for n in same])
 
 
 def precision_of(segmenter: Segmenter) -> str:

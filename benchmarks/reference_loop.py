@@ -43,7 +43,7 @@ def reference_labels(segmenter: nn.Module, relight: nn.Module | None, frame: np.
 
 class ReferenceSegmenter:
     """The reference loop behind ``Segmenter``'s evaluation interface (``prepare``, ``backend.infer``), so that
-    ``benchmarks.miou.evaluate`` scores it on the same images, resized the same way, as the exported graphs."""
+    ``export.scoring.evaluate`` scores it on the same images, resized the same way, as the exported graphs."""
 
     name = "reference loop"
 

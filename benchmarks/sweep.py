@@ -14,7 +14,7 @@ import math
 import torch
 from tqdm import tqdm
 
-from runtime.arguments import integer, number
+from runtime.arguments import add_device_flag, integer, number
 from runtime.atomic import atomic_write
 from runtime.classes import MAX_WEIGHTS_STD, REWEIGHTS
 
@@ -35,6 +35,7 @@ def stds_list(text: str) -> list[float]:
 def main(argv: list[str] | None = None) -> None:
     from train.checkpoint import load_checkpoint
     from train.data import DATASETS, EvalTransform, build_dataset
+    from train.engine import select_device
     from train.evaluate import networks_of, recorded_reweighting, reweight_upsample_argmax
     from train.factory import class_weights_of
     from train.metrics import ConfusionMeter
@@ -53,28 +54,33 @@ def main(argv: list[str] | None = None) -> None:
                         help="multiply logits (reference code) or probabilities (paper) (default: eval.reweight of "
                              "the checkpoint's run, logits for released files)")
     parser.add_argument("--max-images", type=integer(1), help="evaluate the first N images only")
+    add_device_flag(parser)
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a chart (PNG) here")
     args = parser.parse_args(argv)
     check_outputs(args)
     stds = args.stds
 
+    device = select_device(args.device, setting="--device")
     ckpt = load_checkpoint(args.checkpoint)
     segmenter, light, arch, backbone = networks_of(ckpt, args.light)
     _, reweight = recorded_reweighting(ckpt, None, args.reweight)
-    dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
     # from the class proportions the checkpoint's run trained with; std 0: all weights 1
-    weights = {s: torch.from_numpy(class_weights_of(ckpt.config, s)) for s in stds}
+    weights = {s: torch.from_numpy(class_weights_of(ckpt.config, s, "--stds")).to(device) for s in stds}
+    segmenter.to(device)
+    if light is not None:
+        light.to(device)
+    dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
     meters = {s: ConfusionMeter() for s in stds}
     n = len(dataset) if args.max_images is None else min(args.max_images, len(dataset))
     with torch.no_grad():
         for i in tqdm(range(n), desc="sweep", unit="img"):
             item = dataset[i]
-            x = item["image"][None]
+            x = item["image"][None].to(device)
             logits = segmenter(light(x) if light is not None else x)
             label = item["label"].numpy()
             for s in stds:
-                pred = reweight_upsample_argmax(logits, weights[s], label.shape, reweight)[0].numpy()
+                pred = reweight_upsample_argmax(logits, weights[s], label.shape, reweight)[0].cpu().numpy()
                 meters[s].update(pred, label)
     results = {s: meters[s].miou for s in stds}
     best = max(results, key=results.get)

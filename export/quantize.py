@@ -25,7 +25,7 @@ scores that differ in the third digit. ``KEEP_FP32`` names further groups that c
 measurement (BENCHMARKS.md, "INT8 and the CPU path").
 
 The gate: FP32 and INT8 are evaluated through ``runtime.segmenter.Segmenter`` on held-out labelled night
-images (``benchmarks.miou.evaluate``, the project's one mIoU); calibration images never overlap them
+images (``export.scoring.evaluate``, the project's one mIoU); calibration images never overlap them
 (``night_sets``). When the INT8 mIoU is more than ``max_miou_drop`` points below FP32, nothing is written.
 """
 from __future__ import annotations
@@ -379,7 +379,7 @@ def to_int8(onnx_path: str | Path, out: str | Path, dataset: str, root: str | Pa
     (``GateError``; ``out`` is then left as it was)."""
     import onnxruntime
 
-    from benchmarks.miou import evaluate
+    from .scoring import evaluate
     from runtime.segmenter import Segmenter
 
     started = time.perf_counter()

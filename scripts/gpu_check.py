@@ -55,7 +55,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere: the project's own packages
 from runtime.atomic import atomic_write  # noqa: E402  (after the path: the report is replaced, never half-written)
-from runtime.arguments import number  # noqa: E402
+from runtime import arguments  # noqa: E402
 
 TAIL_LINES = 40
 
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="gpu-check-report", help="report folder (default gpu-check-report/)")
     parser.add_argument("--build-dir", default="build-gpu", help="CMake build folder for this GPU (default build-gpu/)")
     parser.add_argument("--checkpoint", help="time this DANNet checkpoint instead of a random PSPNet-ResNet18")
-    parser.add_argument("--timeout-factor", type=number(0, low_open=True), default=1.0,
+    parser.add_argument("--timeout-factor", type=arguments.number(0, low_open=True), default=1.0,
                         help="multiply every step's time limit, > 0 (default 1: a data-centre GPU; 4 for a Jetson)")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()

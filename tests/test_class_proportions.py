@@ -92,6 +92,34 @@ def test_other_values_are_refused_naming_the_key(value: str) -> None:
         load_config("reference", [f"data.source.class_proportions={value}"])
 
 
+
+def test_a_std_that_gives_a_class_no_positive_weight_is_refused(tiny_graphs: dict[str, Path], tmp_path: Path,
+                                                                capsys) -> None:
+    """Road 80% of the pixels, the other 18 classes 20% together: eq. 1-2 (written out here) give road the
+    weight 1 - 0.3 * 4.24 < 0 at std 0.3, which the Cityscapes table keeps clear of up to 0.52. Such a std is
+    refused before any work, naming the setting and the largest std these proportions take; a smaller one is
+    taken. Training refuses it too (loss.weights_std), as does every command that scores or ships the run."""
+    from train.factory import class_weights_of
+
+    shares = np.full(NUM_CLASSES, 0.2 / (NUM_CLASSES - 1))
+    shares[0] = 0.8
+    config = {"data": {"source": {"class_proportions": shares.tolist()}}}
+    w = -np.log(shares)
+    z = (w - w.mean()) / w.std(ddof=1)
+    limit = -1 / z.min()  # road's weight 1 + z_road * std reaches 0
+    assert 0.2 < limit < 0.3
+    assert class_weights_of(config, 0.99 * limit).min() > 0
+    with pytest.raises(ConfigError, match=rf"^--weights-std 0.3: .* road the weight -0.\d+; .* below std {limit:.3f}$"):
+        class_weights_of(config, 0.3)
+    with pytest.raises(ConfigError, match="^loss.weights_std 0.3: "):
+        train_weights({**config, "loss": {"weights_std": 0.3}}, torch.device("cpu"))
+    tiny = load_checkpoint(tiny_graphs["checkpoint"])
+    run = save_checkpoint(tmp_path / "run.pth", dict(tiny.models), arch="pspnet", config={**tiny.config, **config})
+    assert train_main(["eval", "--checkpoint", str(run), "--dataset", "synthetic", "--root", str(tmp_path / "none"),
+                       "--weights-std", "0.3"]) == 2  # before the dataset is read (there is none)
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "--weights-std 0.3: the class proportions of this run give road" in error
+
 def test_eval_and_the_exported_tail_weigh_the_classes_as_the_run_did(data: Path, tmp_path: Path, capsys) -> None:
     """A run whose source had Cityscapes' class shares reversed (roads rare, trains common): ``eval`` and the ONNX
     graph must both apply the weights of those shares, which on this model give other labels than Cityscapes'."""

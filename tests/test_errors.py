@@ -240,6 +240,13 @@ def test_a_flag_contradicting_the_checkpoint_is_an_error(checkpoint: Path, tmp_p
     code, err = in_process(capsys, "dannet-export", "onnx", "--checkpoint", checkpoint, "--backbone", "resnet101",
                            "--out", tmp_path / "m.onnx")
     assert code == USAGE and "--backbone resnet101" in the_error(err, "dannet-export onnx")
+    # --light for a checkpoint with its own relighting net: neither net is certainly the one meant
+    code, err = in_process(capsys, "dannet-export", "onnx", "--checkpoint", checkpoint, "--light", checkpoint,
+                           "--out", tmp_path / "m.onnx")
+    assert code == USAGE and "holds its own relighting network, but --light" in the_error(err, "dannet-export onnx")
+    code, err = in_process(capsys, "dannet-train", "eval", "--checkpoint", checkpoint, "--light", checkpoint,
+                           "--dataset", "synthetic", "--root", tmp_path)
+    assert code == USAGE and "drop --light" in the_error(err, "dannet-train eval")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -302,7 +309,8 @@ def test_a_device_that_is_not_one_is_refused_naming_the_flag_before_the_work(tmp
     """``--device`` of the commands that run a checkpoint in PyTorch: checked before the checkpoint is read (it
     does not exist here), one line naming the flag, not the config key training uses."""
     for prog, argv in (("dannet-train", ["eval", "--dataset", "synthetic", "--root", tmp_path]),
-                       ("dannet-bench", ["submission", "--root", tmp_path, "--out", tmp_path / "s.zip"])):
+                       ("dannet-bench", ["submission", "--root", tmp_path, "--out", tmp_path / "s.zip"]),
+                       ("dannet-bench", ["sweep", "--dataset", "synthetic", "--root", tmp_path])):
         code, err = in_process(capsys, prog, *argv, "--checkpoint", tmp_path / "none.pth", "--device", "gpu")
         assert code == USAGE and "--device='gpu' is not a device (expected auto, cpu, cuda or cuda:N)" in \
             the_error(err, prog), err

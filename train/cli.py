@@ -95,11 +95,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
     ckpt = load_checkpoint(args.checkpoint)
     segmenter, light, arch, backbone = networks_of(ckpt, args.light, args.arch, args.backbone)
     weights_std, reweight = recorded_reweighting(ckpt, args.weights_std, args.reweight)
+    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std))
     segmenter.to(device)
     if light is not None:
         light.to(device)
     dataset = build_dataset(args.dataset, args.root, transform=EvalTransform(scale=args.scale))
-    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std))
     scored = f"{len(dataset)} images" if args.max_images is None or args.max_images >= len(dataset) else \
         f"the first {args.max_images} of {len(dataset)} images"
     print(f"evaluating {args.checkpoint} ({arch}, {backbone}{', with relighting' if light else ', no relighting net'}) "

@@ -48,6 +48,9 @@ def networks_of(ckpt: Checkpoint, light: str | None = None, arch: str | None = N
     extra = {"aspp_branches": model_cfg.get("aspp_branches", 2)} if arch == "deeplab" else {}
     segmenter = build_segmenter(arch, backbone=backbone, **extra)
     load_weights(segmenter, ckpt.models["segmenter"], ckpt.path)
+    if light and "light" in ckpt.models:  # either choice would evaluate a network the user did not mean
+        raise CheckpointError(f"{ckpt.path}: holds its own relighting network, but --light {light} was given; drop "
+                              "--light (it is for released segmentation files, which hold none)")
     relight = None
     light_ckpt = load_checkpoint(light) if light else (ckpt if "light" in ckpt.models else None)
     if light_ckpt is not None:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtime.classes import NUM_CLASSES, class_weights
+from runtime.classes import CLASS_NAMES, NUM_CLASSES, class_weights
 
 from .checkpoint import CheckpointError, load_checkpoint, load_weights
 from .config import ConfigError
@@ -92,17 +92,28 @@ def resolve_class_proportions(config: dict, recorded: dict | None = None, say: C
     return {**config, "data": {**config["data"], "source": {**source, "class_proportions": shares}}}
 
 
-def class_weights_of(config: dict, std: float) -> np.ndarray:
-    """The class weights of std ``std`` from the proportions a run (``config``; {} for a released file) used."""
-    return class_weights(std, proportions=class_proportions(config))
+def class_weights_of(config: dict, std: float, setting: str = "--weights-std") -> np.ndarray:
+    """The class weights of std ``std`` from the proportions a run (``config``; {} for a released file) used.
+
+    A weight <= 0 turns re-weighting upside down for its class (and has no log, which the ``probs`` mode takes).
+    ``MAX_WEIGHTS_STD`` keeps the Cityscapes table clear of it, but a run's own proportions (one class far more
+    frequent than the rest) can reach it at a smaller std: that std is refused, naming ``setting`` and the
+    largest std these proportions take."""
+    weights = class_weights(std, proportions=class_proportions(config))
+    if weights.min() <= 0:
+        spread = (weights - 1) / std  # each weight's distance from the mean, per unit of std
+        raise ConfigError(f"{setting} {std}: the class proportions of this run give {CLASS_NAMES[weights.argmin()]} "
+                          f"the weight {weights.min():.3f}; every weight must be > 0, which these proportions keep "
+                          f"below std {-1 / spread.min():.3f}")
+    return weights
 
 
 def train_weights(config: dict, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(class_weights_of(config, config["loss"]["weights_std"])).to(device)
+    return torch.from_numpy(class_weights_of(config, config["loss"]["weights_std"], "loss.weights_std")).to(device)
 
 
 def test_weights(config: dict, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(class_weights_of(config, config["eval"]["weights_std"])).to(device)
+    return torch.from_numpy(class_weights_of(config, config["eval"]["weights_std"], "eval.weights_std")).to(device)
 
 
 #: labelled training sets (``data.source.dataset``): DANNet's day source, and night labels for the supervised bound
