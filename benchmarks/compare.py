@@ -1,6 +1,6 @@
 """``dannet-bench compare``: the DANNet reference loop and our exported graphs, same model, same frames, one run.
 
-(a) ``benchmarks.reference_loop`` (PyTorch eager fp32, full-resolution upsampling of all logits,
+(a) ``benchmarks.reference_loop`` (PyTorch eager fp32 on the CPU, full-resolution upsampling of all logits,
 NumPy argmax) and (b) our runtime path: each exported graph (frame -> labels, tail in-graph) through
 ``runtime.backends`` (ONNX Runtime for ``.onnx``, TensorRT for ``.engine``): ``--model`` and any
 ``--also-model`` (e.g. the FP32 graph and its ``dannet-export int8`` graph). Every frame goes through
@@ -9,8 +9,9 @@ Prints per-path latency, the speed-up over the reference, the share of labels eq
 and to the first model's, optionally the night mIoU of every path on a generated dataset
 (``--night-root``), and writes a JSON table and a bar chart. Frames are generated night street scenes
 at the output resolution, resized to the network input (as the reference resizes 1080x1920 frames to
-540x960). Every graph must have been exported from --checkpoint (its metadata records the checkpoint's
-sha256): agreement with another network's labels would measure nothing.
+540x960). Every graph must have been exported from --checkpoint, and for a released segmentation file with the
+relighting file --light names (its metadata records both sha256s): agreement with another network's labels
+would measure nothing.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from runtime.turns import in_turn
 from .cli import check_outputs, command_parser, provenance
 
 if TYPE_CHECKING:  # imported when used: the command's --help needs neither
+    from runtime.backends import ModelInfo
     from runtime.segmenter import Segmenter
 
 
@@ -54,12 +56,16 @@ def stats(seconds: list[float]) -> dict[str, float]:
             "max_ms": float(ms.max())}
 
 
-def check_provenance(model: str, recorded: str | None, checkpoint: str) -> None:
-    """The model must have been exported from ``checkpoint`` (the sha256 its metadata or sidecar records)."""
+def check_provenance(model: str, info: ModelInfo, checkpoint: str, light: str | None) -> None:
+    """The model must have been exported from ``checkpoint`` and, for a released segmentation file, with the
+    relighting file ``light`` (the sha256s its metadata or sidecar records): a reference loop without the
+    relighting net the graph has (or with another one) compares two networks."""
     from runtime.engine_sidecar import sha256_of
 
-    if not Path(checkpoint).is_file():
-        raise DannetError(f"--checkpoint {checkpoint}: no such file")
+    for flag, path in (("--checkpoint", checkpoint), ("--light", light)):
+        if path is not None and not Path(path).is_file():
+            raise DannetError(f"{flag} {path}: no such file")
+    recorded = info.checkpoint_sha256
     if recorded is None:
         raise DannetError(f"{model}: does not record the checkpoint it was exported from; re-export it with "
                           "dannet-export (engines: rebuild them from the new graph)")
@@ -68,6 +74,18 @@ def check_provenance(model: str, recorded: str | None, checkpoint: str) -> None:
         raise DannetError(f"--checkpoint {checkpoint} (sha256 {actual[:12]}...) is not the checkpoint {model} was "
                           f"exported from (sha256 {recorded[:12]}...); expected that checkpoint, or a graph exported "
                           "from this one")
+    recorded = info.light_sha256
+    if recorded is None:  # an engine built before its sidecar recorded it: nothing to check against
+        return
+    if light is None and recorded:
+        raise DannetError(f"{model} was exported with a relighting file (--light, sha256 {recorded[:12]}...); "
+                          "give it with --light")
+    if light is not None and not recorded:
+        raise DannetError(f"--light {light}: {model} was exported without a relighting file (its checkpoint's "
+                          "own relighting net, or none); drop --light")
+    if light is not None and sha256_of(light) != recorded:
+        raise DannetError(f"--light {light} (sha256 {sha256_of(light)[:12]}...) is not the relighting file {model} "
+                          f"was exported with (sha256 {recorded[:12]}...)")
 
 
 def size_flag(flag: str, given: tuple[int, int] | None, model_size: tuple[int, int] | None,
@@ -124,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             if None in (info.weights, info.reweight, info.align_corners):  # the reference loop must do as its tail
                 raise DannetError(f"{path}: does not record its class weights and how its tail applies them and "
                                   "upsamples; re-export it with dannet-export (an engine: --rebuild always)")
-            check_provenance(path, info.checkpoint_sha256, args.checkpoint)
+            check_provenance(path, info, args.checkpoint, args.light)
             args.input_size = size_flag("--input-size", args.input_size, info.input_size, path)
             args.output_size = size_flag("--output-size", args.output_size, info.output_size, path)
         result = measure(args, paths, models)

@@ -101,17 +101,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.compare_model:
         compare, same = meters[-1], evaluation.same_as_first[-1]
         delta = compare.miou - first.miou
-        origins = [models[0].info.checkpoint_sha256, models[-1].info.checkpoint_sha256]
-        same_checkpoint = None if None in origins else origins[0] == origins[1]
+        checkpoints = [m.info.checkpoint_sha256 for m in (models[0], models[-1])]
+        lights = [m.info.light_sha256 for m in (models[0], models[-1])]  # None: an engine that did not record it
+        same_checkpoint = None if None in checkpoints else \
+            checkpoints[0] == checkpoints[1] and (None in lights or lights[0] == lights[1])
         result.update(compare_model=args.compare_model, compare_backend=models[-1].backend.name,
                       compare_miou=compare.miou, delta_miou=delta, identical_pixels=same,
                       same_checkpoint=same_checkpoint)
         print(f"{args.compare_model} ({models[-1].backend.name}): mIoU {100 * compare.miou:.2f} "
               f"({100 * delta:+.2f} points), identical pixels {100 * same:.3f}%")
         if not same_checkpoint:
-            print("note: the two models were " + ("exported from different checkpoints" if same_checkpoint is False
-                                                  else "not both recorded with the checkpoint they came from") +
-                  ": identical pixels compares two networks, not two backends of one")
+            origin = "exported from different checkpoints (or relighting files)" if same_checkpoint is False else \
+                "not both recorded with the checkpoint they came from"
+            print(f"note: the two models were {origin}: identical pixels compares two networks, not two backends "
+                  "of one")
     if args.json:
         atomic_write(args.json, json.dumps({**provenance(args), **result}, indent=1))
 

@@ -232,6 +232,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, *, plugin_lib: str | No
         reweight=metadata.get("dannet.reweight") or None,
         align_corners=recorded_flag(metadata.get("dannet.align_corners")),
         checkpoint_sha256=metadata.get("dannet.checkpoint_sha256") or None,
+        light_sha256=metadata.get("dannet.light_sha256"),
         dla_core=dla_core, profile={key: list(shape) for key, shape in shapes.items()} if shapes else None,
         workspace_gb=workspace_gb, created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     # the sidecar last, the old one removed first: an engine is never left beside the sidecar of another one (one

@@ -104,6 +104,9 @@ class ModelInfo:
     #: of the classes in the run's source labels do too (the paper's Cityscapes table, or a run's own)
     weights: tuple[float, ...] | None = None
     checkpoint_sha256: str | None = None  # the checkpoint the model was exported from (None: not recorded)
+    #: the relighting file exported with it (``--light``, for a released segmentation file): its sha256, "" where
+    #: there was none (the checkpoint's own relighting net, or no relighting), None where the export did not say
+    light_sha256: str | None = None
     confidence: bool = False  # a second output with each pixel's confidence (dannet-export --confidence)
     precision: str | None = None  # what the export computes in: fp32, fp16, int8 (None: not recorded)
     dynamic_sizes: SizeRange = DYNAMIC_EXPORT_SIZES  # the frame sizes a dynamic model takes (input_size None)
@@ -130,8 +133,9 @@ class ModelInfo:
         std = float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None
         weights = tuple(json.loads(metadata["dannet.weights"])) if "dannet.weights" in metadata else None
         return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std, weights,
-                   metadata.get("dannet.checkpoint_sha256") or None, "confidence" in out,
-                   metadata.get("dannet.precision") or None, reweight=metadata.get("dannet.reweight") or None,
+                   metadata.get("dannet.checkpoint_sha256") or None, metadata.get("dannet.light_sha256"),
+                   "confidence" in out, metadata.get("dannet.precision") or None,
+                   reweight=metadata.get("dannet.reweight") or None,
                    align_corners=recorded_flag(metadata.get("dannet.align_corners")))
 
 
@@ -342,7 +346,8 @@ class TensorRTBackend:
         self.info = ModelInfo(None if dynamic else frame_shape[1:3], tuple(sidecar.output_size),
                               tuple(sidecar.class_names) or CLASS_NAMES, weights_std=sidecar.weights_std,
                               weights=tuple(sidecar.weights) if sidecar.weights else None,
-                              checkpoint_sha256=sidecar.checkpoint_sha256, confidence=CONFIDENCE in self.output_dtypes,
+                              checkpoint_sha256=sidecar.checkpoint_sha256, light_sha256=sidecar.light_sha256,
+                              confidence=CONFIDENCE in self.output_dtypes,
                               precision=sidecar.precision, reweight=sidecar.reweight,
                               align_corners=sidecar.align_corners,
                               dynamic_sizes=self._profile_sizes(path) if dynamic else DYNAMIC_EXPORT_SIZES)

@@ -104,6 +104,8 @@ class Sidecar:
     align_corners: bool | None = None
     #: the graph's ``dannet.checkpoint_sha256``: which checkpoint the engine computes (dannet-bench compare)
     checkpoint_sha256: str | None = None
+    #: the graph's ``dannet.light_sha256``: the relighting file exported with it ("" for none; None: not recorded)
+    light_sha256: str | None = None
     dla_core: int | None = None
     #: the optimisation profile it was built with (dynamic graphs): PROFILE_KEYS -> NxHxWx3
     profile: dict[str, list[int]] | None = None

@@ -232,6 +232,45 @@ def test_compare_refuses_a_checkpoint_the_graph_was_not_exported_from(checkpoint
     assert "--checkpoint" in the_error(out.stderr, "dannet-bench compare") and "exported from" in out.stderr
 
 
+
+def test_compare_runs_the_reference_with_the_relighting_file_the_graph_was_exported_with(
+        checkpoint: Path, onnx_model: Path, tmp_path: Path, capsys) -> None:
+    """A released segmentation file is exported with its relighting file (``--light``), whose sha256 the graph
+    records; compare's reference loop without it, or with another one, would compare two networks. Here the tiny
+    graph is relabelled as if exported so (its network is the tiny segmenter + the tiny relighting net): the
+    right pair runs and agrees with the graph, every other is one line naming --light before the work."""
+    import onnx
+    import torch
+
+    from runtime.engine_sidecar import sha256_of
+
+    released, other = tmp_path / "released.pth", tmp_path / "other_light.pth"
+    models = torch.load(checkpoint, weights_only=True)["models"]
+    torch.save(models["segmenter"], released)  # a released file: the segmenter's state dict alone
+    torch.save(torch.load(checkpoint, weights_only=True) | {"iteration": 7}, other)  # same nets, another file
+    graph = onnx.load(str(onnx_model))
+    metadata = {p.key: p.value for p in graph.metadata_props}
+    onnx.helper.set_model_props(graph, {**metadata, "dannet.checkpoint_sha256": sha256_of(released),
+                                        "dannet.light_sha256": sha256_of(checkpoint)})
+    onnx.save(graph, str(tmp_path / "released.onnx"))
+
+    def compare(*light: object) -> tuple[int, str, str]:
+        return in_process_with_output(capsys, "dannet-bench", "compare", "--model", tmp_path / "released.onnx",
+                                      "--checkpoint", released, "--backbone", "resnet18", *light, "--frames", 1,
+                                      "--warmup", 0, "--json", tmp_path / "c.json")
+
+    for light, words in (((), "was exported with a relighting file (--light, sha256"),
+                         (("--light", other), "is not the relighting file")):
+        code, _, err = compare(*light)
+        assert code == USAGE and words in the_error(err, "dannet-bench compare"), err
+    code, _, err = in_process_with_output(capsys, "dannet-bench", "compare", "--model", onnx_model, "--checkpoint",
+                                          checkpoint, "--light", other, "--frames", 1, "--warmup", 0)
+    assert code == USAGE and "was exported without a relighting file" in the_error(err, "dannet-bench compare")
+    assert not (tmp_path / "c.json").exists()
+    code, _, err = compare("--light", checkpoint)
+    assert code == 0, err
+    assert json.loads((tmp_path / "c.json").read_text())["identical_pixels"] > 0.999
+
 def test_a_flag_contradicting_the_checkpoint_is_an_error(checkpoint: Path, tmp_path: Path, capsys) -> None:
     code, err = in_process(capsys, "dannet-export", "onnx", "--checkpoint", checkpoint, "--arch", "deeplab",
                            "--out", tmp_path / "m.onnx")

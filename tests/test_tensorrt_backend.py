@@ -550,6 +550,9 @@ def test_an_engine_whose_sidecar_lacks_the_label_size_is_refused(engine: Engine,
     exported_from = read_metadata(built.with_suffix(".onnx"))["dannet.checkpoint_sha256"]
     assert sidecar.checkpoint_sha256 == exported_from
     assert TensorRTBackend(built, plugin_lib).info.checkpoint_sha256 == exported_from
+    # and the relighting file it was exported with: none ("", not None: recorded as none), its checkpoint's own
+    assert sidecar.light_sha256 == read_metadata(built.with_suffix(".onnx"))["dannet.light_sha256"] == ""
+    assert TensorRTBackend(built, plugin_lib).info.light_sha256 == ""
     # and how its tail re-weights, which dannet-bench compare's reference loop follows
     assert sidecar.reweight == read_metadata(built.with_suffix(".onnx"))["dannet.reweight"] == "logits"
     assert TensorRTBackend(built, plugin_lib).info.reweight == "logits"
