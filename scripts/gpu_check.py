@@ -443,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="gpu-check-report", help="report folder (default gpu-check-report/)")
     parser.add_argument("--build-dir", default="build-gpu", help="CMake build folder for this GPU (default build-gpu/)")
-    parser.add_argument("--checkpoint", help="time this DANNet checkpoint instead of a random PSPNet-ResNet18")
+    parser.add_argument("--checkpoint", help="time this dannet-train checkpoint (one that holds its relighting net) "
+                                             "instead of a random PSPNet-ResNet18")
     parser.add_argument("--timeout-factor", type=arguments.number(0, low_open=True), default=1.0,
                         help="multiply every step's time limit, > 0 (default 1: a data-centre GPU; 4 for a Jetson)")
     args = parser.parse_args(argv)

@@ -286,6 +286,9 @@ def test_a_flag_contradicting_the_checkpoint_is_an_error(checkpoint: Path, tmp_p
     code, err = in_process(capsys, "dannet-train", "eval", "--checkpoint", checkpoint, "--light", checkpoint,
                            "--dataset", "synthetic", "--root", tmp_path)
     assert code == USAGE and "drop --light" in the_error(err, "dannet-train eval")
+    code, err = in_process(capsys, "dannet-bench", "confidence-cost", "--checkpoint", checkpoint, "--light",
+                           checkpoint, "--size", "64x128", "--runs", 1)
+    assert code == USAGE and "drop --light" in the_error(err, "dannet-bench confidence-cost")
     assert list(tmp_path.iterdir()) == []
 
 
