@@ -75,8 +75,9 @@ def check_provenance(model: str, info: ModelInfo, checkpoint: str, light: str | 
                           f"exported from (sha256 {recorded[:12]}...); expected that checkpoint, or a graph exported "
                           "from this one")
     recorded = info.light_sha256
-    if recorded is None:  # an engine built before its sidecar recorded it: nothing to check against
-        return
+    if recorded is None:
+        raise DannetError(f"{model}: does not record the relighting file it was exported with (an engine built "
+                          "before its sidecar did); rebuild it (dannet-export engine --rebuild always)")
     if light is None and recorded:
         raise DannetError(f"{model} was exported with a relighting file (--light, sha256 {recorded[:12]}...); "
                           "give it with --light")

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export.scoring import Evaluation, evaluate
 from runtime.arguments import integer
 from runtime.atomic import atomic_save_image, atomic_write, check_folder_writable
 
 from .cityscapes_eval import CityscapesScripts
 from .cli import check_outputs, command_parser, provenance
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when used: --help needs neither (export's package imports torch and onnx)
+    from export.scoring import Evaluation
     from runtime.segmenter import Segmenter
 
 
@@ -38,6 +38,7 @@ def precision_of(segmenter: Segmenter) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from export.scoring import evaluate
     from runtime.backends import BACKENDS
     from runtime.cli import add_model_arguments
     from runtime.overlay import mask

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     from train.checkpoint import load_checkpoint
     from train.data import EvalTransform, SegmentationDataset, darkzurich_samples
     from train.engine import select_device
-    from train.evaluate import networks_of, recorded_reweighting, reweighted_scores
+    from train.evaluate import networks_of, recorded_reweighting, reweighted_scores, weights_std_setting
     from train.factory import class_weights_of
 
     parser = command_parser("submission", __doc__)
@@ -59,14 +59,15 @@ def main(argv: list[str] | None = None) -> None:
 
     device = select_device(args.device, setting="--device")
     ckpt = load_checkpoint(args.checkpoint)
+    weights_std, reweight = recorded_reweighting(ckpt, args.weights_std, args.reweight)
+    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std, weights_std_setting(args.weights_std)))
     segmenter, light, _, _ = networks_of(ckpt, args.light)
     segmenter.to(device)
     if light is not None:
         light.to(device)
+    weights = weights.to(device)
     samples = darkzurich_samples(Path(args.root), "test")
     dataset = SegmentationDataset(samples, EvalTransform(scale=args.scale))
-    weights_std, reweight = recorded_reweighting(ckpt, args.weights_std, args.reweight)
-    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std)).to(device)
     with atomic_file(args.out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive, torch.no_grad():
         for sample, i in zip(samples, tqdm(range(len(dataset)), desc="submission", unit="img")):
             with Image.open(sample.image) as image:

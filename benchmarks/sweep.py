@@ -21,6 +21,10 @@ from runtime.classes import MAX_WEIGHTS_STD, REWEIGHTS
 from .cli import check_outputs, command_parser, provenance
 
 
+#: the stds a sweep tries unless --stds says (DANNet's 0.16 among them)
+DEFAULT_STDS = "0,0.02,0.05,0.08,0.12,0.16,0.2,0.25,0.3"
+
+
 def stds_list(text: str) -> list[float]:
     """``--stds``: comma-separated stds in [0, MAX_WEIGHTS_STD]."""
     try:
@@ -37,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     from train.data import DATASETS, EvalTransform, build_dataset
     from train.engine import select_device
     from train.evaluate import networks_of, recorded_reweighting, reweight_upsample_argmax
-    from train.factory import class_weights_of
+    from train.factory import class_weights_of, weights_std_limit
     from train.metrics import ConfusionMeter
 
     parser = command_parser("sweep", __doc__)
@@ -47,9 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", required=True)
     parser.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                         help="network input = image size x scale, in (0, 4] (default 0.5)")
-    parser.add_argument("--stds", type=stds_list, default=stds_list("0,0.02,0.05,0.08,0.12,0.16,0.2,0.25,0.3"),
+    parser.add_argument("--stds", type=stds_list, default=None,
                         help=f"comma-separated stds in [0, {MAX_WEIGHTS_STD}]; 0 = no re-weighting (default "
-                             "0,0.02,0.05,0.08,0.12,0.16,0.2,0.25,0.3)")
+                             f"{DEFAULT_STDS}, those below the std at which the run's class proportions give a "
+                             "class a weight <= 0)")
     parser.add_argument("--reweight", choices=REWEIGHTS, default=None,
                         help="multiply logits (reference code) or probabilities (paper) (default: eval.reweight of "
                              "the checkpoint's run, logits for released files)")
@@ -59,12 +64,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", help="write a chart (PNG) here")
     args = parser.parse_args(argv)
     check_outputs(args)
-    stds = args.stds
-
     device = select_device(args.device, setting="--device")
     ckpt = load_checkpoint(args.checkpoint)
-    segmenter, light, arch, backbone = networks_of(ckpt, args.light)
     _, reweight = recorded_reweighting(ckpt, None, args.reweight)
+    stds = args.stds
+    if stds is None:
+        limit, most_frequent = weights_std_limit(ckpt.config)
+        stds = [s for s in stds_list(DEFAULT_STDS) if s < limit]
+        if len(stds) < len(stds_list(DEFAULT_STDS)):
+            left_out = ", ".join(f"{s:g}" for s in stds_list(DEFAULT_STDS) if s >= limit)
+            print(f"--stds: {left_out} left out: from std {limit:.3f} on the class proportions of this run give "
+                  f"{most_frequent} a weight <= 0")
+    segmenter, light, arch, backbone = networks_of(ckpt, args.light)
     # from the class proportions the checkpoint's run trained with; std 0: all weights 1
     weights = {s: torch.from_numpy(class_weights_of(ckpt.config, s, "--stds")).to(device) for s in stds}
     segmenter.to(device)

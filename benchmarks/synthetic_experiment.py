@@ -28,7 +28,7 @@ from train.checkpoint import load_checkpoint
 from train.cli import main as train_main
 from train.data import EvalTransform, build_dataset
 from train.data.synth import generate
-from train.evaluate import evaluate, networks_of
+from train.evaluate import evaluate, networks_of, recorded_reweighting
 from train.factory import class_weights_of
 
 
@@ -48,7 +48,8 @@ def miou(checkpoint: Path, dataset, std: float) -> float:
     ckpt = load_checkpoint(checkpoint)
     segmenter, light, _, _ = networks_of(ckpt)
     weights = torch.from_numpy(class_weights_of(ckpt.config, std))  # std 0 gives all weights 1: no re-weighting
-    return 100 * evaluate(segmenter, light, dataset, weights, "logits", "cpu", progress=False).miou
+    _, reweight = recorded_reweighting(ckpt)  # as the run validated
+    return 100 * evaluate(segmenter, light, dataset, weights, reweight, "cpu", progress=False).miou
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,7 +26,7 @@ from runtime.backends import DYNAMIC_EXPORT_SIZES
 from runtime.engine_sidecar import sha256_of
 from runtime.errors import DannetError, one_line
 from train.checkpoint import load_checkpoint
-from train.evaluate import networks_of, recorded_reweighting
+from train.evaluate import networks_of, recorded_reweighting, weights_std_setting
 from train.factory import class_weights_of
 from train.models.relight import SIDE_MULTIPLE
 
@@ -110,13 +110,14 @@ def deployment_model(checkpoint: str | Path, spec: ExportSpec, light: str | Path
     released file)."""
     ckpt = load_checkpoint(str(checkpoint))
     weights_std, reweight = recorded_reweighting(ckpt, spec.weights_std, spec.reweight)
+    weights = class_weights_of(ckpt.config, weights_std, weights_std_setting(spec.weights_std))  # before the work
     spec = replace(spec, weights_std=weights_std, reweight=reweight)
     segmenter, relight, arch, backbone = networks_of(ckpt, str(light) if light else None, arch, backbone)
     spec.check(relight is not None)
     replace_adaptive_pooling(segmenter)
     dtype = torch.float16 if spec.precision == "fp16" else torch.float32
     model = DeploymentModel(segmenter.to(dtype), relight.to(dtype) if relight is not None else None, dtype).eval()
-    return Deployment(model, arch, backbone, class_weights_of(ckpt.config, weights_std), spec)
+    return Deployment(model, arch, backbone, weights, spec)
 
 
 def deployment_metadata(spec: ExportSpec, weights: np.ndarray, label_format: str, arch: str, backbone: str,

@@ -104,9 +104,6 @@ class ModelInfo:
     #: of the classes in the run's source labels do too (the paper's Cityscapes table, or a run's own)
     weights: tuple[float, ...] | None = None
     checkpoint_sha256: str | None = None  # the checkpoint the model was exported from (None: not recorded)
-    #: the relighting file exported with it (``--light``, for a released segmentation file): its sha256, "" where
-    #: there was none (the checkpoint's own relighting net, or no relighting), None where the export did not say
-    light_sha256: str | None = None
     confidence: bool = False  # a second output with each pixel's confidence (dannet-export --confidence)
     precision: str | None = None  # what the export computes in: fp32, fp16, int8 (None: not recorded)
     dynamic_sizes: SizeRange = DYNAMIC_EXPORT_SIZES  # the frame sizes a dynamic model takes (input_size None)
@@ -114,6 +111,9 @@ class ModelInfo:
     reweight: str | None = None
     #: how the tail upsamples: corners aligned (True, the default) or half-pixel (``--half-pixel``; None: not recorded)
     align_corners: bool | None = None
+    #: the relighting file exported with it (``--light``, for a released segmentation file): its sha256, "" where
+    #: there was none (the checkpoint's own relighting net, or no relighting), None where the export did not say
+    light_sha256: str | None = None
 
     def network_size(self, frame_size: tuple[int, int]) -> tuple[int, int]:
         """The size a frame of ``frame_size`` is given to the model at: the model's input size, or for a
@@ -133,10 +133,10 @@ class ModelInfo:
         std = float(metadata["dannet.weights_std"]) if "dannet.weights_std" in metadata else None
         weights = tuple(json.loads(metadata["dannet.weights"])) if "dannet.weights" in metadata else None
         return cls(tuple(inp["size"]) if inp.get("size") else None, tuple(out["size"]), names, palette, std, weights,
-                   metadata.get("dannet.checkpoint_sha256") or None, metadata.get("dannet.light_sha256"),
-                   "confidence" in out, metadata.get("dannet.precision") or None,
-                   reweight=metadata.get("dannet.reweight") or None,
-                   align_corners=recorded_flag(metadata.get("dannet.align_corners")))
+                   metadata.get("dannet.checkpoint_sha256") or None, "confidence" in out,
+                   metadata.get("dannet.precision") or None, reweight=metadata.get("dannet.reweight") or None,
+                   align_corners=recorded_flag(metadata.get("dannet.align_corners")),
+                   light_sha256=metadata.get("dannet.light_sha256"))
 
 
 class Backend(Protocol):

@@ -294,7 +294,8 @@ def test_the_lite0_file_into_a_resnet_is_refused() -> None:
         initialise_from_imagenet(build_segmenter("deeplab", backbone="resnet18"), "imagenet")
 
 
-def test_init_imagenet_in_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_imagenet_in_training(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """``--init imagenet:PATH`` as the training jobs read it, and a wrong file as the command line reports it."""
     sd = write_file(tmp_path / "resnet18.pth", resnet_file_shapes("resnet18"))
     nets = {"segmenter": build_segmenter("deeplab", backbone="resnet18")}
@@ -304,6 +305,9 @@ def test_init_imagenet_in_training(tmp_path: Path, capsys: pytest.CaptureFixture
                       f"2 classifier tensors dropped)"]
     key = "layer2.0.downsample.0.weight"
     assert torch.equal(nets["segmenter"].state_dict()[key], sd[key])
+    monkeypatch.setenv("HOME", str(tmp_path))  # imagenet:~/...: no shell expands a ~ after the colon
+    assert initialise({"segmenter": build_segmenter("deeplab", backbone="resnet18")}, ["imagenet:~/resnet18.pth"],
+                      "deeplab") == loaded
     write_file(tmp_path / "resnet50.pth", resnet_file_shapes("resnet50"))
     rc = train_main(["pretrain", "--config", "synthetic-cpu", "--out", str(tmp_path / "run"),
                      "--init", f"imagenet:{tmp_path / 'resnet50.pth'}"])

