@@ -76,17 +76,19 @@ def check_provenance(model: str, info: ModelInfo, checkpoint: str, light: str | 
                           "from this one")
     recorded = info.light_sha256
     if recorded is None:
-        raise DannetError(f"{model}: does not record the relighting file it was exported with (an engine built "
-                          "before its sidecar did); rebuild it (dannet-export engine --rebuild always)")
-    if light is None and recorded:
+        raise DannetError(f"{model}: does not record the relighting file it was exported with; re-export it with "
+                          "dannet-export (engines built before their sidecars recorded it: --rebuild always)")
+    given = sha256_of(light) if light is not None else ""  # "": no relighting file, as the metadata writes it
+    if given == recorded:
+        return
+    if not given:
         raise DannetError(f"{model} was exported with a relighting file (--light, sha256 {recorded[:12]}...); "
                           "give it with --light")
-    if light is not None and not recorded:
+    if not recorded:
         raise DannetError(f"--light {light}: {model} was exported without a relighting file (its checkpoint's "
                           "own relighting net, or none); drop --light")
-    if light is not None and sha256_of(light) != recorded:
-        raise DannetError(f"--light {light} (sha256 {sha256_of(light)[:12]}...) is not the relighting file {model} "
-                          f"was exported with (sha256 {recorded[:12]}...)")
+    raise DannetError(f"--light {light} (sha256 {given[:12]}...) is not the relighting file {model} was exported "
+                      f"with (sha256 {recorded[:12]}...)")
 
 
 def size_flag(flag: str, given: tuple[int, int] | None, model_size: tuple[int, int] | None,

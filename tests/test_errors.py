@@ -238,10 +238,15 @@ def test_compare_runs_the_reference_with_the_relighting_file_the_graph_was_expor
     records; compare's reference loop without it, or with another one, would compare two networks. Here the tiny
     graph is relabelled as if exported so (its network is the tiny segmenter + the tiny relighting net): the
     right pair runs and agrees with the graph, every other is one line naming --light before the work."""
+    from dataclasses import replace
+
     import onnx
     import torch
 
+    from benchmarks.compare import check_provenance
     from runtime.engine_sidecar import sha256_of
+    from runtime.errors import DannetError
+    from runtime.segmenter import Segmenter
 
     released, other = tmp_path / "released.pth", tmp_path / "other_light.pth"
     models = torch.load(checkpoint, weights_only=True)["models"]
@@ -268,6 +273,10 @@ def test_compare_runs_the_reference_with_the_relighting_file_the_graph_was_expor
     assert not (tmp_path / "c.json").exists()
     code, _, err = compare("--light", checkpoint)
     assert code == 0, err
+    # an engine whose sidecar predates the record: nothing to check against, so it is refused, not trusted
+    info = replace(Segmenter(tmp_path / "released.onnx").info, light_sha256=None)
+    with pytest.raises(DannetError, match="does not record the relighting file it was exported with"):
+        check_provenance("old.engine", info, str(released), str(checkpoint))
     assert json.loads((tmp_path / "c.json").read_text())["identical_pixels"] > 0.999
 
 
