@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from runtime.arguments import integer, size_hw
+from runtime.arguments import add_network_flags, integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.errors import DannetError
 from runtime.turns import in_turn
@@ -116,9 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="another export of the same checkpoint (e.g. dannet-export int8), timed in the same run, "
                              "frame by frame with the others; repeatable")
     parser.add_argument("--checkpoint", required=True, help="the checkpoint the graph was exported from")
-    parser.add_argument("--light", help="relighting weights when the checkpoint has none")
-    parser.add_argument("--arch", help="architecture when the file does not say")
-    parser.add_argument("--backbone", help="backbone when the file does not say")
+    add_network_flags(parser)
     parser.add_argument("--input-size", type=size_hw, metavar="HxW",
                         help="network input, height first (default: the model's; required for dynamic models)")
     parser.add_argument("--output-size", type=size_hw, metavar="HxW",

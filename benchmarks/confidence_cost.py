@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.arguments import integer, size_hw
+from runtime.arguments import add_network_flags, integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.errors import EXIT_FAILED, DannetError
 from runtime.turns import in_turn
@@ -37,9 +37,10 @@ def median_ms(times: list[float]) -> float:
     return float(np.median(times) * 1e3)
 
 
-def measure(checkpoint: str, light: str | None, input_size: tuple[int, int], output_size: tuple[int, int],
-            runs: int, warmup: int, threads: int, folder: Path) -> dict:
-    """Both exports at one size, timed alternately on one frame; the labels must be identical."""
+def measure(checkpoint: str, network: dict[str, str | None], input_size: tuple[int, int],
+            output_size: tuple[int, int], runs: int, warmup: int, threads: int, folder: Path) -> dict:
+    """Both exports at one size, timed alternately on one frame; the labels must be identical. ``network``:
+    ``to_onnx``'s ``light``, ``arch`` and ``backbone``."""
     from export import ExportSpec, to_onnx
     from runtime.backends import OnnxRuntimeBackend
 
@@ -47,7 +48,7 @@ def measure(checkpoint: str, light: str | None, input_size: tuple[int, int], out
     for name, confidence in (("labels", False), ("labels+confidence", True)):
         path = to_onnx(checkpoint, folder / f"{name}_{input_size[0]}x{input_size[1]}.onnx",
                        ExportSpec(input_size=input_size, output_size=output_size, confidence=confidence),
-                       light=light, say=lambda s: None)
+                       say=lambda s: None, **network)
         backends[name] = OnnxRuntimeBackend(path, threads=threads)
     frame = np.random.default_rng(0).integers(0, 256, (1, *input_size, 3), dtype=np.uint8)
     times: dict[str, list[float]] = {name: [] for name in backends}
@@ -72,8 +73,7 @@ def measure(checkpoint: str, light: str | None, input_size: tuple[int, int], out
 def main(argv: list[str] | None = None) -> None:
     parser = command_parser("confidence-cost", __doc__)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint dannet-export takes")
-    parser.add_argument("--light", help="relighting weights when the checkpoint has none (a released file's "
-                                        "*_light.pth: timed without it, the model is not the one deployed)")
+    add_network_flags(parser)
     parser.add_argument("--size", type=sizes_of, action="append", metavar="HxW[:HxW]",
                         help="network input and label map, e.g. 540x960:1080x1920 (repeatable; default that one)")
     parser.add_argument("--runs", type=integer(1), default=20, help="timed runs per graph (default 20)")
@@ -82,11 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     check_outputs(args, ("json",))
+    network = {"light": args.light, "arch": args.arch, "backbone": args.backbone}
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         for input_size, output_size in args.size or [((540, 960), (1080, 1920))]:
-            row = measure(args.checkpoint, args.light, input_size, output_size, args.runs, args.warmup,
+            row = measure(args.checkpoint, network, input_size, output_size, args.runs, args.warmup,
                           args.threads, Path(folder))
             rows.append(row)
             m = row["median_ms"]

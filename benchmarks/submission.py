@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from runtime.arguments import add_device_flag, add_reweighting_flags, number
+from runtime.arguments import add_device_flag, add_network_flags, add_reweighting_flags, number
 from runtime.atomic import atomic_file
 
 from .cli import check_outputs, command_parser
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = command_parser("submission", __doc__)
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--light", help="relighting weights when the checkpoint has none")
+    add_network_flags(parser)
     parser.add_argument("--root", required=True, help="Dark Zurich root (rgb_anon/test/night/...)")
     parser.add_argument("--out", required=True, help="submission .zip")
     add_reweighting_flags(parser)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = load_checkpoint(args.checkpoint)
     weights_std, reweight = recorded_reweighting(ckpt, args.weights_std, args.reweight)
     weights = torch.from_numpy(class_weights_of(ckpt.config, weights_std, weights_std_setting(args.weights_std)))
-    segmenter, light, _, _ = networks_of(ckpt, args.light)
+    segmenter, light, _, _ = networks_of(ckpt, args.light, args.arch, args.backbone)
     segmenter.to(device)
     if light is not None:
         light.to(device)

@@ -14,7 +14,7 @@ import math
 import torch
 from tqdm import tqdm
 
-from runtime.arguments import add_device_flag, integer, number
+from runtime.arguments import add_device_flag, add_network_flags, integer, number
 from runtime.atomic import atomic_write
 from runtime.classes import MAX_WEIGHTS_STD, REWEIGHTS
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = command_parser("sweep", __doc__)
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--light", help="relighting weights when the checkpoint has none")
+    add_network_flags(parser)
     parser.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "darkzurich-test"])
     parser.add_argument("--root", required=True)
     parser.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             left_out = ", ".join(f"{s:g}" for s in stds_list(DEFAULT_STDS) if s >= limit)
             print(f"--stds: {left_out} left out: from std {limit:.3f} on the class proportions of this run give "
                   f"{most_frequent} a weight <= 0")
-    segmenter, light, arch, backbone = networks_of(ckpt, args.light)
+    segmenter, light, arch, backbone = networks_of(ckpt, args.light, args.arch, args.backbone)
     # from the class proportions the checkpoint's run trained with; std 0: all weights 1
     weights = {s: torch.from_numpy(class_weights_of(ckpt.config, s, "--stds")).to(device) for s in stds}
     segmenter.to(device)

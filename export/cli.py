@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from runtime.arguments import add_reweighting_flags, integer, number, size_hw
+from runtime.arguments import add_network_flags, add_reweighting_flags, integer, number, size_hw
 from runtime.backends import DYNAMIC_EXPORT_SIZES
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
@@ -63,10 +63,7 @@ def cmd_int8(args: argparse.Namespace) -> None:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """What to export and how: the flags ``onnx`` and ``pt2`` share."""
     p.add_argument("--checkpoint", required=True, help="our checkpoint, or a released segmentation .pth")
-    p.add_argument("--light", help="relighting weights when the checkpoint has none (released *_light.pth)")
-    p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
-                   help="architecture when the file does not say (released files are recognised from their keys)")
-    p.add_argument("--backbone", help="backbone when the file does not say (default resnet101)")
+    add_network_flags(p)
     p.add_argument("--input-size", type=size_hw, default=(540, 960), metavar="HxW",
                    help="network input, height first (default 540x960)")
     p.add_argument("--output-size", type=size_hw, default=(1080, 1920), metavar="HxW",

@@ -12,6 +12,10 @@ from typing import Callable
 
 from .classes import MAX_WEIGHTS_STD, REWEIGHTS, TEST_WEIGHTS_STD
 
+#: the segmentation architectures a checkpoint may hold (``train.models.SEGMENTERS``, which needs torch; the
+#: command lines name them without it so that ``--help`` stays light)
+ARCHITECTURES = ("pspnet", "deeplab", "refinenet")
+
 
 def _pair(text: str) -> tuple[int, int]:
     try:
@@ -80,6 +84,19 @@ def add_device_flag(parser: argparse.ArgumentParser) -> None:
     """``--device`` of a command that runs a checkpoint in PyTorch (``train.engine.select_device`` reads it)."""
     parser.add_argument("--device", default="auto",
                         help="auto (the CUDA GPU where there is one, else the CPU), cpu, cuda or cuda:N (default auto)")
+
+
+def add_network_flags(parser: argparse.ArgumentParser) -> None:
+    """``--light``, ``--arch`` and ``--backbone`` of a command that runs a checkpoint: what a released file, which
+    holds one network and names neither its backbone nor, in words, its architecture, leaves to the user
+    (``train.evaluate.networks_of`` reads them, and refuses a flag that contradicts the file)."""
+    parser.add_argument("--light", help="relighting weights when the checkpoint has none (a released *_light.pth; "
+                                        "without it a released segmentation file runs unrelit)")
+    parser.add_argument("--arch", choices=ARCHITECTURES,
+                        help="architecture when the file does not say (default pspnet; released files are "
+                             "recognised from their keys)")
+    parser.add_argument("--backbone", help="backbone when the file does not say (default resnet101; released "
+                                           "files are ResNet-101)")
 
 
 def add_reweighting_flags(parser: argparse.ArgumentParser) -> None:

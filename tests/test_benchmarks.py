@@ -489,7 +489,9 @@ def test_demo_trains_side_by_side_until_the_steps_or_the_same_minutes(tmp_path: 
             last = last_step_s(demo.OUT / name)
             assert trained_s - last < 60 * minutes + 0.5, (name, trained_s, last)
     assert fast.iteration > slow.iteration > 0  # a DANNet step trains three images and two discriminators
-    assert capped.iteration == 2 and capped.extra["trained_s"] < 60 * minutes
+    # the capped run stopped at its 2 steps, not its minutes: the same job alongside it, without a step budget,
+    # had the time for more (its own clock is no proof on a loaded machine, where 2 steps can outlast the minutes)
+    assert capped.iteration == 2 < fast.iteration
     steps = demo.steps_trained()
     assert steps == {"pretrain_from_imagenet": 2, "dannet": slow.iteration, "source_only": fast.iteration}
     assert f"2 / {slow.iteration} / {fast.iteration} steps" in demo.steps_short_of_budget(steps)

@@ -298,7 +298,30 @@ def test_a_flag_contradicting_the_checkpoint_is_an_error(checkpoint: Path, tmp_p
     code, err = in_process(capsys, "dannet-bench", "confidence-cost", "--checkpoint", checkpoint, "--light",
                            checkpoint, "--size", "64x128", "--runs", 1)
     assert code == USAGE and "drop --light" in the_error(err, "dannet-bench confidence-cost")
+    # every command that runs a checkpoint takes the same three flags and checks them the same way
+    for command in (("sweep", "--dataset", "darkzurich-val", "--root", tmp_path, "--device", "cpu"),
+                    ("submission", "--root", tmp_path, "--out", tmp_path / "s.zip", "--device", "cpu"),
+                    ("confidence-cost", "--size", "64x128", "--runs", 1)):
+        code, err = in_process(capsys, "dannet-bench", *command, "--checkpoint", checkpoint, "--arch", "refinenet")
+        line = the_error(err, f"dannet-bench {command[0]}")
+        assert code == USAGE and "holds a pspnet network, but --arch refinenet" in line, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_backbone_no_network_has_is_named_with_its_flag(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """A released file does not say its backbone, so ``--backbone`` is taken at its word, and a name that no
+    network has (or that the architecture does not take) is one line naming the flag, not an internal error."""
+    import torch
+
+    released, refinenet = tmp_path / "released.pth", tmp_path / "refinenet.pth"
+    torch.save(torch.load(checkpoint, weights_only=True)["models"]["segmenter"], released)
+    torch.save({"clf_conv.weight": torch.zeros(19, 256, 3, 3)}, refinenet)  # recognised as RefineNet by its keys
+    for path, backbone, words in ((released, "resnet34", "unknown backbone 'resnet34'"),
+                                  (refinenet, "efficientnet_lite0", "does not fit refinenet")):
+        code, err = in_process(capsys, "dannet-train", "eval", "--checkpoint", path, "--backbone", backbone,
+                               "--dataset", "synthetic", "--root", tmp_path)
+        line = the_error(err, "dannet-train eval")
+        assert code == USAGE and f"{path}: --backbone {backbone}: " in line and words in line, err
 
 
 def night_set(root: Path, count: int = 2, size: tuple[int, int] = (32, 48)) -> list[tuple[Path, Path]]:

@@ -24,6 +24,15 @@ def test_segmenter_layout_equals_reference(arch: str) -> None:
     assert layout_of(build_segmenter(arch)) == reference_layout(LAYOUT_FILES[arch])
 
 
+def test_the_command_lines_offer_every_architecture_and_no_other() -> None:
+    """``--arch`` is offered without importing torch (``runtime.arguments.ARCHITECTURES``), so its names are
+    written there a second time; they must be the networks ``build_segmenter`` builds."""
+    from runtime.arguments import ARCHITECTURES
+    from train.models import SEGMENTERS
+
+    assert sorted(ARCHITECTURES) == sorted(SEGMENTERS)
+
+
 def test_relight_and_discriminator_layouts_equal_reference() -> None:
     assert layout_of(RelightNet()) == reference_layout("relight")
     assert layout_of(Discriminator(19)) == reference_layout("discriminator")

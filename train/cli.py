@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.arguments import add_device_flag, add_reweighting_flags, integer, number, size_hw
+from runtime.arguments import add_device_flag, add_network_flags, add_reweighting_flags, integer, number, size_hw
 from runtime.atomic import atomic_write, check_writable
 from runtime.errors import Parser, add_debug_flag, command_line, debug_requested, run_command
 
@@ -219,12 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with DANNet's test-time inference: relight, segment, re-weight by the class "
                                    "weights, bilinear upsampling to the label resolution, argmax.")
     p.add_argument("--checkpoint", required=True, help="our checkpoint or a released segmentation .pth")
-    p.add_argument("--light", help="relighting weights when the checkpoint has none (released *_light.pth)")
+    add_network_flags(p)
     p.add_argument("--dataset", required=True, choices=LABELLED_DATASETS)
     p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--arch", choices=["pspnet", "deeplab", "refinenet"],
-                   help="architecture when the file does not say (default pspnet; released files are recognised)")
-    p.add_argument("--backbone", default=None, help="backbone when the file does not say (default resnet101)")
     add_reweighting_flags(p)
     p.add_argument("--scale", type=number(0, 4, low_open=True), default=0.5,
                    help="network input = image size x scale, in (0, 4] (default 0.5)")

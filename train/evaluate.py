@@ -47,9 +47,13 @@ def networks_of(ckpt: Checkpoint, light: str | None = None, arch: str | None = N
         raise CheckpointError(f"{ckpt.path}: holds no segmentation network ({', '.join(ckpt.models)})")
     model_cfg = ckpt.config.get("model", {})
     arch = ckpt.arch or arch or "pspnet"
+    setting = "--backbone" if backbone else "model.backbone"
     backbone = backbone or model_cfg.get("backbone", "resnet101")
     extra = {"aspp_branches": model_cfg.get("aspp_branches", 2)} if arch == "deeplab" else {}
-    segmenter = build_segmenter(arch, backbone=backbone, **extra)
+    try:
+        segmenter = build_segmenter(arch, backbone=backbone, **extra)
+    except ValueError as error:  # a backbone no network has, or one this architecture does not take
+        raise CheckpointError(f"{ckpt.path}: {setting} {backbone}: {error}") from None
     load_weights(segmenter, ckpt.models["segmenter"], ckpt.path)
     relight = None
     light_ckpt = load_checkpoint(light) if light else (ckpt if "light" in ckpt.models else None)
