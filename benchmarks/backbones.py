@@ -16,7 +16,7 @@ segment), one row of:
 - night mIoU of a trained checkpoint (--checkpoint BACKBONE=PATH) on the generated night val
   (--night-root, a ``dannet-train synth`` output), evaluated as the demo does: DANNet's test-time
   inference in PyTorch (``dannet-train eval --scale 1``), the images at their own size, with the class
-  weights of the exported tail (std 0.16).
+  weights of the exported tail (std 0.16), on --device (the CUDA GPU where there is one).
 Without a checkpoint a backbone's networks have random weights: parameters, FLOPs and latency do not
 depend on the weights, and its mIoU reads "-". Every figure is also given as a ratio to the baseline
 backbone's figure from the same run (row / baseline).
@@ -41,7 +41,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from runtime.arguments import integer, size_hw
+from runtime.arguments import add_device_flag, integer, size_hw
 from runtime.atomic import atomic_write
 from runtime.classes import REWEIGHTS, TEST_WEIGHTS_STD
 from runtime.errors import DannetError
@@ -181,14 +181,22 @@ def build_networks(names: list[str], checkpoints: dict[str, Path]) -> dict[str, 
 
 
 def night_miou(segmenter: nn.Module, relight: nn.Module | None, night_val: SegmentationDataset, checkpoint: Path,
-               weights_std: float) -> float:
-    """mIoU with the test-time class weights of ``weights_std`` from the proportions ``checkpoint``'s run used."""
+               weights_std: float, device: torch.device) -> float:
+    """mIoU with the test-time class weights of ``weights_std`` from the proportions ``checkpoint``'s run used,
+    computed on ``device``; the networks are back on the CPU afterwards, where the export reads them."""
     from train.checkpoint import load_checkpoint
     from train.evaluate import evaluate
     from train.factory import class_weights_of
 
     weights = class_weights_of(load_checkpoint(checkpoint).config, weights_std)
-    return evaluate(segmenter, relight, night_val, torch.from_numpy(weights)).miou
+    networks = [m for m in (segmenter, relight) if m is not None]
+    try:
+        for m in networks:
+            m.to(device)
+        return evaluate(segmenter, relight, night_val, torch.from_numpy(weights), device=device).miou
+    finally:
+        for m in networks:
+            m.to("cpu")
 
 
 def export_graph(segmenter: nn.Module, relight: nn.Module | None, name: str, spec: ExportSpec, folder: Path) -> Path:
@@ -267,6 +275,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a trained checkpoint of that backbone (repeatable): its networks are measured and "
                              "its night mIoU fills the mIoU column")
     parser.add_argument("--night-root", help="generated night val for the mIoU (a dannet-train synth output)")
+    add_device_flag(parser)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     check_outputs(args, ("json",))
@@ -304,11 +313,13 @@ def versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     from export import ExportSpec
     from runtime.backends import OnnxRuntimeBackend
+    from train.engine import select_device
 
     from .compare import night_frames
     from .latency import device_name
 
     args = parse_args(argv)
+    miou_device = select_device(args.device, setting="--device")  # (the latency column is ONNX Runtime's, CPU)
     # every row's tail re-weights alike (the reference's std and mode), whatever its checkpoint's run validated with
     spec = ExportSpec(input_size=args.input_size, output_size=args.output_size or args.input_size,
                       weights_std=TEST_WEIGHTS_STD, reweight=REWEIGHTS[0])
@@ -324,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [size_figures(name, checkpoints.get(name), *networks[name], args.input_size) for name in args.backbones]
     for row in rows:
         if row.checkpoint is not None:
-            row.miou = night_miou(*networks[row.backbone], night_val, row.checkpoint, spec.weights_std)
+            row.miou = night_miou(*networks[row.backbone], night_val, row.checkpoint, spec.weights_std, miou_device)
     timed = [row for row in rows if row.backbone not in args.size_only]
     device = None
     if timed:
@@ -353,12 +364,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"note: {row.backbone}: {row.checkpoint} holds no relighting net; measured without one")
     print(FLOPS_NOTE)
     print(PARAMS_NOTE)
-    print(f"mIoU: trained checkpoints on the generated night val ({args.night_root})" if checkpoints else
+    print(f"mIoU: trained checkpoints on the generated night val ({args.night_root}), PyTorch on {miou_device}"
+          if checkpoints else
           "mIoU: not measured (no --checkpoint: the networks have random weights)")
     if args.json:
         result = {"arch": ARCH, "input_size": list(spec.input_size), "output_size": list(spec.output_size),
                   "baseline": args.baseline, "device": device, "threads": args.threads, "iters": args.iters,
-                  "warmup": args.warmup, "night_root": args.night_root, "weights_std": spec.weights_std,
+                  "warmup": args.warmup, "night_root": args.night_root, "miou_device": str(miou_device),
+                  "weights_std": spec.weights_std,
                   "versions": versions(), "flops_note": FLOPS_NOTE, "params_note": PARAMS_NOTE,
                   "rows": [asdict(row) for row in rows]}
         atomic_write(args.json, json.dumps({**provenance(args), **result}, indent=1))

@@ -394,10 +394,11 @@ def test_backbones_rows_parameters_miou_and_ratios(tiny_graphs: dict[str, Path],
     ckpt = tiny_graphs["checkpoint"]  # PSPNet-ResNet18 with a 16-channel relighting net
     assert bench_main(["backbones", "--input-size", "64x128", "--output-size", "32x64", "--iters", "1", "--warmup",
                        "1", "--threads", "1", "--checkpoint", f"resnet18={ckpt}", "--night-root", str(night_val),
-                       "--json", str(tmp_path / "b.json")]) == 0
+                       "--device", "cpu", "--json", str(tmp_path / "b.json")]) == 0
     result = json.loads((tmp_path / "b.json").read_text())
     rows = {row["backbone"]: row for row in result["rows"]}
     assert list(rows) == ["resnet18", "efficientnet_lite0", "resnet101"] and result["baseline"] == "resnet18"
+    assert result["miou_device"] == "cpu"
     assert result["output_size"] == [32, 64] and result["threads"] == 1
 
     # parameters: counted independently, by autograd on networks built here and from the checkpoint's state dict

@@ -387,6 +387,9 @@ def test_a_device_that_is_not_one_is_refused_naming_the_flag_before_the_work(tmp
         code, err = in_process(capsys, prog, *argv, "--checkpoint", tmp_path / "none.pth", "--device", "gpu")
         assert code == USAGE and "--device='gpu' is not a device (expected auto, cpu, cuda or cuda:N)" in \
             the_error(err, prog), err
+    code, err = in_process(capsys, "dannet-bench", "backbones", "--checkpoint", f"resnet18={tmp_path / 'none.pth'}",
+                           "--night-root", tmp_path, "--device", "gpu")
+    assert code == USAGE and "--device='gpu'" in the_error(err, "dannet-bench backbones"), err
 
 
 def test_the_scripts_refuse_numbers_outside_their_range_too(capsys) -> None:
