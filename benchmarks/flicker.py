@@ -20,7 +20,6 @@ from PIL import Image
 
 from runtime.arguments import integer, number, size_hw
 from runtime.atomic import atomic_write
-from runtime.errors import DannetError
 from runtime.temporal import TemporalFilter, TemporalOptions
 from train.metrics import ConfusionMeter
 
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from runtime.cli import add_model_arguments
     from runtime.segmenter import Segmenter
-    from train.data.synth import night_drive
+    from train.data.synth import check_size, night_drive
 
     parser = command_parser("flicker", __doc__)
     add_model_arguments(parser)
@@ -149,8 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", help="write flicker per frame pair here (PNG)")
     args = parser.parse_args(argv)
     check_outputs(args)
-    if min(args.size) < 32:
-        raise DannetError(f"--size: the generator needs at least 32x32, got {args.size[0]}x{args.size[1]}")
+    check_size(args.size)
     cost_sizes = args.cost_size or [(128, 256), (1080, 1920)]
 
     seg = Segmenter(args.model, args.backend)

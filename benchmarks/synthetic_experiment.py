@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -24,12 +25,15 @@ import torch
 
 from runtime.arguments import integer, size_hw
 from runtime.atomic import atomic_write
+from runtime.errors import Parser, debug_requested, run_command
 from train.checkpoint import load_checkpoint
 from train.cli import main as train_main
 from train.data import EvalTransform, build_dataset
-from train.data.synth import generate
+from train.data.synth import check_size, generate
 from train.evaluate import evaluate, networks_of, recorded_reweighting
 from train.factory import class_weights_of
+
+PROG = "python -m benchmarks.synthetic_experiment"
 
 
 def run_step(out: Path, name: str, argv: list[str]) -> float:
@@ -53,7 +57,7 @@ def miou(checkpoint: Path, dataset, std: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/synthetic", help="experiment folder (default runs/synthetic)")
     parser.add_argument("--count", type=integer(1), default=200, help="training images / pairs (default 200)")
     parser.add_argument("--size", type=size_hw, default=(128, 256), help="generated images, HxW (default 128x256)")
@@ -62,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                                  "(default 200)")
     parser.add_argument("--seed", type=integer(0), default=0, help="data and training seed (default 0)")
     args = parser.parse_args(argv)
+    check_size(args.size)
     out, data = Path(args.out), Path(args.out) / "data"
     h, w = args.size
     for layout in ("cityscapes", "darkzurich"):
@@ -93,5 +98,5 @@ def main(argv: list[str] | None = None) -> None:
                                                    "torch": torch.__version__, "numpy": np.__version__}, indent=1))
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # one line on stderr and an exit code for what the user can act on, as the commands
+    sys.exit(run_command(PROG, main, debug_requested(sys.argv)))

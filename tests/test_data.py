@@ -305,3 +305,24 @@ def test_cli_synth_and_preview(tmp_path: Path) -> None:
     assert bad.returncode == 3 and bad.stderr.count("\n") == 1 and "not found" in bad.stderr  # 3: dataset
     bad = subprocess.run([*run, "synth", "--out", str(tmp_path), "--size", "big"], capture_output=True, text=True)
     assert bad.returncode == 2 and "expected HxW" in bad.stderr
+    # a second set into the first one's folder would mix them (both read as one); a size with no room for a scene
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for argv, words in ((["--layout", "darkzurich"], f"{tmp_path / 'darkzurich'}: already exists and is not an empty"),
+                        (["--layout", "acdc", "--size", "16x64"], "--size 16x64: the generator draws images of at "
+                                                                  "least 32x32")):
+        bad = subprocess.run([*run, "synth", "--out", str(tmp_path), "--count", "1", *argv], capture_output=True,
+                             text=True)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and words in bad.stderr, bad.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_generated_set_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    """The set is written beside its folder and renamed into place when complete: what an interrupted run left
+    (``<out>.partial``) is started over, and an empty folder made beforehand is taken."""
+    left = tmp_path / "dz.partial" / "rgb_anon" / "stale.png"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"from an interrupted run")
+    (tmp_path / "dz").mkdir()
+    root = generate(tmp_path / "dz", "darkzurich", 2, SIZE, seed=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dz"] and not list(root.rglob("stale.png"))
+    assert tree_digest(root) == tree_digest(generate(tmp_path / "again", "darkzurich", 2, SIZE, seed=1))

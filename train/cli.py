@@ -115,9 +115,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_synth(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .data.synth import LAYOUTS, generate, images_written
+    from .data.synth import LAYOUTS, check_new, check_size, generate, images_written
 
+    check_size(args.size)
     layouts = LAYOUTS if args.layout == "all" else (args.layout,)
+    for layout in layouts:
+        check_new(Path(args.out) / layout)
     total = sum(images_written(layout, args.count) for layout in layouts)
     with tqdm(total=total, unit="img", desc="synth", disable=args.quiet) as bar:
         for layout in layouts:
@@ -239,11 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "night. Night images have low light, colour cast, lamps, headlights, glare and noise; a pair is "
                     "coarsely misaligned and its traffic differs. --count is the number of training images; val "
                     "and test sets get max(2, count/4). Deterministic per --seed.")
-    p.add_argument("--out", required=True, help="output folder (one sub-folder per layout)")
+    p.add_argument("--out", required=True, help="output folder, one sub-folder per layout, each new or empty (a "
+                                                "layout's folder appears only once its set is complete)")
     p.add_argument("--layout", default="all", choices=["cityscapes", "darkzurich", "nightdriving", "acdc", "all"])
     p.add_argument("--count", type=integer(1), default=40, help="training images per layout, >= 1 (default 40)")
     p.add_argument("--size", type=size_hw, default=(256, 512), metavar="HxW",
-                   help="image size, height first (default 256x512)")
+                   help="image size, height first, at least 32x32 (default 256x512)")
     p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_debug_flag(p)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import io
+import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,6 +23,7 @@ from PIL import Image
 
 from runtime.atomic import atomic_write
 from runtime.classes import IGNORE_INDEX, TRAIN_ID_TO_LABEL_ID
+from runtime.errors import DannetError
 
 from .render import Camera, render
 from .scene import Scene, sample_dynamic, sample_static
@@ -30,6 +32,22 @@ LAYOUTS = ("cityscapes", "darkzurich", "nightdriving", "acdc")
 #: the pairs CSV (night_stem,day_stem per line) that the generator writes and DANNet's code reads
 PAIRS_CSV = "zurich_dn_pair_train.csv"
 _EGO_LABEL_ID = 1  # Cityscapes "ego vehicle": not evaluated (trainId 255)
+#: the smallest side of a generated image: below it a scene's lamps, signs and people have no pixels to be drawn in
+MIN_SIDE = 32
+
+
+def check_size(size: tuple[int, int], setting: str = "--size") -> None:
+    """Refuse, naming ``setting``, an image size the generator cannot draw a scene at: before any work."""
+    if min(size) < MIN_SIDE:
+        raise DannetError(f"{setting} {size[0]}x{size[1]}: the generator draws images of at least "
+                          f"{MIN_SIDE}x{MIN_SIDE}")
+
+
+def check_new(out: Path) -> None:
+    """Refuse a folder to generate into that already holds anything (``generate`` says why): before any work."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DannetError(f"{out}: already exists and is not an empty folder; generate into a new or empty one "
+                          "(files of another set would be read as part of this one)")
 
 
 def _keep_freed_memory() -> None:
@@ -178,17 +196,29 @@ def generate(out: str | Path, layout: str, count: int, size: tuple[int, int], se
 
     Each layout has its own random stream derived from ``seed``, so ``--layout all`` and a single
     layout produce the same files for that layout. ``progress`` is called once per image.
+
+    ``out`` must be new or empty: files of another set left beside these would be read as part of it (other
+    sizes, other scenes), so the same seed would no longer mean the same data. The set is written in
+    ``<out>.partial`` and renamed to ``out`` when complete, so an ``out`` that exists is a whole set, never
+    the remains of an interrupted run (whose ``.partial`` folder the next run starts afresh).
     """
     if layout not in _WRITERS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
-    if count < 1 or min(size) < 32:
-        raise ValueError(f"need --count >= 1 and --size of at least 32x32, got {count} and {size[0]}x{size[1]}")
-    _keep_freed_memory()
+    if count < 1:
+        raise ValueError(f"need a count >= 1, got {count}")
+    check_size(size)
     out = Path(out)
+    check_new(out)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    _keep_freed_memory()
     rng = np.random.default_rng([seed, LAYOUTS.index(layout)])
-    for _ in _WRITERS[layout](out, count, size, rng):
+    for _ in _WRITERS[layout](partial, count, size, rng):
         if progress is not None:
             progress()
+    if out.exists():
+        out.rmdir()
+    partial.rename(out)
     return out
 
 
@@ -196,6 +226,7 @@ def night_drive(scenes: int, frames_per_scene: int, size: tuple[int, int],
                 seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """A night driving clip: ``(rgb, trainIds)`` frames, the camera moving into each scene in turn (the
     view zooms towards the vanishing point) while lamps, glare and sensor noise change from frame to frame."""
+    check_size(size)
     rng = np.random.default_rng([seed, 7])
     for _ in range(scenes):
         scene = sample_static(rng, size[1] / size[0])
