@@ -566,13 +566,28 @@ def check_single_image_outputs(cameras: Sequence[CameraRoute], options: Pipeline
                                   "(or --frames 1)")
 
 
+def check_looped_image_folders(cameras: Sequence[CameraRoute], options: PipelineOptions) -> None:
+    """A one-line error when an output of any camera is an image folder, which names each picture after its input
+    image, and ``--loop`` reads those images again: every pass after the first would write over the pictures of
+    the one before (unless ``--frames`` stops the run within the first); checked before anything is opened."""
+    for source, outputs in cameras:
+        if options.loop == 0 or source.kind != "images" or 0 < options.max_frames <= len(source.images):
+            continue
+        for flag, out in outputs:
+            if out is not None and out.kind == "images" and image_layout(out.location) == "folder":
+                raise DannetError(f"{flag} {out.uri}: an image folder names each picture after its input image, and "
+                                  f"--loop reads --input {source.uri} again, the next pass over this one's pictures; "
+                                  f"write to a pattern such as {Path(out.location) / '%05d.png'} (or drop --loop)")
+
+
 def check_routes(cameras: Sequence[CameraRoute], options: PipelineOptions) -> None:
     """Every check of the cameras' inputs and outputs that needs no model and opens nothing, for one camera and
     several alike: no two outputs share a destination, none writes over an input, no single image file takes
-    several frames."""
+    several frames, no image folder takes a looped pass over its pictures."""
     check_destinations([output for _, outputs in cameras for output in outputs])
     check_inputs_kept(cameras)
     check_single_image_outputs(cameras, options)
+    check_looped_image_folders(cameras, options)
 
 
 def open_outputs(out: OutputSpec, confidence: OutputSpec | None, codec: str, bitrate_kbps: int,

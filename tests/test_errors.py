@@ -14,6 +14,7 @@ import io
 import json
 import os
 import signal
+import shutil
 import struct
 import subprocess
 import sys
@@ -562,6 +563,32 @@ def test_input_images_that_would_share_an_output_file_are_refused(onnx_model: Pa
                            f"{out}/%05d.png", "--stats-interval", 0)
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png"]
+
+
+def test_a_looped_pass_over_an_image_folder_output_is_refused(onnx_model: Path, tmp_path: Path, capsys) -> None:
+    """An image folder output names each picture after its input image, so a second pass (--loop) would write over
+    the first one's pictures: refused up front (on --confidence-out too, and for one camera of several), naming the
+    flag and a pattern that numbers every frame; --frames within the first pass, or a pattern, writes them all."""
+    frames = image_folder(tmp_path / "frames", ["a.png", "b.png"])
+    out = tmp_path / "out"
+    cases = [
+        (["--input", frames, "--output", f"{out}/"], "--output"),
+        (["--input", frames / "a.png", "--output", f"{out}/"], "--output"),
+        (["--input", frames, "--output", f"{out}/p/%05d.png", "--confidence-out", f"{out}/"], "--confidence-out"),
+        (["--input", "test://", "--output", f"{out}/t/", "--input", frames, "--output", f"{out}/"], "--output"),
+    ]
+    for argv, flag in cases:
+        code, err = in_process(capsys, "dannet-run", "--model", onnx_model, *argv, "--loop", 1)
+        line = the_error(err, "dannet-run")
+        assert code == USAGE and line.startswith(f"dannet-run: error: {flag} {out}/") and "--loop" in line, line
+        assert f"{out}/%05d.png" in line, line
+    assert not out.exists()
+    for argv, written in ((["--output", f"{out}/", "--frames", 2], ["a.png", "b.png"]),
+                          (["--output", f"{out}/%05d.png"], [f"{i:05d}.png" for i in range(4)])):
+        code, err = in_process(capsys, "dannet-run", "--model", onnx_model, "--input", frames, "--loop", 1, *argv,
+                               "--stats-interval", 0)
+        assert code == 0 and sorted(p.name for p in out.iterdir()) == written, err
+        shutil.rmtree(out)
 
 
 def test_stats_json_in_a_folder_still_to_be_made_is_written(onnx_model: Path, tmp_path: Path, capsys) -> None:
