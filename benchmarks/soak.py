@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="portable ONNX graph (default: a small untrained one, 64x128)")
     parser.add_argument("--cameras", type=integer(1, 64), default=1, metavar="N",
                         help="live test:// cameras, each its own pattern (default 1: the single-camera pipeline)")
-    parser.add_argument("--frames", type=integer(1), default=10_000, help="frames per camera (default 10000)")
+    parser.add_argument("--frames", type=integer(2 * WARMUP_FRAMES), default=10_000,
+                        help=f"frames per camera, >= {2 * WARMUP_FRAMES}: memory is measured from the {WARMUP_FRAMES}th "
+                             "on, and the middle figure halfway (default 10000)")
     parser.add_argument("--rate", type=number(0, 1000, low_open=True), default=60.0,
                         help="test:// frames per second, in (0, 1000] (default 60)")
     parser.add_argument("--size", type=size_hw, default=(96, 160), metavar="HxW",

@@ -17,7 +17,8 @@ try:
 except MediaError:
     pytest.skip("GStreamer/PyGObject not installed (scripts/setup.sh installs them)", allow_module_level=True)
 
-FRAMES = 30  # per camera: half a second of a 60 frames/s test pattern
+FRAMES = 400  # per camera, the fewest a soak takes (memory is measured from the 200th): a second at RATE
+RATE = 400
 
 
 @pytest.mark.parametrize("cameras", [1, 3])
@@ -25,7 +26,7 @@ def test_soak_accounts_for_every_frame_of_every_camera(cameras: int, tiny_graphs
                                                        tmp_path: Path) -> None:
     figures = tmp_path / "soak.json"
     assert soak(["--model", str(tiny_graphs["portable"]), "--cameras", str(cameras), "--frames", str(FRAMES),
-                 "--json", str(figures)]) == 0
+                 "--rate", str(RATE), "--json", str(figures)]) == 0
     result = json.loads(figures.read_text())
     per_camera = result["per_camera"]
     assert result["cameras"] == len(per_camera) == cameras
@@ -44,7 +45,7 @@ def test_soak_accounts_for_every_frame_of_every_camera(cameras: int, tiny_graphs
     assert result["rss_growth_start_to_end"] == pytest.approx(rss["end"] / rss["start"] - 1, abs=1e-3)
     assert result["source"].startswith(f"{cameras} x test://")
     assert result["command"] == f"dannet-bench soak --model {tiny_graphs['portable']} --cameras {cameras} " \
-                                f"--frames {FRAMES} --json {figures}"
+                                f"--frames {FRAMES} --rate {RATE} --json {figures}"
     assert result["date"][:4].isdigit() and result["machine"]["cores"] >= 1
 
 
@@ -55,9 +56,11 @@ def test_several_cameras_cannot_share_one_output_file(tiny_graphs: dict[str, Pat
     assert exit_.value.code == 2 and "several cameras cannot share one output" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("rate", ["nan", "inf", "0", "-5"])
-def test_a_frame_rate_that_is_no_rate_is_one_line(rate: str, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("argv", [["--rate", "nan"], ["--rate", "inf"], ["--rate", "0"], ["--rate", "-5"],
+                                  ["--frames", "399"]])
+def test_a_rate_that_is_no_rate_or_too_few_frames_is_one_line(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    """Too few frames: the memory figures, taken from the 200th frame on, would read the same sample twice."""
     with pytest.raises(SystemExit) as exit_:
-        soak(["--rate", rate])
+        soak(argv)
     err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and "--rate" in err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and argv[0] in err
