@@ -31,7 +31,7 @@ from PIL import Image
 from runtime.arguments import integer, number, size_hw
 from runtime.atomic import atomic_write
 from runtime.backends import BACKENDS, DYNAMIC_EXPORT_SIZES
-from runtime.errors import Interrupted
+from runtime.errors import DannetError, Interrupted
 from runtime.multicam import MultiCamera
 from runtime.pipeline import PipelineOptions
 from runtime.segmenter import Segmenter
@@ -209,9 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     check_outputs(args, ("json",))
     with tempfile.TemporaryDirectory() as folder:
         model = args.model or dynamic_model(Path(folder), args.size, program=args.backend == "torch")
-        inputs = make_inputs(args.source, Path(folder), max(args.cameras), frames_per_camera(args.seconds, args.rate),
-                             args.size, args.rate)
         with Segmenter(model, args.backend) as segmenter:
+            if segmenter.backend.max_batch == 1:  # its "batched" rows would time one camera at a time twice
+                raise DannetError(f"--model {model}: takes one frame per call (batch 1), so nothing would be "
+                                  "batched; export it with --dynamic (or build the engine with a batch profile)")
+            inputs = make_inputs(args.source, Path(folder), max(args.cameras),
+                                 frames_per_camera(args.seconds, args.rate), args.size, args.rate)
             warm_up(segmenter, args.size, max(args.cameras))
             turns = [(True, False) if i % 2 == 0 else (False, True) for i in range(len(args.cameras))]
             results = [measure(segmenter, n, batched, args.seconds, args.rate, args.size, inputs)

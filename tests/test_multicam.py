@@ -644,6 +644,17 @@ def test_multicam_benchmark_refuses_a_size_the_default_model_cannot_take(size: s
     assert f"--size {size}: the default model takes H and W multiples of 4 from 32x32" in err and nearest in err
 
 
+def test_multicam_benchmark_refuses_a_model_that_takes_one_frame_per_call(model: Path, capsys) -> None:
+    """Its batched rows would run one camera at a time and report the noise between two equal runs as a gain."""
+    from benchmarks.cli import main as bench_main
+
+    capsys.readouterr()
+    assert bench_main(["multicam", "--model", str(model), "--cameras", "2", "--seconds", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"dannet-bench multicam: error: --model {model}: takes one "
+                                                         "frame per call (batch 1)") and "--dynamic" in err
+
+
 @pytest.mark.parametrize("source", ["file", "images"])
 def test_multicam_benchmark_reads_every_frame_of_each_cameras_own_file_or_folder(source: str, dynamic_model: Path,
                                                                                   tmp_path: Path) -> None:
