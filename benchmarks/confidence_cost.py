@@ -41,14 +41,18 @@ def measure(checkpoint: str, network: dict[str, str | None], input_size: tuple[i
             output_size: tuple[int, int], runs: int, warmup: int, threads: int, folder: Path) -> dict:
     """Both exports at one size, timed alternately on one frame; the labels must be identical. ``network``:
     ``to_onnx``'s ``light``, ``arch`` and ``backbone``."""
-    from export import ExportSpec, to_onnx
+    from export import ExportError, ExportSpec, to_onnx
     from runtime.backends import OnnxRuntimeBackend
 
     backends = {}
     for name, confidence in (("labels", False), ("labels+confidence", True)):
-        path = to_onnx(checkpoint, folder / f"{name}_{input_size[0]}x{input_size[1]}.onnx",
-                       ExportSpec(input_size=input_size, output_size=output_size, confidence=confidence),
-                       say=lambda s: None, **network)
+        try:
+            path = to_onnx(checkpoint, folder / f"{name}_{input_size[0]}x{input_size[1]}.onnx",
+                           ExportSpec(input_size=input_size, output_size=output_size, confidence=confidence),
+                           say=lambda s: None, **network)
+        except ExportError as error:  # it names dannet-export's flags: say which of ours set them
+            sizes = f"{input_size[0]}x{input_size[1]}:{output_size[0]}x{output_size[1]}"
+            raise ExportError(f"--size {sizes}: {error}") from None
         backends[name] = OnnxRuntimeBackend(path, threads=threads)
     frame = np.random.default_rng(0).integers(0, 256, (1, *input_size, 3), dtype=np.uint8)
     times: dict[str, list[float]] = {name: [] for name in backends}

@@ -84,17 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     temporal = parser.add_argument_group("temporal stability (see below)")
     temporal.add_argument("--temporal", choices=TEMPORAL_MODES, default="none",
                           help="stabilise the labels from frame to frame (default none)")
-    temporal.add_argument("--temporal-frames", type=integer(1, 255), default=3, metavar="K",
-                          help="hysteresis: frames a new label must persist; ema: weight 1/K of a frame (default 3)")
+    temporal.add_argument("--temporal-frames", type=integer(1, 255), metavar="K",
+                          help="hysteresis: frames a new label must persist; ema: weight 1/K of a frame (default "
+                               f"{TemporalOptions.frames})")
     temporal.add_argument("--temporal-confidence", type=number(0, 1), metavar="P",
                           help="hysteresis: adopt a new label at once at confidence >= P, in [0, 1] (models "
                                "exported with --confidence)")
-    temporal.add_argument("--temporal-cut", type=number(0, 1, low_open=True), default=0.8, metavar="SHARE",
+    temporal.add_argument("--temporal-cut", type=number(0, 1, low_open=True), metavar="SHARE",
                           help="a scene cut (start afresh): more than SHARE of the pixels predicted other than "
-                               "shown, in (0, 1] (default 0.8)")
-    temporal.add_argument("--temporal-cut-difference", type=number(0, 255, low_open=True), default=28.0,
-                          metavar="LEVELS", help="a scene cut: the frame's mean absolute difference to the previous "
-                                                 "one above LEVELS, in (0, 255] (default 28)")
+                               f"shown, in (0, 1] (default {TemporalOptions.cut_share:g})")
+    temporal.add_argument("--temporal-cut-difference", type=number(0, 255, low_open=True), metavar="LEVELS",
+                          help="a scene cut: the frame's mean absolute difference to the previous one above LEVELS, "
+                               f"in (0, 255] (default {TemporalOptions.cut_difference:g})")
     capture = parser.add_argument_group("input options")
     capture.add_argument("--input-size", type=landscape_size_hw, metavar="HxW", help="frame size the input delivers, "
                          "height first like every size here, e.g. 720x1280 (cameras: the mode to ask for; files "
@@ -137,8 +138,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def temporal_options(args: argparse.Namespace) -> TemporalOptions:
-    return TemporalOptions(args.temporal, args.temporal_frames, args.temporal_confidence, args.temporal_cut,
-                           args.temporal_cut_difference)
+    """``--temporal`` and the settings given with it (TemporalOptions' defaults for the others). A setting without
+    a stabiliser is refused: it would be ignored, and the user believe the masks stabilised."""
+    given = {option: value for option, value in (("frames", args.temporal_frames),
+                                                 ("confidence", args.temporal_confidence),
+                                                 ("cut_share", args.temporal_cut),
+                                                 ("cut_difference", args.temporal_cut_difference)) if value is not None}
+    if given and args.temporal == "none":
+        flag = {"frames": "--temporal-frames", "confidence": "--temporal-confidence", "cut_share": "--temporal-cut",
+                "cut_difference": "--temporal-cut-difference"}[next(iter(given))]
+        raise DannetError(f"{flag}: sets the stabiliser, which is off; add --temporal hysteresis or ema")
+    return TemporalOptions(args.temporal, **given)
 
 
 def run_pipeline(args: argparse.Namespace, program: bool) -> None:

@@ -138,3 +138,13 @@ def test_confidence_cost_times_both_exports_of_one_checkpoint(tiny_graphs: dict,
     assert row["input_size"] == [64, 128] and row["output_size"] == [96, 160]
     medians = row["median_ms"]
     assert row["ratio"] == pytest.approx(medians["labels+confidence"] / medians["labels"])
+
+
+def test_confidence_cost_names_its_own_flag_for_a_size_the_graph_cannot_take(tiny_graphs: dict, capsys) -> None:
+    from benchmarks.cli import main as bench_main
+
+    capsys.readouterr()
+    assert bench_main(["confidence-cost", "--checkpoint", str(tiny_graphs["checkpoint"]), "--size", "66x128",
+                       "--runs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dannet-bench confidence-cost: error: --size 66x128:66x128: ") and "divisible by 4" in err

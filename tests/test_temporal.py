@@ -252,6 +252,9 @@ def test_dannet_run_temporal_errors_are_one_line(tiny_graphs: dict[str, Path], c
         ([*run_, "--model", model, "--temporal", "ema", "--temporal-cut", "0"], ["--temporal-cut"]),
         ([*run_, "--model", model, "--temporal", "ema", "--temporal-cut-difference", "300"],
          ["--temporal-cut-difference"]),
+        # a setting of the stabiliser without one would be ignored, the masks as they were
+        ([*run_, "--model", model, "--temporal-frames", "5"], ["--temporal-frames", "add --temporal hysteresis or ema"]),
+        ([*run_, "--model", model, "--temporal", "none", "--temporal-cut", "0.5"], ["--temporal-cut", "is off"]),
     ]
     for argv, words in cases:
         code, stderr = gst_tests.in_process(capsys, *argv)

@@ -408,12 +408,15 @@ def test_night_labels_as_the_labelled_source(data: Path, tmp_path: Path, capsys)
 
 
 def test_pretrain_then_adapt_then_eval(data: Path, tmp_path: Path, capsys) -> None:
+    capsys.readouterr()
     assert train_main(["pretrain", *cli_args(data), "--out", str(tmp_path / "pre")]) == 0
+    assert "note: the segmentation net starts from random weights; --init imagenet" in capsys.readouterr().out
     pre = load_checkpoint(tmp_path / "pre" / "final.pth")
     assert list(pre.models) == ["segmenter"] and pre.iteration == 4
     assert train_main(["adapt", *cli_args(data), "--init", str(tmp_path / "pre" / "final.pth"),
                        "--out", str(tmp_path / "ada")]) == 0
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert f"init segmenter <- {tmp_path / 'pre' / 'final.pth'}" in printed and "random weights" not in printed
     assert train_main(["eval", "--checkpoint", str(tmp_path / "ada" / "final.pth"), "--dataset", "synthetic",
                        "--root", str(data), "--scale", "1.0", "--json", str(tmp_path / "r.json")]) == 0
     printed = capsys.readouterr().out

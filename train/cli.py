@@ -46,6 +46,10 @@ def _train(args: argparse.Namespace, job: str) -> int:
                   f"config {config_source}, output {out}")
             for line in task.loaded:
                 print(f"  init {line}")
+            if not args.resume and not any(line.startswith("segmenter") for line in task.loaded):
+                start_from = "imagenet[:PATH] (ImageNet weights)" if job == "pretrain" else \
+                    "a pretrain run's final.pth (DANNet adapts a model trained on the source)"
+                print(f"  note: the segmentation net starts from random weights; --init {start_from}")
         return run(task, config, out, env, start, iterations, best, trained_s)
     finally:
         if dist.is_initialized():
