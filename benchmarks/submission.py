@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     samples = darkzurich_samples(Path(args.root), "test")
     dataset = SegmentationDataset(samples, EvalTransform(scale=args.scale))
     with atomic_file(args.out) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive, torch.no_grad():
-        for sample, i in zip(samples, tqdm(range(len(dataset)), desc="submission", unit="img")):
+        for i, sample in enumerate(tqdm(samples, desc="submission", unit="img")):
             with Image.open(sample.image) as image:
                 width, height = image.size
             x = dataset[i]["image"][None].to(device)

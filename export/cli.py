@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Runtime; tail 'plugin': one dannet::ReweightArgmax node for TensorRT, int32 labels "
                                    "(or --pack4: four uint8 labels per int32).")
     add_model_arguments(p)
-    p.add_argument("--tail", choices=["portable", "plugin"], default="portable")
+    p.add_argument("--tail", choices=["portable", "plugin"], default="portable",
+                   help="portable: re-weight, upsample and argmax as standard ONNX ops (ONNX Runtime, TensorRT); "
+                        "plugin: one dannet::ReweightArgmax node, TensorRT with our plugin only (default portable)")
     p.add_argument("--pack4", action="store_true", help="plugin tail: four uint8 labels per int32 element")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
     p.add_argument("--out", required=True, help="output .onnx file")

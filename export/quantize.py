@@ -110,7 +110,7 @@ def check_source(path: Path) -> onnx.ModelProto:
         raise ExportError(f"--onnx {path}: not a dannet-export graph (no dannet.* metadata)")
     found = {"tail": metadata.get("dannet.tail"), "precision": metadata.get("dannet.precision")}
     if found != {"tail": "portable", "precision": "fp32"}:
-        raise ExportError(f"--onnx {path}: a {found['precision']} graph with the {found['tail']} tail; expected the "
+        raise ExportError(f"--onnx {path}: precision {found['precision']}, {found['tail']} tail; expected the "
                           "fp32 portable-tail graph of dannet-export onnx (without --precision fp16 or --tail plugin)")
     if json.loads(metadata["dannet.input"]).get("size") is None:
         raise ExportError(f"--onnx {path}: has dynamic shapes; calibration needs one input size (export without "

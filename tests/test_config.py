@@ -83,3 +83,19 @@ def test_every_key_of_the_reference_config_says_what_it_is() -> None:
     bare = [line.strip() for line in reference.read_text().splitlines()
             if ":" in line and not line.lstrip().startswith("#") and line.split(":", 1)[1].strip() and "#" not in line]
     assert bare == []
+
+
+def test_a_base_is_read_beside_the_file_that_names_it_and_a_missing_one_names_that_file(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """``base:`` works like an include: a relative path is the including file's neighbour, whatever the working
+    folder, and a base that is not there is an error naming the file that asked for it."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "common.yaml").write_text("base: synthetic-cpu\noptim:\n  iterations: 7\n")
+    (tmp_path / "configs" / "mine.yaml").write_text("base: common.yaml\nrun:\n  seed: 3\n")
+    monkeypatch.chdir(tmp_path)  # not the configs' folder
+    config = load_config("configs/mine.yaml")
+    assert config["optim"]["iterations"] == 7 and config["run"]["seed"] == 3
+    assert config["model"]["backbone"] == load_config("synthetic-cpu")["model"]["backbone"]
+    (tmp_path / "configs" / "typo.yaml").write_text("base: comon.yaml\n")
+    with pytest.raises(ConfigError, match=r"configs/typo.yaml: base 'comon.yaml': no such config file or preset"):
+        load_config("configs/typo.yaml")

@@ -415,6 +415,14 @@ def test_a_config_value_that_would_divide_by_zero_is_refused(tmp_path: Path, cap
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_folder_that_is_a_file_is_refused(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "picture.png"
+    out.write_bytes(b"not a run")
+    code, err = in_process(capsys, "dannet-train", "pretrain", "--config", "synthetic-cpu", "--out", out)
+    assert code == USAGE and f"--out {out}: a file; expected the run's folder" in the_error(err, "dannet-train pretrain")
+    assert out.read_bytes() == b"not a run"
+
+
 def test_a_misspelt_option_is_refused_before_the_run_starts(tmp_path: Path, capsys) -> None:
     """``eval.reweight`` is first read at the first validation: misspelt, it stopped the run there, as an internal
     error, with the iterations since the last checkpoint lost. Refused with the config, naming the values."""
@@ -668,6 +676,9 @@ def test_files_that_are_not_what_they_claim(tmp_path: Path, capsys) -> None:
     assert out.returncode == USAGE and "not a PyTorch checkpoint" in the_error(out.stderr, "dannet-train info")
     code, err = in_process(capsys, "dannet-export", "engine", "--onnx", text, "--out", tmp_path / "e.engine")
     assert code == USAGE and "not an ONNX graph" in the_error(err, "dannet-export engine")
+    code, err = in_process(capsys, "dannet-train", "info", tmp_path)  # a run's folder for the checkpoint in it
+    assert code == USAGE and f"{tmp_path}: a folder; expected a checkpoint file (a run's checkpoints are " \
+                             f"{tmp_path / 'final.pth'}" in the_error(err, "dannet-train info")
 
 
 def test_every_dannet_bench_error_is_one_line(onnx_model: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:

@@ -74,6 +74,9 @@ def detect_role(state_dict: Mapping[str, Any]) -> tuple[str, str | None]:
 
 
 def _torch_load(path: Path, map_location: str | torch.device) -> Any:
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder; expected a checkpoint file (a run's checkpoints are "
+                              f"{path / 'final.pth'}, best.pth and checkpoints/checkpoint_*.pth)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     with open(path, "rb") as f:

@@ -68,13 +68,14 @@ def cmd_precision(args: argparse.Namespace) -> None:
     import json
 
     from .config import load_config
+    from .engine import select_device
     from .factory import resolve_class_proportions
     from .precision import drift, table
 
     config = resolve_class_proportions(load_config(args.config, args.set))
     amps = tuple(args.amp or ("bf16", "fp16"))
     print(f"autocast drift against fp32: {config['model']['arch']} ({config['model']['backbone']}), config "
-          f"{args.config}, {args.steps} steps, device {config['run']['device']}; relative differences")
+          f"{args.config}, {args.steps} steps, on {select_device(config['run']['device'])}; relative differences")
     if args.json:
         check_writable(args.json, "--json")
     rows = drift(config, args.steps, amps, args.init)

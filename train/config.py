@@ -107,12 +107,17 @@ def _float_or_text(value: Any) -> Any:
 OWN_RULES = {"data.source.class_proportions": _class_proportions}
 
 
-def _read(name_or_path: str) -> tuple[dict, str]:
-    path = Path(name_or_path)
+def _read(name_or_path: str, referrer: str | None = None) -> tuple[dict, str]:
+    """A config file's mapping and its path. ``referrer``: the file whose ``base:`` names this one, which a
+    relative path is read beside (as an include is), and which an error names."""
+    path = Path(name_or_path).expanduser()
+    if referrer is not None and not path.is_absolute():
+        path = Path(referrer).parent / path
     if not path.is_file():
         preset = PRESETS_DIR / f"{name_or_path}.yaml"
         if not preset.is_file():
-            raise ConfigError(f"{name_or_path}: no such config file or preset (presets: {', '.join(PRESETS)})")
+            named = f"{referrer}: base {name_or_path!r}" if referrer is not None else name_or_path
+            raise ConfigError(f"{named}: no such config file or preset (presets: {', '.join(PRESETS)})")
         path = preset
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -209,10 +214,13 @@ def load_config(name_or_path: str = "reference", overrides: list[str] | tuple[st
     schema, _ = _read("reference")
     chain = []
     current: str | None = name_or_path
+    referrer: str | None = None
     while current is not None:
-        data, where = _read(current)
+        data, where = _read(current, referrer)
         chain.append((data, where))
-        current = data.pop("base", None)
+        current, referrer = data.pop("base", None), where
+        if current is not None and not isinstance(current, str):
+            raise ConfigError(f"{where}: 'base' must be a preset name or a YAML path, got {current!r}")
         if len(chain) > 8:
             raise ConfigError(f"{where}: 'base' chain too long (a cycle?)")
     config = schema

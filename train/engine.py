@@ -486,6 +486,8 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
 def prepare_out_dir(out: Path, config: dict, resume: bool, env: Env) -> int:
     """Create ``out`` (refusing to mix with another run unless resuming); returns the start iteration."""
     start = 0
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {out}: a file; expected the run's folder (new, or a run's to --resume)", EXIT_USAGE)
     if resume:
         path = latest_checkpoint(out)
         if path is None:
