@@ -149,16 +149,18 @@ def load_trained(name: str, path: Path) -> tuple[nn.Module, nn.Module | None]:
     """A checkpoint's networks, refused unless it holds a PSPNet on backbone ``name``."""
     from train.checkpoint import load_checkpoint
     from train.evaluate import load_networks
+    from train.models import check_segmenter
 
+    try:
+        check_segmenter(ARCH, name)
+    except ValueError as e:  # an unknown backbone, or one PSPNet does not take
+        raise DannetError(f"--checkpoint {name}={path}: {e}") from None
     ckpt = load_checkpoint(path)
     arch, backbone = ckpt.arch, ckpt.config.get("model", {}).get("backbone")
     if arch not in (None, ARCH) or backbone not in (None, name):
         raise DannetError(f"--checkpoint {name}={path}: holds a {arch or '?'} network on {backbone or '?'}; "
                           f"expected a {ARCH} on {name}")
-    try:
-        segmenter, relight, _, _ = load_networks(str(path), arch=ARCH, backbone=name)
-    except ValueError as e:  # build_segmenter's: a backbone PSPNet does not take
-        raise DannetError(f"--checkpoint {name}={path}: {e}") from None
+    segmenter, relight, _, _ = load_networks(str(path), arch=ARCH, backbone=name)
     return segmenter, relight
 
 
@@ -362,6 +364,10 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         if row.checkpoint is not None and row.params["relight"] == 0:
             print(f"note: {row.backbone}: {row.checkpoint} holds no relighting net; measured without one")
+    if len({row.params["relight"] for row in rows}) > 1:  # a checkpoint's own, beside the others' default one
+        sizes = ", ".join(f"{row.backbone} {row.params['relight'] / 1e6:.2f}M" for row in rows)
+        print(f"note: the relighting nets differ ({sizes}): the totals and their ratios count that difference too; "
+              "the seg columns compare the backbones alone")
     print(FLOPS_NOTE)
     print(PARAMS_NOTE)
     print(f"mIoU: trained checkpoints on the generated night val ({args.night_root}), PyTorch on {miou_device}"

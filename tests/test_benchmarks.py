@@ -434,6 +434,10 @@ def test_backbones_rows_parameters_miou_and_ratios(tiny_graphs: dict[str, Path],
                 assert row["ratios"][key] == pytest.approx(figure(row) / figure(base))
     out = capsys.readouterr().out
     assert set(rows) <= {line.split()[0] for line in out.splitlines() if line.strip()}  # a table row each
+    # the checkpoint's 16-channel relighting net beside the others' default: said, since the totals count it
+    default_light = used_parameters(RelightNet(), (64, 64))
+    assert f"note: the relighting nets differ (resnet18 {light_params / 1e6:.2f}M, efficientnet_lite0 " \
+           f"{default_light / 1e6:.2f}M" in out
     assert "FLOPs = 2 x multiply-accumulates" in out
 
 
@@ -445,11 +449,14 @@ def test_backbones_rows_parameters_miou_and_ratios(tiny_graphs: dict[str, Path],
     (["--checkpoint", "resnet18=r18.pth"], "--checkpoint and --night-root go together"),
     (["--checkpoint", "efficientnet_lite0={ckpt}", "--night-root", "{night}"],
      "holds a pspnet network on resnet18; expected a pspnet on efficientnet_lite0"),
+    (["--backbones", "resnet18,vgg16", "--checkpoint", "vgg16={ckpt}", "--night-root", "{night}"],
+     "--checkpoint vgg16={ckpt}: unknown backbone 'vgg16'"),  # named before the file is read
     (["--input-size", "66x130"], "divisible by 4"),
 ])
 def test_backbones_bad_flags_are_one_line_errors(flags: list[str], message: str, tiny_graphs: dict[str, Path],
                                                  night_val: Path, capsys: pytest.CaptureFixture) -> None:
-    flags = [f.format(ckpt=tiny_graphs["checkpoint"], night=night_val) for f in flags]
+    paths = {"ckpt": tiny_graphs["checkpoint"], "night": night_val}
+    flags, message = [f.format(**paths) for f in flags], message.format(**paths)
     try:
         code = bench_main(["backbones", *flags])
     except SystemExit as e:  # argparse's own errors

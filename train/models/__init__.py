@@ -34,21 +34,26 @@ def build_segmenter(arch: str, num_classes: int = 19, backbone: str = "resnet101
     ``model.forward_with_aux(x)`` returns ``(main, aux)`` for training (aux is None for RefineNet).
     Extra keyword arguments go to the architecture (e.g. ``aspp_branches=4`` for DeepLab-v2).
     """
+    check_segmenter(arch, backbone)
+    return SEGMENTERS[arch][0][BACKBONES[backbone]](num_classes=num_classes, backbone=backbone, **kwargs)
+
+
+def check_segmenter(arch: str, backbone: str) -> None:
+    """A ValueError naming what is wrong unless ``build_segmenter`` builds ``arch`` on ``backbone``: a check
+    that builds nothing, for names to be refused before a network (or a checkpoint) is loaded."""
     if arch not in SEGMENTERS:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(SEGMENTERS)}")
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(BACKBONES)}")
     classes = SEGMENTERS[arch][0]
-    family = BACKBONES[backbone]
-    if family not in classes:
+    if BACKBONES[backbone] not in classes:
         fitting = sorted(name for name, f in BACKBONES.items() if f in classes)
         raise ValueError(f"backbone {backbone!r} does not fit {arch}; expected one of {fitting}")
-    return classes[family](num_classes=num_classes, backbone=backbone, **kwargs)
 
 
 def output_stride(arch: str) -> int:
     return SEGMENTERS[arch][1]
 
 
-__all__ = ["build_segmenter", "output_stride", "SEGMENTERS", "BACKBONES", "PSPNet", "PSPNetLite", "DeepLabV2",
+__all__ = ["build_segmenter", "check_segmenter", "output_stride", "SEGMENTERS", "BACKBONES", "PSPNet", "PSPNetLite", "DeepLabV2",
            "DeepLabV2Lite", "EfficientNetLite", "RefineNet", "RelightNet", "Discriminator"]
