@@ -93,9 +93,12 @@ def is_write_error(message: Any) -> bool:
 
 
 def describe_error(message: str, debug: str) -> str:
-    """GStreamer's error, with the missing-decoder case said in words a user can act on."""
+    """GStreamer's error, with the missing-decoder case and a file of no known type said in words a user can act
+    on."""
     missing_plugin = "missing" in message.lower() and "plug-in" in message.lower()
     if missing_plugin or "no suitable plugins" in debug.lower():
         caps = next((part.strip() for part in debug.split("\n") if "video/" in part), "")
         return f"no GStreamer decoder for this codec{f' ({caps[:120]})' if caps else ''}: install gstreamer1.0-libav"
+    if "could not determine type of stream" in message.lower():  # typefind: text, a truncated or empty file
+        return "not a video GStreamer can read (its type could not be determined: an empty, damaged or other file?)"
     return first_line(message)

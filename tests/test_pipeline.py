@@ -365,6 +365,8 @@ def test_every_error_is_one_line_and_non_zero(model: Path, tiny_graphs: dict[str
     clip = make_video(tmp_path / "clip.mp4", 5, muxer="mp4mux")
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a text file given as a video\n")
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"\0" * 64)
     m = ["--model", str(model)]
@@ -375,6 +377,7 @@ def test_every_error_is_one_line_and_non_zero(model: Path, tiny_graphs: dict[str
         ([*m, "--input", "csi://0"], ["nvarguscamerasrc"]),
         ([*m, "--input", "rtsp://127.0.0.1:9/none"], ["rtsp://127.0.0.1:9/none"]),
         ([*m, "--input", str(junk)], ["junk.mp4"]),
+        ([*m, "--input", str(notes)], ["notes.txt: not a video GStreamer can read"]),
         ([*m, "--input", "test://", "--output", str(tmp_path / "out.wmv")], ["unsupported output file type"]),
         ([*m, "--input", "test://", "--output", str(tmp_path / "out.mp4"), "--codec", "mjpeg"], ["cannot hold mjpeg"]),
         ([*m, "--input", "test://", "--output", str(tmp_path / "nofolder" / "out.mp4")], ["does not exist"]),
