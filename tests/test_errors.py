@@ -423,6 +423,20 @@ def test_a_run_folder_that_is_a_file_is_refused(tmp_path: Path, capsys) -> None:
     assert out.read_bytes() == b"not a run"
 
 
+def test_a_run_refused_for_its_init_file_leaves_no_folder(tmp_path: Path, capsys) -> None:
+    """The run's folder and config.yaml are written once its networks, data and --init files were read."""
+    from train.data.synth import generate
+
+    data = tmp_path / "data"
+    for layout in ("cityscapes", "darkzurich"):
+        generate(data / layout, layout, 1, (32, 64), seed=0)
+    code, err = in_process(capsys, "dannet-train", "adapt", "--config", "synthetic-cpu", "--init", tmp_path / "no.pth",
+                           "--set", f"data.source.root={data / 'cityscapes'}", "--set",
+                           f"data.target.root={data / 'darkzurich'}", "--out", tmp_path / "run")
+    assert code == USAGE and f"{tmp_path / 'no.pth'}: no such checkpoint file" in the_error(err, "dannet-train adapt")
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_misspelt_option_is_refused_before_the_run_starts(tmp_path: Path, capsys) -> None:
     """``eval.reweight`` is first read at the first validation: misspelt, it stopped the run there, as an internal
     error, with the iterations since the last checkpoint lost. Refused with the config, naming the values."""

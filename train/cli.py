@@ -17,7 +17,7 @@ def _train(args: argparse.Namespace, job: str) -> int:
     import torch.distributed as dist
 
     from .config import load_config
-    from .engine import latest_checkpoint, prepare_out_dir, resume, run, seed_everything, setup_env
+    from .engine import latest_checkpoint, record_config, resume, run, seed_everything, setup_env, start_iteration
     from .factory import resolve_class_proportions
 
     out = Path(args.out)
@@ -29,7 +29,7 @@ def _train(args: argparse.Namespace, job: str) -> int:
         recorded = load_config(str(out / "config.yaml")) if args.resume and (out / "config.yaml").is_file() else None
         config = resolve_class_proportions(config, recorded, say=print if env.is_main else lambda _: None,
                                            progress=env.is_main)
-        start = prepare_out_dir(out, config, args.resume, env)
+        start = start_iteration(out, args.resume)
         seed_everything(config["run"]["seed"], env.rank)
         if job == "pretrain":
             from .pretrain import PretrainTask as Task
@@ -38,6 +38,7 @@ def _train(args: argparse.Namespace, job: str) -> int:
             from .dannet import DANNetTask as Task
             iterations = config["optim"]["iterations"]
         task = Task(config, env, [] if args.resume else args.init, start)
+        record_config(out, config, env)
         best, trained_s = resume(task, latest_checkpoint(out), env) if args.resume else (None, 0.0)
         if env.is_main:
             where = f"resuming at iteration {start}" if args.resume else "starting"

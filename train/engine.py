@@ -483,8 +483,9 @@ def run(task: Task, config: dict, out: Path, env: Env, start: int, iterations: i
     return 0
 
 
-def prepare_out_dir(out: Path, config: dict, resume: bool, env: Env) -> int:
-    """Create ``out`` (refusing to mix with another run unless resuming); returns the start iteration."""
+def start_iteration(out: Path, resume: bool) -> int:
+    """The iteration a run in ``out`` starts at (the latest checkpoint's when resuming, else 0), refusing to mix
+    with another run unless resuming. Writes nothing: ``record_config`` does, once the run is built."""
     start = 0
     if out.exists() and not out.is_dir():
         raise TrainingError(f"--out {out}: a file; expected the run's folder (new, or a run's to --resume)", EXIT_USAGE)
@@ -496,10 +497,15 @@ def prepare_out_dir(out: Path, config: dict, resume: bool, env: Env) -> int:
     elif (out / "checkpoints").is_dir() and any((out / "checkpoints").glob(CHECKPOINT_GLOB)):
         raise TrainingError(f"{out}: already holds checkpoints of a run; use --resume to continue it or another --out",
                             EXIT_USAGE)
+    return start
+
+
+def record_config(out: Path, config: dict, env: Env) -> None:
+    """Create ``out`` with the run's ``config.yaml``: after the networks, data and ``--init`` files were read,
+    so that a run refused for one of them leaves no folder behind."""
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / "config.yaml", dump(config))
-    return start
 
 
 # --- mixed precision and resume ------------------------------------------------------------------------
