@@ -247,7 +247,7 @@ def test_nightdriving_is_quantised_with_default_flags(fp32_graph: Path, tmp_path
 
 
 @pytest.mark.parametrize("graph, message", [
-    ("plugin", "with the plugin tail; expected the fp32 portable-tail graph"),
+    ("plugin", "precision fp32, plugin tail; expected the fp32 portable-tail graph"),
     ("int8", "is quantised already"),
     ("not-onnx", "not an ONNX graph"),
 ])
